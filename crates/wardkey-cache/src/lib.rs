@@ -1,0 +1,69 @@
+//! Wardkey's session cache: SSO sessions, authorization codes, refresh
+//! tokens, ceremony challenges, replay nonces and rate-limit counters. All of
+//! it is ephemeral and carries a TTL; losing it logs people out and loses
+//! nothing durable.
+//!
+//! Callers hold an `Arc<dyn Cache>`. The trait is deliberately small and maps
+//! one-to-one onto Redis commands (`GET`, `SET EX`, `SET NX EX`, `GETDEL`,
+//! `DEL`, `INCR`+`EXPIRE`, `EXPIRE`), so that every method is atomic on
+//! every backend. [`MemoryCache`] is the in-process default.
+
+#![warn(missing_docs)]
+
+mod memory;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use memory::MemoryCache;
+
+/// Cache errors: the backend is unreachable or misbehaving. Callers answer
+/// 503 / `temporarily_unavailable`, never a security decision.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The cache URL is not one we can open.
+    #[error("unsupported cache url {0:?}: use memory:// or redis://…")]
+    UnsupportedUrl(String),
+    /// The backend failed or timed out.
+    #[error("cache unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Result alias for cache calls.
+pub type CacheResult<T> = Result<T, CacheError>;
+
+/// A key-value cache with per-entry TTLs. Values are opaque bytes; typed
+/// access lives with the caller.
+#[async_trait]
+pub trait Cache: Send + Sync + 'static {
+    /// The value under `key`, if present and not expired.
+    async fn get(&self, key: &str) -> CacheResult<Option<Vec<u8>>>;
+    /// Store `value` under `key` for `ttl`, replacing any value.
+    async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<()>;
+    /// Store only if `key` is absent; returns whether it was stored. This is
+    /// the replay-nonce primitive (`SET NX EX`).
+    async fn put_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<bool>;
+    /// Atomically read and delete (`GETDEL`): of two concurrent takes of one
+    /// key, exactly one sees the value. Single-use codes rely on this.
+    async fn take(&self, key: &str) -> CacheResult<Option<Vec<u8>>>;
+    /// Delete `key` if present.
+    async fn delete(&self, key: &str) -> CacheResult<()>;
+    /// Increment a counter, creating it with `ttl` if absent; returns the new
+    /// value. The TTL is not extended by later increments (a fixed window).
+    async fn incr(&self, key: &str, ttl: Duration) -> CacheResult<u64>;
+    /// Reset the TTL of an existing key; returns whether it existed.
+    async fn touch(&self, key: &str, ttl: Duration) -> CacheResult<bool>;
+    /// Cheap round trip for `/readyz`.
+    async fn ping(&self) -> CacheResult<()>;
+}
+
+/// Open the cache named by `url`.
+pub fn open(url: &str) -> CacheResult<Arc<dyn Cache>> {
+    if url == "memory://" || url == "memory:" {
+        Ok(Arc::new(MemoryCache::new()))
+    } else {
+        Err(CacheError::UnsupportedUrl(url.to_string()))
+    }
+}

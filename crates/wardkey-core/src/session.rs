@@ -1,0 +1,60 @@
+//! SSO sessions and what they record about how the person authenticated.
+
+use serde::{Deserialize, Serialize};
+
+/// Authentication methods (RFC 8176 `amr` values) a session has seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Amr {
+    /// Password.
+    Pwd,
+    /// PIN.
+    Pin,
+    /// Proof of possession of a hardware token (the badge, a security key).
+    Hwk,
+    /// User presence test.
+    User,
+}
+
+impl Amr {
+    /// The RFC 8176 value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pwd => "pwd",
+            Self::Pin => "pin",
+            Self::Hwk => "hwk",
+            Self::User => "user",
+        }
+    }
+}
+
+/// `acr` for a password sign-in: one memorised secret, NIST SP 800-63B AAL1.
+pub const ACR_PASSWORD: &str = "urn:wardkey:acr:pwd";
+
+/// An SSO session, kept in the session cache under a digest of its cookie.
+/// Losing the cache logs people out and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The public session id (`sid` claim), distinct from the cookie secret so
+    /// that an ID token never carries anything that opens the session.
+    pub sid: String,
+    /// The user's `sub`.
+    pub user_id: String,
+    /// The last real authentication (Unix seconds), the `auth_time` claim.
+    pub auth_time: i64,
+    /// Methods checked at `auth_time`.
+    pub amr: Vec<Amr>,
+    /// Assurance level reached.
+    pub acr: String,
+    /// When the session began; bounds its life (`session.max_lifetime`).
+    pub created_at: i64,
+    /// Clients that received tokens in this session, for logout.
+    pub clients: Vec<String>,
+}
+
+impl Session {
+    /// Whether the session has outlived `max_lifetime` seconds.
+    pub fn expired(&self, now: i64, max_lifetime: i64) -> bool {
+        now >= self.created_at + max_lifetime
+    }
+}

@@ -1,0 +1,198 @@
+//! Building and running the server: bind (port 0 allowed), report the real
+//! address, serve until shutdown, then drain background tasks.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use wardkey_core::clock::{SharedClock, SystemClock};
+
+use crate::client_auth::JwksCache;
+use crate::config::Settings;
+use crate::keys::Keyring;
+use crate::metrics::{Metrics, metrics_handler, track};
+use crate::password::PasswordChecker;
+use crate::state::AppState;
+use crate::{health, oidc};
+
+/// Requests larger than this are refused with 413: no OAuth request comes
+/// near it, and it bounds the memory a hostile client can make us hold.
+const MAX_BODY: usize = 64 * 1024;
+/// How long in-flight requests get to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    listener: std::net::TcpListener,
+    address: SocketAddr,
+    router: Router,
+    state: AppState,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+/// Every route, with the layers that apply to all of them. Tests may call
+/// this without a socket.
+pub fn router(state: AppState) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+    let api = oidc::api_router().layer(cors);
+    let ops = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics_handler));
+    let static_header = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    };
+    Router::new()
+        .merge(oidc::browser_router())
+        .merge(api)
+        .merge(ops)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        // RFC 9700 §4.16: no page of ours may be framed.
+        .layer(static_header(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ))
+        .layer(static_header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(static_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(static_header(header::REFERRER_POLICY, "no-referrer"))
+        .with_state(state)
+}
+
+impl Application {
+    /// Open the store and cache, load or create signing keys, and bind.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] with an injected clock (tests).
+    pub async fn build_with_clock(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let store = wardkey_store::open(&settings.store.url)
+            .await
+            .with_context(|| format!("opening the store at {}", crate::config::redact_url(&settings.store.url)))?;
+        let cache = wardkey_cache::open(&settings.cache.url)
+            .with_context(|| format!("opening the cache at {}", crate::config::redact_url(&settings.cache.url)))?;
+        let keys = Keyring::load(store.as_ref(), clock.now()).await.context("loading signing keys")?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("building the HTTP client")?;
+        let state = AppState {
+            issuer: settings.issuer().into(),
+            passwords: Arc::new(PasswordChecker::new(settings.password.argon2(), settings.password.max_concurrent)),
+            settings: Arc::new(settings.clone()),
+            store,
+            cache,
+            clock,
+            keys: Arc::new(keys),
+            metrics: Arc::new(Metrics::default()),
+            http,
+            jwks_cache: Arc::new(JwksCache::default()),
+        };
+        let listener = std::net::TcpListener::bind(&settings.server.listen)
+            .with_context(|| format!("binding {}", settings.server.listen))?;
+        listener.set_nonblocking(true)?;
+        let address = listener.local_addr()?;
+        let tls = settings.server.tls_cert.clone().zip(settings.server.tls_key.clone());
+        Ok(Self { listener, address, router: router(state.clone()), state, tls })
+    }
+
+    /// The bound address (the real port when configured with port 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The shared state, for tests that need to reach behind the HTTP API.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serve until `shutdown` completes, then stop accepting, let in-flight
+    /// requests finish (bounded), and stop background tasks.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(reload_keys(self.state.clone(), cancel.clone()));
+
+        let handle = axum_server::Handle::new();
+        let signal_handle = handle.clone();
+        let signal_cancel = cancel.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            signal_cancel.cancel();
+            signal_handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
+        });
+        tracing::info!(address = %self.address, issuer = %self.state.issuer, "wardkey listening");
+        let service = self.router.into_make_service();
+        match self.tls {
+            Some((cert, key)) => {
+                let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                    .await
+                    .with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))?;
+                axum_server::from_tcp_rustls(self.listener, config).handle(handle).serve(service).await?;
+            }
+            None => {
+                axum_server::from_tcp(self.listener).handle(handle).serve(service).await?;
+            }
+        }
+        cancel.cancel();
+        tasks.close();
+        tasks.wait().await;
+        Ok(())
+    }
+}
+
+/// Reload signing keys periodically so a rotation made by the CLI (or
+/// another node) is picked up within `oidc.key_reload_interval`.
+async fn reload_keys(state: AppState, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(state.settings.oidc.key_reload_interval);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = state.keys.reload(state.store.as_ref(), state.now()).await {
+                    tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones");
+                }
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,246 @@
+//! Client authentication at the token, introspection and revocation
+//! endpoints: `client_secret_basic`, `client_secret_post`, `private_key_jwt`
+//! (RFC 7523) and `none` for public clients.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use wardkey_core::client::{Client, ClientAuth};
+use wardkey_core::secret::matches_digest;
+
+use crate::error::OAuthError;
+use crate::params::Params;
+use crate::sessions::keys;
+use crate::state::AppState;
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// How long a fetched client JWKS is trusted before it is fetched again.
+const JWKS_TTL: Duration = Duration::from_secs(300);
+/// RFC 7523 §3 lets us bound how far ahead an assertion may expire; a long
+/// lived assertion is a replayable credential.
+const MAX_ASSERTION_LIFETIME: i64 = 3600;
+
+/// Client JWKS fetched from `jwks_uri`, kept briefly so that a busy EPR
+/// does not cost a fetch per token request.
+#[derive(Default)]
+pub struct JwksCache(Mutex<HashMap<String, (Instant, JwkSet)>>);
+
+#[derive(Deserialize)]
+struct AssertionClaims {
+    jti: Option<String>,
+    exp: i64,
+}
+
+/// How the client presented itself.
+enum Presented<'a> {
+    Basic { id: String, secret: String },
+    Post { id: &'a str, secret: &'a str },
+    Assertion { id: Option<&'a str>, jwt: &'a str },
+    Public { id: &'a str },
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+    let Some(value) = headers.get(AUTHORIZATION) else { return Ok(None) };
+    let bad = || OAuthError::invalid_client("the Authorization header is not valid HTTP Basic credentials", true);
+    let value = value.to_str().map_err(|_| bad())?;
+    let Some(encoded) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else {
+        return Err(bad());
+    };
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
+    // RFC 6749 §2.3.1: both halves are form-urlencoded before joining.
+    let unescape = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some((unescape(id), unescape(secret))))
+}
+
+impl AppState {
+    /// Authenticate the client of a back-channel request. Exactly one method
+    /// may be used (RFC 6749 §2.3). Failures say only what a legitimate
+    /// integrator needs to fix, never which part of a secret was wrong.
+    pub async fn authenticate_client(&self, headers: &HeaderMap, params: &Params) -> Result<Client, OAuthError> {
+        let basic = basic_credentials(headers)?;
+        let post_secret = params.get("client_secret");
+        let assertion = params.get("client_assertion");
+        let methods = [basic.is_some(), post_secret.is_some(), assertion.is_some()].iter().filter(|m| **m).count();
+        if methods > 1 {
+            return Err(OAuthError::InvalidRequest("use exactly one client authentication method".into()));
+        }
+        let form_id = params.get("client_id");
+        let presented = if let Some((id, secret)) = basic {
+            if form_id.is_some_and(|f| f != id) {
+                return Err(OAuthError::InvalidRequest("client_id does not match the Authorization header".into()));
+            }
+            Presented::Basic { id, secret }
+        } else if let Some(secret) = post_secret {
+            let id = form_id.ok_or_else(|| OAuthError::InvalidRequest("client_secret without client_id".into()))?;
+            Presented::Post { id, secret }
+        } else if let Some(jwt) = assertion {
+            if params.get("client_assertion_type") != Some(ASSERTION_TYPE) {
+                return Err(OAuthError::InvalidRequest(format!("client_assertion_type must be {ASSERTION_TYPE}")));
+            }
+            Presented::Assertion { id: form_id, jwt }
+        } else if let Some(id) = form_id {
+            Presented::Public { id }
+        } else {
+            return Err(OAuthError::invalid_client("client authentication is required", false));
+        };
+
+        match presented {
+            Presented::Basic { id, secret } => self.check_secret(&id, &secret, true).await,
+            Presented::Post { id, secret } => self.check_secret(id, secret, false).await,
+            Presented::Public { id } => {
+                let client = self.lookup_client(id, false).await?;
+                if client.is_public() {
+                    Ok(client)
+                } else {
+                    Err(OAuthError::invalid_client("this client must authenticate", false))
+                }
+            }
+            Presented::Assertion { id, jwt } => self.check_assertion(id, jwt).await,
+        }
+    }
+
+    async fn lookup_client(&self, id: &str, basic: bool) -> Result<Client, OAuthError> {
+        self.store
+            .client(id)
+            .await?
+            .ok_or_else(|| OAuthError::invalid_client("unknown client or wrong credentials", basic))
+    }
+
+    async fn check_secret(&self, id: &str, secret: &str, basic: bool) -> Result<Client, OAuthError> {
+        let client = self.lookup_client(id, basic).await?;
+        match &client.auth {
+            ClientAuth::Secret { digest } if matches_digest(secret, digest) => Ok(client),
+            _ => Err(OAuthError::invalid_client("unknown client or wrong credentials", basic)),
+        }
+    }
+
+    async fn check_assertion(&self, form_id: Option<&str>, jwt: &str) -> Result<Client, OAuthError> {
+        let bad = |why: &str| OAuthError::invalid_client(format!("client assertion rejected: {why}"), false);
+        let header = jsonwebtoken::decode_header(jwt).map_err(|_| bad("not a signed JWT"))?;
+        // The client is named by `iss`/`sub`; read them unverified only to
+        // find its keys, then verify everything with those keys.
+        let unverified: serde_json::Value = {
+            let payload = jwt.split('.').nth(1).ok_or_else(|| bad("not a signed JWT"))?;
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .map_err(|_| bad("not a signed JWT"))?;
+            serde_json::from_slice(&bytes).map_err(|_| bad("not a signed JWT"))?
+        };
+        let id = unverified.get("sub").and_then(|v| v.as_str()).ok_or_else(|| bad("no sub claim"))?;
+        if form_id.is_some_and(|f| f != id) {
+            return Err(bad("sub does not match client_id"));
+        }
+        let client = self.lookup_client(id, false).await?;
+        let jwks = match &client.auth {
+            ClientAuth::Jwks { jwks } => serde_json::from_str::<JwkSet>(jwks).map_err(|_| bad("the registered JWKS is invalid"))?,
+            ClientAuth::JwksUri { uri } => self.client_jwks(uri, false).await?,
+            _ => return Err(bad("this client is not registered for private_key_jwt")),
+        };
+        let jwk = match header.kid.as_deref() {
+            Some(kid) => match jwks.find(kid) {
+                Some(jwk) => jwk.clone(),
+                None => match &client.auth {
+                    ClientAuth::JwksUri { uri } => self
+                        .client_jwks(uri, true)
+                        .await?
+                        .find(kid)
+                        .cloned()
+                        .ok_or_else(|| bad("unknown kid"))?,
+                    _ => return Err(bad("unknown kid")),
+                },
+            },
+            None if jwks.keys.len() == 1 => jwks.keys[0].clone(),
+            None => return Err(bad("no kid and more than one key registered")),
+        };
+        if !matches!(
+            header.alg,
+            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 | Algorithm::ES256 | Algorithm::ES384 | Algorithm::EdDSA
+        ) {
+            return Err(bad("unsupported alg"));
+        }
+        let key = DecodingKey::from_jwk(&jwk).map_err(|_| bad("the registered key is unusable"))?;
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[id]);
+        // RFC 7523 §3: the audience identifies the authorization server; the
+        // token endpoint URL and the issuer are both accepted, as OIDC Core
+        // §9 allows.
+        validation.set_audience(&[self.url("/token"), self.issuer.to_string()]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+        validation.sub = Some(id.to_string());
+        validation.leeway = self.settings.oidc.clock_skew.as_secs();
+        let claims = jsonwebtoken::decode::<AssertionClaims>(jwt, &key, &validation)
+            .map_err(|e| bad(&format!("{}", e.kind_description())))?
+            .claims;
+        let now = self.now();
+        if claims.exp > now + MAX_ASSERTION_LIFETIME {
+            return Err(bad("exp is too far in the future"));
+        }
+        let jti = claims.jti.ok_or_else(|| bad("no jti claim"))?;
+        let ttl = Duration::from_secs((claims.exp - now).max(0) as u64 + self.settings.oidc.clock_skew.as_secs() + 1);
+        if !self.cache.put_if_absent(&keys::assertion_jti(id, &jti), b"1", ttl).await? {
+            return Err(bad("this assertion was already used (jti replay)"));
+        }
+        Ok(client)
+    }
+
+    async fn client_jwks(&self, uri: &str, refresh: bool) -> Result<JwkSet, OAuthError> {
+        if !refresh {
+            let cache = self.jwks_cache.0.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, set)) = cache.get(uri)
+                && at.elapsed() < JWKS_TTL
+            {
+                return Ok(set.clone());
+            }
+        }
+        let fetched: JwkSet = async {
+            self.http.get(uri).timeout(Duration::from_secs(5)).send().await?.error_for_status()?.json().await
+        }
+        .await
+        .map_err(|e: reqwest::Error| {
+            tracing::warn!(uri, error = %e, "cannot fetch client JWKS");
+            OAuthError::invalid_client("the client's jwks_uri could not be fetched", false)
+        })?;
+        self.jwks_cache
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uri.to_string(), (Instant::now(), fetched.clone()));
+        Ok(fetched)
+    }
+}
+
+trait KindDescription {
+    fn kind_description(&self) -> &'static str;
+}
+
+impl KindDescription for jsonwebtoken::errors::Error {
+    fn kind_description(&self) -> &'static str {
+        use jsonwebtoken::errors::ErrorKind as K;
+        match self.kind() {
+            K::ExpiredSignature => "expired",
+            K::InvalidAudience => "wrong aud (use the token endpoint URL)",
+            K::InvalidIssuer => "iss must be the client_id",
+            K::InvalidSubject => "sub must be the client_id",
+            K::InvalidSignature => "bad signature",
+            K::ImmatureSignature => "not yet valid",
+            K::MissingRequiredClaim(_) => "a required claim (exp, iss, sub, aud) is missing",
+            K::InvalidAlgorithm => "alg does not match the registered key",
+            _ => "invalid JWT",
+        }
+    }
+}

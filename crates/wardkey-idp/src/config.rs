@@ -1,0 +1,448 @@
+//! Server configuration: built-in defaults, then `wardkey.toml`, then
+//! `WARDKEY_SECTION__KEY` environment variables (and `WARDKEY_SECTION__KEY_FILE`
+//! to read a secret from a file). Unknown keys are an error, and every value
+//! is checked at start-up so a typo stops the server with a message naming the
+//! key instead of surfacing at 07:30 on a ward.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use url::Url;
+use wardkey_core::password::Argon2Params;
+
+/// Prefix of configuration environment variables.
+const ENV_PREFIX: &str = "WARDKEY_";
+
+/// Every setting of the server. Field docs are repeated for operators in
+/// `config/wardkey.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Where to listen and how the server is reached.
+    pub server: ServerSettings,
+    /// The durable directory.
+    pub store: StoreSettings,
+    /// The session cache.
+    pub cache: CacheSettings,
+    /// SSO session lifetimes.
+    pub session: SessionSettings,
+    /// Password hashing and throttling.
+    pub password: PasswordSettings,
+    /// Token lifetimes and protocol tolerances.
+    pub oidc: OidcSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Socket address to bind; port 0 picks a free port.
+    pub listen: String,
+    /// The issuer: the URL clients and browsers use to reach the server.
+    pub public_url: String,
+    /// PEM certificate chain; with `tls_key`, serve HTTPS directly.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `sqlite://PATH` or `postgres://…`. May hold a password: redacted in
+    /// `Debug`.
+    pub url: String,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self { url: "sqlite://./data/wardkey.db".into() }
+    }
+}
+
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSettings").field("url", &redact_url(&self.url)).finish()
+    }
+}
+
+/// `[cache]`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// `memory://`, `redis://…` or `rediss://…`.
+    pub url: String,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self { url: "memory://".into() }
+    }
+}
+
+impl std::fmt::Debug for CacheSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheSettings").field("url", &redact_url(&self.url)).finish()
+    }
+}
+
+/// `[session]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// An SSO session unused for this long ends.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// No SSO session outlives this, used or not (a shift plus handover).
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: Duration,
+    /// How long after a PIN or password check a badge tap alone resumes the
+    /// session.
+    #[serde(with = "humantime_serde")]
+    pub pin_grace: Duration,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(2 * 3600),
+            max_lifetime: Duration::from_secs(13 * 3600),
+            pin_grace: Duration::from_secs(4 * 3600),
+        }
+    }
+}
+
+/// `[password]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordSettings {
+    /// argon2id memory cost in KiB (OWASP: 19456).
+    pub m_cost: u32,
+    /// argon2id iterations (OWASP: 2).
+    pub t_cost: u32,
+    /// argon2id lanes (OWASP: 1).
+    pub p_cost: u32,
+    /// Hashes computed at once; more wait in a queue. Default: CPU cores.
+    pub max_concurrent: usize,
+    /// Consecutive failures after which each further attempt waits (NIST SP
+    /// 800-63B §5.2.2 allows throttling; we back off from the 5th).
+    pub backoff_after: u32,
+    /// Consecutive failures that lock the account until an admin unlocks
+    /// it; NIST SP 800-63B §5.2.2 caps this at 100.
+    pub lock_after: u32,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        let p = Argon2Params::default();
+        Self {
+            m_cost: p.m_cost,
+            t_cost: p.t_cost,
+            p_cost: p.p_cost,
+            max_concurrent: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            backoff_after: 5,
+            lock_after: 100,
+        }
+    }
+}
+
+impl PasswordSettings {
+    /// The argon2 parameters.
+    pub fn argon2(&self) -> Argon2Params {
+        Argon2Params { m_cost: self.m_cost, t_cost: self.t_cost, p_cost: self.p_cost }
+    }
+}
+
+/// `[oidc]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcSettings {
+    /// Lifetime of an authorization code (RFC 6749 §4.1.2: short; ≤ 10 min).
+    #[serde(with = "humantime_serde")]
+    pub code_ttl: Duration,
+    /// Lifetime of access and ID tokens.
+    #[serde(with = "humantime_serde")]
+    pub access_token_ttl: Duration,
+    /// Lifetime of a refresh token (bounded also by its SSO session).
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_ttl: Duration,
+    /// A client that repeats a refresh within this window (a lost response,
+    /// two tabs) gets the same new tokens instead of tripping reuse detection.
+    #[serde(with = "humantime_serde")]
+    pub refresh_reuse_grace: Duration,
+    /// Tolerated clock difference for `iat`/`exp`/`nbf` of tokens others sign.
+    #[serde(with = "humantime_serde")]
+    pub clock_skew: Duration,
+    /// How often each node reloads signing keys from the store, so a key
+    /// rotated by `wardkey keys rotate` is used within this bound.
+    #[serde(with = "humantime_serde")]
+    pub key_reload_interval: Duration,
+}
+
+impl Default for OidcSettings {
+    fn default() -> Self {
+        Self {
+            code_ttl: Duration::from_secs(60),
+            access_token_ttl: Duration::from_secs(600),
+            refresh_token_ttl: Duration::from_secs(13 * 3600),
+            refresh_reuse_grace: Duration::from_secs(10),
+            clock_skew: Duration::from_secs(30),
+            key_reload_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` for people, `json` for log shippers.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `wardkey_idp=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A configuration problem, phrased for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or parsed, or a key is unknown or mistyped.
+    #[error("configuration: {0}")]
+    Parse(String),
+    /// A value parsed but makes no sense.
+    #[error("configuration: {key}: {message}")]
+    Invalid {
+        /// `section.key`.
+        key: &'static str,
+        /// What is wrong and what would be right.
+        message: String,
+    },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, message: message.into() }
+}
+
+impl Settings {
+    /// Load defaults, then `file` (if given and present), then the
+    /// environment. A file named explicitly must exist.
+    pub fn load(file: Option<&Path>, explicit: bool) -> Result<Self, ConfigError> {
+        Self::load_from(file, explicit, std::env::vars())
+    }
+
+    /// [`Settings::load`] with an explicit environment, for tests.
+    pub fn load_from(
+        file: Option<&Path>,
+        explicit: bool,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if path.exists() {
+                figment = figment.merge(Toml::file_exact(path));
+            } else if explicit {
+                return Err(ConfigError::Parse(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+        }
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
+            .collect();
+        // `KEY_FILE` variables carry a path whose contents are the value, so
+        // secrets (database passwords in URLs) need not sit in the environment.
+        let mut direct = Vec::new();
+        for (k, v) in env {
+            match k.strip_suffix("_FILE") {
+                Some(base) => {
+                    let contents = std::fs::read_to_string(&v).map_err(|e| {
+                        ConfigError::Parse(format!("{k}: cannot read {v}: {e}"))
+                    })?;
+                    direct.push((base.to_string(), contents.trim_end().to_string()));
+                }
+                None => direct.push((k, v)),
+            }
+        }
+        for (k, v) in direct {
+            let key = k[ENV_PREFIX.len()..].to_lowercase().replace("__", ".");
+            // Parsed as figment parses environment values: numbers become
+            // numbers, everything else stays a string.
+            let value: figment::value::Value = v.parse().unwrap_or_else(|e: std::convert::Infallible| match e {});
+            figment = figment.merge(Serialized::default(&key, value));
+        }
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(describe_figment_error(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Check values that parsed but would not work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|_| invalid("server.listen", format!("{:?} is not a socket address like 127.0.0.1:8080", self.server.listen)))?;
+        let url = Url::parse(&self.server.public_url).map_err(|e| {
+            invalid("server.public_url", format!("{:?} is not a URL ({e}); give the address browsers use, like https://sso.trust.nhs.uk", self.server.public_url))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid("server.public_url", "must be an http(s) URL with no query or fragment (OIDC Core §2: the issuer)"));
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(invalid("server.tls_cert", "tls_cert and tls_key must be set together"));
+        }
+        if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres://") || self.store.url.starts_with("postgresql://")) {
+            return Err(invalid("store.url", format!("{:?} is not supported: use sqlite://PATH or postgres://…", redact_url(&self.store.url))));
+        }
+        if !(self.cache.url.starts_with("memory:") || self.cache.url.starts_with("redis://") || self.cache.url.starts_with("rediss://")) {
+            return Err(invalid("cache.url", format!("{:?} is not supported: use memory://, redis://… or rediss://…", redact_url(&self.cache.url))));
+        }
+        let s = &self.session;
+        for (key, d) in [("session.idle_timeout", s.idle_timeout), ("session.max_lifetime", s.max_lifetime), ("oidc.code_ttl", self.oidc.code_ttl), ("oidc.access_token_ttl", self.oidc.access_token_ttl), ("oidc.refresh_token_ttl", self.oidc.refresh_token_ttl), ("oidc.key_reload_interval", self.oidc.key_reload_interval)] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be longer than zero"));
+            }
+        }
+        if s.idle_timeout > s.max_lifetime {
+            return Err(invalid("session.idle_timeout", "must not exceed session.max_lifetime"));
+        }
+        if self.oidc.code_ttl > Duration::from_secs(600) {
+            return Err(invalid("oidc.code_ttl", "must be at most 10m (RFC 6749 §4.1.2)"));
+        }
+        self.password
+            .argon2()
+            .validate()
+            .map_err(|e| invalid("password.m_cost", e.message))?;
+        if self.password.max_concurrent == 0 {
+            return Err(invalid("password.max_concurrent", "must be at least 1"));
+        }
+        if self.password.lock_after == 0 || self.password.lock_after > 100 {
+            return Err(invalid("password.lock_after", "must be between 1 and 100 (NIST SP 800-63B §5.2.2)"));
+        }
+        Ok(())
+    }
+
+    /// The issuer URL without a trailing slash.
+    pub fn issuer(&self) -> String {
+        self.server.public_url.trim_end_matches('/').to_string()
+    }
+
+    /// Whether browsers reach the server over https (cookies get `Secure`
+    /// and the `__Host-` prefix).
+    pub fn is_https(&self) -> bool {
+        self.server.public_url.starts_with("https://")
+    }
+}
+
+fn describe_figment_error(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() { String::new() } else { format!("{}: ", e.path.join(".")) };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            format!("{key}{}{source}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Hide the password in a URL such as `postgres://user:secret@host/db`.
+pub fn redact_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("REDACTED"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::load_from(None, false, env(&[])).unwrap();
+        assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn env_overrides_and_names_bad_keys() {
+        let s = Settings::load_from(None, false, env(&[("WARDKEY_SESSION__PIN_GRACE", "2h"), ("WARDKEY_PASSWORD__M_COST", "1024"), ("WARDKEY_TEST_PG_URL", "ignored")])).unwrap();
+        assert_eq!(s.session.pin_grace, Duration::from_secs(7200));
+        assert_eq!(s.password.m_cost, 1024);
+        let e = Settings::load_from(None, false, env(&[("WARDKEY_SESSION__PIN_GRAC", "2h")])).unwrap_err().to_string();
+        assert!(e.contains("pin_grac"), "{e}");
+        let e = Settings::load_from(None, false, env(&[("WARDKEY_SESSION__PIN_GRACE", "soon")])).unwrap_err().to_string();
+        assert!(e.contains("pin_grace"), "{e}");
+    }
+
+    #[test]
+    fn file_secrets_and_unknown_file_keys() {
+        let dir = std::env::temp_dir().join(format!("wk-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("url");
+        std::fs::write(&secret, "sqlite://./x.db\n").unwrap();
+        let s = Settings::load_from(None, false, env(&[("WARDKEY_STORE__URL_FILE", secret.to_str().unwrap())])).unwrap();
+        assert_eq!(s.store.url, "sqlite://./x.db");
+        let file = dir.join("wardkey.toml");
+        std::fs::write(&file, "[server]\nlisen = \"x\"\n").unwrap();
+        let e = Settings::load_from(Some(&file), true, env(&[])).unwrap_err().to_string();
+        assert!(e.contains("lisen"), "{e}");
+        std::fs::write(&file, "[server]\nlisten = \"nonsense\"\n").unwrap();
+        let e = Settings::load_from(Some(&file), true, env(&[])).unwrap_err().to_string();
+        assert!(e.contains("server.listen"), "{e}");
+        let e = Settings::load_from(Some(&dir.join("missing.toml")), true, env(&[])).unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:REDACTED@h/db");
+    }
+}

@@ -1,0 +1,267 @@
+//! Every error a handler can return, and how each becomes an HTTP response.
+//! This is the one place that decides status codes and bodies.
+//!
+//! Three audiences, three shapes:
+//! - OAuth clients at `/token`, `/introspect`, `/revoke`: RFC 6749 §5.2 JSON
+//!   ([`OAuthError`]);
+//! - resource requests at `/userinfo`: RFC 6750 §3 `WWW-Authenticate`
+//!   ([`BearerError`]);
+//! - people in a browser: an HTML page in plain words ([`PageError`]).
+//!
+//! Internal detail (a database error, a cache timeout) is logged here and
+//! never sent: the client gets a generic description.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use wardkey_cache::CacheError;
+use wardkey_store::StoreError;
+
+use crate::keys::KeyError;
+use crate::pages;
+
+/// An OAuth 2.0 error response (RFC 6749 §5.2, RFC 7009 §2.2.1, RFC 8693
+/// §2.2.2). Descriptions are for the developer integrating an EPR app.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// Malformed request: a missing, repeated or invalid parameter.
+    #[error("invalid_request: {0}")]
+    InvalidRequest(String),
+    /// Client authentication failed. `basic` says whether the client tried
+    /// HTTP Basic, which makes the answer 401 with `WWW-Authenticate`.
+    #[error("invalid_client: {description}")]
+    InvalidClient {
+        /// What failed.
+        description: String,
+        /// Whether the client used the Authorization header.
+        basic: bool,
+    },
+    /// The code, refresh token or assertion is invalid, expired, revoked,
+    /// or belongs to another client.
+    #[error("invalid_grant: {0}")]
+    InvalidGrant(String),
+    /// The client is not registered for this grant type.
+    #[error("unauthorized_client: {0}")]
+    UnauthorizedClient(String),
+    /// The grant type is unknown.
+    #[error("unsupported_grant_type: {0}")]
+    UnsupportedGrantType(String),
+    /// The requested scope is not allowed.
+    #[error("invalid_scope: {0}")]
+    InvalidScope(String),
+    /// RFC 7009 §2.2.1: a `token_type_hint` we cannot revoke.
+    #[error("unsupported_token_type: {0}")]
+    UnsupportedTokenType(String),
+    /// A backend (cache, store) is unreachable: retry later.
+    #[error("temporarily_unavailable: {0}")]
+    TemporarilyUnavailable(String),
+    /// A bug or unexpected failure; detail logged, not sent.
+    #[error("server_error: {0}")]
+    Server(String),
+}
+
+impl OAuthError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidClient { .. } => "invalid_client",
+            Self::InvalidGrant(_) => "invalid_grant",
+            Self::UnauthorizedClient(_) => "unauthorized_client",
+            Self::UnsupportedGrantType(_) => "unsupported_grant_type",
+            Self::InvalidScope(_) => "invalid_scope",
+            Self::UnsupportedTokenType(_) => "unsupported_token_type",
+            Self::TemporarilyUnavailable(_) => "temporarily_unavailable",
+            Self::Server(_) => "server_error",
+        }
+    }
+
+    /// The `error` code, for metrics labels.
+    pub fn error_code(&self) -> &'static str {
+        self.code()
+    }
+
+    /// Shorthand for an `invalid_client` answer.
+    pub fn invalid_client(description: impl Into<String>, basic: bool) -> Self {
+        Self::InvalidClient { description: description.into(), basic }
+    }
+}
+
+impl From<CacheError> for OAuthError {
+    fn from(e: CacheError) -> Self {
+        tracing::error!(error = %e, "session cache failed");
+        Self::TemporarilyUnavailable("the session cache is unavailable; retry shortly".into())
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failed");
+        Self::TemporarilyUnavailable("the directory is unavailable; retry shortly".into())
+    }
+}
+
+impl From<KeyError> for OAuthError {
+    fn from(e: KeyError) -> Self {
+        Self::Server(e.to_string())
+    }
+}
+
+/// Responses carrying tokens or token errors must not be cached (RFC 6749
+/// §5.1).
+pub fn no_store(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let (status, description) = match &self {
+            Self::InvalidClient { description, .. } => (StatusCode::UNAUTHORIZED, description.clone()),
+            Self::TemporarilyUnavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, d.clone()),
+            Self::Server(detail) => {
+                tracing::error!(detail, "token endpoint failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "an internal error occurred; it has been logged".into())
+            }
+            Self::InvalidRequest(d)
+            | Self::InvalidGrant(d)
+            | Self::UnauthorizedClient(d)
+            | Self::UnsupportedGrantType(d)
+            | Self::InvalidScope(d)
+            | Self::UnsupportedTokenType(d) => (StatusCode::BAD_REQUEST, d.clone()),
+        };
+        let mut response =
+            (status, Json(json!({"error": self.code(), "error_description": description}))).into_response();
+        match &self {
+            Self::InvalidClient { basic: true, .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"wardkey\""));
+            }
+            Self::TemporarilyUnavailable(_) => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        no_store(response)
+    }
+}
+
+/// A failed bearer-token request (RFC 6750 §3.1).
+#[derive(Debug, thiserror::Error)]
+pub enum BearerError {
+    /// No token was presented.
+    #[error("no access token")]
+    Missing,
+    /// The request is malformed (two tokens, a bad header).
+    #[error("invalid_request: {0}")]
+    InvalidRequest(String),
+    /// The token is expired, revoked, malformed or not ours.
+    #[error("invalid_token: {0}")]
+    InvalidToken(String),
+    /// A backend is unreachable.
+    #[error("temporarily unavailable")]
+    Unavailable,
+}
+
+impl From<CacheError> for BearerError {
+    fn from(e: CacheError) -> Self {
+        tracing::error!(error = %e, "session cache failed");
+        Self::Unavailable
+    }
+}
+
+impl From<StoreError> for BearerError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failed");
+        Self::Unavailable
+    }
+}
+
+impl IntoResponse for BearerError {
+    fn into_response(self) -> Response {
+        let (status, challenge) = match &self {
+            Self::Missing => (StatusCode::UNAUTHORIZED, "Bearer realm=\"wardkey\"".to_string()),
+            Self::InvalidRequest(d) => (
+                StatusCode::BAD_REQUEST,
+                format!("Bearer realm=\"wardkey\", error=\"invalid_request\", error_description=\"{d}\""),
+            ),
+            Self::InvalidToken(d) => (
+                StatusCode::UNAUTHORIZED,
+                format!("Bearer realm=\"wardkey\", error=\"invalid_token\", error_description=\"{d}\""),
+            ),
+            Self::Unavailable => {
+                let mut r = (StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable").into_response();
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return r;
+            }
+        };
+        let mut response = status.into_response();
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        no_store(response)
+    }
+}
+
+/// An error shown to a person in a browser. The message is plain words for a
+/// clinician or an integrator; internal detail is logged only.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// Something in the request is wrong (an unregistered redirect URI, an
+    /// unknown client, an expired form). Never redirected anywhere.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The service cannot serve this right now.
+    #[error("unavailable")]
+    Unavailable,
+    /// A bug or unexpected failure.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<CacheError> for PageError {
+    fn from(e: CacheError) -> Self {
+        tracing::error!(error = %e, "session cache failed");
+        Self::Unavailable
+    }
+}
+
+impl From<StoreError> for PageError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failed");
+        Self::Unavailable
+    }
+}
+
+impl From<KeyError> for PageError {
+    fn from(e: KeyError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, message) = match &self {
+            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            Self::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is temporarily unavailable. Please try again in a moment; if it keeps happening, call the IT service desk.".into(),
+            ),
+            Self::Internal(detail) => {
+                tracing::error!(detail, "page failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong on our side. It has been logged; please try again or call the IT service desk.".into(),
+                )
+            }
+        };
+        let mut response = (status, pages::error_page(&message)).into_response();
+        if matches!(self, Self::Unavailable) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

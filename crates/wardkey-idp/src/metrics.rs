@@ -1,0 +1,130 @@
+//! Prometheus metrics: what ops watch on the login-time dashboards.
+//! Names come from `wardkey_proto::metrics`; latencies are in seconds.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use wardkey_proto::metrics as names;
+
+use crate::state::AppState;
+
+/// Labels of the request-duration histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route pattern, never the raw path (bounded cardinality).
+    pub route: String,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// A single string label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// The kind (outcome, grant, error code).
+    pub kind: &'static str,
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Request latency by route and status.
+    pub http: Family<RouteLabels, Histogram>,
+    /// Password logins by outcome.
+    pub logins: Family<KindLabel, Counter>,
+    /// argon2 verification time including queueing.
+    pub password_verify: Histogram,
+    /// Tokens issued by grant.
+    pub tokens_issued: Family<KindLabel, Counter>,
+    /// Token endpoint errors by error code.
+    pub token_errors: Family<KindLabel, Counter>,
+    /// Code or refresh-token reuse detected.
+    pub reuse_detected: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs … ~6.5 s: the hot path lives in the first buckets, argon2 in the
+    // middle ones.
+    Histogram::new(exponential_buckets(0.00005, 2.0, 18))
+}
+
+fn counter_name(full: &'static str) -> &'static str {
+    // prometheus-client appends `_total` to counters itself.
+    full.strip_suffix("_total").unwrap_or(full)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let http = Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let logins = Family::<KindLabel, Counter>::default();
+        let password_verify = latency_histogram();
+        let tokens_issued = Family::<KindLabel, Counter>::default();
+        let token_errors = Family::<KindLabel, Counter>::default();
+        let reuse_detected = Counter::default();
+        registry.register(names::HTTP_REQUEST_DURATION, "HTTP request latency in seconds", http.clone());
+        registry.register(counter_name(names::LOGINS_TOTAL), "Password logins by outcome", logins.clone());
+        registry.register(
+            names::PASSWORD_VERIFY_DURATION,
+            "Password verification time in seconds, queueing included",
+            password_verify.clone(),
+        );
+        registry.register(counter_name(names::TOKENS_ISSUED_TOTAL), "Tokens issued by grant", tokens_issued.clone());
+        registry.register(counter_name(names::TOKEN_ERRORS_TOTAL), "Token endpoint errors by error code", token_errors.clone());
+        registry.register(
+            counter_name(names::TOKEN_REUSE_DETECTED_TOTAL),
+            "Authorization code or refresh token reuse detected",
+            reuse_detected.clone(),
+        );
+        Self { registry, http, logins, password_verify, tokens_issued, token_errors, reuse_detected }
+    }
+}
+
+impl Metrics {
+    /// Count one event of `kind` in `family`.
+    pub fn count(family: &Family<KindLabel, Counter>, kind: &'static str) {
+        family.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// `GET /metrics`.
+pub async fn metrics_handler(State(state): State<AppState>) -> Response {
+    (
+        [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Middleware timing every request by matched route.
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .http
+        .get_or_create(&RouteLabels { route, status: response.status().as_u16() })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}

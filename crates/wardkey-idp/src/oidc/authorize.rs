@@ -1,0 +1,218 @@
+//! The authorization endpoint (OIDC Core §3.1.2, RFC 6749 §4.1, RFC 7636,
+//! RFC 9700).
+//!
+//! Order matters: until the client and its exact redirect URI are known good,
+//! every error is an HTML page and nothing is redirected (OIDC Core
+//! §3.1.2.6, RFC 9700 §4.11: no open redirector). After that, errors go back
+//! to the client with `state` and `iss` (RFC 9207).
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use url::Url;
+use wardkey_core::client::GrantType;
+use wardkey_core::pkce::{self, ChallengeError};
+use wardkey_core::secret::random_token;
+use wardkey_core::session::Session;
+
+use crate::cookies::CookieName;
+use crate::error::PageError;
+use crate::params::Params;
+use crate::sessions::{CodeRecord, Grant, PendingAuthorization};
+use crate::state::AppState;
+use crate::tokens::filter_scope;
+
+/// A 303 See Other: after a POST the browser must follow with GET (RFC 9700
+/// §4.12), and it is correct after a GET too.
+pub fn see_other(location: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// An authorization response or error, sent to a validated redirect URI.
+fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
+    match Url::parse(redirect_uri) {
+        Ok(mut url) => {
+            {
+                let mut q = url.query_pairs_mut();
+                for (k, v) in params {
+                    q.append_pair(k, v);
+                }
+            }
+            see_other(url.as_str())
+        }
+        Err(_) => PageError::BadRequest("The application's redirect address is not valid.".into()).into_response(),
+    }
+}
+
+/// Redirect an OAuth error to the client.
+fn redirect_error(state: &AppState, redirect_uri: &str, client_state: Option<&str>, error: &str, description: &str) -> Response {
+    let mut params = vec![("error", error), ("error_description", description), ("iss", state.issuer.as_ref())];
+    if let Some(s) = client_state {
+        params.push(("state", s));
+    }
+    redirect_with(redirect_uri, &params)
+}
+
+/// `GET /authorize`.
+pub async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let params = Params::parse(query.unwrap_or_default().as_bytes());
+    authorize(state, headers, params).await
+}
+
+/// `POST /authorize` (OIDC Core §3.1.2.1 allows form-encoded POST).
+pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let params = Params::from_form(&headers, &body);
+    authorize(state, headers, params).await
+}
+
+async fn authorize(state: AppState, headers: HeaderMap, params: Result<Params, crate::params::ParamsError>) -> Response {
+    match validate_and_decide(&state, &headers, params).await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+async fn validate_and_decide(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: Result<Params, crate::params::ParamsError>,
+) -> Result<Response, Response> {
+    let page = |m: &str| PageError::BadRequest(m.to_string()).into_response();
+    let params = params.map_err(|e| page(&format!("The sign-in request from the application is not valid: {e}.")))?;
+    let client_id = params
+        .get("client_id")
+        .ok_or_else(|| page("The sign-in request does not say which application it is for (client_id is missing)."))?;
+    let client = state
+        .store
+        .client(client_id)
+        .await
+        .map_err(|e| PageError::from(e).into_response())?
+        .ok_or_else(|| page("The application asking you to sign in is not registered with Wardkey. Please contact the IT service desk."))?;
+    let redirect_uri = params
+        .get("redirect_uri")
+        .ok_or_else(|| page("The sign-in request does not say where to return to (redirect_uri is missing)."))?;
+    if !client.has_redirect_uri(redirect_uri) {
+        return Err(page(
+            "The application asked to return to an address that is not registered for it, so Wardkey will not send you there. Please contact the IT service desk.",
+        ));
+    }
+
+    // The redirect URI is now trusted: errors go back to the client.
+    let client_state = params.get("state");
+    let fail = |error: &str, description: &str| redirect_error(state, redirect_uri, client_state, error, description);
+
+    if params.get("request").is_some() {
+        return Err(fail("request_not_supported", "request objects are not supported"));
+    }
+    if params.get("request_uri").is_some() {
+        return Err(fail("request_uri_not_supported", "request_uri is not supported"));
+    }
+    match params.get("response_type") {
+        Some("code") => {}
+        None => return Err(fail("invalid_request", "response_type is missing")),
+        Some(_) => return Err(fail("unsupported_response_type", "only response_type=code is supported")),
+    }
+    if params.get("response_mode").is_some_and(|m| m != "query") {
+        return Err(fail("invalid_request", "only response_mode=query is supported"));
+    }
+    if !client.allows(GrantType::AuthorizationCode) {
+        return Err(fail("unauthorized_client", "this client is not registered for the authorization code grant"));
+    }
+    let challenge = params.get("code_challenge");
+    match pkce::check_challenge(challenge, params.get("code_challenge_method")) {
+        Ok(()) => {}
+        Err(ChallengeError::Missing) => {
+            return Err(fail("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256"));
+        }
+        Err(ChallengeError::UnsupportedMethod) => {
+            return Err(fail("invalid_request", "code_challenge_method must be S256"));
+        }
+        Err(ChallengeError::Malformed) => {
+            return Err(fail("invalid_request", "code_challenge must be a base64url SHA-256 digest (43 characters)"));
+        }
+    }
+    let prompts: Vec<&str> = params.get("prompt").map(|p| p.split(' ').collect()).unwrap_or_default();
+    if prompts.iter().any(|p| !matches!(*p, "none" | "login" | "consent" | "select_account")) {
+        return Err(fail("invalid_request", "prompt must be none, login, consent or select_account"));
+    }
+    let prompt_none = prompts.contains(&"none");
+    if prompt_none && prompts.len() > 1 {
+        return Err(fail("invalid_request", "prompt=none cannot be combined with other values"));
+    }
+    let max_age = match params.get("max_age") {
+        Some(v) => Some(v.parse::<u32>().map_err(|_| fail("invalid_request", "max_age must be a non-negative integer"))?),
+        None => None,
+    };
+    let scope = filter_scope(params.get("scope").unwrap_or(""));
+
+    let session = current_session(state, headers).await.map_err(|e| e.into_response())?;
+    let now = state.now();
+    let fresh_enough = |s: &Session| max_age.is_none_or(|m| now - s.auth_time <= i64::from(m));
+    let force_login = prompts.contains(&"login") || prompts.contains(&"select_account");
+    let usable = session.filter(|s| !force_login && fresh_enough(s));
+
+    let pending = PendingAuthorization {
+        client_id: client.client_id.clone(),
+        redirect_uri: redirect_uri.to_string(),
+        scope,
+        state: client_state.map(str::to_string),
+        nonce: params.get("nonce").map(str::to_string),
+        code_challenge: challenge.unwrap_or_default().to_string(),
+        login_hint: params.get("login_hint").map(str::to_string),
+    };
+    match usable {
+        Some(session) => Ok(complete(state, &pending, &session).await),
+        None if prompt_none => Err(fail("login_required", "the user is not signed in")),
+        None => {
+            let id = state.put_pending(&pending).await.map_err(|e| PageError::from(e).into_response())?;
+            Ok(see_other(&format!("/login?request={id}")))
+        }
+    }
+}
+
+/// The live session of this browser whose user is still enabled.
+pub async fn current_session(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, PageError> {
+    let Some(cookie) = state.read_cookie(headers, CookieName::Session) else { return Ok(None) };
+    let Some(session) = state.session_from_cookie(cookie).await? else { return Ok(None) };
+    match state.store.user_by_id(&session.user_id).await? {
+        Some(user) if !user.disabled => Ok(Some(session)),
+        _ => Ok(None),
+    }
+}
+
+/// Finish an authorization for a signed-in session: issue the code and send
+/// the browser back to the client.
+pub async fn complete(state: &AppState, pending: &PendingAuthorization, session: &Session) -> Response {
+    let record = CodeRecord {
+        client_id: pending.client_id.clone(),
+        redirect_uri: pending.redirect_uri.clone(),
+        code_challenge: pending.code_challenge.clone(),
+        nonce: pending.nonce.clone(),
+        expires_at: state.now() + state.settings.oidc.code_ttl.as_secs() as i64,
+        grant: Grant {
+            gid: random_token(16),
+            user_id: Some(session.user_id.clone()),
+            sid: Some(session.sid.clone()),
+            scope: pending.scope.clone(),
+            auth_time: Some(session.auth_time),
+            acr: Some(session.acr.clone()),
+            amr: session.amr.clone(),
+        },
+    };
+    let code = match state.issue_code(&record).await {
+        Ok(code) => code,
+        Err(e) => return PageError::from(e).into_response(),
+    };
+    if let Err(e) = state.note_session_client(&session.sid, &pending.client_id).await {
+        return PageError::from(e).into_response();
+    }
+    let mut params = vec![("code", code.as_str()), ("iss", state.issuer.as_ref())];
+    if let Some(s) = &pending.state {
+        params.push(("state", s));
+    }
+    redirect_with(&pending.redirect_uri, &params)
+}

@@ -1,0 +1,222 @@
+//! The sign-in page: a plain HTML form (no JavaScript needed) with a
+//! double-submit CSRF token, argon2id verification off the runtime, and
+//! NIST SP 800-63B §5.2.2 throttling.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use wardkey_core::audit::AuditEvent;
+use wardkey_core::secret::{constant_time_eq, digest_b64, random_token};
+use wardkey_core::session::{ACR_PASSWORD, Amr};
+use wardkey_store::CredentialKind;
+
+use crate::cookies::CookieName;
+use crate::error::PageError;
+use crate::metrics::Metrics;
+use crate::pages;
+use crate::params::Params;
+use crate::password::backoff_seconds;
+use crate::sessions::{PendingAuthorization, get_json, keys, take_json};
+use crate::state::AppState;
+
+use super::authorize::{complete, see_other};
+
+/// How long failures of an unknown username are remembered.
+const UNKNOWN_USER_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+
+const EXPIRED: &str = "This sign-in page has expired. Go back to the application and start signing in again.";
+
+/// Render the form with a fresh CSRF token bound to this browser.
+fn render(state: &AppState, status: StatusCode, username: &str, request: &str, error: Option<&str>) -> Response {
+    let csrf = random_token(32);
+    let mut response = (status, pages::login_page(username, request, &csrf, error)).into_response();
+    state.set_cookie(response.headers_mut(), CookieName::Csrf, &csrf);
+    response
+}
+
+/// `GET /login`.
+pub async fn form(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let request = Params::parse(query.unwrap_or_default().as_bytes())
+        .ok()
+        .and_then(|p| p.get("request").map(str::to_string))
+        .unwrap_or_default();
+    let mut hint = String::new();
+    if !request.is_empty() {
+        match get_json::<PendingAuthorization>(state.cache.as_ref(), &keys::pending(&request)).await {
+            Ok(Some(p)) => hint = p.login_hint.unwrap_or_default(),
+            Ok(None) => return PageError::BadRequest(EXPIRED.into()).into_response(),
+            Err(e) => return PageError::from(e).into_response(),
+        }
+    }
+    render(&state, StatusCode::OK, &hint, &request, None)
+}
+
+/// What a password check concluded.
+enum Verdict {
+    Success(wardkey_core::user::User),
+    Wrong,
+    Throttled(i64),
+    Locked,
+    Disabled,
+}
+
+/// `POST /login`.
+pub async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let params = match Params::from_form(&headers, &body) {
+        Ok(p) => p,
+        Err(e) => return PageError::BadRequest(format!("The sign-in form was not sent correctly: {e}.")).into_response(),
+    };
+    let request = params.get("request").unwrap_or("");
+    let username = params.get("username").unwrap_or("").trim();
+    let csrf_ok = match (params.get("csrf"), state.read_cookie(&headers, CookieName::Csrf)) {
+        (Some(form), Some(cookie)) => constant_time_eq(form, cookie),
+        _ => false,
+    };
+    if !csrf_ok {
+        return render(
+            &state,
+            StatusCode::FORBIDDEN,
+            username,
+            request,
+            Some("This form had expired or did not come from this page. Please sign in again."),
+        );
+    }
+    let pending = if request.is_empty() {
+        None
+    } else {
+        match get_json::<PendingAuthorization>(state.cache.as_ref(), &keys::pending(request)).await {
+            Ok(Some(p)) => Some(p),
+            Ok(None) => return PageError::BadRequest(EXPIRED.into()).into_response(),
+            Err(e) => return PageError::from(e).into_response(),
+        }
+    };
+    let password = params.get("password").unwrap_or("");
+    if username.is_empty() || password.is_empty() {
+        return render(&state, StatusCode::BAD_REQUEST, username, request, Some("Enter your username and password."));
+    }
+    if password.len() > 1024 {
+        return render(&state, StatusCode::BAD_REQUEST, username, request, Some("That password is too long."));
+    }
+
+    let verdict = match check_password(&state, username, password).await {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let (status, message, outcome) = match verdict {
+        Verdict::Success(user) => return signed_in(&state, user, pending, request).await,
+        Verdict::Wrong => (StatusCode::BAD_REQUEST, "The username or password is not right. Check them and try again.".to_string(), "failure"),
+        Verdict::Throttled(wait) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many unsuccessful attempts. Wait {wait} seconds, then try again."),
+            "throttled",
+        ),
+        Verdict::Locked => (
+            StatusCode::FORBIDDEN,
+            "This account is locked after too many unsuccessful attempts. Call the IT service desk to unlock it.".to_string(),
+            "locked",
+        ),
+        Verdict::Disabled => (
+            StatusCode::FORBIDDEN,
+            "This account is disabled. Call the IT service desk if you need access.".to_string(),
+            "disabled",
+        ),
+    };
+    Metrics::count(&state.metrics.logins, outcome);
+    let mut response = render(&state, status, username, request, Some(&message));
+    if let Verdict::Throttled(wait) = verdict
+        && let Ok(v) = HeaderValue::from_str(&wait.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}
+
+/// Throttle, verify and record the outcome. Unknown usernames are verified
+/// against a dummy hash and counted in the cache, so they look like known
+/// ones in time and message.
+async fn check_password(state: &AppState, username: &str, password: &str) -> Result<Verdict, PageError> {
+    let cfg = &state.settings.password;
+    let now = state.now();
+    let user = state.store.user_by_username(username).await?;
+    let unknown_key = keys::unknown_user_failures(&digest_b64(&username.to_lowercase()));
+    let (failures, last_failed) = match &user {
+        Some(u) => (u.failed_logins, u.last_failed_at),
+        None => {
+            let n = state.cache.get(&unknown_key).await?.and_then(|v| String::from_utf8(v).ok()?.parse().ok());
+            (n.unwrap_or(0), None)
+        }
+    };
+    if failures >= cfg.lock_after {
+        return Ok(Verdict::Locked);
+    }
+    if let Some(last) = last_failed {
+        let wait = last + backoff_seconds(failures, cfg.backoff_after) - now;
+        if wait > 0 {
+            return Ok(Verdict::Throttled(wait));
+        }
+    }
+    let stored = match &user {
+        Some(u) => state.store.credential(&u.id, CredentialKind::Password).await?,
+        None => None,
+    };
+    let (ok, seconds) = state.passwords.verify(stored, password.to_string()).await;
+    state.metrics.password_verify.observe(seconds);
+    match user {
+        Some(user) if ok => {
+            if user.disabled {
+                return Ok(Verdict::Disabled);
+            }
+            if user.failed_logins > 0 {
+                state.store.reset_login_failures(&user.id).await?;
+            }
+            Ok(Verdict::Success(user))
+        }
+        Some(user) => {
+            let n = state.store.record_login_failure(&user.id, now).await?;
+            audit(state, "login.failure", username, json!({"consecutive_failures": n})).await;
+            Ok(if n >= cfg.lock_after { Verdict::Locked } else { Verdict::Wrong })
+        }
+        None => {
+            state.cache.incr(&unknown_key, UNKNOWN_USER_WINDOW).await?;
+            Ok(Verdict::Wrong)
+        }
+    }
+}
+
+async fn audit(state: &AppState, event: &str, subject: &str, detail: serde_json::Value) {
+    let record = AuditEvent { at: state.now(), event: event.into(), actor: subject.into(), subject: subject.into(), detail };
+    if let Err(e) = state.store.append_audit(&record).await {
+        tracing::error!(error = %e, event, "audit write failed");
+    }
+}
+
+async fn signed_in(
+    state: &AppState,
+    user: wardkey_core::user::User,
+    pending: Option<PendingAuthorization>,
+    request: &str,
+) -> Response {
+    Metrics::count(&state.metrics.logins, "success");
+    let (cookie, session) = match state.create_session(&user.id, vec![Amr::Pwd], ACR_PASSWORD).await {
+        Ok(s) => s,
+        Err(e) => return PageError::from(e).into_response(),
+    };
+    audit(state, "login.success", &user.username, json!({"sid": session.sid, "amr": ["pwd"]})).await;
+    let mut response = match pending {
+        Some(_) => {
+            // Take, not get: a pending request completes once, even if the
+            // form is submitted twice.
+            match take_json::<PendingAuthorization>(state.cache.as_ref(), &keys::pending(request)).await {
+                Ok(Some(p)) => complete(state, &p, &session).await,
+                Ok(None) => see_other("/login"),
+                Err(e) => PageError::from(e).into_response(),
+            }
+        }
+        None => (StatusCode::OK, pages::message_page("Signed in", &format!("You are signed in as {}.", user.username))).into_response(),
+    };
+    state.set_cookie(response.headers_mut(), CookieName::Session, &cookie);
+    state.clear_cookie(response.headers_mut(), CookieName::Csrf);
+    response
+}

@@ -1,0 +1,279 @@
+//! Typed access to the session cache: SSO sessions, pending authorization
+//! requests, authorization codes, refresh tokens and grant revocations.
+//!
+//! Every key is namespaced (`sess:`, `authz:`, `code:`, …) and every secret
+//! the browser or client holds is looked up by its SHA-256 digest, never
+//! stored as such.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use wardkey_cache::{Cache, CacheResult};
+use wardkey_core::secret::{digest, digest_b64, matches_digest, new_secret, random_token};
+use wardkey_core::session::{Amr, Session};
+use wardkey_proto::oauth::TokenResponse;
+
+use crate::state::AppState;
+
+/// Read a JSON value; a value that no longer decodes (an older format after an
+/// upgrade) reads as absent rather than failing the request.
+pub async fn get_json<T: DeserializeOwned>(cache: &dyn Cache, key: &str) -> CacheResult<Option<T>> {
+    Ok(cache.get(key).await?.and_then(|v| serde_json::from_slice(&v).ok()))
+}
+
+/// Atomically read and delete a JSON value.
+pub async fn take_json<T: DeserializeOwned>(cache: &dyn Cache, key: &str) -> CacheResult<Option<T>> {
+    Ok(cache.take(key).await?.and_then(|v| serde_json::from_slice(&v).ok()))
+}
+
+/// Store a JSON value.
+pub async fn put_json<T: Serialize>(cache: &dyn Cache, key: &str, value: &T, ttl: Duration) -> CacheResult<()> {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    cache.put(key, &bytes, ttl).await
+}
+
+fn secs(d: i64) -> Duration {
+    Duration::from_secs(d.max(1) as u64)
+}
+
+/// What an authorization is based on: who, how they authenticated, which
+/// session and scope. A code, a refresh token and the tokens they yield all
+/// carry one, and `gid` ties them together so that reuse revokes them all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// Grant id: the refresh-token family and the revocation handle.
+    pub gid: String,
+    /// The user's `sub`, or `None` for client credentials.
+    pub user_id: Option<String>,
+    /// The SSO session the grant belongs to.
+    pub sid: Option<String>,
+    /// Granted scope, space separated.
+    pub scope: String,
+    /// `auth_time` of the authentication behind the grant.
+    pub auth_time: Option<i64>,
+    /// `acr` reached.
+    pub acr: Option<String>,
+    /// Methods used.
+    pub amr: Vec<Amr>,
+}
+
+impl Grant {
+    /// Whether `scope` includes `name`.
+    pub fn has_scope(&self, name: &str) -> bool {
+        self.scope.split(' ').any(|s| s == name)
+    }
+}
+
+/// A validated authorization request waiting for the person to sign in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingAuthorization {
+    /// Requesting client.
+    pub client_id: String,
+    /// Validated, registered redirect URI.
+    pub redirect_uri: String,
+    /// Requested scope.
+    pub scope: String,
+    /// Client's `state`, echoed back.
+    pub state: Option<String>,
+    /// Client's `nonce`, put in the ID token.
+    pub nonce: Option<String>,
+    /// PKCE S256 challenge.
+    pub code_challenge: String,
+    /// `login_hint`, to prefill the username.
+    pub login_hint: Option<String>,
+}
+
+/// An issued authorization code, keyed by its digest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeRecord {
+    /// Client the code was issued to.
+    pub client_id: String,
+    /// Redirect URI of the request (must match at redemption, RFC 6749 §4.1.3).
+    pub redirect_uri: String,
+    /// PKCE challenge.
+    pub code_challenge: String,
+    /// Nonce for the ID token.
+    pub nonce: Option<String>,
+    /// Expiry by the injected clock (the cache TTL also bounds it).
+    pub expires_at: i64,
+    /// The grant.
+    pub grant: Grant,
+}
+
+/// A live refresh token, keyed by its digest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    /// Client the token was issued to; no other client may use it.
+    pub client_id: String,
+    /// The grant (family).
+    pub grant: Grant,
+}
+
+/// A refresh token that has been rotated, remembered so that a retry within
+/// the grace period gets the same answer and a later reuse revokes the family
+/// (RFC 9700 §4.14.2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotatedRecord {
+    /// Client the token belonged to.
+    pub client_id: String,
+    /// The family.
+    pub gid: String,
+    /// When it was rotated.
+    pub rotated_at: i64,
+    /// The response given then, replayed within the grace period.
+    pub response: TokenResponse,
+}
+
+/// A session as kept in the cache: the session plus the digest of the cookie
+/// secret that opens it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredSession {
+    secret_digest: Vec<u8>,
+    session: Session,
+}
+
+/// Key helpers.
+pub mod keys {
+    /// An SSO session by its public `sid`.
+    pub fn session(sid: &str) -> String {
+        format!("sess:{sid}")
+    }
+    /// A pending authorization request.
+    pub fn pending(id: &str) -> String {
+        format!("authz:{id}")
+    }
+    /// An authorization code by digest.
+    pub fn code(digest: &str) -> String {
+        format!("code:{digest}")
+    }
+    /// A redeemed code by digest, remembering its grant for reuse detection.
+    pub fn code_used(digest: &str) -> String {
+        format!("code-used:{digest}")
+    }
+    /// A refresh token by digest.
+    pub fn refresh(digest: &str) -> String {
+        format!("rt:{digest}")
+    }
+    /// A rotated refresh token by digest.
+    pub fn rotated(digest: &str) -> String {
+        format!("rt-rotated:{digest}")
+    }
+    /// A revoked grant.
+    pub fn revoked(gid: &str) -> String {
+        format!("revoked:{gid}")
+    }
+    /// A client assertion `jti`, for replay protection.
+    pub fn assertion_jti(client_id: &str, jti: &str) -> String {
+        format!("jti:{client_id}:{jti}")
+    }
+    /// Failed logins for a username that does not exist.
+    pub fn unknown_user_failures(username_digest: &str) -> String {
+        format!("fail:{username_digest}")
+    }
+}
+
+/// The cookie value `sid.secret`: `sid` finds the session, `secret` proves
+/// the browser holds it.
+fn split_cookie(value: &str) -> Option<(&str, &str)> {
+    value.split_once('.')
+}
+
+impl AppState {
+    /// Start an SSO session after a successful authentication; returns the
+    /// cookie value and the session.
+    pub async fn create_session(&self, user_id: &str, amr: Vec<Amr>, acr: &str) -> CacheResult<(String, Session)> {
+        let now = self.now();
+        let sid = random_token(16);
+        let secret = new_secret();
+        let session = Session {
+            sid: sid.clone(),
+            user_id: user_id.to_string(),
+            auth_time: now,
+            amr,
+            acr: acr.to_string(),
+            created_at: now,
+            clients: Vec::new(),
+        };
+        let stored = StoredSession { secret_digest: digest(&secret).to_vec(), session: session.clone() };
+        put_json(self.cache.as_ref(), &keys::session(&sid), &stored, self.session_ttl(&session)).await?;
+        Ok((format!("{sid}.{secret}"), session))
+    }
+
+    fn session_ttl(&self, session: &Session) -> Duration {
+        let s = &self.settings.session;
+        let remaining = session.created_at + s.max_lifetime.as_secs() as i64 - self.now();
+        secs(remaining.min(s.idle_timeout.as_secs() as i64))
+    }
+
+    /// The live session a cookie opens, if any. Using a session resets its
+    /// idle timer, within its maximum lifetime.
+    pub async fn session_from_cookie(&self, cookie: &str) -> CacheResult<Option<Session>> {
+        let Some((sid, secret)) = split_cookie(cookie) else { return Ok(None) };
+        let Some(stored) = get_json::<StoredSession>(self.cache.as_ref(), &keys::session(sid)).await? else {
+            return Ok(None);
+        };
+        if !matches_digest(secret, &stored.secret_digest) {
+            return Ok(None);
+        }
+        let max = self.settings.session.max_lifetime.as_secs() as i64;
+        if stored.session.expired(self.now(), max) {
+            self.cache.delete(&keys::session(sid)).await?;
+            return Ok(None);
+        }
+        self.cache.touch(&keys::session(sid), self.session_ttl(&stored.session)).await?;
+        Ok(Some(stored.session))
+    }
+
+    /// Whether the session `sid` is still live (for refresh and userinfo).
+    pub async fn session_alive(&self, sid: &str) -> CacheResult<bool> {
+        let Some(stored) = get_json::<StoredSession>(self.cache.as_ref(), &keys::session(sid)).await? else {
+            return Ok(false);
+        };
+        Ok(!stored.session.expired(self.now(), self.settings.session.max_lifetime.as_secs() as i64))
+    }
+
+    /// Record that `client_id` received tokens in session `sid`, for logout.
+    pub async fn note_session_client(&self, sid: &str, client_id: &str) -> CacheResult<()> {
+        let key = keys::session(sid);
+        let Some(mut stored) = get_json::<StoredSession>(self.cache.as_ref(), &key).await? else {
+            return Ok(());
+        };
+        if stored.session.clients.iter().any(|c| c == client_id) {
+            return Ok(());
+        }
+        stored.session.clients.push(client_id.to_string());
+        let ttl = self.session_ttl(&stored.session);
+        put_json(self.cache.as_ref(), &key, &stored, ttl).await
+    }
+
+    /// End a session.
+    pub async fn end_session(&self, sid: &str) -> CacheResult<()> {
+        self.cache.delete(&keys::session(sid)).await
+    }
+
+    /// Revoke every token of a grant (code reuse, refresh reuse, revocation).
+    pub async fn revoke_grant(&self, gid: &str) -> CacheResult<()> {
+        let ttl = self.settings.oidc.refresh_token_ttl.max(self.settings.oidc.access_token_ttl);
+        self.cache.put(&keys::revoked(gid), b"1", ttl).await
+    }
+
+    /// Whether a grant has been revoked.
+    pub async fn grant_revoked(&self, gid: &str) -> CacheResult<bool> {
+        Ok(self.cache.get(&keys::revoked(gid)).await?.is_some())
+    }
+
+    /// Remember a pending authorization; returns its id.
+    pub async fn put_pending(&self, pending: &PendingAuthorization) -> CacheResult<String> {
+        let id = random_token(16);
+        put_json(self.cache.as_ref(), &keys::pending(&id), pending, Duration::from_secs(900)).await?;
+        Ok(id)
+    }
+
+    /// Issue an authorization code for `record`; returns the code.
+    pub async fn issue_code(&self, record: &CodeRecord) -> CacheResult<String> {
+        let code = new_secret();
+        put_json(self.cache.as_ref(), &keys::code(&digest_b64(&code)), record, self.settings.oidc.code_ttl).await?;
+        Ok(code)
+    }
+}

@@ -1,0 +1,49 @@
+//! Shared server state, passed to handlers through axum's `State`.
+
+use std::sync::Arc;
+
+use wardkey_cache::Cache;
+use wardkey_core::clock::SharedClock;
+use wardkey_store::Store;
+
+use crate::config::Settings;
+use crate::keys::Keyring;
+use crate::metrics::Metrics;
+use crate::password::PasswordChecker;
+
+/// Everything a handler needs. Cheap to clone (all `Arc`s).
+#[derive(Clone)]
+pub struct AppState {
+    /// Validated settings.
+    pub settings: Arc<Settings>,
+    /// The issuer URL, without trailing slash (OIDC Core §2).
+    pub issuer: Arc<str>,
+    /// Durable directory.
+    pub store: Arc<dyn Store>,
+    /// Session cache.
+    pub cache: Arc<dyn Cache>,
+    /// Wall clock, injectable for tests.
+    pub clock: SharedClock,
+    /// Signing keys.
+    pub keys: Arc<Keyring>,
+    /// Password hashing off the runtime.
+    pub passwords: Arc<PasswordChecker>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Outbound HTTP (client JWKS).
+    pub http: reqwest::Client,
+    /// Client JWKS fetched from `jwks_uri`.
+    pub jwks_cache: Arc<crate::client_auth::JwksCache>,
+}
+
+impl AppState {
+    /// Current time in Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// An absolute URL on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+}

@@ -1,0 +1,301 @@
+//! Admin commands. They work on the store directly (the server need not be
+//! running) and record every change in the audit log as `admin-cli`.
+
+use std::io::BufRead;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow, bail};
+use serde_json::json;
+use wardkey_core::audit::AuditEvent;
+use wardkey_core::client::{self, Client, ClientAuth, GrantType};
+use wardkey_core::clock::{Clock, SystemClock};
+use wardkey_core::keys::SigningAlg;
+use wardkey_core::password;
+use wardkey_core::secret::{digest, new_secret};
+use wardkey_core::user::{self, NewUser};
+use wardkey_idp::Settings;
+use wardkey_store::{CredentialKind, Store, StoreError};
+
+use crate::cli::{ClientAddArgs, ClientCommand, KeysCommand, UserCommand};
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    wardkey_store::open(&settings.store.url)
+        .await
+        .with_context(|| format!("opening the store at {}", wardkey_idp::config::redact_url(&settings.store.url)))
+}
+
+/// Read one secret line from stdin, without its line ending.
+fn read_secret(what: &str) -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).with_context(|| format!("reading the {what} from stdin"))?;
+    let secret = line.trim_end_matches(['\n', '\r']).to_string();
+    if secret.is_empty() {
+        bail!("no {what} on stdin: pipe it in, for example `printf '%s\\n' \"$PASSWORD\" | wardkey …`");
+    }
+    Ok(secret)
+}
+
+async fn audit(store: &dyn Store, event: &str, subject: &str, detail: serde_json::Value) -> anyhow::Result<()> {
+    let record = AuditEvent { at: SystemClock.now(), event: event.into(), actor: "admin-cli".into(), subject: subject.into(), detail };
+    store.append_audit(&record).await.context("writing the audit log")
+}
+
+fn print(json_out: bool, value: serde_json::Value, human: impl FnOnce() -> String) {
+    if json_out {
+        println!("{value}");
+    } else {
+        println!("{}", human());
+    }
+}
+
+/// Turn "not found"/"already exists" into sentences that name the thing.
+fn explain(e: StoreError, kind: &str, name: &str) -> anyhow::Error {
+    match e {
+        StoreError::NotFound(_) => anyhow!("{kind} {name:?} does not exist"),
+        StoreError::Conflict(_) => anyhow!("{kind} {name:?} already exists"),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// `wardkey user …`.
+pub async fn user(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Add { username, name, email, roles, password_stdin } => {
+            user::validate_username(&username)?;
+            if let Some(e) = &email {
+                user::validate_email(e)?;
+            }
+            // Read and hash before touching the store, so a bad password
+            // never leaves a half-made user.
+            let hash = if password_stdin {
+                let pw = read_secret("password")?;
+                password::validate_password(&pw)?;
+                Some(password::hash(&settings.password.argon2(), &pw)?)
+            } else {
+                None
+            };
+            let store = open_store(settings).await?;
+            let new = NewUser { username: username.clone(), name, email, roles };
+            let created = store
+                .create_user(&new, hash.as_deref(), SystemClock.now())
+                .await
+                .map_err(|e| explain(e, "user", &username))?;
+            audit(store.as_ref(), "user.add", &username, json!({"sub": created.id})).await?;
+            print(json_out, json!({"username": created.username, "sub": created.id}), || {
+                format!("added user {} (sub {})", created.username, created.id)
+            });
+        }
+        UserCommand::List => {
+            let store = open_store(settings).await?;
+            let users = store.list_users().await?;
+            let rows: Vec<_> = users
+                .iter()
+                .map(|u| {
+                    json!({"username": u.username, "sub": u.id, "name": u.name, "email": u.email, "roles": u.roles,
+                        "disabled": u.disabled, "failed_logins": u.failed_logins})
+                })
+                .collect();
+            print(json_out, json!(rows), || {
+                users
+                    .iter()
+                    .map(|u| {
+                        let status = if u.disabled { "disabled" } else { "active" };
+                        format!("{}\t{}\t{}\t{status}", u.username, u.name.as_deref().unwrap_or("-"), u.id)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        UserCommand::Disable { username } => set_disabled(settings, &username, true, json_out).await?,
+        UserCommand::Enable { username } => set_disabled(settings, &username, false, json_out).await?,
+        UserCommand::Unlock { username } => {
+            let store = open_store(settings).await?;
+            let user = store
+                .user_by_username(&username)
+                .await?
+                .ok_or_else(|| anyhow!("user {username:?} does not exist"))?;
+            store.reset_login_failures(&user.id).await?;
+            audit(store.as_ref(), "user.unlock", &username, json!({})).await?;
+            print(json_out, json!({"username": username, "unlocked": true}), || format!("unlocked {username}"));
+        }
+        UserCommand::SetPassword { username, .. } => {
+            let pw = read_secret("password")?;
+            password::validate_password(&pw)?;
+            let hash = password::hash(&settings.password.argon2(), &pw)?;
+            let store = open_store(settings).await?;
+            let user = store
+                .user_by_username(&username)
+                .await?
+                .ok_or_else(|| anyhow!("user {username:?} does not exist"))?;
+            store.set_credential(&user.id, CredentialKind::Password, &hash, SystemClock.now()).await?;
+            store.reset_login_failures(&user.id).await?;
+            audit(store.as_ref(), "user.set_password", &username, json!({})).await?;
+            print(json_out, json!({"username": username, "password_set": true}), || format!("password set for {username}"));
+        }
+    }
+    Ok(())
+}
+
+async fn set_disabled(settings: &Settings, username: &str, disabled: bool, json_out: bool) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    store.set_user_disabled(username, disabled).await.map_err(|e| explain(e, "user", username))?;
+    let event = if disabled { "user.disable" } else { "user.enable" };
+    audit(store.as_ref(), event, username, json!({})).await?;
+    print(json_out, json!({"username": username, "disabled": disabled}), || {
+        format!("{} {username}", if disabled { "disabled" } else { "enabled" })
+    });
+    Ok(())
+}
+
+/// Build a client from the arguments, checking every rule before anything
+/// is written. Returns the client and its secret, if one was generated.
+fn build_client(args: ClientAddArgs) -> anyhow::Result<(Client, Option<String>)> {
+    client::validate_client_id(&args.client_id)?;
+    for uri in &args.redirect_uris {
+        client::validate_redirect_uri("redirect-uri", uri)?;
+    }
+    for uri in &args.post_logout_redirect_uris {
+        client::validate_redirect_uri("post-logout-redirect-uri", uri)?;
+    }
+    for (field, uri) in [
+        ("backchannel-logout-uri", &args.backchannel_logout_uri),
+        ("jwks-uri", &args.jwks_uri),
+        ("start-url", &args.start_url),
+    ] {
+        if let Some(uri) = uri {
+            client::validate_redirect_uri(field, uri)?;
+            if !uri.starts_with("https://") && !uri.starts_with("http://") {
+                bail!("{field}: {uri:?} must be an http(s) URL");
+            }
+        }
+    }
+    let grant_types = if args.grant_types.is_empty() {
+        vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+    } else {
+        let mut v = Vec::new();
+        for g in &args.grant_types {
+            let g = GrantType::parse(g)?;
+            if !v.contains(&g) {
+                v.push(g);
+            }
+        }
+        v
+    };
+    if grant_types.contains(&GrantType::AuthorizationCode) && args.redirect_uris.is_empty() {
+        bail!("redirect-uri: the authorization_code grant needs at least one --redirect-uri");
+    }
+    if args.public && grant_types.contains(&GrantType::ClientCredentials) {
+        bail!("grant-type: a --public client cannot use client_credentials (it has no credentials)");
+    }
+    let id_token_alg = SigningAlg::parse(&args.id_token_alg)?;
+    let (auth, secret) = if args.public {
+        (ClientAuth::None, None)
+    } else if let Some(uri) = args.jwks_uri {
+        (ClientAuth::JwksUri { uri }, None)
+    } else if let Some(path) = args.jwks_file {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let doc: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+        if !doc.get("keys").and_then(|k| k.as_array()).is_some_and(|k| !k.is_empty()) {
+            bail!("jwks-file: {} is not a JWK Set: it needs a non-empty \"keys\" array", path.display());
+        }
+        (ClientAuth::Jwks { jwks: text }, None)
+    } else {
+        let secret = new_secret();
+        (ClientAuth::Secret { digest: digest(&secret).to_vec() }, Some(secret))
+    };
+    let client = Client {
+        client_id: args.client_id,
+        auth,
+        redirect_uris: args.redirect_uris,
+        post_logout_redirect_uris: args.post_logout_redirect_uris,
+        backchannel_logout_uri: args.backchannel_logout_uri,
+        grant_types,
+        start_url: args.start_url,
+        id_token_alg,
+        created_at: SystemClock.now(),
+    };
+    Ok((client, secret))
+}
+
+fn auth_method(c: &Client) -> &'static str {
+    match c.auth {
+        ClientAuth::None => "none",
+        ClientAuth::Secret { .. } => "client_secret",
+        ClientAuth::Jwks { .. } | ClientAuth::JwksUri { .. } => "private_key_jwt",
+    }
+}
+
+/// `wardkey client …`.
+pub async fn client(settings: &Settings, cmd: ClientCommand, json_out: bool) -> anyhow::Result<()> {
+    match cmd {
+        ClientCommand::Add(args) => {
+            let (client, secret) = build_client(args)?;
+            let store = open_store(settings).await?;
+            store.create_client(&client).await.map_err(|e| explain(e, "client", &client.client_id))?;
+            audit(store.as_ref(), "client.add", &client.client_id, json!({"auth": auth_method(&client)})).await?;
+            print(json_out, json!({"client_id": client.client_id, "client_secret": secret}), || match &secret {
+                Some(s) => format!(
+                    "client_id: {}\nclient_secret: {s}\nStore this secret now: it is not kept and cannot be shown again.",
+                    client.client_id
+                ),
+                None => format!("client_id: {}", client.client_id),
+            });
+        }
+        ClientCommand::List => {
+            let store = open_store(settings).await?;
+            let clients = store.list_clients().await?;
+            let rows: Vec<_> = clients
+                .iter()
+                .map(|c| {
+                    json!({"client_id": c.client_id, "auth": auth_method(c), "redirect_uris": c.redirect_uris,
+                        "grant_types": c.grant_types, "id_token_alg": c.id_token_alg.as_str()})
+                })
+                .collect();
+            print(json_out, json!(rows), || {
+                clients
+                    .iter()
+                    .map(|c| format!("{}\t{}\t{}", c.client_id, auth_method(c), c.redirect_uris.join(" ")))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        ClientCommand::Remove { client_id } => {
+            let store = open_store(settings).await?;
+            store.remove_client(&client_id).await.map_err(|e| explain(e, "client", &client_id))?;
+            audit(store.as_ref(), "client.remove", &client_id, json!({})).await?;
+            print(json_out, json!({"client_id": client_id, "removed": true}), || format!("removed client {client_id}"));
+        }
+    }
+    Ok(())
+}
+
+/// `wardkey keys …`.
+pub async fn keys(settings: &Settings, cmd: KeysCommand, json_out: bool) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Rotate => {
+            let store = open_store(settings).await?;
+            let now = SystemClock.now();
+            let fresh = wardkey_idp::keys::generate_keys(now)?;
+            store.rotate_signing_keys(&fresh, now).await?;
+            // Keys retired long enough ago that no token they signed is
+            // still valid are no longer published.
+            let keep = settings.oidc.access_token_ttl.as_secs() as i64 + settings.oidc.clock_skew.as_secs() as i64;
+            let purged = store.purge_signing_keys(now - keep).await?;
+            let kids: Vec<_> = fresh.iter().map(|k| json!({"kid": k.kid, "alg": k.alg.as_str()})).collect();
+            audit(store.as_ref(), "keys.rotate", "signing-keys", json!({"new": kids, "purged": purged})).await?;
+            print(json_out, json!({"new_keys": kids, "purged": purged}), || {
+                let list = fresh.iter().map(|k| format!("{} {}", k.alg.as_str(), k.kid)).collect::<Vec<_>>().join(", ");
+                format!(
+                    "new signing keys: {list}\nrunning servers switch to them within oidc.key_reload_interval ({}); retired keys stay published until their tokens expire",
+                    humantime_fmt(settings.oidc.key_reload_interval)
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+fn humantime_fmt(d: std::time::Duration) -> String {
+    format!("{}s", d.as_secs())
+}
