@@ -1,1 +1,8 @@
-fn main() {}
+//! End-to-end tests: the real server on a free port, driven over HTTP by a
+//! real OIDC relying-party library, a cookie-keeping "browser" client, and
+//! the `wardkey` binary itself. One test binary, one module per area.
+
+mod cli;
+mod helpers;
+mod oidc_errors;
+mod oidc_flow;

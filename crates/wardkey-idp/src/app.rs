@@ -80,6 +80,14 @@ impl Application {
 
     /// [`Application::build`] with an injected clock (tests).
     pub async fn build_with_clock(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind(&settings.server.listen)
+            .with_context(|| format!("binding {}", settings.server.listen))?;
+        Self::build_on(settings, clock, listener).await
+    }
+
+    /// Build on a listener the caller bound, so a test can learn the port
+    /// (and so the issuer URL) before the server exists.
+    pub async fn build_on(settings: Settings, clock: SharedClock, listener: std::net::TcpListener) -> anyhow::Result<Self> {
         settings.validate()?;
         let store = wardkey_store::open(&settings.store.url)
             .await
@@ -104,8 +112,6 @@ impl Application {
             http,
             jwks_cache: Arc::new(JwksCache::default()),
         };
-        let listener = std::net::TcpListener::bind(&settings.server.listen)
-            .with_context(|| format!("binding {}", settings.server.listen))?;
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
         let tls = settings.server.tls_cert.clone().zip(settings.server.tls_key.clone());
