@@ -184,7 +184,7 @@ impl AppState {
         validation.sub = Some(id.to_string());
         validation.leeway = self.settings.oidc.clock_skew.as_secs();
         let claims = jsonwebtoken::decode::<AssertionClaims>(jwt, &key, &validation)
-            .map_err(|e| bad(&format!("{}", e.kind_description())))?
+            .map_err(|e| bad(e.kind_description()))?
             .claims;
         let now = self.now();
         if claims.exp > now + MAX_ASSERTION_LIFETIME {

@@ -441,6 +441,26 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// `config/wardkey.toml` documents every key with its default value, so
+    /// it must parse to exactly the defaults and mention every key.
+    #[test]
+    fn example_config_documents_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/wardkey.toml");
+        let loaded = Settings::load_from(Some(&path), true, env(&[])).unwrap();
+        assert_eq!(loaded, Settings::default());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let defaults = toml::Value::try_from(Settings::default()).unwrap();
+        for (section, table) in defaults.as_table().unwrap() {
+            assert!(text.contains(&format!("[{section}]")), "section {section} undocumented");
+            for key in table.as_table().unwrap().keys() {
+                assert!(text.contains(&format!("{key} =")), "{section}.{key} undocumented");
+            }
+        }
+        for key in ["tls_cert", "tls_key", "max_concurrent"] {
+            assert!(text.contains(&format!("# {key} =")), "{key} undocumented");
+        }
+    }
+
     #[test]
     fn urls_are_redacted() {
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:REDACTED@h/db");

@@ -119,12 +119,14 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    state
-        .metrics
-        .http
-        .get_or_create(&RouteLabels { route, status: response.status().as_u16() })
-        .observe(started.elapsed().as_secs_f64());
+    let seconds = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    // The route pattern, never the raw URI: query strings can carry request
+    // ids and hints that do not belong in logs.
+    tracing::debug!(%method, route, status, seconds, "request");
+    state.metrics.http.get_or_create(&RouteLabels { route, status }).observe(seconds);
     response
 }
