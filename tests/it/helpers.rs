@@ -93,7 +93,8 @@ pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut Settings)) -> Te
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     settings.server.listen = addr.to_string();
-    settings.server.public_url = format!("http://{addr}");
+    let scheme = if settings.server.tls_cert.is_some() { "https" } else { "http" };
+    settings.server.public_url = format!("{scheme}://{addr}");
     let clock = Arc::new(ManualClock::new());
     let app = wardkey_idp::Application::build_on(settings, clock.clone(), listener).await.expect("build app");
     let state = app.state().clone();
@@ -102,7 +103,7 @@ pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut Settings)) -> Te
         let _ = rx.await;
     }));
     TestApp {
-        base: format!("http://{addr}"),
+        base: format!("{scheme}://{addr}"),
         state,
         clock,
         dir,

@@ -6,3 +6,4 @@ mod cli;
 mod helpers;
 mod oidc_errors;
 mod oidc_flow;
+mod tls;

@@ -67,6 +67,9 @@ pub fn router(state: AppState) -> Router {
             "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'",
         ))
         .layer(static_header(header::X_FRAME_OPTIONS, "DENY"))
+        // Pages carry CSRF tokens and token responses carry secrets; nothing
+        // is cacheable unless a handler says so (as /jwks does).
+        .layer(static_header(header::CACHE_CONTROL, "no-store"))
         .layer(static_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(static_header(header::REFERRER_POLICY, "no-referrer"))
         .with_state(state)
