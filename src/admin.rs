@@ -196,7 +196,7 @@ fn build_client(args: ClientAddArgs) -> anyhow::Result<(Client, Option<String>)>
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let doc: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-        if !doc.get("keys").and_then(|k| k.as_array()).is_some_and(|k| !k.is_empty()) {
+        if doc.get("keys").and_then(|k| k.as_array()).is_none_or(|k| k.is_empty()) {
             bail!("jwks-file: {} is not a JWK Set: it needs a non-empty \"keys\" array", path.display());
         }
         (ClientAuth::Jwks { jwks: text }, None)
