@@ -7,27 +7,37 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow, bail};
 use serde_json::json;
 use wardkey_core::audit::AuditEvent;
+use wardkey_core::badge::Badge;
 use wardkey_core::client::{self, Client, ClientAuth, GrantType};
 use wardkey_core::clock::{Clock, SystemClock};
 use wardkey_core::keys::SigningAlg;
 use wardkey_core::password;
 use wardkey_core::secret::{digest, new_secret};
 use wardkey_core::user::{self, NewUser};
+use wardkey_core::workstation::{Workstation, enrolment_code, validate_label};
 use wardkey_idp::Settings;
 use wardkey_store::{CredentialKind, Store, StoreError};
 
-use crate::cli::{ClientAddArgs, ClientCommand, KeysCommand, UserCommand};
+use crate::cli::{
+    BadgeCommand, ClientAddArgs, ClientCommand, KeysCommand, SessionCommand, UserCommand, WorkstationCommand,
+};
 
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
-    wardkey_store::open(&settings.store.url)
-        .await
-        .with_context(|| format!("opening the store at {}", wardkey_idp::config::redact_url(&settings.store.url)))
+    wardkey_store::open(&settings.store.url).await.with_context(|| {
+        format!(
+            "opening the store at {}",
+            wardkey_idp::config::redact_url(&settings.store.url)
+        )
+    })
 }
 
 /// Read one secret line from stdin, without its line ending.
 fn read_secret(what: &str) -> anyhow::Result<String> {
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).with_context(|| format!("reading the {what} from stdin"))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .with_context(|| format!("reading the {what} from stdin"))?;
     let secret = line.trim_end_matches(['\n', '\r']).to_string();
     if secret.is_empty() {
         bail!("no {what} on stdin: pipe it in, for example `printf '%s\\n' \"$PASSWORD\" | wardkey …`");
@@ -36,7 +46,13 @@ fn read_secret(what: &str) -> anyhow::Result<String> {
 }
 
 async fn audit(store: &dyn Store, event: &str, subject: &str, detail: serde_json::Value) -> anyhow::Result<()> {
-    let record = AuditEvent { at: SystemClock.now(), event: event.into(), actor: "admin-cli".into(), subject: subject.into(), detail };
+    let record = AuditEvent {
+        at: SystemClock.now(),
+        event: event.into(),
+        actor: "admin-cli".into(),
+        subject: subject.into(),
+        detail,
+    };
     store.append_audit(&record).await.context("writing the audit log")
 }
 
@@ -60,7 +76,13 @@ fn explain(e: StoreError, kind: &str, name: &str) -> anyhow::Error {
 /// `wardkey user …`.
 pub async fn user(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyhow::Result<()> {
     match cmd {
-        UserCommand::Add { username, name, email, roles, password_stdin } => {
+        UserCommand::Add {
+            username,
+            name,
+            email,
+            roles,
+            password_stdin,
+        } => {
             user::validate_username(&username)?;
             if let Some(e) = &email {
                 user::validate_email(e)?;
@@ -75,15 +97,22 @@ pub async fn user(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyh
                 None
             };
             let store = open_store(settings).await?;
-            let new = NewUser { username: username.clone(), name, email, roles };
+            let new = NewUser {
+                username: username.clone(),
+                name,
+                email,
+                roles,
+            };
             let created = store
                 .create_user(&new, hash.as_deref(), SystemClock.now())
                 .await
                 .map_err(|e| explain(e, "user", &username))?;
             audit(store.as_ref(), "user.add", &username, json!({"sub": created.id})).await?;
-            print(json_out, json!({"username": created.username, "sub": created.id}), || {
-                format!("added user {} (sub {})", created.username, created.id)
-            });
+            print(
+                json_out,
+                json!({"username": created.username, "sub": created.id}),
+                || format!("added user {} (sub {})", created.username, created.id),
+            );
         }
         UserCommand::List => {
             let store = open_store(settings).await?;
@@ -100,7 +129,12 @@ pub async fn user(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyh
                     .iter()
                     .map(|u| {
                         let status = if u.disabled { "disabled" } else { "active" };
-                        format!("{}\t{}\t{}\t{status}", u.username, u.name.as_deref().unwrap_or("-"), u.id)
+                        format!(
+                            "{}\t{}\t{}\t{status}",
+                            u.username,
+                            u.name.as_deref().unwrap_or("-"),
+                            u.id
+                        )
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
@@ -116,7 +150,24 @@ pub async fn user(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyh
                 .ok_or_else(|| anyhow!("user {username:?} does not exist"))?;
             store.reset_login_failures(&user.id).await?;
             audit(store.as_ref(), "user.unlock", &username, json!({})).await?;
-            print(json_out, json!({"username": username, "unlocked": true}), || format!("unlocked {username}"));
+            print(json_out, json!({"username": username, "unlocked": true}), || {
+                format!("unlocked {username}")
+            });
+        }
+        UserCommand::SetPin { username, .. } => {
+            let pin = read_secret("PIN")?;
+            wardkey_core::badge::validate_pin(&pin, settings.tap.pin_min_length)?;
+            let hash = password::hash(&settings.password.argon2(), &pin)?;
+            let store = open_store(settings).await?;
+            let user = find_user(store.as_ref(), &username).await?;
+            store
+                .set_credential(&user.id, CredentialKind::Pin, &hash, SystemClock.now())
+                .await?;
+            store.reset_pin_failures(&user.id).await?;
+            audit(store.as_ref(), "user.set_pin", &username, json!({})).await?;
+            print(json_out, json!({"username": username, "pin_set": true}), || {
+                format!("PIN set for {username}")
+            });
         }
         UserCommand::SetPassword { username, .. } => {
             let pw = read_secret("password")?;
@@ -127,18 +178,33 @@ pub async fn user(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyh
                 .user_by_username(&username)
                 .await?
                 .ok_or_else(|| anyhow!("user {username:?} does not exist"))?;
-            store.set_credential(&user.id, CredentialKind::Password, &hash, SystemClock.now()).await?;
+            store
+                .set_credential(&user.id, CredentialKind::Password, &hash, SystemClock.now())
+                .await?;
             store.reset_login_failures(&user.id).await?;
             audit(store.as_ref(), "user.set_password", &username, json!({})).await?;
-            print(json_out, json!({"username": username, "password_set": true}), || format!("password set for {username}"));
+            print(json_out, json!({"username": username, "password_set": true}), || {
+                format!("password set for {username}")
+            });
         }
     }
     Ok(())
 }
 
+async fn find_user(store: &dyn Store, username: &str) -> anyhow::Result<wardkey_core::user::User> {
+    store
+        .user_by_username(username)
+        .await?
+        .ok_or_else(|| anyhow!("user {username:?} does not exist"))
+}
+
 async fn set_disabled(settings: &Settings, username: &str, disabled: bool, json_out: bool) -> anyhow::Result<()> {
     let store = open_store(settings).await?;
-    store.set_user_disabled(username, disabled).await.map_err(|e| explain(e, "user", username))?;
+    // Disabling also ends the user's live sessions on every running server.
+    store
+        .set_user_disabled(username, disabled, SystemClock.now())
+        .await
+        .map_err(|e| explain(e, "user", username))?;
     let event = if disabled { "user.disable" } else { "user.enable" };
     audit(store.as_ref(), event, username, json!({})).await?;
     print(json_out, json!({"username": username, "disabled": disabled}), || {
@@ -197,12 +263,20 @@ fn build_client(args: ClientAddArgs) -> anyhow::Result<(Client, Option<String>)>
         let doc: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
         if doc.get("keys").and_then(|k| k.as_array()).is_none_or(|k| k.is_empty()) {
-            bail!("jwks-file: {} is not a JWK Set: it needs a non-empty \"keys\" array", path.display());
+            bail!(
+                "jwks-file: {} is not a JWK Set: it needs a non-empty \"keys\" array",
+                path.display()
+            );
         }
         (ClientAuth::Jwks { jwks: text }, None)
     } else {
         let secret = new_secret();
-        (ClientAuth::Secret { digest: digest(&secret).to_vec() }, Some(secret))
+        (
+            ClientAuth::Secret {
+                digest: digest(&secret).to_vec(),
+            },
+            Some(secret),
+        )
     };
     let client = Client {
         client_id: args.client_id,
@@ -232,15 +306,28 @@ pub async fn client(settings: &Settings, cmd: ClientCommand, json_out: bool) -> 
         ClientCommand::Add(args) => {
             let (client, secret) = build_client(args)?;
             let store = open_store(settings).await?;
-            store.create_client(&client).await.map_err(|e| explain(e, "client", &client.client_id))?;
-            audit(store.as_ref(), "client.add", &client.client_id, json!({"auth": auth_method(&client)})).await?;
-            print(json_out, json!({"client_id": client.client_id, "client_secret": secret}), || match &secret {
-                Some(s) => format!(
-                    "client_id: {}\nclient_secret: {s}\nStore this secret now: it is not kept and cannot be shown again.",
-                    client.client_id
-                ),
-                None => format!("client_id: {}", client.client_id),
-            });
+            store
+                .create_client(&client)
+                .await
+                .map_err(|e| explain(e, "client", &client.client_id))?;
+            audit(
+                store.as_ref(),
+                "client.add",
+                &client.client_id,
+                json!({"auth": auth_method(&client)}),
+            )
+            .await?;
+            print(
+                json_out,
+                json!({"client_id": client.client_id, "client_secret": secret}),
+                || match &secret {
+                    Some(s) => format!(
+                        "client_id: {}\nclient_secret: {s}\nStore this secret now: it is not kept and cannot be shown again.",
+                        client.client_id
+                    ),
+                    None => format!("client_id: {}", client.client_id),
+                },
+            );
         }
         ClientCommand::List => {
             let store = open_store(settings).await?;
@@ -262,9 +349,14 @@ pub async fn client(settings: &Settings, cmd: ClientCommand, json_out: bool) -> 
         }
         ClientCommand::Remove { client_id } => {
             let store = open_store(settings).await?;
-            store.remove_client(&client_id).await.map_err(|e| explain(e, "client", &client_id))?;
+            store
+                .remove_client(&client_id)
+                .await
+                .map_err(|e| explain(e, "client", &client_id))?;
             audit(store.as_ref(), "client.remove", &client_id, json!({})).await?;
-            print(json_out, json!({"client_id": client_id, "removed": true}), || format!("removed client {client_id}"));
+            print(json_out, json!({"client_id": client_id, "removed": true}), || {
+                format!("removed client {client_id}")
+            });
         }
     }
     Ok(())
@@ -282,15 +374,192 @@ pub async fn keys(settings: &Settings, cmd: KeysCommand, json_out: bool) -> anyh
             // still valid are no longer published.
             let keep = settings.oidc.access_token_ttl.as_secs() as i64 + settings.oidc.clock_skew.as_secs() as i64;
             let purged = store.purge_signing_keys(now - keep).await?;
-            let kids: Vec<_> = fresh.iter().map(|k| json!({"kid": k.kid, "alg": k.alg.as_str()})).collect();
-            audit(store.as_ref(), "keys.rotate", "signing-keys", json!({"new": kids, "purged": purged})).await?;
+            let kids: Vec<_> = fresh
+                .iter()
+                .map(|k| json!({"kid": k.kid, "alg": k.alg.as_str()}))
+                .collect();
+            audit(
+                store.as_ref(),
+                "keys.rotate",
+                "signing-keys",
+                json!({"new": kids, "purged": purged}),
+            )
+            .await?;
             print(json_out, json!({"new_keys": kids, "purged": purged}), || {
-                let list = fresh.iter().map(|k| format!("{} {}", k.alg.as_str(), k.kid)).collect::<Vec<_>>().join(", ");
+                let list = fresh
+                    .iter()
+                    .map(|k| format!("{} {}", k.alg.as_str(), k.kid))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 format!(
                     "new signing keys: {list}\nrunning servers switch to them within oidc.key_reload_interval ({}); retired keys stay published until their tokens expire",
                     humantime_fmt(settings.oidc.key_reload_interval)
                 )
             });
+        }
+    }
+    Ok(())
+}
+
+/// `wardkey workstation …`.
+pub async fn workstation(settings: &Settings, cmd: WorkstationCommand, json_out: bool) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    match cmd {
+        WorkstationCommand::Enrol { name, ward } => {
+            validate_label("name", &name)?;
+            validate_label("ward", &ward)?;
+            let now = SystemClock.now();
+            let code = enrolment_code();
+            let expires_at = now + settings.tap.enrolment_code_ttl.as_secs() as i64;
+            let ws = Workstation {
+                id: wardkey_core::secret::random_token(12),
+                name: name.clone(),
+                ward: ward.clone(),
+                public_key: None,
+                enabled: true,
+                created_at: now,
+                enrolled_at: None,
+            };
+            let code_digest = digest(&wardkey_idp::tap::normalise_code(&code));
+            store
+                .create_workstation(&ws, &code_digest, expires_at)
+                .await
+                .map_err(|e| explain(e, "workstation", &name))?;
+            audit(
+                store.as_ref(),
+                "workstation.create",
+                &name,
+                json!({"ward": ward, "workstation_id": ws.id}),
+            )
+            .await?;
+            print(
+                json_out,
+                json!({"name": name, "ward": ward, "workstation_id": ws.id, "code": code, "expires_at": expires_at}),
+                || {
+                    format!(
+                        "enrolment code for {name} ({ward}): {code}\nvalid for {}s, once. On the workstation run:\n  wardkey-agent enrol --server {} --code {code}",
+                        settings.tap.enrolment_code_ttl.as_secs(),
+                        settings.issuer()
+                    )
+                },
+            );
+        }
+        WorkstationCommand::List => {
+            let list = store.list_workstations().await?;
+            let rows: Vec<_> = list
+                .iter()
+                .map(|w| {
+                    json!({"name": w.name, "ward": w.ward, "workstation_id": w.id, "enabled": w.enabled,
+                        "enrolled": w.public_key.is_some()})
+                })
+                .collect();
+            print(json_out, json!(rows), || {
+                list.iter()
+                    .map(|w| {
+                        let state = match (w.enabled, w.public_key.is_some()) {
+                            (false, _) => "disabled",
+                            (true, false) => "awaiting enrolment",
+                            (true, true) => "enrolled",
+                        };
+                        format!("{}\t{}\t{}\t{state}", w.name, w.ward, w.id)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        WorkstationCommand::Disable { name } => set_workstation(store.as_ref(), &name, false, json_out).await?,
+        WorkstationCommand::Enable { name } => set_workstation(store.as_ref(), &name, true, json_out).await?,
+    }
+    Ok(())
+}
+
+async fn set_workstation(store: &dyn Store, name: &str, enabled: bool, json_out: bool) -> anyhow::Result<()> {
+    store
+        .set_workstation_enabled(name, enabled)
+        .await
+        .map_err(|e| explain(e, "workstation", name))?;
+    let event = if enabled {
+        "workstation.enable"
+    } else {
+        "workstation.disable"
+    };
+    audit(store, event, name, json!({})).await?;
+    print(json_out, json!({"name": name, "enabled": enabled}), || {
+        format!("{} {name}", if enabled { "enabled" } else { "disabled" })
+    });
+    Ok(())
+}
+
+async fn badge_key(store: &dyn Store) -> anyhow::Result<Vec<u8>> {
+    Ok(store
+        .server_secret(wardkey_idp::app::BADGE_KEY_NAME, new_secret().as_bytes())
+        .await?)
+}
+
+/// `wardkey badge …`.
+pub async fn badge(settings: &Settings, cmd: BadgeCommand, json_out: bool) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    match cmd {
+        BadgeCommand::Enrol { username, .. } => {
+            let uid = read_secret("badge UID")?;
+            let user = find_user(store.as_ref(), &username).await?;
+            let digest = wardkey_core::badge::digest(&badge_key(store.as_ref()).await?, &uid)?;
+            let badge = Badge {
+                digest,
+                user_id: user.id.clone(),
+                failed_pins: 0,
+                created_at: SystemClock.now(),
+            };
+            store.add_badge(&badge).await.map_err(|e| match e {
+                StoreError::Conflict(_) => anyhow!("this badge is already enrolled; revoke it first"),
+                other => anyhow::Error::new(other),
+            })?;
+            audit(store.as_ref(), "badge.enrol", &username, json!({})).await?;
+            print(json_out, json!({"username": username, "enrolled": true}), || {
+                format!("badge enrolled for {username}")
+            });
+        }
+        BadgeCommand::Revoke { username, uid_stdin } => {
+            let user = find_user(store.as_ref(), &username).await?;
+            let revoked = if uid_stdin {
+                let uid = read_secret("badge UID")?;
+                let digest = wardkey_core::badge::digest(&badge_key(store.as_ref()).await?, &uid)?;
+                match store.badge(&digest).await? {
+                    Some(b) if b.user_id == user.id => {
+                        store.revoke_badge(&digest).await?;
+                        1
+                    }
+                    _ => bail!("{username:?} has no badge with that UID"),
+                }
+            } else {
+                store.revoke_user_badges(&user.id).await?
+            };
+            audit(store.as_ref(), "badge.revoke", &username, json!({"revoked": revoked})).await?;
+            print(json_out, json!({"username": username, "revoked": revoked}), || {
+                format!("revoked {revoked} badge(s) of {username}")
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `wardkey session …`.
+pub async fn session(settings: &Settings, cmd: SessionCommand, json_out: bool) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    match cmd {
+        SessionCommand::Revoke { username } => {
+            let user = find_user(store.as_ref(), &username).await?;
+            store.request_session_revocation(&user.id, SystemClock.now()).await?;
+            audit(store.as_ref(), "session.revoke", &username, json!({})).await?;
+            print(
+                json_out,
+                json!({"username": username, "revocation_requested": true}),
+                || {
+                    format!(
+                        "sessions of {username} end within a second on every running server; apps are notified by back-channel logout"
+                    )
+                },
+            );
         }
     }
     Ok(())

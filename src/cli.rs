@@ -37,6 +37,71 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage ward workstations running the tap-and-go agent.
+    #[command(subcommand)]
+    Workstation(WorkstationCommand),
+    /// Manage badges.
+    #[command(subcommand)]
+    Badge(BadgeCommand),
+    /// Manage SSO sessions.
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+/// `wardkey workstation …`.
+#[derive(Debug, Subcommand)]
+pub enum WorkstationCommand {
+    /// Create a workstation and print its one-time enrolment code.
+    Enrol {
+        /// A name for it (hostname or location).
+        name: String,
+        /// Its ward (selects ward policy).
+        #[arg(long)]
+        ward: String,
+    },
+    /// List workstations.
+    List,
+    /// Disable a workstation: its taps are refused at once.
+    Disable {
+        /// Its name.
+        name: String,
+    },
+    /// Re-enable a workstation.
+    Enable {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// `wardkey badge …`.
+#[derive(Debug, Subcommand)]
+pub enum BadgeCommand {
+    /// Enrol a badge for a user; the UID is read from stdin (a reader types it).
+    Enrol {
+        /// Login name of the badge's owner.
+        username: String,
+        /// Read the badge UID from the first line of stdin (required).
+        #[arg(long, required = true)]
+        uid_stdin: bool,
+    },
+    /// Revoke a user's badges: one (UID on stdin) or all.
+    Revoke {
+        /// Login name of the badge's owner.
+        username: String,
+        /// Revoke only the badge whose UID is on stdin.
+        #[arg(long)]
+        uid_stdin: bool,
+    },
+}
+
+/// `wardkey session …`.
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// End every session of a user and notify every app (back-channel logout).
+    Revoke {
+        /// Login name.
+        username: String,
+    },
 }
 
 /// `wardkey user …`.
@@ -75,6 +140,14 @@ pub enum UserCommand {
     Unlock {
         /// Login name.
         username: String,
+    },
+    /// Set or replace a user's tap PIN from the first line of stdin.
+    SetPin {
+        /// Login name.
+        username: String,
+        /// Read the PIN from stdin (required: secrets never go in arguments).
+        #[arg(long, required = true)]
+        pin_stdin: bool,
     },
     /// Set or replace a user's password from the first line of stdin.
     SetPassword {
@@ -155,7 +228,9 @@ fn init_tracing(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match settings.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -168,11 +243,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
             init_tracing(&settings);
-            let app = wardkey_idp::Application::build(settings).await.context("starting the server")?;
+            let app = wardkey_idp::Application::build(settings)
+                .await
+                .context("starting the server")?;
             app.run_until(wardkey_idp::shutdown_signal()).await
         }
         Command::User(cmd) => admin::user(&settings, cmd, cli.json).await,
         Command::Client(cmd) => admin::client(&settings, cmd, cli.json).await,
         Command::Keys(cmd) => admin::keys(&settings, cmd, cli.json).await,
+        Command::Workstation(cmd) => admin::workstation(&settings, cmd, cli.json).await,
+        Command::Badge(cmd) => admin::badge(&settings, cmd, cli.json).await,
+        Command::Session(cmd) => admin::session(&settings, cmd, cli.json).await,
     }
 }

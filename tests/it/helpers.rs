@@ -93,10 +93,16 @@ pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut Settings)) -> Te
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     settings.server.listen = addr.to_string();
-    let scheme = if settings.server.tls_cert.is_some() { "https" } else { "http" };
+    let scheme = if settings.server.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     settings.server.public_url = format!("{scheme}://{addr}");
     let clock = Arc::new(ManualClock::new());
-    let app = wardkey_idp::Application::build_on(settings, clock.clone(), listener).await.expect("build app");
+    let app = wardkey_idp::Application::build_on(settings, clock.clone(), listener)
+        .await
+        .expect("build app");
     let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(app.run_until(async move {
@@ -147,7 +153,11 @@ impl TestApp {
             email: Some(format!("{username}@trust.nhs.uk")),
             roles: vec!["R8000".into()],
         };
-        self.state.store.create_user(&user, Some(&hash), self.clock_now()).await.unwrap()
+        self.state
+            .store
+            .create_user(&user, Some(&hash), self.clock_now())
+            .await
+            .unwrap()
     }
 
     /// Register a client with [`REDIRECT`] and [`POST_LOGOUT`]; returns its
@@ -156,7 +166,12 @@ impl TestApp {
         let (auth, secret) = match auth {
             Auth::Secret => {
                 let s = new_secret();
-                (ClientAuth::Secret { digest: digest(&s).to_vec() }, Some(s))
+                (
+                    ClientAuth::Secret {
+                        digest: digest(&s).to_vec(),
+                    },
+                    Some(s),
+                )
             }
             Auth::Public => (ClientAuth::None, None),
             Auth::Jwks(jwks) => (ClientAuth::Jwks { jwks }, None),
@@ -178,9 +193,14 @@ impl TestApp {
 
     /// A confidential client with code + refresh, ES256; returns the secret.
     pub async fn add_epr(&self, id: &str) -> String {
-        self.add_client(id, Auth::Secret, &[GrantType::AuthorizationCode, GrantType::RefreshToken], SigningAlg::ES256)
-            .await
-            .unwrap()
+        self.add_client(
+            id,
+            Auth::Secret,
+            &[GrantType::AuthorizationCode, GrantType::RefreshToken],
+            SigningAlg::ES256,
+        )
+        .await
+        .unwrap()
     }
 
     fn clock_now(&self) -> i64 {
@@ -218,7 +238,12 @@ impl TestApp {
         let request = hidden_input(&html, "request");
         let r = browser
             .post(self.url("/login"))
-            .form(&[("csrf", csrf.as_str()), ("request", request.as_str()), ("username", username), ("password", PASSWORD)])
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("request", request.as_str()),
+                ("username", username),
+                ("password", PASSWORD),
+            ])
             .send()
             .await
             .unwrap();
@@ -249,7 +274,10 @@ pub fn query_param(url: &Url, name: &str) -> Option<String> {
 /// The value of `<input type="hidden" name=NAME value=…>` in a page.
 pub fn hidden_input(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).unwrap_or_else(|| panic!("no hidden input {name} in {html}")) + marker.len();
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no hidden input {name} in {html}"))
+        + marker.len();
     let end = html[start..].find('"').unwrap() + start;
     html[start..end].to_string()
 }
@@ -292,7 +320,12 @@ pub async fn login_and_redeem(app: &TestApp, client_id: &str, secret: &str, user
     let r = app
         .post_form(
             "/token",
-            &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", &verifier)],
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", &verifier),
+            ],
             Some((client_id, secret)),
         )
         .await;
@@ -304,11 +337,19 @@ pub async fn login_and_redeem(app: &TestApp, client_id: &str, secret: &str, user
 pub async fn assert_oauth_error(r: reqwest::Response, status: u16, error: &str) -> serde_json::Value {
     assert_eq!(r.status(), status, "status for expected {error}");
     assert!(
-        r.headers().get(CONTENT_TYPE).unwrap().to_str().unwrap().starts_with("application/json"),
+        r.headers()
+            .get(CONTENT_TYPE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"),
         "OAuth errors are JSON"
     );
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], error, "{body}");
-    assert!(body["error_description"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+    assert!(
+        body["error_description"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
     body
 }

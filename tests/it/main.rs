@@ -6,4 +6,5 @@ mod cli;
 mod helpers;
 mod oidc_errors;
 mod oidc_flow;
+mod tap;
 mod tls;

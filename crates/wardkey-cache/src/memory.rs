@@ -75,7 +75,13 @@ impl Cache for MemoryCache {
 
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<()> {
         self.with_map(|map, now| {
-            map.insert(key.to_owned(), Entry { value: value.to_vec(), expires: now + ttl });
+            map.insert(
+                key.to_owned(),
+                Entry {
+                    value: value.to_vec(),
+                    expires: now + ttl,
+                },
+            );
         });
         self.wrote();
         Ok(())
@@ -86,7 +92,13 @@ impl Cache for MemoryCache {
             if live(map, key, now).is_some() {
                 return false;
             }
-            map.insert(key.to_owned(), Entry { value: value.to_vec(), expires: now + ttl });
+            map.insert(
+                key.to_owned(),
+                Entry {
+                    value: value.to_vec(),
+                    expires: now + ttl,
+                },
+            );
             true
         });
         self.wrote();

@@ -150,10 +150,16 @@ pub fn validate_client_id(id: &str) -> Result<(), ValidationError> {
 /// allowed for native apps.
 pub fn validate_redirect_uri(field: &'static str, uri: &str) -> Result<(), ValidationError> {
     let parsed = Url::parse(uri).map_err(|e| {
-        ValidationError::new(field, format!("{uri:?} is not an absolute URI ({e}); give one like https://epr.trust.nhs.uk/callback"))
+        ValidationError::new(
+            field,
+            format!("{uri:?} is not an absolute URI ({e}); give one like https://epr.trust.nhs.uk/callback"),
+        )
     })?;
     if parsed.fragment().is_some() {
-        return Err(ValidationError::new(field, format!("{uri:?} must not contain a fragment (#…)")));
+        return Err(ValidationError::new(
+            field,
+            format!("{uri:?} must not contain a fragment (#…)"),
+        ));
     }
     let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
     match parsed.scheme() {
@@ -188,7 +194,12 @@ mod tests {
 
     #[test]
     fn grant_types_round_trip() {
-        for g in ["authorization_code", "refresh_token", "client_credentials", "token_exchange"] {
+        for g in [
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "token_exchange",
+        ] {
             assert_eq!(GrantType::parse(g).unwrap().as_str(), g);
         }
         assert!(GrantType::parse("implicit").is_err());

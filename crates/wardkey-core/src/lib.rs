@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod badge;
 pub mod client;
 pub mod clock;
 pub mod error;
@@ -18,5 +19,6 @@ pub mod pkce;
 pub mod secret;
 pub mod session;
 pub mod user;
+pub mod workstation;
 
 pub use error::ValidationError;

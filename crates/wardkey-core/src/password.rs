@@ -64,9 +64,7 @@ pub fn hash(params: &Argon2Params, secret: &str) -> Result<String, ValidationErr
 /// change.
 pub fn verify(stored: &str, secret: &str) -> bool {
     match PasswordHash::new(stored) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(secret.as_bytes(), &parsed)
-            .is_ok(),
+        Ok(parsed) => Argon2::default().verify_password(secret.as_bytes(), &parsed).is_ok(),
         Err(_) => false,
     }
 }
@@ -76,12 +74,7 @@ pub fn verify(stored: &str, secret: &str) -> bool {
 /// (no user enumeration by timing).
 pub fn verify_dummy(params: &Argon2Params, secret: &str) -> bool {
     static DUMMY: OnceLock<(Argon2Params, String)> = OnceLock::new();
-    let (p, stored) = DUMMY.get_or_init(|| {
-        (
-            *params,
-            hash(params, "wardkey-dummy-password").unwrap_or_default(),
-        )
-    });
+    let (p, stored) = DUMMY.get_or_init(|| (*params, hash(params, "wardkey-dummy-password").unwrap_or_default()));
     let stored = if p == params {
         stored.clone()
     } else {
@@ -110,7 +103,11 @@ mod tests {
     use super::*;
 
     fn cheap() -> Argon2Params {
-        Argon2Params { m_cost: 256, t_cost: 1, p_cost: 1 }
+        Argon2Params {
+            m_cost: 256,
+            t_cost: 1,
+            p_cost: 1,
+        }
     }
 
     #[test]

@@ -72,6 +72,9 @@ mod tests {
             check_challenge(Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"), None),
             Err(ChallengeError::UnsupportedMethod)
         );
-        assert_eq!(check_challenge(Some("short"), Some("S256")), Err(ChallengeError::Malformed));
+        assert_eq!(
+            check_challenge(Some("short"), Some("S256")),
+            Err(ChallengeError::Malformed)
+        );
     }
 }

@@ -14,6 +14,9 @@ pub enum Amr {
     Hwk,
     /// User presence test.
     User,
+    /// A badge was tapped (a prox card UID: possession, but not proof of
+    /// possession, so never `hwk`).
+    Badge,
 }
 
 impl Amr {
@@ -24,12 +27,17 @@ impl Amr {
             Self::Pin => "pin",
             Self::Hwk => "hwk",
             Self::User => "user",
+            Self::Badge => "badge",
         }
     }
 }
 
 /// `acr` for a password sign-in: one memorised secret, NIST SP 800-63B AAL1.
 pub const ACR_PASSWORD: &str = "urn:wardkey:acr:pwd";
+/// `acr` for badge + PIN at an enrolled workstation. The badge UID is not an
+/// authenticator, so this is still AAL1 (the PIN is the memorised secret);
+/// the enrolled workstation key adds device binding.
+pub const ACR_BADGE_PIN: &str = "urn:wardkey:acr:badge-pin";
 
 /// An SSO session, kept in the session cache under a digest of its cookie.
 /// Losing the cache logs people out and nothing else.
@@ -50,6 +58,9 @@ pub struct Session {
     pub created_at: i64,
     /// Clients that received tokens in this session, for logout.
     pub clients: Vec<String>,
+    /// Workstations the session is attached to (tap-and-go).
+    #[serde(default)]
+    pub workstations: Vec<String>,
 }
 
 impl Session {

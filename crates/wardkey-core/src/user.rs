@@ -55,9 +55,7 @@ pub fn validate_username(username: &str) -> Result<(), ValidationError> {
     } else {
         Err(ValidationError::new(
             "username",
-            format!(
-                "{username:?} is not a valid username: use 1 to 64 letters, digits, '.', '_', '-' or '@'"
-            ),
+            format!("{username:?} is not a valid username: use 1 to 64 letters, digits, '.', '_', '-' or '@'"),
         ))
     }
 }

@@ -28,6 +28,8 @@ use crate::{health, oidc};
 /// Requests larger than this are refused with 413: no OAuth request comes
 /// near it, and it bounds the memory a hostile client can make us hold.
 const MAX_BODY: usize = 64 * 1024;
+/// The store's name for the badge digest key; the CLI uses the same.
+pub const BADGE_KEY_NAME: &str = "badge-hmac";
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -57,6 +59,7 @@ pub fn router(state: AppState) -> Router {
     };
     Router::new()
         .merge(oidc::browser_router())
+        .merge(crate::tap::router())
         .merge(api)
         .merge(ops)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
@@ -90,14 +93,31 @@ impl Application {
 
     /// Build on a listener the caller bound, so a test can learn the port
     /// (and so the issuer URL) before the server exists.
-    pub async fn build_on(settings: Settings, clock: SharedClock, listener: std::net::TcpListener) -> anyhow::Result<Self> {
+    pub async fn build_on(
+        settings: Settings,
+        clock: SharedClock,
+        listener: std::net::TcpListener,
+    ) -> anyhow::Result<Self> {
         settings.validate()?;
-        let store = wardkey_store::open(&settings.store.url)
+        let store = wardkey_store::open(&settings.store.url).await.with_context(|| {
+            format!(
+                "opening the store at {}",
+                crate::config::redact_url(&settings.store.url)
+            )
+        })?;
+        let cache = wardkey_cache::open(&settings.cache.url).with_context(|| {
+            format!(
+                "opening the cache at {}",
+                crate::config::redact_url(&settings.cache.url)
+            )
+        })?;
+        let keys = Keyring::load(store.as_ref(), clock.now())
             .await
-            .with_context(|| format!("opening the store at {}", crate::config::redact_url(&settings.store.url)))?;
-        let cache = wardkey_cache::open(&settings.cache.url)
-            .with_context(|| format!("opening the cache at {}", crate::config::redact_url(&settings.cache.url)))?;
-        let keys = Keyring::load(store.as_ref(), clock.now()).await.context("loading signing keys")?;
+            .context("loading signing keys")?;
+        let badge_key = store
+            .server_secret(BADGE_KEY_NAME, wardkey_core::secret::new_secret().as_bytes())
+            .await
+            .context("loading the badge digest key")?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
@@ -105,7 +125,10 @@ impl Application {
             .context("building the HTTP client")?;
         let state = AppState {
             issuer: settings.issuer().into(),
-            passwords: Arc::new(PasswordChecker::new(settings.password.argon2(), settings.password.max_concurrent)),
+            passwords: Arc::new(PasswordChecker::new(
+                settings.password.argon2(),
+                settings.password.max_concurrent,
+            )),
             settings: Arc::new(settings.clone()),
             store,
             cache,
@@ -114,11 +137,19 @@ impl Application {
             metrics: Arc::new(Metrics::default()),
             http,
             jwks_cache: Arc::new(JwksCache::default()),
+            badge_key: badge_key.into(),
+            outbox: Arc::new(crate::backchannel::Outbox::default()),
         };
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
         let tls = settings.server.tls_cert.clone().zip(settings.server.tls_key.clone());
-        Ok(Self { listener, address, router: router(state.clone()), state, tls })
+        Ok(Self {
+            listener,
+            address,
+            router: router(state.clone()),
+            state,
+            tls,
+        })
     }
 
     /// The bound address (the real port when configured with port 0).
@@ -137,6 +168,7 @@ impl Application {
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(reload_keys(self.state.clone(), cancel.clone()));
+        tasks.spawn(crate::backchannel::run_outbox(self.state.clone(), cancel.clone()));
 
         let handle = axum_server::Handle::new();
         let signal_handle = handle.clone();
@@ -154,10 +186,16 @@ impl Application {
                 let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
                     .await
                     .with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))?;
-                axum_server::from_tcp_rustls(self.listener, config).handle(handle).serve(service).await?;
+                axum_server::from_tcp_rustls(self.listener, config)
+                    .handle(handle)
+                    .serve(service)
+                    .await?;
             }
             None => {
-                axum_server::from_tcp(self.listener).handle(handle).serve(service).await?;
+                axum_server::from_tcp(self.listener)
+                    .handle(handle)
+                    .serve(service)
+                    .await?;
             }
         }
         cancel.cancel();

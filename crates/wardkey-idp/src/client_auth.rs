@@ -48,7 +48,9 @@ enum Presented<'a> {
 }
 
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
-    let Some(value) = headers.get(AUTHORIZATION) else { return Ok(None) };
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
     let bad = || OAuthError::invalid_client("the Authorization header is not valid HTTP Basic credentials", true);
     let value = value.to_str().map_err(|_| bad())?;
     let Some(encoded) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else {
@@ -75,14 +77,21 @@ impl AppState {
         let basic = basic_credentials(headers)?;
         let post_secret = params.get("client_secret");
         let assertion = params.get("client_assertion");
-        let methods = [basic.is_some(), post_secret.is_some(), assertion.is_some()].iter().filter(|m| **m).count();
+        let methods = [basic.is_some(), post_secret.is_some(), assertion.is_some()]
+            .iter()
+            .filter(|m| **m)
+            .count();
         if methods > 1 {
-            return Err(OAuthError::InvalidRequest("use exactly one client authentication method".into()));
+            return Err(OAuthError::InvalidRequest(
+                "use exactly one client authentication method".into(),
+            ));
         }
         let form_id = params.get("client_id");
         let presented = if let Some((id, secret)) = basic {
             if form_id.is_some_and(|f| f != id) {
-                return Err(OAuthError::InvalidRequest("client_id does not match the Authorization header".into()));
+                return Err(OAuthError::InvalidRequest(
+                    "client_id does not match the Authorization header".into(),
+                ));
             }
             Presented::Basic { id, secret }
         } else if let Some(secret) = post_secret {
@@ -90,7 +99,9 @@ impl AppState {
             Presented::Post { id, secret }
         } else if let Some(jwt) = assertion {
             if params.get("client_assertion_type") != Some(ASSERTION_TYPE) {
-                return Err(OAuthError::InvalidRequest(format!("client_assertion_type must be {ASSERTION_TYPE}")));
+                return Err(OAuthError::InvalidRequest(format!(
+                    "client_assertion_type must be {ASSERTION_TYPE}"
+                )));
             }
             Presented::Assertion { id: form_id, jwt }
         } else if let Some(id) = form_id {
@@ -141,13 +152,18 @@ impl AppState {
                 .map_err(|_| bad("not a signed JWT"))?;
             serde_json::from_slice(&bytes).map_err(|_| bad("not a signed JWT"))?
         };
-        let id = unverified.get("sub").and_then(|v| v.as_str()).ok_or_else(|| bad("no sub claim"))?;
+        let id = unverified
+            .get("sub")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| bad("no sub claim"))?;
         if form_id.is_some_and(|f| f != id) {
             return Err(bad("sub does not match client_id"));
         }
         let client = self.lookup_client(id, false).await?;
         let jwks = match &client.auth {
-            ClientAuth::Jwks { jwks } => serde_json::from_str::<JwkSet>(jwks).map_err(|_| bad("the registered JWKS is invalid"))?,
+            ClientAuth::Jwks { jwks } => {
+                serde_json::from_str::<JwkSet>(jwks).map_err(|_| bad("the registered JWKS is invalid"))?
+            }
             ClientAuth::JwksUri { uri } => self.client_jwks(uri, false).await?,
             _ => return Err(bad("this client is not registered for private_key_jwt")),
         };
@@ -169,7 +185,15 @@ impl AppState {
         };
         if !matches!(
             header.alg,
-            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 | Algorithm::ES256 | Algorithm::ES384 | Algorithm::EdDSA
+            Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512
+                | Algorithm::ES256
+                | Algorithm::ES384
+                | Algorithm::EdDSA
         ) {
             return Err(bad("unsupported alg"));
         }
@@ -192,7 +216,11 @@ impl AppState {
         }
         let jti = claims.jti.ok_or_else(|| bad("no jti claim"))?;
         let ttl = Duration::from_secs((claims.exp - now).max(0) as u64 + self.settings.oidc.clock_skew.as_secs() + 1);
-        if !self.cache.put_if_absent(&keys::assertion_jti(id, &jti), b"1", ttl).await? {
+        if !self
+            .cache
+            .put_if_absent(&keys::assertion_jti(id, &jti), b"1", ttl)
+            .await?
+        {
             return Err(bad("this assertion was already used (jti replay)"));
         }
         Ok(client)
@@ -208,7 +236,14 @@ impl AppState {
             }
         }
         let fetched: JwkSet = async {
-            self.http.get(uri).timeout(Duration::from_secs(5)).send().await?.error_for_status()?.json().await
+            self.http
+                .get(uri)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await
         }
         .await
         .map_err(|e: reqwest::Error| {

@@ -4,6 +4,7 @@
 //! is checked at start-up so a typo stops the server with a message naming the
 //! key instead of surfacing at 07:30 on a ward.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,8 +35,59 @@ pub struct Settings {
     pub password: PasswordSettings,
     /// Token lifetimes and protocol tolerances.
     pub oidc: OidcSettings,
+    /// Tap-and-go.
+    pub tap: TapSettings,
+    /// Per-ward overrides of session policy, keyed by ward name.
+    pub wards: BTreeMap<String, WardPolicy>,
     /// Logging.
     pub log: LogSettings,
+}
+
+/// `[tap]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TapSettings {
+    /// Fewest digits in a PIN (NIST SP 800-63B §5.1.1.1: at least 6 for a
+    /// rate-limited secret).
+    pub pin_min_length: usize,
+    /// End the previous clinician's SSO session everywhere when another
+    /// clinician taps over them, not just their use of this workstation.
+    pub logout_on_switch: bool,
+    /// The same badge tapped at workstations on two different wards within
+    /// this window raises a cloned-badge alert.
+    #[serde(with = "humantime_serde")]
+    pub cloned_badge_window: Duration,
+    /// How long a workstation enrolment code stays valid.
+    #[serde(with = "humantime_serde")]
+    pub enrolment_code_ttl: Duration,
+    /// How long an agent has to send the PIN after `pin_required`.
+    #[serde(with = "humantime_serde")]
+    pub pin_entry_ttl: Duration,
+}
+
+impl Default for TapSettings {
+    fn default() -> Self {
+        Self {
+            pin_min_length: 6,
+            logout_on_switch: false,
+            cloned_badge_window: Duration::from_secs(300),
+            enrolment_code_ttl: Duration::from_secs(24 * 3600),
+            pin_entry_ttl: Duration::from_secs(120),
+        }
+    }
+}
+
+/// `[wards."NAME"]`: a ward's own session policy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WardPolicy {
+    /// Overrides `session.idle_timeout` for workstations on this ward: an
+    /// idle workstation locks after this long.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
+    /// Overrides `session.pin_grace` for taps on this ward.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub pin_grace: Option<Duration>,
 }
 
 /// `[server]`.
@@ -74,13 +126,17 @@ pub struct StoreSettings {
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        Self { url: "sqlite://./data/wardkey.db".into() }
+        Self {
+            url: "sqlite://./data/wardkey.db".into(),
+        }
     }
 }
 
 impl std::fmt::Debug for StoreSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreSettings").field("url", &redact_url(&self.url)).finish()
+        f.debug_struct("StoreSettings")
+            .field("url", &redact_url(&self.url))
+            .finish()
     }
 }
 
@@ -94,13 +150,17 @@ pub struct CacheSettings {
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        Self { url: "memory://".into() }
+        Self {
+            url: "memory://".into(),
+        }
     }
 }
 
 impl std::fmt::Debug for CacheSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CacheSettings").field("url", &redact_url(&self.url)).finish()
+        f.debug_struct("CacheSettings")
+            .field("url", &redact_url(&self.url))
+            .finish()
     }
 }
 
@@ -167,7 +227,11 @@ impl Default for PasswordSettings {
 impl PasswordSettings {
     /// The argon2 parameters.
     pub fn argon2(&self) -> Argon2Params {
-        Argon2Params { m_cost: self.m_cost, t_cost: self.t_cost, p_cost: self.p_cost }
+        Argon2Params {
+            m_cost: self.m_cost,
+            t_cost: self.t_cost,
+            p_cost: self.p_cost,
+        }
     }
 }
 
@@ -222,7 +286,10 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { format: LogFormat::Text, level: "info".into() }
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
     }
 }
 
@@ -253,7 +320,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, message: message.into() }
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
 }
 
 impl Settings {
@@ -290,9 +360,8 @@ impl Settings {
         for (k, v) in env {
             match k.strip_suffix("_FILE") {
                 Some(base) => {
-                    let contents = std::fs::read_to_string(&v).map_err(|e| {
-                        ConfigError::Parse(format!("{k}: cannot read {v}: {e}"))
-                    })?;
+                    let contents = std::fs::read_to_string(&v)
+                        .map_err(|e| ConfigError::Parse(format!("{k}: cannot read {v}: {e}")))?;
                     direct.push((base.to_string(), contents.trim_end().to_string()));
                 }
                 None => direct.push((k, v)),
@@ -314,27 +383,63 @@ impl Settings {
 
     /// Check values that parsed but would not work.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.server
-            .listen
-            .parse::<SocketAddr>()
-            .map_err(|_| invalid("server.listen", format!("{:?} is not a socket address like 127.0.0.1:8080", self.server.listen)))?;
+        self.server.listen.parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!("{:?} is not a socket address like 127.0.0.1:8080", self.server.listen),
+            )
+        })?;
         let url = Url::parse(&self.server.public_url).map_err(|e| {
-            invalid("server.public_url", format!("{:?} is not a URL ({e}); give the address browsers use, like https://sso.trust.nhs.uk", self.server.public_url))
+            invalid(
+                "server.public_url",
+                format!(
+                    "{:?} is not a URL ({e}); give the address browsers use, like https://sso.trust.nhs.uk",
+                    self.server.public_url
+                ),
+            )
         })?;
         if !matches!(url.scheme(), "http" | "https") || url.query().is_some() || url.fragment().is_some() {
-            return Err(invalid("server.public_url", "must be an http(s) URL with no query or fragment (OIDC Core §2: the issuer)"));
+            return Err(invalid(
+                "server.public_url",
+                "must be an http(s) URL with no query or fragment (OIDC Core §2: the issuer)",
+            ));
         }
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err(invalid("server.tls_cert", "tls_cert and tls_key must be set together"));
         }
-        if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres://") || self.store.url.starts_with("postgresql://")) {
-            return Err(invalid("store.url", format!("{:?} is not supported: use sqlite://PATH or postgres://…", redact_url(&self.store.url))));
+        if !(self.store.url.starts_with("sqlite:")
+            || self.store.url.starts_with("postgres://")
+            || self.store.url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "store.url",
+                format!(
+                    "{:?} is not supported: use sqlite://PATH or postgres://…",
+                    redact_url(&self.store.url)
+                ),
+            ));
         }
-        if !(self.cache.url.starts_with("memory:") || self.cache.url.starts_with("redis://") || self.cache.url.starts_with("rediss://")) {
-            return Err(invalid("cache.url", format!("{:?} is not supported: use memory://, redis://… or rediss://…", redact_url(&self.cache.url))));
+        if !(self.cache.url.starts_with("memory:")
+            || self.cache.url.starts_with("redis://")
+            || self.cache.url.starts_with("rediss://"))
+        {
+            return Err(invalid(
+                "cache.url",
+                format!(
+                    "{:?} is not supported: use memory://, redis://… or rediss://…",
+                    redact_url(&self.cache.url)
+                ),
+            ));
         }
         let s = &self.session;
-        for (key, d) in [("session.idle_timeout", s.idle_timeout), ("session.max_lifetime", s.max_lifetime), ("oidc.code_ttl", self.oidc.code_ttl), ("oidc.access_token_ttl", self.oidc.access_token_ttl), ("oidc.refresh_token_ttl", self.oidc.refresh_token_ttl), ("oidc.key_reload_interval", self.oidc.key_reload_interval)] {
+        for (key, d) in [
+            ("session.idle_timeout", s.idle_timeout),
+            ("session.max_lifetime", s.max_lifetime),
+            ("oidc.code_ttl", self.oidc.code_ttl),
+            ("oidc.access_token_ttl", self.oidc.access_token_ttl),
+            ("oidc.refresh_token_ttl", self.oidc.refresh_token_ttl),
+            ("oidc.key_reload_interval", self.oidc.key_reload_interval),
+        ] {
             if d.is_zero() {
                 return Err(invalid(key, "must be longer than zero"));
             }
@@ -349,13 +454,43 @@ impl Settings {
             .argon2()
             .validate()
             .map_err(|e| invalid("password.m_cost", e.message))?;
+        if !(4..=32).contains(&self.tap.pin_min_length) {
+            return Err(invalid("tap.pin_min_length", "must be between 4 and 32"));
+        }
+        for (key, d) in [
+            ("tap.enrolment_code_ttl", self.tap.enrolment_code_ttl),
+            ("tap.pin_entry_ttl", self.tap.pin_entry_ttl),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be longer than zero"));
+            }
+        }
         if self.password.max_concurrent == 0 {
             return Err(invalid("password.max_concurrent", "must be at least 1"));
         }
         if self.password.lock_after == 0 || self.password.lock_after > 100 {
-            return Err(invalid("password.lock_after", "must be between 1 and 100 (NIST SP 800-63B §5.2.2)"));
+            return Err(invalid(
+                "password.lock_after",
+                "must be between 1 and 100 (NIST SP 800-63B §5.2.2)",
+            ));
         }
         Ok(())
+    }
+
+    /// PIN grace for a workstation on `ward`.
+    pub fn pin_grace(&self, ward: &str) -> Duration {
+        self.wards
+            .get(ward)
+            .and_then(|w| w.pin_grace)
+            .unwrap_or(self.session.pin_grace)
+    }
+
+    /// Idle timeout for a workstation on `ward`.
+    pub fn ward_idle_timeout(&self, ward: &str) -> Duration {
+        self.wards
+            .get(ward)
+            .and_then(|w| w.idle_timeout)
+            .unwrap_or(self.session.idle_timeout)
     }
 
     /// The issuer URL without a trailing slash.
@@ -373,7 +508,11 @@ impl Settings {
 fn describe_figment_error(e: figment::Error) -> String {
     e.into_iter()
         .map(|e| {
-            let key = if e.path.is_empty() { String::new() } else { format!("{}: ", e.path.join(".")) };
+            let key = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", e.path.join("."))
+            };
             let source = e
                 .metadata
                 .as_ref()
@@ -412,12 +551,25 @@ mod tests {
 
     #[test]
     fn env_overrides_and_names_bad_keys() {
-        let s = Settings::load_from(None, false, env(&[("WARDKEY_SESSION__PIN_GRACE", "2h"), ("WARDKEY_PASSWORD__M_COST", "1024"), ("WARDKEY_TEST_PG_URL", "ignored")])).unwrap();
+        let s = Settings::load_from(
+            None,
+            false,
+            env(&[
+                ("WARDKEY_SESSION__PIN_GRACE", "2h"),
+                ("WARDKEY_PASSWORD__M_COST", "1024"),
+                ("WARDKEY_TEST_PG_URL", "ignored"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(s.session.pin_grace, Duration::from_secs(7200));
         assert_eq!(s.password.m_cost, 1024);
-        let e = Settings::load_from(None, false, env(&[("WARDKEY_SESSION__PIN_GRAC", "2h")])).unwrap_err().to_string();
+        let e = Settings::load_from(None, false, env(&[("WARDKEY_SESSION__PIN_GRAC", "2h")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("pin_grac"), "{e}");
-        let e = Settings::load_from(None, false, env(&[("WARDKEY_SESSION__PIN_GRACE", "soon")])).unwrap_err().to_string();
+        let e = Settings::load_from(None, false, env(&[("WARDKEY_SESSION__PIN_GRACE", "soon")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("pin_grace"), "{e}");
     }
 
@@ -427,16 +579,27 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let secret = dir.join("url");
         std::fs::write(&secret, "sqlite://./x.db\n").unwrap();
-        let s = Settings::load_from(None, false, env(&[("WARDKEY_STORE__URL_FILE", secret.to_str().unwrap())])).unwrap();
+        let s = Settings::load_from(
+            None,
+            false,
+            env(&[("WARDKEY_STORE__URL_FILE", secret.to_str().unwrap())]),
+        )
+        .unwrap();
         assert_eq!(s.store.url, "sqlite://./x.db");
         let file = dir.join("wardkey.toml");
         std::fs::write(&file, "[server]\nlisen = \"x\"\n").unwrap();
-        let e = Settings::load_from(Some(&file), true, env(&[])).unwrap_err().to_string();
+        let e = Settings::load_from(Some(&file), true, env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("lisen"), "{e}");
         std::fs::write(&file, "[server]\nlisten = \"nonsense\"\n").unwrap();
-        let e = Settings::load_from(Some(&file), true, env(&[])).unwrap_err().to_string();
+        let e = Settings::load_from(Some(&file), true, env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("server.listen"), "{e}");
-        let e = Settings::load_from(Some(&dir.join("missing.toml")), true, env(&[])).unwrap_err().to_string();
+        let e = Settings::load_from(Some(&dir.join("missing.toml")), true, env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("does not exist"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -451,14 +614,30 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let defaults = toml::Value::try_from(Settings::default()).unwrap();
         for (section, table) in defaults.as_table().unwrap() {
-            assert!(text.contains(&format!("[{section}]")), "section {section} undocumented");
+            assert!(text.contains(&format!("[{section}")), "section {section} undocumented");
             for key in table.as_table().unwrap().keys() {
                 assert!(text.contains(&format!("{key} =")), "{section}.{key} undocumented");
             }
         }
-        for key in ["tls_cert", "tls_key", "max_concurrent"] {
+        for key in ["tls_cert", "tls_key", "max_concurrent", "idle_timeout", "pin_grace"] {
             assert!(text.contains(&format!("# {key} =")), "{key} undocumented");
         }
+    }
+
+    #[test]
+    fn ward_policies_override_the_session_defaults() {
+        let dir = std::env::temp_dir().join(format!("wk-ward-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("wardkey.toml");
+        std::fs::write(&file, "[wards.\"ICU\"]\npin_grace = \"1h\"\nidle_timeout = \"15m\"\n").unwrap();
+        let s = Settings::load_from(Some(&file), true, env(&[])).unwrap();
+        assert_eq!(s.pin_grace("ICU"), Duration::from_secs(3600));
+        assert_eq!(s.ward_idle_timeout("ICU"), Duration::from_secs(900));
+        assert_eq!(s.pin_grace("Ward 4"), s.session.pin_grace);
+        std::fs::write(&file, "[wards.\"ICU\"]\npin_grase = \"1h\"\n").unwrap();
+        let e = Settings::load_from(Some(&file), true, env(&[])).unwrap_err().to_string();
+        assert!(e.contains("pin_grase"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub enum OAuthError {
     /// The requested scope is not allowed.
     #[error("invalid_scope: {0}")]
     InvalidScope(String),
+    /// RFC 8693 §2.2.2: the audience is not a client we issue tokens for.
+    #[error("invalid_target: {0}")]
+    InvalidTarget(String),
     /// RFC 7009 §2.2.1: a `token_type_hint` we cannot revoke.
     #[error("unsupported_token_type: {0}")]
     UnsupportedTokenType(String),
@@ -71,6 +74,7 @@ impl OAuthError {
             Self::UnsupportedGrantType(_) => "unsupported_grant_type",
             Self::InvalidScope(_) => "invalid_scope",
             Self::UnsupportedTokenType(_) => "unsupported_token_type",
+            Self::InvalidTarget(_) => "invalid_target",
             Self::TemporarilyUnavailable(_) => "temporarily_unavailable",
             Self::Server(_) => "server_error",
         }
@@ -83,7 +87,10 @@ impl OAuthError {
 
     /// Shorthand for an `invalid_client` answer.
     pub fn invalid_client(description: impl Into<String>, basic: bool) -> Self {
-        Self::InvalidClient { description: description.into(), basic }
+        Self::InvalidClient {
+            description: description.into(),
+            basic,
+        }
     }
 }
 
@@ -123,25 +130,35 @@ impl IntoResponse for OAuthError {
             Self::TemporarilyUnavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, d.clone()),
             Self::Server(detail) => {
                 tracing::error!(detail, "token endpoint failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "an internal error occurred; it has been logged".into())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "an internal error occurred; it has been logged".into(),
+                )
             }
             Self::InvalidRequest(d)
             | Self::InvalidGrant(d)
             | Self::UnauthorizedClient(d)
             | Self::UnsupportedGrantType(d)
             | Self::InvalidScope(d)
-            | Self::UnsupportedTokenType(d) => (StatusCode::BAD_REQUEST, d.clone()),
+            | Self::UnsupportedTokenType(d)
+            | Self::InvalidTarget(d) => (StatusCode::BAD_REQUEST, d.clone()),
         };
-        let mut response =
-            (status, Json(json!({"error": self.code(), "error_description": description}))).into_response();
+        let mut response = (
+            status,
+            Json(json!({"error": self.code(), "error_description": description})),
+        )
+            .into_response();
         match &self {
             Self::InvalidClient { basic: true, .. } => {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"wardkey\""));
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"wardkey\""),
+                );
             }
             Self::TemporarilyUnavailable(_) => {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }
@@ -194,7 +211,8 @@ impl IntoResponse for BearerError {
             ),
             Self::Unavailable => {
                 let mut r = (StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable").into_response();
-                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 return r;
             }
         };
@@ -260,8 +278,155 @@ impl IntoResponse for PageError {
         };
         let mut response = (status, pages::error_page(&message)).into_response();
         if matches!(self, Self::Unavailable) {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+/// A failure of the store or the cache, for code that touches both. Each
+/// caller maps it to its audience's shape through the `From` impls below.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The session cache failed.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<BackendError> for OAuthError {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::Cache(e) => e.into(),
+            BackendError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<BackendError> for PageError {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::Cache(e) => e.into(),
+            BackendError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// A refused tap-protocol request. `message` is for the clinician at the
+/// ward PC or the service desk; `error` is a stable code for the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum TapApiError {
+    /// The request is malformed.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// Not signed by an enrolled workstation's key.
+    #[error("this workstation is not recognised; ask IT to re-enrol it")]
+    InvalidSignature,
+    /// The same signed request was seen before.
+    #[error("this request was already used")]
+    Replayed,
+    /// `iat` is outside the allowed clock skew.
+    #[error("the workstation's clock is wrong; ask IT to check its time settings")]
+    Stale,
+    /// The workstation is disabled.
+    #[error("this workstation has been disabled; use another one or call the IT service desk")]
+    WorkstationDisabled,
+    /// The badge is not enrolled.
+    #[error("this badge is not registered; sign in with your username and password, or call the IT service desk")]
+    UnknownBadge,
+    /// Too many wrong PINs.
+    #[error("this badge is locked after too many wrong PINs; sign in once with your password to unlock it")]
+    BadgeLocked,
+    /// The user is disabled.
+    #[error("this account is disabled; call the IT service desk")]
+    UserDisabled,
+    /// Wrong PIN.
+    #[error("wrong PIN: {remaining} attempts left before the badge locks")]
+    WrongPin {
+        /// Attempts before the badge locks.
+        remaining: u32,
+    },
+    /// The tap, code or link has expired or was used.
+    #[error("{0}")]
+    Expired(String),
+    /// A backend is down.
+    #[error("sign-in is temporarily unavailable; try again in a moment")]
+    Unavailable,
+}
+
+impl TapApiError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidSignature => "invalid_signature",
+            Self::Replayed => "replayed",
+            Self::Stale => "stale",
+            Self::WorkstationDisabled => "workstation_disabled",
+            Self::UnknownBadge => "unknown_badge",
+            Self::BadgeLocked => "badge_locked",
+            Self::UserDisabled => "user_disabled",
+            Self::WrongPin { .. } => "wrong_pin",
+            Self::Expired(_) => "expired",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl From<CacheError> for TapApiError {
+    fn from(e: CacheError) -> Self {
+        tracing::error!(error = %e, "session cache failed");
+        Self::Unavailable
+    }
+}
+
+impl From<StoreError> for TapApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failed");
+        Self::Unavailable
+    }
+}
+
+impl From<BackendError> for TapApiError {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::Cache(e) => e.into(),
+            BackendError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<KeyError> for TapApiError {
+    fn from(e: KeyError) -> Self {
+        tracing::error!(error = %e, "signing failed");
+        Self::Unavailable
+    }
+}
+
+impl IntoResponse for TapApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::InvalidRequest(_) | Self::Stale => StatusCode::BAD_REQUEST,
+            Self::InvalidSignature | Self::WrongPin { .. } => StatusCode::UNAUTHORIZED,
+            Self::Replayed => StatusCode::CONFLICT,
+            Self::WorkstationDisabled | Self::BadgeLocked | Self::UserDisabled => StatusCode::FORBIDDEN,
+            Self::UnknownBadge => StatusCode::NOT_FOUND,
+            Self::Expired(_) => StatusCode::GONE,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let body = wardkey_proto::tap::TapError {
+            error: self.code().into(),
+            message: self.to_string(),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        no_store(response)
     }
 }

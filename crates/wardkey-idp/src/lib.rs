@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod backchannel;
 pub mod client_auth;
 pub mod config;
 pub mod cookies;
@@ -31,6 +32,7 @@ pub mod params;
 pub mod password;
 pub mod sessions;
 pub mod state;
+pub mod tap;
 pub mod tokens;
 
 pub use app::{Application, router, shutdown_signal};

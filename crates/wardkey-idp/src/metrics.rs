@@ -47,6 +47,16 @@ pub struct Metrics {
     pub token_errors: Family<KindLabel, Counter>,
     /// Code or refresh-token reuse detected.
     pub reuse_detected: Counter,
+    /// Taps by outcome.
+    pub taps: Family<KindLabel, Counter>,
+    /// Tap-to-active time reported by agents.
+    pub tap_to_active: Histogram,
+    /// Back-channel logout delivery time, per attempt.
+    pub backchannel_delivery: Histogram,
+    /// Back-channel logout attempts that failed.
+    pub backchannel_failures: Counter,
+    /// Badges seen on two wards within the window.
+    pub cloned_badge: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -69,21 +79,80 @@ impl Default for Metrics {
         let tokens_issued = Family::<KindLabel, Counter>::default();
         let token_errors = Family::<KindLabel, Counter>::default();
         let reuse_detected = Counter::default();
-        registry.register(names::HTTP_REQUEST_DURATION, "HTTP request latency in seconds", http.clone());
-        registry.register(counter_name(names::LOGINS_TOTAL), "Password logins by outcome", logins.clone());
+        registry.register(
+            names::HTTP_REQUEST_DURATION,
+            "HTTP request latency in seconds",
+            http.clone(),
+        );
+        registry.register(
+            counter_name(names::LOGINS_TOTAL),
+            "Password logins by outcome",
+            logins.clone(),
+        );
         registry.register(
             names::PASSWORD_VERIFY_DURATION,
             "Password verification time in seconds, queueing included",
             password_verify.clone(),
         );
-        registry.register(counter_name(names::TOKENS_ISSUED_TOTAL), "Tokens issued by grant", tokens_issued.clone());
-        registry.register(counter_name(names::TOKEN_ERRORS_TOTAL), "Token endpoint errors by error code", token_errors.clone());
+        registry.register(
+            counter_name(names::TOKENS_ISSUED_TOTAL),
+            "Tokens issued by grant",
+            tokens_issued.clone(),
+        );
+        registry.register(
+            counter_name(names::TOKEN_ERRORS_TOTAL),
+            "Token endpoint errors by error code",
+            token_errors.clone(),
+        );
         registry.register(
             counter_name(names::TOKEN_REUSE_DETECTED_TOTAL),
             "Authorization code or refresh token reuse detected",
             reuse_detected.clone(),
         );
-        Self { registry, http, logins, password_verify, tokens_issued, token_errors, reuse_detected }
+        let taps = Family::<KindLabel, Counter>::default();
+        let tap_to_active = latency_histogram();
+        let backchannel_delivery = latency_histogram();
+        let backchannel_failures = Counter::default();
+        let cloned_badge = Counter::default();
+        registry.register(
+            counter_name(names::TAPS_TOTAL),
+            "Badge taps and PIN entries by outcome",
+            taps.clone(),
+        );
+        registry.register(
+            names::TAP_TO_ACTIVE,
+            "Badge read to unlocked desktop, reported by agents, in seconds",
+            tap_to_active.clone(),
+        );
+        registry.register(
+            names::BACKCHANNEL_DELIVERY,
+            "Back-channel logout delivery time per attempt, in seconds",
+            backchannel_delivery.clone(),
+        );
+        registry.register(
+            counter_name(names::BACKCHANNEL_FAILURES_TOTAL),
+            "Back-channel logout attempts that failed",
+            backchannel_failures.clone(),
+        );
+        registry.register(
+            counter_name(names::CLONED_BADGE_TOTAL),
+            "Badges tapped on two wards within the cloned-badge window",
+            cloned_badge.clone(),
+        );
+        Self {
+            registry,
+            http,
+            logins,
+            password_verify,
+            tokens_issued,
+            token_errors,
+            reuse_detected,
+            taps,
+            tap_to_active,
+            backchannel_delivery,
+            backchannel_failures,
+            cloned_badge,
+        }
     }
 }
 
@@ -106,7 +175,10 @@ impl Metrics {
 /// `GET /metrics`.
 pub async fn metrics_handler(State(state): State<AppState>) -> Response {
     (
-        [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
         .into_response()
@@ -127,6 +199,10 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     // The route pattern, never the raw URI: query strings can carry request
     // ids and hints that do not belong in logs.
     tracing::debug!(%method, route, status, seconds, "request");
-    state.metrics.http.get_or_create(&RouteLabels { route, status }).observe(seconds);
+    state
+        .metrics
+        .http
+        .get_or_create(&RouteLabels { route, status })
+        .observe(seconds);
     response
 }

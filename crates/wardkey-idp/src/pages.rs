@@ -40,9 +40,18 @@ fn layout(title: &str, body: &str) -> Html<String> {
 /// direct visit); `csrf` the anti-forgery token bound to the browser.
 pub fn login_page(username: &str, request: &str, csrf: &str, error: Option<&str>) -> Html<String> {
     let error = error
-        .map(|e| format!("<div class=\"error\" role=\"alert\" id=\"login-error\"><p>{}</p></div>", escape(e)))
+        .map(|e| {
+            format!(
+                "<div class=\"error\" role=\"alert\" id=\"login-error\"><p>{}</p></div>",
+                escape(e)
+            )
+        })
         .unwrap_or_default();
-    let autofocus = if username.is_empty() { ("autofocus", "") } else { ("", "autofocus") };
+    let autofocus = if username.is_empty() {
+        ("autofocus", "")
+    } else {
+        ("", "autofocus")
+    };
     layout(
         "Sign in",
         &format!(

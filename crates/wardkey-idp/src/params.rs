@@ -40,9 +40,7 @@ impl Params {
         let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let essence = ct.split(';').next().unwrap_or("").trim();
         if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-            return Err(ParamsError(
-                "the body must be application/x-www-form-urlencoded".into(),
-            ));
+            return Err(ParamsError("the body must be application/x-www-form-urlencoded".into()));
         }
         Self::parse(body)
     }

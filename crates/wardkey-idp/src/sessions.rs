@@ -125,11 +125,12 @@ pub struct RotatedRecord {
     pub response: TokenResponse,
 }
 
-/// A session as kept in the cache: the session plus the digest of the cookie
-/// secret that opens it.
+/// A session as kept in the cache: the session plus the digests of the
+/// cookie secrets that open it (one per browser: the login browser, and any
+/// browser a workstation handed the session to).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredSession {
-    secret_digest: Vec<u8>,
+    secret_digests: Vec<Vec<u8>>,
     session: Session,
 }
 
@@ -158,6 +159,34 @@ pub mod keys {
     /// A rotated refresh token by digest.
     pub fn rotated(digest: &str) -> String {
         format!("rt-rotated:{digest}")
+    }
+    /// The live session ids of a user.
+    pub fn user_sessions(user_id: &str) -> String {
+        format!("user-sessions:{user_id}")
+    }
+    /// Who is at a workstation.
+    pub fn attachment(workstation_id: &str) -> String {
+        format!("ws:{workstation_id}")
+    }
+    /// A session ticket by digest.
+    pub fn ticket(digest: &str) -> String {
+        format!("ticket:{digest}")
+    }
+    /// A tap waiting for its PIN.
+    pub fn pending_tap(id: &str) -> String {
+        format!("tap:{id}")
+    }
+    /// A signed tap request's `jti`, for replay protection.
+    pub fn tap_jti(workstation_id: &str, jti: &str) -> String {
+        format!("tap-jti:{workstation_id}:{jti}")
+    }
+    /// A browser handoff by digest.
+    pub fn handoff(digest: &str) -> String {
+        format!("handoff:{digest}")
+    }
+    /// Where a badge was last seen, for cloned-badge detection.
+    pub fn badge_seen(digest: &str) -> String {
+        format!("badge-seen:{digest}")
     }
     /// A revoked grant.
     pub fn revoked(gid: &str) -> String {
@@ -194,10 +223,83 @@ impl AppState {
             acr: acr.to_string(),
             created_at: now,
             clients: Vec::new(),
+            workstations: Vec::new(),
         };
-        let stored = StoredSession { secret_digest: digest(&secret).to_vec(), session: session.clone() };
-        put_json(self.cache.as_ref(), &keys::session(&sid), &stored, self.session_ttl(&session)).await?;
+        let stored = StoredSession {
+            secret_digests: vec![digest(&secret).to_vec()],
+            session: session.clone(),
+        };
+        let ttl = self.session_ttl(&session);
+        put_json(self.cache.as_ref(), &keys::session(&sid), &stored, ttl).await?;
+        self.index_user_session(user_id, &sid).await?;
         Ok((format!("{sid}.{secret}"), session))
+    }
+
+    /// Add `sid` to the user's session index, dropping ids whose sessions
+    /// have ended.
+    async fn index_user_session(&self, user_id: &str, sid: &str) -> CacheResult<()> {
+        let mut sids = self.user_session_ids(user_id).await?;
+        let mut live = Vec::with_capacity(sids.len() + 1);
+        for s in sids.drain(..) {
+            if s != sid && self.session_alive(&s).await? {
+                live.push(s);
+            }
+        }
+        live.push(sid.to_string());
+        let ttl = self.settings.session.max_lifetime;
+        put_json(self.cache.as_ref(), &keys::user_sessions(user_id), &live, ttl).await
+    }
+
+    /// The session ids recorded for a user, oldest first (some may have
+    /// ended since).
+    pub async fn user_session_ids(&self, user_id: &str) -> CacheResult<Vec<String>> {
+        Ok(
+            get_json::<Vec<String>>(self.cache.as_ref(), &keys::user_sessions(user_id))
+                .await?
+                .unwrap_or_default(),
+        )
+    }
+
+    /// A live session by `sid`.
+    pub async fn session_by_sid(&self, sid: &str) -> CacheResult<Option<Session>> {
+        let Some(stored) = get_json::<StoredSession>(self.cache.as_ref(), &keys::session(sid)).await? else {
+            return Ok(None);
+        };
+        let max = self.settings.session.max_lifetime.as_secs() as i64;
+        Ok(Some(stored.session).filter(|s| !s.expired(self.now(), max)))
+    }
+
+    /// Change a live session with `f` and store it back, resetting its idle
+    /// timer; returns the updated session, or `None` if it has ended.
+    pub async fn update_session(&self, sid: &str, f: impl FnOnce(&mut Session)) -> CacheResult<Option<Session>> {
+        let key = keys::session(sid);
+        let Some(mut stored) = get_json::<StoredSession>(self.cache.as_ref(), &key).await? else {
+            return Ok(None);
+        };
+        if stored
+            .session
+            .expired(self.now(), self.settings.session.max_lifetime.as_secs() as i64)
+        {
+            return Ok(None);
+        }
+        f(&mut stored.session);
+        let ttl = self.session_ttl(&stored.session);
+        put_json(self.cache.as_ref(), &key, &stored, ttl).await?;
+        Ok(Some(stored.session))
+    }
+
+    /// A new cookie value opening session `sid` in another browser (the
+    /// workstation handoff).
+    pub async fn add_session_cookie(&self, sid: &str) -> CacheResult<Option<String>> {
+        let key = keys::session(sid);
+        let Some(mut stored) = get_json::<StoredSession>(self.cache.as_ref(), &key).await? else {
+            return Ok(None);
+        };
+        let secret = new_secret();
+        stored.secret_digests.push(digest(&secret).to_vec());
+        let ttl = self.session_ttl(&stored.session);
+        put_json(self.cache.as_ref(), &key, &stored, ttl).await?;
+        Ok(Some(format!("{sid}.{secret}")))
     }
 
     fn session_ttl(&self, session: &Session) -> Duration {
@@ -209,11 +311,13 @@ impl AppState {
     /// The live session a cookie opens, if any. Using a session resets its
     /// idle timer, within its maximum lifetime.
     pub async fn session_from_cookie(&self, cookie: &str) -> CacheResult<Option<Session>> {
-        let Some((sid, secret)) = split_cookie(cookie) else { return Ok(None) };
+        let Some((sid, secret)) = split_cookie(cookie) else {
+            return Ok(None);
+        };
         let Some(stored) = get_json::<StoredSession>(self.cache.as_ref(), &keys::session(sid)).await? else {
             return Ok(None);
         };
-        if !matches_digest(secret, &stored.secret_digest) {
+        if !stored.secret_digests.iter().any(|d| matches_digest(secret, d)) {
             return Ok(None);
         }
         let max = self.settings.session.max_lifetime.as_secs() as i64;
@@ -221,7 +325,9 @@ impl AppState {
             self.cache.delete(&keys::session(sid)).await?;
             return Ok(None);
         }
-        self.cache.touch(&keys::session(sid), self.session_ttl(&stored.session)).await?;
+        self.cache
+            .touch(&keys::session(sid), self.session_ttl(&stored.session))
+            .await?;
         Ok(Some(stored.session))
     }
 
@@ -230,31 +336,33 @@ impl AppState {
         let Some(stored) = get_json::<StoredSession>(self.cache.as_ref(), &keys::session(sid)).await? else {
             return Ok(false);
         };
-        Ok(!stored.session.expired(self.now(), self.settings.session.max_lifetime.as_secs() as i64))
+        Ok(!stored
+            .session
+            .expired(self.now(), self.settings.session.max_lifetime.as_secs() as i64))
     }
 
-    /// Record that `client_id` received tokens in session `sid`, for logout.
-    pub async fn note_session_client(&self, sid: &str, client_id: &str) -> CacheResult<()> {
-        let key = keys::session(sid);
-        let Some(mut stored) = get_json::<StoredSession>(self.cache.as_ref(), &key).await? else {
-            return Ok(());
-        };
-        if stored.session.clients.iter().any(|c| c == client_id) {
+    /// Record that `client_id` received tokens in `session`, for logout.
+    /// Costs nothing when the session already lists the client.
+    pub async fn note_session_client(&self, session: &Session, client_id: &str) -> CacheResult<()> {
+        if session.clients.iter().any(|c| c == client_id) {
             return Ok(());
         }
-        stored.session.clients.push(client_id.to_string());
-        let ttl = self.session_ttl(&stored.session);
-        put_json(self.cache.as_ref(), &key, &stored, ttl).await
-    }
-
-    /// End a session.
-    pub async fn end_session(&self, sid: &str) -> CacheResult<()> {
-        self.cache.delete(&keys::session(sid)).await
+        self.update_session(&session.sid, |s| {
+            if !s.clients.iter().any(|c| c == client_id) {
+                s.clients.push(client_id.to_string());
+            }
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Revoke every token of a grant (code reuse, refresh reuse, revocation).
     pub async fn revoke_grant(&self, gid: &str) -> CacheResult<()> {
-        let ttl = self.settings.oidc.refresh_token_ttl.max(self.settings.oidc.access_token_ttl);
+        let ttl = self
+            .settings
+            .oidc
+            .refresh_token_ttl
+            .max(self.settings.oidc.access_token_ttl);
         self.cache.put(&keys::revoked(gid), b"1", ttl).await
     }
 
@@ -266,14 +374,26 @@ impl AppState {
     /// Remember a pending authorization; returns its id.
     pub async fn put_pending(&self, pending: &PendingAuthorization) -> CacheResult<String> {
         let id = random_token(16);
-        put_json(self.cache.as_ref(), &keys::pending(&id), pending, Duration::from_secs(900)).await?;
+        put_json(
+            self.cache.as_ref(),
+            &keys::pending(&id),
+            pending,
+            Duration::from_secs(900),
+        )
+        .await?;
         Ok(id)
     }
 
     /// Issue an authorization code for `record`; returns the code.
     pub async fn issue_code(&self, record: &CodeRecord) -> CacheResult<String> {
         let code = new_secret();
-        put_json(self.cache.as_ref(), &keys::code(&digest_b64(&code)), record, self.settings.oidc.code_ttl).await?;
+        put_json(
+            self.cache.as_ref(),
+            &keys::code(&digest_b64(&code)),
+            record,
+            self.settings.oidc.code_ttl,
+        )
+        .await?;
         Ok(code)
     }
 }

@@ -34,6 +34,10 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Client JWKS fetched from `jwks_uri`.
     pub jwks_cache: Arc<crate::client_auth::JwksCache>,
+    /// Key of the badge UID digests (HMAC), shared by every node via the store.
+    pub badge_key: Arc<[u8]>,
+    /// Wakes the back-channel logout delivery task.
+    pub outbox: Arc<crate::backchannel::Outbox>,
 }
 
 impl AppState {

@@ -4,5 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod broker;
 pub mod metrics;
 pub mod oauth;
+pub mod tap;

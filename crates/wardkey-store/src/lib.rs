@@ -17,9 +17,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use wardkey_core::audit::AuditEvent;
+use wardkey_core::badge::Badge;
 use wardkey_core::client::Client;
 use wardkey_core::keys::SigningKey;
 use wardkey_core::user::{NewUser, User};
+use wardkey_core::workstation::Workstation;
 
 pub use sqlite::SqliteStore;
 
@@ -69,6 +71,35 @@ impl CredentialKind {
     }
 }
 
+/// A back-channel logout to deliver (OIDC Back-Channel Logout 1.0). Kept in
+/// the store so that a restart or a dead RP never loses one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutNotice {
+    /// Row id.
+    pub id: i64,
+    /// The RP to notify.
+    pub client_id: String,
+    /// The user's `sub`.
+    pub sub: String,
+    /// The ended session's `sid`.
+    pub sid: String,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// When it was enqueued (Unix seconds).
+    pub created_at: i64,
+}
+
+/// A back-channel logout to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLogoutNotice {
+    /// The RP to notify.
+    pub client_id: String,
+    /// The user's `sub`.
+    pub sub: String,
+    /// The ended session's `sid`.
+    pub sid: String,
+}
+
 /// The durable directory. Object safe so the server can hold
 /// `Arc<dyn Store>`; every method is one short transaction, so a failure
 /// never leaves a partial write.
@@ -87,8 +118,10 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
     /// Every user, ordered by username.
     async fn list_users(&self) -> StoreResult<Vec<User>>;
-    /// Enable or disable a user. `NotFound` if no such user.
-    async fn set_user_disabled(&self, username: &str, disabled: bool) -> StoreResult<()>;
+    /// Enable or disable a user. Disabling also asks the servers to end the
+    /// user's sessions (as [`Store::request_session_revocation`]), in the
+    /// same transaction. `NotFound` if no such user.
+    async fn set_user_disabled(&self, username: &str, disabled: bool, now: i64) -> StoreResult<()>;
     /// Record a failed password check; returns the new consecutive count.
     async fn record_login_failure(&self, user_id: &str, now: i64) -> StoreResult<u32>;
     /// Reset the failure count after a successful check or an admin unlock.
@@ -115,6 +148,55 @@ pub trait Store: Send + Sync + 'static {
     async fn rotate_signing_keys(&self, new_keys: &[SigningKey], now: i64) -> StoreResult<()>;
     /// Delete keys retired before `before`.
     async fn purge_signing_keys(&self, retired_before: i64) -> StoreResult<u64>;
+
+    /// Create a workstation awaiting enrolment with a one-time code (its
+    /// digest) valid until `code_expires_at`. `Conflict` if the name is taken.
+    async fn create_workstation(&self, ws: &Workstation, code_digest: &[u8], code_expires_at: i64) -> StoreResult<()>;
+    /// Redeem an enrolment code: set the public key and clear the code, in
+    /// one statement so a code works once. `NotFound` if no workstation has
+    /// this code unexpired at `now`.
+    async fn enrol_workstation(&self, code_digest: &[u8], public_key: &[u8], now: i64) -> StoreResult<Workstation>;
+    /// Look a workstation up by id.
+    async fn workstation(&self, id: &str) -> StoreResult<Option<Workstation>>;
+    /// Every workstation, ordered by name.
+    async fn list_workstations(&self) -> StoreResult<Vec<Workstation>>;
+    /// Enable or disable a workstation by name. `NotFound` if none.
+    async fn set_workstation_enabled(&self, name: &str, enabled: bool) -> StoreResult<()>;
+
+    /// Enrol a badge. `Conflict` if the digest is already enrolled (to anyone).
+    async fn add_badge(&self, badge: &Badge) -> StoreResult<()>;
+    /// Look a badge up by digest.
+    async fn badge(&self, digest: &[u8]) -> StoreResult<Option<Badge>>;
+    /// Revoke one badge. `NotFound` if not enrolled.
+    async fn revoke_badge(&self, digest: &[u8]) -> StoreResult<()>;
+    /// Revoke every badge of a user; returns how many.
+    async fn revoke_user_badges(&self, user_id: &str) -> StoreResult<u64>;
+    /// Count a wrong PIN against a badge; returns the new consecutive count.
+    async fn record_pin_failure(&self, digest: &[u8]) -> StoreResult<u32>;
+    /// Clear wrong-PIN counts on every badge of a user (a correct PIN, a
+    /// password login, or an admin reset).
+    async fn reset_pin_failures(&self, user_id: &str) -> StoreResult<()>;
+
+    /// The server secret called `name`, storing `candidate` if there is none
+    /// yet; every node and the CLI then agree on one value.
+    async fn server_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;
+
+    /// Queue back-channel logouts, all in one transaction.
+    async fn enqueue_logouts(&self, notices: &[NewLogoutNotice], now: i64) -> StoreResult<()>;
+    /// Claim up to `limit` notices due at `now` for `lease` seconds: they are
+    /// not due again until the lease ends, so two nodes never deliver the
+    /// same notice at once.
+    async fn claim_due_logouts(&self, now: i64, lease: i64, limit: u32) -> StoreResult<Vec<LogoutNotice>>;
+    /// A notice was delivered: delete it.
+    async fn logout_delivered(&self, id: i64) -> StoreResult<()>;
+    /// A delivery failed: count the attempt and retry at `next_attempt_at`.
+    async fn logout_failed(&self, id: i64, next_attempt_at: i64, error: &str) -> StoreResult<()>;
+
+    /// Ask the servers to end every session of a user (from the admin CLI,
+    /// which cannot reach an in-process cache).
+    async fn request_session_revocation(&self, user_id: &str, now: i64) -> StoreResult<()>;
+    /// Take (read and delete) the pending revocation requests: user ids.
+    async fn take_session_revocations(&self) -> StoreResult<Vec<String>>;
 
     /// Append an audit record.
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;

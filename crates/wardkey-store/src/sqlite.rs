@@ -5,24 +5,30 @@
 //! redirect URIs, grant types, client authentication, audit detail) are JSON
 //! text, decoded by one conversion function per table; a row that does not
 //! decode is reported as [`StoreError::Corrupt`], never a panic.
+//!
+//! Statements that change rows and return them (`… RETURNING`) run inside a
+//! transaction that commits only once every returned row has decoded, so a
+//! corrupt row never leaves a half-applied change behind.
 
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Decode, Row, Sqlite, Type};
 use wardkey_core::audit::AuditEvent;
+use wardkey_core::badge::Badge;
 use wardkey_core::client::Client;
 use wardkey_core::keys::{SigningAlg, SigningKey};
 use wardkey_core::secret::random_token;
 use wardkey_core::user::{NewUser, User};
+use wardkey_core::workstation::Workstation;
 
-use crate::{CredentialKind, Store, StoreError, StoreResult};
+use crate::{CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError, StoreResult};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -33,11 +39,17 @@ const MAX_CONNECTIONS: u32 = 4;
 /// How long a connection waits on another's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const USER_COLUMNS: &str =
-    "id, username, name, email, roles, disabled, failed_logins, last_failed_at, created_at";
+const USER_COLUMNS: &str = "id, username, name, email, roles, disabled, failed_logins, last_failed_at, created_at";
 const CLIENT_COLUMNS: &str = "client_id, auth, redirect_uris, post_logout_redirect_uris, \
      backchannel_logout_uri, grant_types, start_url, id_token_alg, created_at";
 const KEY_COLUMNS: &str = "kid, alg, private_der, created_at, retired_at";
+const WORKSTATION_COLUMNS: &str = "id, name, ward, public_key, enabled, created_at, enrolled_at";
+const BADGE_COLUMNS: &str = "digest, user_id, failed_pins, created_at";
+const LOGOUT_COLUMNS: &str = "id, client_id, sub, sid, attempts, created_at";
+
+/// Longest delivery error kept on an outbox row, in characters: enough to
+/// diagnose, bounded whatever an RP sends back.
+const MAX_LOGOUT_ERROR_CHARS: usize = 500;
 
 /// [`Store`] on an embedded SQLite database.
 ///
@@ -92,9 +104,7 @@ impl SqliteStore {
 /// Whether `url` names an in-memory database (`sqlite::memory:`,
 /// `sqlite://:memory:` or `mode=memory`), which has no file or directory.
 fn is_in_memory(url: &str) -> bool {
-    let rest = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
+    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
     database == ":memory:" || params.split('&').any(|param| param == "mode=memory")
 }
@@ -115,6 +125,25 @@ fn create_parent_dir(path: &std::path::Path) -> StoreResult<()> {
 fn conflict_on_unique(err: sqlx::Error, what: String) -> StoreError {
     match err {
         sqlx::Error::Database(ref e) if e.is_unique_violation() => StoreError::Conflict(what),
+        other => StoreError::Backend(other),
+    }
+}
+
+/// `create_workstation`'s unique violations say which value is taken: the
+/// name (the admin's business), or the id or enrolment code (a random value
+/// that collided).
+fn workstation_conflict(err: sqlx::Error, ws: &Workstation) -> StoreError {
+    match err {
+        sqlx::Error::Database(ref e) if e.is_unique_violation() => {
+            let message = e.message();
+            StoreError::Conflict(if message.contains("enrol_code_digest") {
+                "workstation enrolment code".to_string()
+            } else if message.contains("workstations.id") {
+                format!("workstation id {:?}", ws.id)
+            } else {
+                format!("workstation {:?}", ws.name)
+            })
+        }
         other => StoreError::Backend(other),
     }
 }
@@ -141,6 +170,24 @@ where
         .map_err(|e| StoreError::Corrupt(format!("{table}.{name}: {e}")))
 }
 
+/// A count read back from `table.name`, which must fit a `u32`.
+fn checked_count(table: &str, name: &str, value: i64) -> StoreResult<u32> {
+    u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{table}.{name} out of range: {value}")))
+}
+
+/// Read a non-negative count column.
+fn count_column(row: &SqliteRow, table: &str, name: &str) -> StoreResult<u32> {
+    checked_count(table, name, column(row, table, name)?)
+}
+
+/// At most the first `max` characters of `text`.
+fn truncate_chars(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
 /// Read a JSON text column; `parse` is `serde_json::from_str` at the type
 /// wanted (passed in so this crate needs no direct `serde` dependency).
 fn json_column<T>(
@@ -161,7 +208,6 @@ fn alg_column(row: &SqliteRow, table: &str, name: &str) -> StoreResult<SigningAl
 
 fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
     const T: &str = "users";
-    let failed_logins: i64 = column(row, T, "failed_logins")?;
     Ok(User {
         id: column(row, T, "id")?,
         username: column(row, T, "username")?,
@@ -169,9 +215,7 @@ fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
         email: column(row, T, "email")?,
         roles: json_column(row, T, "roles", |s| serde_json::from_str(s))?,
         disabled: column(row, T, "disabled")?,
-        failed_logins: u32::try_from(failed_logins).map_err(|_| {
-            StoreError::Corrupt(format!("{T}.failed_logins out of range: {failed_logins}"))
-        })?,
+        failed_logins: count_column(row, T, "failed_logins")?,
         last_failed_at: column(row, T, "last_failed_at")?,
         created_at: column(row, T, "created_at")?,
     })
@@ -183,9 +227,7 @@ fn client_from_row(row: &SqliteRow) -> StoreResult<Client> {
         client_id: column(row, T, "client_id")?,
         auth: json_column(row, T, "auth", |s| serde_json::from_str(s))?,
         redirect_uris: json_column(row, T, "redirect_uris", |s| serde_json::from_str(s))?,
-        post_logout_redirect_uris: json_column(row, T, "post_logout_redirect_uris", |s| {
-            serde_json::from_str(s)
-        })?,
+        post_logout_redirect_uris: json_column(row, T, "post_logout_redirect_uris", |s| serde_json::from_str(s))?,
         backchannel_logout_uri: column(row, T, "backchannel_logout_uri")?,
         grant_types: json_column(row, T, "grant_types", |s| serde_json::from_str(s))?,
         start_url: column(row, T, "start_url")?,
@@ -202,6 +244,41 @@ fn signing_key_from_row(row: &SqliteRow) -> StoreResult<SigningKey> {
         pkcs8: column(row, T, "private_der")?,
         created_at: column(row, T, "created_at")?,
         retired_at: column(row, T, "retired_at")?,
+    })
+}
+
+fn workstation_from_row(row: &SqliteRow) -> StoreResult<Workstation> {
+    const T: &str = "workstations";
+    Ok(Workstation {
+        id: column(row, T, "id")?,
+        name: column(row, T, "name")?,
+        ward: column(row, T, "ward")?,
+        public_key: column(row, T, "public_key")?,
+        enabled: column(row, T, "enabled")?,
+        created_at: column(row, T, "created_at")?,
+        enrolled_at: column(row, T, "enrolled_at")?,
+    })
+}
+
+fn badge_from_row(row: &SqliteRow) -> StoreResult<Badge> {
+    const T: &str = "badges";
+    Ok(Badge {
+        digest: column(row, T, "digest")?,
+        user_id: column(row, T, "user_id")?,
+        failed_pins: count_column(row, T, "failed_pins")?,
+        created_at: column(row, T, "created_at")?,
+    })
+}
+
+fn logout_notice_from_row(row: &SqliteRow) -> StoreResult<LogoutNotice> {
+    const T: &str = "logout_outbox";
+    Ok(LogoutNotice {
+        id: column(row, T, "id")?,
+        client_id: column(row, T, "client_id")?,
+        sub: column(row, T, "sub")?,
+        sid: column(row, T, "sid")?,
+        attempts: count_column(row, T, "attempts")?,
+        created_at: column(row, T, "created_at")?,
     })
 }
 
@@ -223,12 +300,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn create_user(
-        &self,
-        user: &NewUser,
-        password_hash: Option<&str>,
-        now: i64,
-    ) -> StoreResult<User> {
+    async fn create_user(&self, user: &NewUser, password_hash: Option<&str>, now: i64) -> StoreResult<User> {
         let id = random_token(16);
         let roles = serde_json::to_string(&user.roles).map_err(encode_error("roles"))?;
 
@@ -247,15 +319,13 @@ impl Store for SqliteStore {
         .await
         .map_err(|e| conflict_on_unique(e, format!("user {:?}", user.username)))?;
         if let Some(hash) = password_hash {
-            sqlx::query(
-                "INSERT INTO credentials (user_id, kind, secret, created_at) VALUES (?, ?, ?, ?)",
-            )
-            .bind(&id)
-            .bind(CredentialKind::Password.as_str())
-            .bind(hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("INSERT INTO credentials (user_id, kind, secret, created_at) VALUES (?, ?, ?, ?)")
+                .bind(&id)
+                .bind(CredentialKind::Password.as_str())
+                .bind(hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
 
@@ -273,15 +343,13 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
-        sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE username = ?"
-        ))
-        .bind(username)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(user_from_row)
-        .transpose()
+        sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?"))
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
@@ -295,25 +363,34 @@ impl Store for SqliteStore {
     }
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
-        sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users ORDER BY username"
-        ))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(user_from_row)
-        .collect()
+        sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY username"))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect()
     }
 
-    async fn set_user_disabled(&self, username: &str, disabled: bool) -> StoreResult<()> {
+    async fn set_user_disabled(&self, username: &str, disabled: bool, now: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE users SET disabled = ? WHERE username = ?")
             .bind(disabled)
             .bind(username)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("user {username:?}")));
         }
+        if disabled {
+            sqlx::query(
+                "INSERT INTO session_revocations (user_id, requested_at) SELECT id, ? FROM users WHERE username = ?",
+            )
+            .bind(now)
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -328,30 +405,22 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         let count = count.ok_or_else(|| StoreError::NotFound(format!("user id {user_id:?}")))?;
-        u32::try_from(count)
-            .map_err(|_| StoreError::Corrupt(format!("users.failed_logins out of range: {count}")))
+        checked_count("users", "failed_logins", count)
     }
 
     /// Also clears `last_failed_at`. `NotFound` if no user has this id.
     async fn reset_login_failures(&self, user_id: &str) -> StoreResult<()> {
-        let done =
-            sqlx::query("UPDATE users SET failed_logins = 0, last_failed_at = NULL WHERE id = ?")
-                .bind(user_id)
-                .execute(&self.pool)
-                .await?;
+        let done = sqlx::query("UPDATE users SET failed_logins = 0, last_failed_at = NULL WHERE id = ?")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("user id {user_id:?}")));
         }
         Ok(())
     }
 
-    async fn set_credential(
-        &self,
-        user_id: &str,
-        kind: CredentialKind,
-        hash: &str,
-        now: i64,
-    ) -> StoreResult<()> {
+    async fn set_credential(&self, user_id: &str, kind: CredentialKind, hash: &str, now: i64) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO credentials (user_id, kind, secret, created_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (user_id, kind) DO UPDATE SET secret = excluded.secret, created_at = excluded.created_at",
@@ -372,19 +441,15 @@ impl Store for SqliteStore {
             .bind(kind.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref()
-            .map(|row| column(row, "credentials", "secret"))
-            .transpose()
+        row.as_ref().map(|row| column(row, "credentials", "secret")).transpose()
     }
 
     async fn create_client(&self, client: &Client) -> StoreResult<()> {
         let auth = serde_json::to_string(&client.auth).map_err(encode_error("auth"))?;
-        let redirect_uris =
-            serde_json::to_string(&client.redirect_uris).map_err(encode_error("redirect_uris"))?;
+        let redirect_uris = serde_json::to_string(&client.redirect_uris).map_err(encode_error("redirect_uris"))?;
         let post_logout_redirect_uris = serde_json::to_string(&client.post_logout_redirect_uris)
             .map_err(encode_error("post_logout_redirect_uris"))?;
-        let grant_types =
-            serde_json::to_string(&client.grant_types).map_err(encode_error("grant_types"))?;
+        let grant_types = serde_json::to_string(&client.grant_types).map_err(encode_error("grant_types"))?;
         sqlx::query(&format!(
             "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
@@ -404,26 +469,22 @@ impl Store for SqliteStore {
     }
 
     async fn client(&self, client_id: &str) -> StoreResult<Option<Client>> {
-        sqlx::query(&format!(
-            "SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = ?"
-        ))
-        .bind(client_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(client_from_row)
-        .transpose()
+        sqlx::query(&format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = ?"))
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(client_from_row)
+            .transpose()
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<Client>> {
-        sqlx::query(&format!(
-            "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY client_id"
-        ))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(client_from_row)
-        .collect()
+        sqlx::query(&format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY client_id"))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(client_from_row)
+            .collect()
     }
 
     async fn remove_client(&self, client_id: &str) -> StoreResult<()> {
@@ -456,13 +517,11 @@ impl Store for SqliteStore {
 
         let mut tx = self.pool.begin().await?;
         for alg in algs {
-            sqlx::query(
-                "UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL AND alg = ?",
-            )
-            .bind(now)
-            .bind(alg.as_str())
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL AND alg = ?")
+                .bind(now)
+                .bind(alg.as_str())
+                .execute(&mut *tx)
+                .await?;
         }
         for key in new_keys {
             sqlx::query(&format!(
@@ -482,38 +541,305 @@ impl Store for SqliteStore {
     }
 
     async fn purge_signing_keys(&self, retired_before: i64) -> StoreResult<u64> {
-        let done =
-            sqlx::query("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < ?")
-                .bind(retired_before)
-                .execute(&self.pool)
-                .await?;
+        let done = sqlx::query("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < ?")
+            .bind(retired_before)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 
-    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
-        let detail = serde_json::to_string(&event.detail).map_err(encode_error("audit detail"))?;
-        sqlx::query(
-            "INSERT INTO audit_log (at, event, actor, subject, detail) VALUES (?, ?, ?, ?, ?)",
+    /// The workstation's `public_key`, `enabled` and `enrolled_at` are stored
+    /// as given. `Conflict` also if its id or the code digest is taken.
+    async fn create_workstation(&self, ws: &Workstation, code_digest: &[u8], code_expires_at: i64) -> StoreResult<()> {
+        sqlx::query(&format!(
+            "INSERT INTO workstations ({WORKSTATION_COLUMNS}, enrol_code_digest, enrol_code_expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&ws.id)
+        .bind(&ws.name)
+        .bind(&ws.ward)
+        .bind(&ws.public_key)
+        .bind(ws.enabled)
+        .bind(ws.created_at)
+        .bind(ws.enrolled_at)
+        .bind(code_digest)
+        .bind(code_expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| workstation_conflict(e, ws))?;
+        Ok(())
+    }
+
+    /// The code must expire strictly after `now`, and the workstation must
+    /// not hold a key yet. A disabled workstation can enrol (it stays
+    /// disabled). Returns the enrolled workstation.
+    async fn enrol_workstation(&self, code_digest: &[u8], public_key: &[u8], now: i64) -> StoreResult<Workstation> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE workstations \
+             SET public_key = ?, enrolled_at = ?, enrol_code_digest = NULL, enrol_code_expires_at = NULL \
+             WHERE enrol_code_digest = ? AND enrol_code_expires_at > ? AND public_key IS NULL \
+             RETURNING {WORKSTATION_COLUMNS}"
+        ))
+        .bind(public_key)
+        .bind(now)
+        .bind(code_digest)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let ws = row
+            .as_ref()
+            .map(workstation_from_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound("unexpired enrolment code".to_string()))?;
+        tx.commit().await?;
+        Ok(ws)
+    }
+
+    async fn workstation(&self, id: &str) -> StoreResult<Option<Workstation>> {
+        sqlx::query(&format!("SELECT {WORKSTATION_COLUMNS} FROM workstations WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(workstation_from_row)
+            .transpose()
+    }
+
+    async fn list_workstations(&self) -> StoreResult<Vec<Workstation>> {
+        sqlx::query(&format!("SELECT {WORKSTATION_COLUMNS} FROM workstations ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(workstation_from_row)
+            .collect()
+    }
+
+    async fn set_workstation_enabled(&self, name: &str, enabled: bool) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE workstations SET enabled = ? WHERE name = ?")
+            .bind(enabled)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("workstation {name:?}")));
+        }
+        Ok(())
+    }
+
+    /// `failed_pins` is stored as given. `NotFound` if the owner does not
+    /// exist.
+    async fn add_badge(&self, badge: &Badge) -> StoreResult<()> {
+        sqlx::query(&format!("INSERT INTO badges ({BADGE_COLUMNS}) VALUES (?, ?, ?, ?)"))
+            .bind(&badge.digest)
+            .bind(&badge.user_id)
+            .bind(i64::from(badge.failed_pins))
+            .bind(badge.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(ref db) if db.is_foreign_key_violation() => {
+                    StoreError::NotFound(format!("user id {:?}", badge.user_id))
+                }
+                other => conflict_on_unique(other, "badge".to_string()),
+            })?;
+        Ok(())
+    }
+
+    async fn badge(&self, digest: &[u8]) -> StoreResult<Option<Badge>> {
+        sqlx::query(&format!("SELECT {BADGE_COLUMNS} FROM badges WHERE digest = ?"))
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(badge_from_row)
+            .transpose()
+    }
+
+    async fn revoke_badge(&self, digest: &[u8]) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM badges WHERE digest = ?")
+            .bind(digest)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("badge".to_string()));
+        }
+        Ok(())
+    }
+
+    /// An unknown user has none: 0.
+    async fn revoke_user_badges(&self, user_id: &str) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM badges WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// `NotFound` if the badge is not enrolled.
+    async fn record_pin_failure(&self, digest: &[u8]) -> StoreResult<u32> {
+        let count: Option<i64> = sqlx::query_scalar(
+            "UPDATE badges SET failed_pins = failed_pins + 1 WHERE digest = ? RETURNING failed_pins",
         )
-        .bind(event.at)
-        .bind(&event.event)
-        .bind(&event.actor)
-        .bind(&event.subject)
-        .bind(detail)
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        let count = count.ok_or_else(|| StoreError::NotFound("badge".to_string()))?;
+        checked_count("badges", "failed_pins", count)
+    }
+
+    /// A user with no badges (or no such user) is not an error: a password
+    /// login resets whether or not the user holds a badge.
+    async fn reset_pin_failures(&self, user_id: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE badges SET failed_pins = 0 WHERE user_id = ? AND failed_pins <> 0")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Insert-if-absent then read, in one (write) transaction, so racing
+    /// callers all get whichever candidate was stored first.
+    async fn server_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT OR IGNORE INTO server_secrets (name, value) VALUES (?, ?)")
+            .bind(name)
+            .bind(candidate)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query("SELECT value FROM server_secrets WHERE name = ?")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+        let value = column(&row, "server_secrets", "value")?;
+        tx.commit().await?;
+        Ok(value)
+    }
+
+    /// Each notice is due at once (`next_attempt_at = now`).
+    async fn enqueue_logouts(&self, notices: &[NewLogoutNotice], now: i64) -> StoreResult<()> {
+        if notices.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for notice in notices {
+            sqlx::query(
+                "INSERT INTO logout_outbox (client_id, sub, sid, attempts, next_attempt_at, created_at) \
+                 VALUES (?, ?, ?, 0, ?, ?)",
+            )
+            .bind(&notice.client_id)
+            .bind(&notice.sub)
+            .bind(&notice.sid)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The oldest due first (by `next_attempt_at`, then id), returned in id
+    /// order. One statement picks and leases them, so concurrent claims
+    /// never share a notice.
+    async fn claim_due_logouts(&self, now: i64, lease: i64, limit: u32) -> StoreResult<Vec<LogoutNotice>> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(&format!(
+            "UPDATE logout_outbox SET next_attempt_at = ? \
+             WHERE id IN (SELECT id FROM logout_outbox WHERE next_attempt_at <= ? \
+                          ORDER BY next_attempt_at, id LIMIT ?) \
+             RETURNING {LOGOUT_COLUMNS}"
+        ))
+        .bind(now.saturating_add(lease))
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut notices = rows
+            .iter()
+            .map(logout_notice_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        tx.commit().await?;
+        // RETURNING yields rows in no particular order.
+        notices.sort_by_key(|n| n.id);
+        Ok(notices)
+    }
+
+    /// A notice already gone (abandoned, or delivered by another node after
+    /// its lease ran out) is not an error.
+    async fn logout_delivered(&self, id: i64) -> StoreResult<()> {
+        sqlx::query("DELETE FROM logout_outbox WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Keeps the first 500 characters of `error`. A notice already gone is
+    /// not an error.
+    async fn logout_failed(&self, id: i64, next_attempt_at: i64, error: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE logout_outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
+        )
+        .bind(next_attempt_at)
+        .bind(truncate_chars(error, MAX_LOGOUT_ERROR_CHARS))
+        .bind(id)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
+    /// The user need not exist (any more): their sessions still end.
+    async fn request_session_revocation(&self, user_id: &str, now: i64) -> StoreResult<()> {
+        sqlx::query("INSERT INTO session_revocations (user_id, requested_at) VALUES (?, ?)")
+            .bind(user_id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Each user once, in the order of their first pending request.
+    async fn take_session_revocations(&self) -> StoreResult<Vec<String>> {
+        const T: &str = "session_revocations";
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query("DELETE FROM session_revocations RETURNING id, user_id")
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut requests = rows
+            .iter()
+            .map(|row| Ok((column::<i64>(row, T, "id")?, column::<String>(row, T, "user_id")?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        tx.commit().await?;
+        // RETURNING yields rows in no particular order.
+        requests.sort_by_key(|(id, _)| *id);
+        let mut seen = HashSet::new();
+        Ok(requests
+            .into_iter()
+            .filter_map(|(_, user_id)| seen.insert(user_id.clone()).then_some(user_id))
+            .collect())
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+        let detail = serde_json::to_string(&event.detail).map_err(encode_error("audit detail"))?;
+        sqlx::query("INSERT INTO audit_log (at, event, actor, subject, detail) VALUES (?, ?, ?, ?, ?)")
+            .bind(event.at)
+            .bind(&event.event)
+            .bind(&event.actor)
+            .bind(&event.subject)
+            .bind(detail)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<AuditEvent>> {
-        sqlx::query(
-            "SELECT at, event, actor, subject, detail FROM audit_log ORDER BY at DESC, id DESC LIMIT ?",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(audit_from_row)
-        .collect()
+        sqlx::query("SELECT at, event, actor, subject, detail FROM audit_log ORDER BY at DESC, id DESC LIMIT ?")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(audit_from_row)
+            .collect()
     }
 }

@@ -8,10 +8,12 @@ use std::path::Path;
 
 use sqlx::Connection;
 use wardkey_core::audit::AuditEvent;
+use wardkey_core::badge::{Badge, MAX_PIN_FAILURES};
 use wardkey_core::client::{Client, ClientAuth, GrantType};
 use wardkey_core::keys::{SigningAlg, SigningKey};
 use wardkey_core::user::NewUser;
-use wardkey_store::{CredentialKind, SqliteStore, Store, StoreError};
+use wardkey_core::workstation::Workstation;
+use wardkey_store::{CredentialKind, LogoutNotice, NewLogoutNotice, SqliteStore, Store, StoreError};
 
 // ---------------------------------------------------------------------------
 // Fixtures
@@ -62,6 +64,39 @@ fn audit(at: i64, event: &str, subject: &str) -> AuditEvent {
     }
 }
 
+fn workstation(id: &str, name: &str, ward: &str, created_at: i64) -> Workstation {
+    Workstation {
+        id: id.to_string(),
+        name: name.to_string(),
+        ward: ward.to_string(),
+        public_key: None,
+        enabled: true,
+        created_at,
+        enrolled_at: None,
+    }
+}
+
+fn badge(digest: &[u8], user_id: &str, created_at: i64) -> Badge {
+    Badge {
+        digest: digest.to_vec(),
+        user_id: user_id.to_string(),
+        failed_pins: 0,
+        created_at,
+    }
+}
+
+fn notice(client_id: &str, sub: &str, sid: &str) -> NewLogoutNotice {
+    NewLogoutNotice {
+        client_id: client_id.to_string(),
+        sub: sub.to_string(),
+        sid: sid.to_string(),
+    }
+}
+
+fn notice_ids(notices: &[LogoutNotice]) -> Vec<i64> {
+    notices.iter().map(|n| n.id).collect()
+}
+
 fn kids(keys: &[SigningKey]) -> Vec<&str> {
     keys.iter().map(|k| k.kid.as_str()).collect()
 }
@@ -74,10 +109,7 @@ async fn ping(store: &dyn Store) {
 }
 
 async fn users_round_trip(store: &dyn Store) {
-    let zed = store
-        .create_user(&new_user("zed"), None, 100)
-        .await
-        .unwrap();
+    let zed = store.create_user(&new_user("zed"), None, 100).await.unwrap();
     let alice = store
         .create_user(
             &NewUser {
@@ -103,34 +135,28 @@ async fn users_round_trip(store: &dyn Store) {
     assert_ne!(zed.id, zed.username, "ids are opaque, not usernames");
     assert!(alice.name.is_none() && alice.email.is_none() && alice.roles.is_empty());
 
-    assert_eq!(
-        store.user_by_username("zed").await.unwrap(),
-        Some(zed.clone())
-    );
+    assert_eq!(store.user_by_username("zed").await.unwrap(), Some(zed.clone()));
     assert_eq!(store.user_by_id(&zed.id).await.unwrap(), Some(zed.clone()));
-    assert_eq!(
-        store.user_by_id(&alice.id).await.unwrap(),
-        Some(alice.clone())
-    );
+    assert_eq!(store.user_by_id(&alice.id).await.unwrap(), Some(alice.clone()));
     assert_eq!(store.user_by_username("nobody").await.unwrap(), None);
     assert_eq!(store.user_by_id("nobody").await.unwrap(), None);
 
     let all = store.list_users().await.unwrap();
     assert_eq!(all, [alice, zed.clone()], "ordered by username");
 
-    store.set_user_disabled("zed", true).await.unwrap();
+    store.set_user_disabled("zed", true, 1).await.unwrap();
     assert!(store.user_by_id(&zed.id).await.unwrap().unwrap().disabled);
-    store.set_user_disabled("zed", true).await.unwrap();
-    store.set_user_disabled("zed", false).await.unwrap();
+    store.set_user_disabled("zed", true, 1).await.unwrap();
+    store.set_user_disabled("zed", false, 1).await.unwrap();
     assert!(!store.user_by_id(&zed.id).await.unwrap().unwrap().disabled);
+    // Disabling asked (once per disable) for the user's sessions to end;
+    // enabling asked nothing.
+    assert_eq!(store.take_session_revocations().await.unwrap(), vec![zed.id]);
 }
 
 async fn duplicate_username_conflicts(store: &dyn Store) {
     let first = store.create_user(&new_user("bob"), None, 1).await.unwrap();
-    let err = store
-        .create_user(&new_user("bob"), None, 2)
-        .await
-        .unwrap_err();
+    let err = store.create_user(&new_user("bob"), None, 2).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
 
     // With a password hash the whole creation fails: the existing user does
@@ -141,17 +167,14 @@ async fn duplicate_username_conflicts(store: &dyn Store) {
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(
-        store
-            .credential(&first.id, CredentialKind::Password)
-            .await
-            .unwrap(),
+        store.credential(&first.id, CredentialKind::Password).await.unwrap(),
         None
     );
     assert_eq!(store.list_users().await.unwrap(), [first]);
 }
 
 async fn disable_unknown_user_is_not_found(store: &dyn Store) {
-    let err = store.set_user_disabled("ghost", true).await.unwrap_err();
+    let err = store.set_user_disabled("ghost", true, 1).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 
@@ -168,13 +191,7 @@ async fn credentials(store: &dyn Store) {
             .as_deref(),
         Some("$argon2id$first")
     );
-    assert_eq!(
-        store
-            .credential(&carol.id, CredentialKind::Pin)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.credential(&carol.id, CredentialKind::Pin).await.unwrap(), None);
 
     store
         .set_credential(&carol.id, CredentialKind::Password, "$argon2id$second", 20)
@@ -202,24 +219,12 @@ async fn credentials(store: &dyn Store) {
     );
 
     // Credentials belong to their user only.
-    let dave = store
-        .create_user(&new_user("dave"), None, 30)
-        .await
-        .unwrap();
+    let dave = store.create_user(&new_user("dave"), None, 30).await.unwrap();
     assert_eq!(
-        store
-            .credential(&dave.id, CredentialKind::Password)
-            .await
-            .unwrap(),
+        store.credential(&dave.id, CredentialKind::Password).await.unwrap(),
         None
     );
-    assert_eq!(
-        store
-            .credential("ghost", CredentialKind::Password)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.credential("ghost", CredentialKind::Password).await.unwrap(), None);
 
     let err = store
         .set_credential("ghost", CredentialKind::Password, "$argon2id$x", 40)
@@ -230,10 +235,7 @@ async fn credentials(store: &dyn Store) {
 
 async fn login_failures(store: &dyn Store) {
     let erin = store.create_user(&new_user("erin"), None, 1).await.unwrap();
-    let frank = store
-        .create_user(&new_user("frank"), None, 1)
-        .await
-        .unwrap();
+    let frank = store.create_user(&new_user("frank"), None, 1).await.unwrap();
 
     assert_eq!(store.record_login_failure(&erin.id, 100).await.unwrap(), 1);
     assert_eq!(store.record_login_failure(&erin.id, 110).await.unwrap(), 2);
@@ -296,16 +298,9 @@ async fn clients(store: &dyn Store) {
         "ordered by client id"
     );
 
-    let err = store
-        .create_client(&client("epr", ClientAuth::None))
-        .await
-        .unwrap_err();
+    let err = store.create_client(&client("epr", ClientAuth::None)).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    assert_eq!(
-        store.client("epr").await.unwrap(),
-        Some(epr.clone()),
-        "unchanged"
-    );
+    assert_eq!(store.client("epr").await.unwrap(), Some(epr.clone()), "unchanged");
 
     store.remove_client("pacs").await.unwrap();
     assert_eq!(store.client("pacs").await.unwrap(), None);
@@ -352,10 +347,7 @@ async fn signing_key_rotation(store: &dyn Store) {
     // A rotation whose kid is taken changes nothing.
     let err = store
         .rotate_signing_keys(
-            &[
-                key("es-3", SigningAlg::ES256, 300),
-                key("es-2", SigningAlg::ES256, 300),
-            ],
+            &[key("es-3", SigningAlg::ES256, 300), key("es-2", SigningAlg::ES256, 300)],
             300,
         )
         .await
@@ -382,10 +374,7 @@ async fn signing_key_rotation(store: &dyn Store) {
         ["es-3", "ed-2", "es-2", "rs-1"]
     );
     assert_eq!(store.purge_signing_keys(i64::MAX).await.unwrap(), 1);
-    assert_eq!(
-        kids(&store.signing_keys().await.unwrap()),
-        ["es-3", "ed-2", "rs-1"]
-    );
+    assert_eq!(kids(&store.signing_keys().await.unwrap()), ["es-3", "ed-2", "rs-1"]);
 }
 
 async fn audit_log(store: &dyn Store) {
@@ -415,6 +404,272 @@ async fn audit_log(store: &dyn Store) {
     assert!(store.recent_audit(0).await.unwrap().is_empty());
 }
 
+async fn workstations(store: &dyn Store) {
+    assert!(store.list_workstations().await.unwrap().is_empty());
+    let b7 = workstation("ws-b7", "ward7-b", "Ward 7", 10);
+    let a7 = workstation("ws-a7", "ward7-a", "Ward 7", 11);
+    store.create_workstation(&b7, b"code-b", 1_000).await.unwrap();
+    store.create_workstation(&a7, b"code-a", 1_000).await.unwrap();
+
+    assert_eq!(store.workstation("ws-a7").await.unwrap(), Some(a7.clone()));
+    assert_eq!(store.workstation("nope").await.unwrap(), None);
+    assert_eq!(
+        store.list_workstations().await.unwrap(),
+        [a7.clone(), b7.clone()],
+        "ordered by name"
+    );
+
+    let err = store
+        .create_workstation(&workstation("ws-other", "ward7-a", "Ward 9", 12), b"code-x", 1_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.workstation("ws-other").await.unwrap(), None);
+
+    // A code works once, and only for the workstation it was issued to.
+    let key = [7u8; 32];
+    let enrolled = store.enrol_workstation(b"code-a", &key, 500).await.unwrap();
+    assert_eq!(
+        enrolled,
+        Workstation {
+            public_key: Some(key.to_vec()),
+            enrolled_at: Some(500),
+            ..a7.clone()
+        }
+    );
+    assert_eq!(store.workstation("ws-a7").await.unwrap(), Some(enrolled.clone()));
+    let err = store.enrol_workstation(b"code-a", &[8u8; 32], 501).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(
+        store.workstation("ws-a7").await.unwrap(),
+        Some(enrolled.clone()),
+        "key unchanged"
+    );
+    let err = store.enrol_workstation(b"no-such-code", &key, 500).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+    // A code is valid strictly before its expiry.
+    let err = store.enrol_workstation(b"code-b", &key, 1_000).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let err = store.enrol_workstation(b"code-b", &key, 5_000).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(
+        store.workstation("ws-b7").await.unwrap(),
+        Some(b7.clone()),
+        "still awaiting enrolment"
+    );
+
+    // Enable and disable by name; enrolment does not depend on it.
+    store.set_workstation_enabled("ward7-b", false).await.unwrap();
+    assert!(!store.workstation("ws-b7").await.unwrap().unwrap().enabled);
+    store.set_workstation_enabled("ward7-b", false).await.unwrap();
+    assert!(
+        store.workstation("ws-a7").await.unwrap().unwrap().enabled,
+        "others untouched"
+    );
+    let icu = Workstation {
+        enabled: false,
+        ..workstation("ws-icu", "icu-1", "ICU", 20)
+    };
+    store.create_workstation(&icu, b"code-icu", 1_000).await.unwrap();
+    let icu = store.enrol_workstation(b"code-icu", &[9u8; 32], 999).await.unwrap();
+    assert!(!icu.enabled, "a disabled workstation enrols and stays disabled");
+    assert_eq!(icu.public_key.as_deref(), Some(&[9u8; 32][..]));
+    store.set_workstation_enabled("ward7-b", true).await.unwrap();
+    let b7_now = store.workstation("ws-b7").await.unwrap().unwrap();
+    assert_eq!(b7_now, b7);
+
+    let err = store.set_workstation_enabled("ghost", true).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(store.list_workstations().await.unwrap(), [icu, enrolled, b7]);
+}
+
+async fn badges(store: &dyn Store) {
+    let alice = store.create_user(&new_user("alice"), None, 1).await.unwrap();
+    let bob = store.create_user(&new_user("bob"), None, 1).await.unwrap();
+    let a1 = badge(&[0xa1; 32], &alice.id, 10);
+    let a2 = badge(&[0xa2; 32], &alice.id, 11);
+    let b1 = badge(&[0xb1; 32], &bob.id, 12);
+    for b in [&a1, &a2, &b1] {
+        store.add_badge(b).await.unwrap();
+    }
+
+    assert_eq!(store.badge(&a1.digest).await.unwrap(), Some(a1.clone()));
+    assert_eq!(store.badge(&b1.digest).await.unwrap(), Some(b1.clone()));
+    assert_eq!(store.badge(&[0; 32]).await.unwrap(), None);
+
+    // A digest is enrolled once, to anyone.
+    let err = store.add_badge(&badge(&a1.digest, &bob.id, 20)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.badge(&a1.digest).await.unwrap(), Some(a1.clone()), "unchanged");
+
+    // Wrong PINs count per badge, up to the lock threshold and beyond.
+    for expected in 1..=MAX_PIN_FAILURES {
+        assert_eq!(store.record_pin_failure(&a1.digest).await.unwrap(), expected);
+    }
+    assert_eq!(store.record_pin_failure(&a2.digest).await.unwrap(), 1);
+    assert_eq!(store.record_pin_failure(&b1.digest).await.unwrap(), 1);
+    assert_eq!(
+        store.badge(&a1.digest).await.unwrap().unwrap().failed_pins,
+        MAX_PIN_FAILURES
+    );
+    let err = store.record_pin_failure(&[0; 32]).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+    // A reset clears every badge of that user only.
+    store.reset_pin_failures(&alice.id).await.unwrap();
+    assert_eq!(store.badge(&a1.digest).await.unwrap().unwrap().failed_pins, 0);
+    assert_eq!(store.badge(&a2.digest).await.unwrap().unwrap().failed_pins, 0);
+    assert_eq!(store.badge(&b1.digest).await.unwrap().unwrap().failed_pins, 1);
+    assert_eq!(store.record_pin_failure(&a1.digest).await.unwrap(), 1);
+    let carol = store.create_user(&new_user("carol"), None, 1).await.unwrap();
+    store.reset_pin_failures(&carol.id).await.unwrap();
+
+    // Revocation.
+    store.revoke_badge(&a1.digest).await.unwrap();
+    assert_eq!(store.badge(&a1.digest).await.unwrap(), None);
+    let err = store.revoke_badge(&a1.digest).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let err = store.record_pin_failure(&a1.digest).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+    store.add_badge(&badge(&[0xa3; 32], &alice.id, 30)).await.unwrap();
+    assert_eq!(store.revoke_user_badges(&alice.id).await.unwrap(), 2);
+    assert_eq!(store.badge(&a2.digest).await.unwrap(), None);
+    assert_eq!(store.badge(&[0xa3; 32]).await.unwrap(), None);
+    assert_eq!(store.revoke_user_badges(&alice.id).await.unwrap(), 0);
+    assert_eq!(store.revoke_user_badges(&carol.id).await.unwrap(), 0);
+    assert!(store.badge(&b1.digest).await.unwrap().is_some(), "bob keeps his badge");
+
+    // A revoked digest can be enrolled again (to someone else).
+    store.add_badge(&badge(&a1.digest, &bob.id, 40)).await.unwrap();
+    assert_eq!(store.badge(&a1.digest).await.unwrap().unwrap().user_id, bob.id);
+}
+
+async fn server_secrets(store: &dyn Store) {
+    assert_eq!(store.server_secret("badge-key", b"first").await.unwrap(), b"first");
+    assert_eq!(store.server_secret("badge-key", b"second").await.unwrap(), b"first");
+    assert_eq!(store.server_secret("other", &[0, 255, 1]).await.unwrap(), [0, 255, 1]);
+    assert_eq!(store.server_secret("badge-key", b"third").await.unwrap(), b"first");
+    assert_eq!(store.server_secret("other", b"x").await.unwrap(), [0, 255, 1]);
+}
+
+async fn logout_outbox(store: &dyn Store) {
+    assert!(store.claim_due_logouts(100, 30, 10).await.unwrap().is_empty());
+    store.enqueue_logouts(&[], 100).await.unwrap();
+    store
+        .enqueue_logouts(
+            &[notice("epr", "sub-a", "sid-1"), notice("pacs", "sub-a", "sid-1")],
+            100,
+        )
+        .await
+        .unwrap();
+    store
+        .enqueue_logouts(&[notice("epr", "sub-b", "sid-2")], 105)
+        .await
+        .unwrap();
+
+    // Due at once; a claim leases them, so a second claim gets nothing.
+    let first = store.claim_due_logouts(100, 30, 10).await.unwrap();
+    assert_eq!(first.len(), 2, "{first:?}");
+    let (n1, n2) = (first[0].clone(), first[1].clone());
+    assert!(n1.id < n2.id, "returned in id order");
+    assert_eq!(
+        (
+            n1.client_id.as_str(),
+            n1.sub.as_str(),
+            n1.sid.as_str(),
+            n1.attempts,
+            n1.created_at
+        ),
+        ("epr", "sub-a", "sid-1", 0, 100)
+    );
+    assert_eq!(
+        (n2.client_id.as_str(), n2.sub.as_str(), n2.sid.as_str()),
+        ("pacs", "sub-a", "sid-1")
+    );
+    assert!(store.claim_due_logouts(100, 30, 10).await.unwrap().is_empty());
+
+    // Only the third is due before the lease ends.
+    let third = store.claim_due_logouts(129, 30, 10).await.unwrap();
+    assert_eq!(third.len(), 1, "{third:?}");
+    let n3 = third[0].clone();
+    assert_eq!(
+        (n3.sub.as_str(), n3.sid.as_str(), n3.created_at),
+        ("sub-b", "sid-2", 105)
+    );
+    assert!(n3.id > n2.id);
+
+    // When the lease ends they are due again, oldest due first, up to limit.
+    assert_eq!(
+        store.claim_due_logouts(130, 30, 1).await.unwrap(),
+        std::slice::from_ref(&n1)
+    );
+    assert_eq!(
+        store.claim_due_logouts(130, 30, 10).await.unwrap(),
+        std::slice::from_ref(&n2)
+    );
+    assert!(store.claim_due_logouts(130, 30, 0).await.unwrap().is_empty());
+
+    // Failures count attempts and set the next attempt; delivery removes.
+    store
+        .logout_failed(n1.id, 300, "RP answered 500 Internal Server Error")
+        .await
+        .unwrap();
+    store
+        .logout_failed(n2.id, 250, "request failed: connection refused")
+        .await
+        .unwrap();
+    store.logout_delivered(n3.id).await.unwrap();
+    assert!(store.claim_due_logouts(249, 30, 10).await.unwrap().is_empty());
+    let retry = store.claim_due_logouts(300, 30, 1).await.unwrap();
+    assert_eq!(
+        retry,
+        [LogoutNotice {
+            attempts: 1,
+            ..n2.clone()
+        }],
+        "earliest due first, not lowest id"
+    );
+    let retry = store.claim_due_logouts(300, 30, 10).await.unwrap();
+    assert_eq!(
+        retry,
+        [LogoutNotice {
+            attempts: 1,
+            ..n1.clone()
+        }]
+    );
+    store.logout_failed(n1.id, 400, "RP answered 503").await.unwrap();
+    store.logout_delivered(n2.id).await.unwrap();
+    let retry = store.claim_due_logouts(400, 30, 10).await.unwrap();
+    assert_eq!(
+        retry,
+        [LogoutNotice {
+            attempts: 2,
+            ..n1.clone()
+        }]
+    );
+
+    store.logout_delivered(n1.id).await.unwrap();
+    assert!(store.claim_due_logouts(10_000, 30, 10).await.unwrap().is_empty());
+}
+
+async fn session_revocations(store: &dyn Store) {
+    assert!(store.take_session_revocations().await.unwrap().is_empty());
+    for (user, at) in [("u-1", 1), ("u-2", 2), ("u-1", 3), ("u-3", 4), ("u-2", 5)] {
+        store.request_session_revocation(user, at).await.unwrap();
+    }
+    assert_eq!(store.take_session_revocations().await.unwrap(), ["u-1", "u-2", "u-3"]);
+    assert!(
+        store.take_session_revocations().await.unwrap().is_empty(),
+        "taken means gone"
+    );
+
+    store.request_session_revocation("u-3", 6).await.unwrap();
+    store.request_session_revocation("u-1", 7).await.unwrap();
+    assert_eq!(store.take_session_revocations().await.unwrap(), ["u-3", "u-1"]);
+}
+
 /// Runs each named suite function against a fresh store from `$open`, one
 /// `#[tokio::test]` per function.
 macro_rules! store_suite {
@@ -442,6 +697,11 @@ macro_rules! all_cases {
             clients,
             signing_key_rotation,
             audit_log,
+            workstations,
+            badges,
+            server_secrets,
+            logout_outbox,
+            session_revocations,
         );
     };
 }
@@ -496,9 +756,7 @@ async fn open_creates_parent_directories_and_uses_wal() {
 #[tokio::test]
 async fn store_trait_object_via_open() {
     let dir = tempfile::tempdir().unwrap();
-    let store = wardkey_store::open(&file_url(&dir.path().join("w.db")))
-        .await
-        .unwrap();
+    let store = wardkey_store::open(&file_url(&dir.path().join("w.db"))).await.unwrap();
     store.ping().await.unwrap();
     let err = wardkey_store::open("mysql://nope").await.err().unwrap();
     assert!(matches!(err, StoreError::UnsupportedUrl(_)), "{err:?}");
@@ -513,9 +771,7 @@ async fn create_user_with_password_is_one_transaction() {
         .create_user(&new_user("bob"), Some("$argon2id$a"), 1)
         .await
         .unwrap();
-    let _ = store
-        .create_user(&new_user("bob"), Some("$argon2id$b"), 2)
-        .await;
+    let _ = store.create_user(&new_user("bob"), Some("$argon2id$b"), 2).await;
 
     // Make the credential insert fail after the user row is written: the
     // user row must roll back with it.
@@ -525,10 +781,7 @@ async fn create_user_with_password_is_one_transaction() {
         .fetch_one(&mut side)
         .await
         .unwrap();
-    assert_eq!(
-        credentials, 1,
-        "the failed duplicate left no credential behind"
-    );
+    assert_eq!(credentials, 1, "the failed duplicate left no credential behind");
     sqlx::query(
         "CREATE TRIGGER fail_credentials BEFORE INSERT ON credentials \
          BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
@@ -543,17 +796,11 @@ async fn create_user_with_password_is_one_transaction() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
     assert_eq!(store.user_by_username("carol").await.unwrap(), None);
-    let users: i64 = sqlx::query_scalar(&count("users"))
-        .fetch_one(&mut side)
-        .await
-        .unwrap();
+    let users: i64 = sqlx::query_scalar(&count("users")).fetch_one(&mut side).await.unwrap();
     assert_eq!(users, 1);
 
     // Without a hash no credential row is written, so the trigger is moot.
-    store
-        .create_user(&new_user("carol"), None, 4)
-        .await
-        .unwrap();
+    store.create_user(&new_user("carol"), None, 4).await.unwrap();
 }
 
 #[tokio::test]
@@ -561,10 +808,7 @@ async fn corrupt_rows_are_errors_not_panics() {
     let (dir, store) = temp_file_store().await;
     let url = file_url(&dir.path().join("wardkey.db"));
     let dave = store.create_user(&new_user("dave"), None, 1).await.unwrap();
-    store
-        .create_client(&client("epr", ClientAuth::None))
-        .await
-        .unwrap();
+    store.create_client(&client("epr", ClientAuth::None)).await.unwrap();
     store
         .rotate_signing_keys(&[key("k1", SigningAlg::ES256, 1)], 1)
         .await
@@ -607,18 +851,10 @@ async fn data_survives_reopening() {
         .set_credential(&erin.id, CredentialKind::Pin, "$argon2id$pin", 7)
         .await
         .unwrap();
-    let epr = client(
-        "epr",
-        ClientAuth::Secret {
-            digest: vec![9; 32],
-        },
-    );
+    let epr = client("epr", ClientAuth::Secret { digest: vec![9; 32] });
     store.create_client(&epr).await.unwrap();
     let k1 = key("k1", SigningAlg::RS256, 8);
-    store
-        .rotate_signing_keys(std::slice::from_ref(&k1), 8)
-        .await
-        .unwrap();
+    store.rotate_signing_keys(std::slice::from_ref(&k1), 8).await.unwrap();
     let event = audit(9, "user.add", "erin");
     store.append_audit(&event).await.unwrap();
     let erin = store.user_by_id(&erin.id).await.unwrap().unwrap();
@@ -626,10 +862,7 @@ async fn data_survives_reopening() {
 
     // Reopening runs the (already applied) migrations again.
     let store = SqliteStore::open(&url).await.unwrap();
-    assert_eq!(
-        store.user_by_username("erin").await.unwrap(),
-        Some(erin.clone())
-    );
+    assert_eq!(store.user_by_username("erin").await.unwrap(), Some(erin.clone()));
     assert_eq!(erin.failed_logins, 1);
     assert_eq!(
         store
@@ -659,4 +892,144 @@ async fn in_memory_stores_are_separate() {
     a.create_user(&new_user("alice"), None, 1).await.unwrap();
     assert!(b.user_by_username("alice").await.unwrap().is_none());
     b.create_user(&new_user("alice"), None, 1).await.unwrap();
+}
+
+#[tokio::test]
+async fn tap_conflicts_and_missing_owners() {
+    let (_, store) = memory_store().await;
+    store
+        .create_workstation(&workstation("ws-1", "ward7-a", "Ward 7", 1), b"code", 100)
+        .await
+        .unwrap();
+    // The id and the code digest are unique too (random values that collided).
+    for (ws, code) in [
+        (workstation("ws-1", "ward7-b", "Ward 7", 1), &b"other"[..]),
+        (workstation("ws-2", "ward7-c", "Ward 7", 1), &b"code"[..]),
+    ] {
+        let err = store.create_workstation(&ws, code, 100).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    }
+    assert_eq!(store.list_workstations().await.unwrap().len(), 1);
+
+    // A badge needs an existing owner.
+    let err = store.add_badge(&badge(&[1; 32], "ghost", 1)).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn logout_errors_are_truncated_and_outcomes_idempotent() {
+    let (dir, store) = temp_file_store().await;
+    let url = file_url(&dir.path().join("wardkey.db"));
+    store.enqueue_logouts(&[notice("epr", "s", "sid")], 1).await.unwrap();
+    let [claimed] = <[LogoutNotice; 1]>::try_from(store.claim_due_logouts(1, 30, 10).await.unwrap()).unwrap();
+
+    let long = "é".repeat(600);
+    store.logout_failed(claimed.id, 2, &long).await.unwrap();
+    let mut side = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let kept: String = sqlx::query_scalar("SELECT last_error FROM logout_outbox")
+        .fetch_one(&mut side)
+        .await
+        .unwrap();
+    assert_eq!(kept, "é".repeat(500));
+    store.logout_failed(claimed.id, 3, "short").await.unwrap();
+    let kept: String = sqlx::query_scalar("SELECT last_error FROM logout_outbox")
+        .fetch_one(&mut side)
+        .await
+        .unwrap();
+    assert_eq!(kept, "short");
+
+    // Another node may already have finished with it.
+    store.logout_delivered(claimed.id).await.unwrap();
+    store.logout_delivered(claimed.id).await.unwrap();
+    store.logout_failed(claimed.id, 4, "late").await.unwrap();
+    assert!(store.claim_due_logouts(100, 30, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_callers_agree_on_secrets_and_never_share_claims() {
+    let (_dir, store) = temp_file_store().await;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..8u8 {
+        let store = store.clone();
+        tasks.spawn(async move { store.server_secret("badge-key", &[i; 32]).await.unwrap() });
+    }
+    let values: Vec<Vec<u8>> = tasks.join_all().await;
+    assert!(values.iter().all(|v| *v == values[0]), "{values:?}");
+    assert_eq!(store.server_secret("badge-key", b"later").await.unwrap(), values[0]);
+
+    let notices: Vec<NewLogoutNotice> = (0..40).map(|i| notice("epr", "s", &format!("sid-{i}"))).collect();
+    store.enqueue_logouts(&notices, 10).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let store = store.clone();
+        tasks.spawn(async move { store.claim_due_logouts(10, 60, 8).await.unwrap() });
+    }
+    let claims: Vec<Vec<LogoutNotice>> = tasks.join_all().await;
+    let mut ids: Vec<i64> = claims.iter().flat_map(|c| notice_ids(c)).collect();
+    assert!(claims.iter().all(|c| c.len() <= 8));
+    assert_eq!(ids.len(), 40, "6 claims of up to 8 take all 40: {claims:?}");
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "no notice claimed twice");
+}
+
+#[tokio::test]
+async fn corrupt_tap_rows_are_errors_and_change_nothing() {
+    let (dir, store) = temp_file_store().await;
+    let url = file_url(&dir.path().join("wardkey.db"));
+    let alice = store.create_user(&new_user("alice"), None, 1).await.unwrap();
+    store.add_badge(&badge(&[1; 32], &alice.id, 1)).await.unwrap();
+    store.enqueue_logouts(&[notice("epr", "s", "sid")], 1).await.unwrap();
+
+    let mut side = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("PRAGMA ignore_check_constraints = ON")
+        .execute(&mut side)
+        .await
+        .unwrap();
+    for sql in [
+        "UPDATE badges SET failed_pins = -1",
+        "UPDATE logout_outbox SET attempts = -1",
+    ] {
+        sqlx::query(sql).execute(&mut side).await.unwrap();
+    }
+
+    let err = store.badge(&[1; 32]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    let err = store.claim_due_logouts(1, 30, 10).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+
+    // The failed claim leased nothing: once repaired, the notice is due.
+    sqlx::query("UPDATE logout_outbox SET attempts = 0")
+        .execute(&mut side)
+        .await
+        .unwrap();
+    assert_eq!(store.claim_due_logouts(1, 30, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn tap_data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(&dir.path().join("wardkey.db"));
+
+    let store = SqliteStore::open(&url).await.unwrap();
+    let alice = store.create_user(&new_user("alice"), None, 1).await.unwrap();
+    store
+        .create_workstation(&workstation("ws-1", "ward7-a", "Ward 7", 1), b"code", 100)
+        .await
+        .unwrap();
+    let b = badge(&[1; 32], &alice.id, 2);
+    store.add_badge(&b).await.unwrap();
+    store.server_secret("badge-key", b"first").await.unwrap();
+    store.enqueue_logouts(&[notice("epr", "s", "sid")], 3).await.unwrap();
+    store.request_session_revocation(&alice.id, 4).await.unwrap();
+    store.close().await;
+
+    let store = SqliteStore::open(&url).await.unwrap();
+    let ws = store.enrol_workstation(b"code", &[7; 32], 50).await.unwrap();
+    assert_eq!(ws.id, "ws-1");
+    assert_eq!(store.badge(&b.digest).await.unwrap(), Some(b));
+    assert_eq!(store.server_secret("badge-key", b"second").await.unwrap(), b"first");
+    assert_eq!(store.claim_due_logouts(3, 30, 10).await.unwrap().len(), 1);
+    assert_eq!(store.take_session_revocations().await.unwrap(), [alice.id]);
 }

@@ -12,7 +12,9 @@ use crate::state::AppState;
 /// this grant: they have no credentials to prove (RFC 6749 §4.4).
 pub async fn issue(state: &AppState, client: &Client) -> Result<TokenResponse, OAuthError> {
     if client.is_public() {
-        return Err(OAuthError::UnauthorizedClient("public clients cannot use client_credentials".into()));
+        return Err(OAuthError::UnauthorizedClient(
+            "public clients cannot use client_credentials".into(),
+        ));
     }
     // Every scope Wardkey defines is about a user; none applies when no user
     // is involved, so the token carries an empty scope whatever was asked.

@@ -50,8 +50,18 @@ fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
 }
 
 /// Redirect an OAuth error to the client.
-fn redirect_error(state: &AppState, redirect_uri: &str, client_state: Option<&str>, error: &str, description: &str) -> Response {
-    let mut params = vec![("error", error), ("error_description", description), ("iss", state.issuer.as_ref())];
+fn redirect_error(
+    state: &AppState,
+    redirect_uri: &str,
+    client_state: Option<&str>,
+    error: &str,
+    description: &str,
+) -> Response {
+    let mut params = vec![
+        ("error", error),
+        ("error_description", description),
+        ("iss", state.issuer.as_ref()),
+    ];
     if let Some(s) = client_state {
         params.push(("state", s));
     }
@@ -70,7 +80,11 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     authorize(state, headers, params).await
 }
 
-async fn authorize(state: AppState, headers: HeaderMap, params: Result<Params, crate::params::ParamsError>) -> Response {
+async fn authorize(
+    state: AppState,
+    headers: HeaderMap,
+    params: Result<Params, crate::params::ParamsError>,
+) -> Response {
     match validate_and_decide(&state, &headers, params).await {
         Ok(r) | Err(r) => r,
     }
@@ -114,37 +128,63 @@ async fn validate_and_decide(
     match params.get("response_type") {
         Some("code") => {}
         None => return Err(fail("invalid_request", "response_type is missing")),
-        Some(_) => return Err(fail("unsupported_response_type", "only response_type=code is supported")),
+        Some(_) => {
+            return Err(fail(
+                "unsupported_response_type",
+                "only response_type=code is supported",
+            ));
+        }
     }
     if params.get("response_mode").is_some_and(|m| m != "query") {
         return Err(fail("invalid_request", "only response_mode=query is supported"));
     }
     if !client.allows(GrantType::AuthorizationCode) {
-        return Err(fail("unauthorized_client", "this client is not registered for the authorization code grant"));
+        return Err(fail(
+            "unauthorized_client",
+            "this client is not registered for the authorization code grant",
+        ));
     }
     let challenge = params.get("code_challenge");
     match pkce::check_challenge(challenge, params.get("code_challenge_method")) {
         Ok(()) => {}
         Err(ChallengeError::Missing) => {
-            return Err(fail("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256"));
+            return Err(fail(
+                "invalid_request",
+                "PKCE is required: send code_challenge with code_challenge_method=S256",
+            ));
         }
         Err(ChallengeError::UnsupportedMethod) => {
             return Err(fail("invalid_request", "code_challenge_method must be S256"));
         }
         Err(ChallengeError::Malformed) => {
-            return Err(fail("invalid_request", "code_challenge must be a base64url SHA-256 digest (43 characters)"));
+            return Err(fail(
+                "invalid_request",
+                "code_challenge must be a base64url SHA-256 digest (43 characters)",
+            ));
         }
     }
     let prompts: Vec<&str> = params.get("prompt").map(|p| p.split(' ').collect()).unwrap_or_default();
-    if prompts.iter().any(|p| !matches!(*p, "none" | "login" | "consent" | "select_account")) {
-        return Err(fail("invalid_request", "prompt must be none, login, consent or select_account"));
+    if prompts
+        .iter()
+        .any(|p| !matches!(*p, "none" | "login" | "consent" | "select_account"))
+    {
+        return Err(fail(
+            "invalid_request",
+            "prompt must be none, login, consent or select_account",
+        ));
     }
     let prompt_none = prompts.contains(&"none");
     if prompt_none && prompts.len() > 1 {
-        return Err(fail("invalid_request", "prompt=none cannot be combined with other values"));
+        return Err(fail(
+            "invalid_request",
+            "prompt=none cannot be combined with other values",
+        ));
     }
     let max_age = match params.get("max_age") {
-        Some(v) => Some(v.parse::<u32>().map_err(|_| fail("invalid_request", "max_age must be a non-negative integer"))?),
+        Some(v) => Some(
+            v.parse::<u32>()
+                .map_err(|_| fail("invalid_request", "max_age must be a non-negative integer"))?,
+        ),
         None => None,
     };
     let scope = filter_scope(params.get("scope").unwrap_or(""));
@@ -168,7 +208,10 @@ async fn validate_and_decide(
         Some(session) => Ok(complete(state, &pending, &session).await),
         None if prompt_none => Err(fail("login_required", "the user is not signed in")),
         None => {
-            let id = state.put_pending(&pending).await.map_err(|e| PageError::from(e).into_response())?;
+            let id = state
+                .put_pending(&pending)
+                .await
+                .map_err(|e| PageError::from(e).into_response())?;
             Ok(see_other(&format!("/login?request={id}")))
         }
     }
@@ -176,8 +219,12 @@ async fn validate_and_decide(
 
 /// The live session of this browser whose user is still enabled.
 pub async fn current_session(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, PageError> {
-    let Some(cookie) = state.read_cookie(headers, CookieName::Session) else { return Ok(None) };
-    let Some(session) = state.session_from_cookie(cookie).await? else { return Ok(None) };
+    let Some(cookie) = state.read_cookie(headers, CookieName::Session) else {
+        return Ok(None);
+    };
+    let Some(session) = state.session_from_cookie(cookie).await? else {
+        return Ok(None);
+    };
     match state.store.user_by_id(&session.user_id).await? {
         Some(user) if !user.disabled => Ok(Some(session)),
         _ => Ok(None),
@@ -207,7 +254,7 @@ pub async fn complete(state: &AppState, pending: &PendingAuthorization, session:
         Ok(code) => code,
         Err(e) => return PageError::from(e).into_response(),
     };
-    if let Err(e) = state.note_session_client(&session.sid, &pending.client_id).await {
+    if let Err(e) = state.note_session_client(session, &pending.client_id).await {
         return PageError::from(e).into_response();
     }
     let mut params = vec![("code", code.as_str()), ("iss", state.issuer.as_ref())];

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::state::AppState;
 use crate::tokens::SUPPORTED_SCOPES;
-use wardkey_core::session::ACR_PASSWORD;
+use wardkey_core::session::{ACR_BADGE_PIN, ACR_PASSWORD};
 
 /// `GET /.well-known/openid-configuration`: only what the server really does.
 pub async fn configuration(State(state): State<AppState>) -> Json<Value> {
@@ -24,7 +24,8 @@ pub async fn configuration(State(state): State<AppState>) -> Json<Value> {
         "introspection_endpoint": u("/introspect"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials",
+            "urn:ietf:params:oauth:grant-type:token-exchange"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
@@ -34,7 +35,7 @@ pub async fn configuration(State(state): State<AppState>) -> Json<Value> {
         "scopes_supported": SUPPORTED_SCOPES,
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "acr", "amr", "at_hash",
             "name", "preferred_username", "email", "email_verified", "roles"],
-        "acr_values_supported": [ACR_PASSWORD],
+        "acr_values_supported": [ACR_PASSWORD, ACR_BADGE_PIN],
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "claims_parameter_supported": false,
@@ -43,6 +44,8 @@ pub async fn configuration(State(state): State<AppState>) -> Json<Value> {
         "require_request_uri_registration": false,
         "authorization_response_iss_parameter_supported": true,
         "frontchannel_logout_supported": false,
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
     }))
 }
 

@@ -66,7 +66,9 @@ enum Verdict {
 pub async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let params = match Params::from_form(&headers, &body) {
         Ok(p) => p,
-        Err(e) => return PageError::BadRequest(format!("The sign-in form was not sent correctly: {e}.")).into_response(),
+        Err(e) => {
+            return PageError::BadRequest(format!("The sign-in form was not sent correctly: {e}.")).into_response();
+        }
     };
     let request = params.get("request").unwrap_or("");
     let username = params.get("username").unwrap_or("").trim();
@@ -94,10 +96,22 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Byt
     };
     let password = params.get("password").unwrap_or("");
     if username.is_empty() || password.is_empty() {
-        return render(&state, StatusCode::BAD_REQUEST, username, request, Some("Enter your username and password."));
+        return render(
+            &state,
+            StatusCode::BAD_REQUEST,
+            username,
+            request,
+            Some("Enter your username and password."),
+        );
     }
     if password.len() > 1024 {
-        return render(&state, StatusCode::BAD_REQUEST, username, request, Some("That password is too long."));
+        return render(
+            &state,
+            StatusCode::BAD_REQUEST,
+            username,
+            request,
+            Some("That password is too long."),
+        );
     }
 
     let verdict = match check_password(&state, username, password).await {
@@ -106,7 +120,11 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Byt
     };
     let (status, message, outcome) = match verdict {
         Verdict::Success(user) => return signed_in(&state, user, pending, request).await,
-        Verdict::Wrong => (StatusCode::BAD_REQUEST, "The username or password is not right. Check them and try again.".to_string(), "failure"),
+        Verdict::Wrong => (
+            StatusCode::BAD_REQUEST,
+            "The username or password is not right. Check them and try again.".to_string(),
+            "failure",
+        ),
         Verdict::Throttled(wait) => (
             StatusCode::TOO_MANY_REQUESTS,
             format!("Too many unsuccessful attempts. Wait {wait} seconds, then try again."),
@@ -114,7 +132,8 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Byt
         ),
         Verdict::Locked => (
             StatusCode::FORBIDDEN,
-            "This account is locked after too many unsuccessful attempts. Call the IT service desk to unlock it.".to_string(),
+            "This account is locked after too many unsuccessful attempts. Call the IT service desk to unlock it."
+                .to_string(),
             "locked",
         ),
         Verdict::Disabled => (
@@ -144,7 +163,11 @@ async fn check_password(state: &AppState, username: &str, password: &str) -> Res
     let (failures, last_failed) = match &user {
         Some(u) => (u.failed_logins, u.last_failed_at),
         None => {
-            let n = state.cache.get(&unknown_key).await?.and_then(|v| String::from_utf8(v).ok()?.parse().ok());
+            let n = state
+                .cache
+                .get(&unknown_key)
+                .await?
+                .and_then(|v| String::from_utf8(v).ok()?.parse().ok());
             (n.unwrap_or(0), None)
         }
     };
@@ -171,12 +194,21 @@ async fn check_password(state: &AppState, username: &str, password: &str) -> Res
             if user.failed_logins > 0 {
                 state.store.reset_login_failures(&user.id).await?;
             }
+            // A password sign-in also unlocks badges locked by wrong PINs;
+            // failing to do so must not fail the sign-in itself.
+            if let Err(e) = state.store.reset_pin_failures(&user.id).await {
+                tracing::warn!(error = %e, "could not reset badge PIN failures");
+            }
             Ok(Verdict::Success(user))
         }
         Some(user) => {
             let n = state.store.record_login_failure(&user.id, now).await?;
             audit(state, "login.failure", username, json!({"consecutive_failures": n})).await;
-            Ok(if n >= cfg.lock_after { Verdict::Locked } else { Verdict::Wrong })
+            Ok(if n >= cfg.lock_after {
+                Verdict::Locked
+            } else {
+                Verdict::Wrong
+            })
         }
         None => {
             state.cache.incr(&unknown_key, UNKNOWN_USER_WINDOW).await?;
@@ -186,7 +218,13 @@ async fn check_password(state: &AppState, username: &str, password: &str) -> Res
 }
 
 async fn audit(state: &AppState, event: &str, subject: &str, detail: serde_json::Value) {
-    let record = AuditEvent { at: state.now(), event: event.into(), actor: subject.into(), subject: subject.into(), detail };
+    let record = AuditEvent {
+        at: state.now(),
+        event: event.into(),
+        actor: subject.into(),
+        subject: subject.into(),
+        detail,
+    };
     if let Err(e) = state.store.append_audit(&record).await {
         tracing::error!(error = %e, event, "audit write failed");
     }
@@ -203,7 +241,13 @@ async fn signed_in(
         Ok(s) => s,
         Err(e) => return PageError::from(e).into_response(),
     };
-    audit(state, "login.success", &user.username, json!({"sid": session.sid, "amr": ["pwd"]})).await;
+    audit(
+        state,
+        "login.success",
+        &user.username,
+        json!({"sid": session.sid, "amr": ["pwd"]}),
+    )
+    .await;
     let mut response = match pending {
         Some(_) => {
             // Take, not get: a pending request completes once, even if the
@@ -214,7 +258,11 @@ async fn signed_in(
                 Err(e) => PageError::from(e).into_response(),
             }
         }
-        None => (StatusCode::OK, pages::message_page("Signed in", &format!("You are signed in as {}.", user.username))).into_response(),
+        None => (
+            StatusCode::OK,
+            pages::message_page("Signed in", &format!("You are signed in as {}.", user.username)),
+        )
+            .into_response(),
     };
     state.set_cookie(response.headers_mut(), CookieName::Session, &cookie);
     state.clear_cookie(response.headers_mut(), CookieName::Csrf);

@@ -65,10 +65,14 @@ async fn logout(
     let hint = match params.get("id_token_hint") {
         Some(h) => {
             let claims: Value = state.keys.verify(h, None).map_err(|_| {
-                PageError::BadRequest("The sign-out request was not valid: its id_token_hint was not issued by Wardkey.".into())
+                PageError::BadRequest(
+                    "The sign-out request was not valid: its id_token_hint was not issued by Wardkey.".into(),
+                )
             })?;
             if claims.get("iss").and_then(Value::as_str) != Some(state.issuer.as_ref()) {
-                return Err(PageError::BadRequest("The sign-out request was not valid: its id_token_hint was not issued by Wardkey.".into()));
+                return Err(PageError::BadRequest(
+                    "The sign-out request was not valid: its id_token_hint was not issued by Wardkey.".into(),
+                ));
             }
             Some(claims)
         }
@@ -77,7 +81,9 @@ async fn logout(
     let hint_client = hint.as_ref().and_then(audience);
     let client_id = match (params.get("client_id"), hint_client.as_deref()) {
         (Some(a), Some(b)) if a != b => {
-            return Err(PageError::BadRequest("The sign-out request names two different applications.".into()));
+            return Err(PageError::BadRequest(
+                "The sign-out request names two different applications.".into(),
+            ));
         }
         (Some(a), _) => Some(a.to_string()),
         (None, b) => b.map(str::to_string),
@@ -126,12 +132,12 @@ async fn logout(
     if let Some(claims) = &hint
         && let Some(sid) = claims.get("sid").and_then(Value::as_str)
     {
-        state.end_session(sid).await?;
+        state.logout_session(sid, "rp-logout").await?;
     }
     if let Some(session) = current {
         let hint_sub = hint.as_ref().and_then(|c| c.get("sub")).and_then(Value::as_str);
         if hint_sub.is_none_or(|s| s == session.user_id) {
-            state.end_session(&session.sid).await?;
+            state.logout_session(&session.sid, "rp-logout").await?;
         }
     }
     let mut response = finish(redirect.as_deref(), params.get("state"));
@@ -147,6 +153,10 @@ fn finish(redirect: Option<&str>, client_state: Option<&str>) -> Response {
             }
             see_other(url.as_str())
         }
-        None => (StatusCode::OK, pages::message_page("Signed out", "You have signed out of Wardkey.")).into_response(),
+        None => (
+            StatusCode::OK,
+            pages::message_page("Signed out", "You have signed out of Wardkey."),
+        )
+            .into_response(),
     }
 }

@@ -39,9 +39,14 @@ async fn handle(
         Some("authorization_code") => GrantType::AuthorizationCode,
         Some("refresh_token") => GrantType::RefreshToken,
         Some("client_credentials") => GrantType::ClientCredentials,
+        Some(wardkey_proto::tap::TOKEN_EXCHANGE_GRANT) => {
+            let ws = grants::token_exchange::authenticate_workstation(state, &params).await?;
+            let response = grants::token_exchange::exchange(state, &ws, &params).await?;
+            return Ok((GrantType::TokenExchange, response));
+        }
         Some(other) => {
             return Err(OAuthError::UnsupportedGrantType(format!(
-                "{other:?} is not supported; use authorization_code, refresh_token or client_credentials"
+                "{other:?} is not supported; use authorization_code, refresh_token, client_credentials or token exchange"
             )));
         }
     };
@@ -56,7 +61,7 @@ async fn handle(
         GrantType::AuthorizationCode => grants::authorization_code::redeem(state, &client, &params).await?,
         GrantType::RefreshToken => grants::refresh_token::rotate(state, &client, &params).await?,
         GrantType::ClientCredentials => grants::client_credentials::issue(state, &client).await?,
-        GrantType::TokenExchange => return Err(OAuthError::UnsupportedGrantType("token exchange is not enabled".into())),
+        GrantType::TokenExchange => unreachable!("handled above, before client authentication"),
     };
     Ok((grant, response))
 }

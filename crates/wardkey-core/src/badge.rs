@@ -1,0 +1,91 @@
+//! Badge identifiers, kept only as keyed digests.
+//!
+//! A prox card UID is not a secret (it is broadcast to any reader and clones
+//! in seconds), but it is personal data that links a person to their
+//! movements, so the store holds HMAC-SHA256(server secret, UID) and never
+//! the UID. The digest is a lookup key, not an authenticator: a badge only
+//! resumes a session that a PIN, password or key established.
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::ValidationError;
+
+/// An enrolled badge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Badge {
+    /// HMAC digest of the UID.
+    pub digest: Vec<u8>,
+    /// Owner's `sub`.
+    pub user_id: String,
+    /// Consecutive wrong PINs entered after tapping it; 5 lock it.
+    pub failed_pins: u32,
+    /// When enrolled (Unix seconds).
+    pub created_at: i64,
+}
+
+/// Wrong PINs that lock a badge until a password login or an admin reset.
+pub const MAX_PIN_FAILURES: u32 = 5;
+
+/// Readers report UIDs in different spellings (`04:A2:…`, `04a2…`, with
+/// spaces or a trailing newline); digest one canonical form: hex digits,
+/// upper case, no separators. Anything that is not hex is taken as typed
+/// (trimmed), for keyboard-wedge readers that emit decimal or text.
+pub fn normalise_uid(uid: &str) -> Result<String, ValidationError> {
+    let trimmed = uid.trim();
+    let compact: String = trimmed.chars().filter(|c| !matches!(c, ':' | '-' | ' ')).collect();
+    if compact.is_empty() || compact.len() > 128 || compact.chars().any(|c| c.is_control()) {
+        return Err(ValidationError::new(
+            "uid",
+            "a badge UID must be 1 to 128 printable characters",
+        ));
+    }
+    if compact.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(compact.to_ascii_uppercase())
+    } else {
+        Ok(trimmed.to_string())
+    }
+}
+
+/// The keyed digest the store keeps for `uid`.
+pub fn digest(secret: &[u8], uid: &str) -> Result<Vec<u8>, ValidationError> {
+    let canonical = normalise_uid(uid)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts any key length");
+    mac.update(canonical.as_bytes());
+    Ok(mac.finalize().into_bytes().to_vec())
+}
+
+/// PIN policy: digits only, at least `min_len` (NIST SP 800-63B §5.1.1.1
+/// allows 6-digit secrets when attempts are rate limited, as they are).
+pub fn validate_pin(pin: &str, min_len: usize) -> Result<(), ValidationError> {
+    if pin.len() < min_len || pin.len() > 32 || !pin.chars().all(|c| c.is_ascii_digit()) {
+        return Err(ValidationError::new(
+            "pin",
+            format!("a PIN must be {min_len} to 32 digits"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings_of_one_uid_digest_alike() {
+        let d = digest(b"k", "04:a2:3b:1c").unwrap();
+        assert_eq!(d, digest(b"k", "04A23B1C\n").unwrap());
+        assert_eq!(d, digest(b"k", "04 a2 3b 1c").unwrap());
+        assert_ne!(d, digest(b"other", "04A23B1C").unwrap());
+        assert!(digest(b"k", "  ").is_err());
+        assert!(digest(b"k", "ab\u{7}").is_err());
+    }
+
+    #[test]
+    fn pins() {
+        assert!(validate_pin("123456", 6).is_ok());
+        assert!(validate_pin("12345", 6).is_err());
+        assert!(validate_pin("12345a", 6).is_err());
+    }
+}

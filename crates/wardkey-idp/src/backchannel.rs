@@ -1,0 +1,222 @@
+//! Ending sessions, and OIDC Back-Channel Logout 1.0.
+//!
+//! Ending a session removes it from the cache, detaches it from every
+//! workstation, and queues a logout notice for every RP that received tokens
+//! in it and registered a back-channel URI. Notices sit in the store (the
+//! outbox) and a background task delivers them with retries and backoff, a
+//! fresh logout token (and `jti`) per attempt, never inside the request that
+//! ended the session: a slow or dead RP delays nobody.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use wardkey_core::audit::AuditEvent;
+use wardkey_core::secret::random_token;
+use wardkey_store::{LogoutNotice, NewLogoutNotice};
+
+use crate::error::BackendError;
+use crate::sessions::keys;
+use crate::state::AppState;
+
+/// OIDC Back-Channel Logout 1.0 §2.4: the `events` member.
+const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// Notices taken per round.
+const BATCH: u32 = 32;
+/// How long a claimed notice is ours before another node may retry it.
+const LEASE_SECS: i64 = 30;
+/// After this many attempts (about a day with the backoff below) a notice is
+/// dropped and audited.
+const MAX_ATTEMPTS: u32 = 300;
+/// Per-request timeout, so a dead RP costs one timeout, not a hang.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Wakes the delivery task when notices are queued.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    wake: Notify,
+}
+
+/// Seconds to wait before attempt `attempts + 1`: 1, 2, 4 … capped at 5 min.
+pub fn retry_delay(attempts: u32) -> i64 {
+    (1i64 << attempts.min(9)).min(300)
+}
+
+impl AppState {
+    /// End session `sid` everywhere and queue back-channel logouts; `why`
+    /// goes to the audit log. Ending an already-ended session is a no-op.
+    pub async fn logout_session(&self, sid: &str, why: &str) -> Result<(), BackendError> {
+        let Some(session) = self.session_by_sid(sid).await? else {
+            return Ok(());
+        };
+        self.cache.delete(&keys::session(sid)).await?;
+        for ws in &session.workstations {
+            self.detach_if(ws, sid).await?;
+        }
+        let mut notices = Vec::new();
+        for client_id in &session.clients {
+            if let Some(client) = self.store.client(client_id).await?
+                && client.backchannel_logout_uri.is_some()
+            {
+                notices.push(NewLogoutNotice {
+                    client_id: client_id.clone(),
+                    sub: session.user_id.clone(),
+                    sid: sid.to_string(),
+                });
+            }
+        }
+        if !notices.is_empty() {
+            self.store.enqueue_logouts(&notices, self.now()).await?;
+            self.outbox.wake.notify_one();
+        }
+        let record = AuditEvent {
+            at: self.now(),
+            event: "session.end".into(),
+            actor: why.into(),
+            subject: session.user_id.clone(),
+            detail: json!({"sid": sid, "notified": notices.len()}),
+        };
+        self.store.append_audit(&record).await?;
+        Ok(())
+    }
+
+    /// End every session of a user (admin revoke, disable).
+    pub async fn logout_user(&self, user_id: &str, why: &str) -> Result<usize, BackendError> {
+        let sids = self.user_session_ids(user_id).await?;
+        for sid in &sids {
+            self.logout_session(sid, why).await?;
+        }
+        self.cache.delete(&keys::user_sessions(user_id)).await?;
+        Ok(sids.len())
+    }
+
+    async fn deliver(&self, notice: &LogoutNotice) -> Result<(), String> {
+        let client = match self.store.client(&notice.client_id).await {
+            Ok(Some(c)) => c,
+            // The RP was removed: nothing left to notify.
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(format!("store: {e}")),
+        };
+        let Some(uri) = client.backchannel_logout_uri.as_deref() else {
+            return Ok(());
+        };
+        let now = self.now();
+        // §2.4: iss, aud, iat, exp, jti, events, sub and/or sid; never a nonce.
+        let claims = json!({
+            "iss": self.issuer.as_ref(),
+            "aud": client.client_id,
+            "iat": now,
+            "exp": now + 120,
+            "jti": random_token(16),
+            "sub": notice.sub,
+            "sid": notice.sid,
+            "events": { LOGOUT_EVENT: {} },
+        });
+        let token = self
+            .keys
+            .sign(client.id_token_alg, "logout+jwt", &claims)
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .http
+            .post(uri)
+            .timeout(DELIVERY_TIMEOUT)
+            .form(&[("logout_token", token.as_str())])
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        // §2.8: 200 (or 204) means done; anything else is a failure to retry.
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("RP answered {}", response.status()))
+        }
+    }
+
+    async fn deliver_due(&self) -> Result<usize, BackendError> {
+        let due = self.store.claim_due_logouts(self.now(), LEASE_SECS, BATCH).await?;
+        let count = due.len();
+        let mut tasks = tokio::task::JoinSet::new();
+        for notice in due {
+            let state = self.clone();
+            tasks.spawn(async move {
+                let started = Instant::now();
+                let outcome = state.deliver(&notice).await;
+                state.metrics.backchannel_delivery.observe(started.elapsed().as_secs_f64());
+                match outcome {
+                    Ok(()) => state.store.logout_delivered(notice.id).await,
+                    Err(error) => {
+                        state.metrics.backchannel_failures.inc();
+                        tracing::warn!(client_id = %notice.client_id, attempt = notice.attempts + 1, %error, "back-channel logout failed; will retry");
+                        if notice.attempts + 1 >= MAX_ATTEMPTS {
+                            let record = AuditEvent {
+                                at: state.now(),
+                                event: "backchannel.abandoned".into(),
+                                actor: "wardkey".into(),
+                                subject: notice.client_id.clone(),
+                                detail: json!({"sid": notice.sid, "error": error}),
+                            };
+                            let _ = state.store.append_audit(&record).await;
+                            state.store.logout_delivered(notice.id).await
+                        } else {
+                            let next = state.now() + retry_delay(notice.attempts);
+                            state.store.logout_failed(notice.id, next, &error).await
+                        }
+                    }
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(Err(e)) = done {
+                tracing::error!(error = %e, "recording a back-channel delivery failed");
+            }
+        }
+        Ok(count)
+    }
+}
+
+/// The delivery task: runs until `cancel`, waking when notices are queued
+/// and at least every second for retries and admin revocations.
+pub async fn run_outbox(state: AppState, cancel: CancellationToken) {
+    let outbox: Arc<Outbox> = state.outbox.clone();
+    loop {
+        match state.store.take_session_revocations().await {
+            Ok(users) => {
+                for user in users {
+                    if let Err(e) = state.logout_user(&user, "admin-cli").await {
+                        tracing::error!(error = %e, "revoking sessions failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading session revocations failed"),
+        }
+        let busy = match state.deliver_due().await {
+            Ok(n) => n as u32 == BATCH,
+            Err(e) => {
+                tracing::warn!(error = %e, "back-channel outbox unavailable");
+                false
+            }
+        };
+        if busy {
+            continue;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = outbox.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_five_minutes() {
+        assert_eq!(retry_delay(0), 1);
+        assert_eq!(retry_delay(3), 8);
+        assert_eq!(retry_delay(50), 300);
+    }
+}

@@ -1,0 +1,435 @@
+//! The tap API: workstation enrolment, badge taps, PIN entry, tap-out,
+//! browser handoff and tap-to-active reports.
+//!
+//! The hot path is `POST /tap` for a clinician whose session had a real
+//! check (PIN or password) within the PIN grace: it verifies one Ed25519
+//! signature, reads the badge, user and workstation, and attaches the
+//! session. No argon2 and no store write happen on it.
+
+pub mod attach;
+pub mod signed;
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use wardkey_core::audit::AuditEvent;
+use wardkey_core::badge::{self, MAX_PIN_FAILURES};
+use wardkey_core::secret::{digest, digest_b64, random_token};
+use wardkey_core::session::{ACR_BADGE_PIN, Amr, Session};
+use wardkey_core::user::User;
+use wardkey_core::workstation::Workstation;
+use wardkey_proto::tap::{
+    EnrolRequest, EnrolResponse, HandoffRequest, HandoffResponse, PinEntry, Tap, TapOut, TapReport, TapResponse,
+};
+use wardkey_store::CredentialKind;
+
+use crate::cookies::CookieName;
+use crate::error::{BackendError, PageError, TapApiError};
+use crate::metrics::Metrics;
+use crate::oidc::authorize::see_other;
+use crate::sessions::{get_json, keys, put_json, take_json};
+use crate::state::AppState;
+
+use attach::summary;
+use signed::verify_tap;
+
+/// How long a browser handoff link works.
+const HANDOFF_TTL: Duration = Duration::from_secs(30);
+
+/// The tap routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/tap/enrol", post(enrol))
+        .route("/tap", post(tap))
+        .route("/tap/pin", post(pin))
+        .route("/tap/out", post(out))
+        .route("/tap/handoff", post(handoff))
+        .route("/tap/handoff/{token}", get(open_handoff))
+        .route("/tap/report", post(report))
+}
+
+/// A tap waiting for its PIN.
+#[derive(Debug, Serialize, Deserialize)]
+struct PendingTap {
+    workstation_id: String,
+    user_id: String,
+    badge_digest: String,
+}
+
+/// A handoff link's target.
+#[derive(Debug, Serialize, Deserialize)]
+struct Handoff {
+    sid: String,
+    workstation_id: String,
+    client_id: String,
+}
+
+/// Where a badge was last tapped.
+#[derive(Debug, Serialize, Deserialize)]
+struct Seen {
+    ward: String,
+    workstation_id: String,
+}
+
+/// Enrolment codes are typed by a person at a ward PC: compare them without
+/// case, spaces or dashes.
+pub fn normalise_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+/// `POST /tap/enrol`: an agent registers its public key with a one-time code.
+async fn enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<EnrolResponse>, TapApiError> {
+    let request: EnrolRequest = serde_json::from_slice(&body)
+        .map_err(|e| TapApiError::InvalidRequest(format!("the enrolment request is not valid JSON: {e}")))?;
+    let key = URL_SAFE_NO_PAD
+        .decode(request.public_key.trim())
+        .ok()
+        .filter(|k| k.len() == 32)
+        .ok_or_else(|| TapApiError::InvalidRequest("public_key must be a 32-byte Ed25519 key, base64url".into()))?;
+    let code = normalise_code(&request.code);
+    let ws = match state.store.enrol_workstation(&digest(&code), &key, state.now()).await {
+        Ok(ws) => ws,
+        Err(wardkey_store::StoreError::NotFound(_)) => {
+            return Err(TapApiError::Expired(
+                "this enrolment code is not valid: it may have expired or been used already; ask IT for a new one"
+                    .into(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    audit(
+        &state,
+        "workstation.enrolled",
+        &ws.name,
+        json!({"ward": ws.ward, "workstation_id": ws.id}),
+    )
+    .await;
+    Ok(Json(EnrolResponse {
+        workstation_id: ws.id,
+        name: ws.name,
+        ward: ws.ward,
+    }))
+}
+
+async fn audit(state: &AppState, event: &str, subject: &str, detail: serde_json::Value) {
+    let record = AuditEvent {
+        at: state.now(),
+        event: event.into(),
+        actor: "tap".into(),
+        subject: subject.into(),
+        detail,
+    };
+    if let Err(e) = state.store.append_audit(&record).await {
+        tracing::error!(error = %e, event, "audit write failed");
+    }
+}
+
+/// The enabled user a badge belongs to, refusing locked badges.
+async fn badge_owner(state: &AppState, digest: &[u8]) -> Result<(badge::Badge, User), TapApiError> {
+    let badge = state.store.badge(digest).await?.ok_or(TapApiError::UnknownBadge)?;
+    let user = state
+        .store
+        .user_by_id(&badge.user_id)
+        .await?
+        .ok_or(TapApiError::UnknownBadge)?;
+    if user.disabled {
+        return Err(TapApiError::UserDisabled);
+    }
+    if badge.failed_pins >= MAX_PIN_FAILURES {
+        return Err(TapApiError::BadgeLocked);
+    }
+    Ok((badge, user))
+}
+
+/// `POST /tap`.
+async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapResponse>, TapApiError> {
+    let (ws, tap): (Workstation, Tap) = verify_tap(&state, &body).await?;
+    let digest = badge::digest(&state.badge_key, &tap.badge).map_err(|e| TapApiError::InvalidRequest(e.message))?;
+    let (_, user) = badge_owner(&state, &digest).await?;
+    state.check_cloned_badge(&digest, &ws).await?;
+
+    if state.attachment(&ws.id).await?.is_some_and(|a| a.user_id == user.id) {
+        // The same clinician tapping their own workstation locks it.
+        state.detach(&ws.id).await?;
+        Metrics::count(&state.metrics.taps, "locked");
+        return Ok(Json(TapResponse::Locked));
+    }
+    let grace = state.settings.pin_grace(&ws.ward).as_secs() as i64;
+    if let Some(session) = state.latest_session(&user.id, Some(state.now() - grace)).await? {
+        return state.activate(&ws, &session, &user).await.map(Json);
+    }
+    let tap_id = random_token(16);
+    let pending = PendingTap {
+        workstation_id: ws.id.clone(),
+        user_id: user.id.clone(),
+        badge_digest: URL_SAFE_NO_PAD.encode(&digest),
+    };
+    let ttl = state.settings.tap.pin_entry_ttl;
+    put_json(state.cache.as_ref(), &keys::pending_tap(&tap_id), &pending, ttl).await?;
+    Metrics::count(&state.metrics.taps, "pin_required");
+    Ok(Json(TapResponse::PinRequired {
+        tap_id,
+        user: summary(&user),
+        expires_in: ttl.as_secs(),
+    }))
+}
+
+/// `POST /tap/pin`.
+async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapResponse>, TapApiError> {
+    let (ws, entry): (Workstation, PinEntry) = verify_tap(&state, &body).await?;
+    let expired = || TapApiError::Expired("the PIN prompt has expired; tap your badge again".into());
+    let key = keys::pending_tap(&entry.tap_id);
+    let pending: PendingTap = get_json(state.cache.as_ref(), &key)
+        .await?
+        .filter(|p: &PendingTap| p.workstation_id == ws.id)
+        .ok_or_else(expired)?;
+    let digest = URL_SAFE_NO_PAD.decode(&pending.badge_digest).map_err(|_| expired())?;
+    let (badge, user) = match badge_owner(&state, &digest).await {
+        Err(TapApiError::BadgeLocked) => {
+            state.cache.delete(&key).await?;
+            return Err(TapApiError::BadgeLocked);
+        }
+        other => other?,
+    };
+    if entry.pin.len() > 64 {
+        return Err(TapApiError::InvalidRequest("the PIN is too long".into()));
+    }
+    let stored = state.store.credential(&user.id, CredentialKind::Pin).await?;
+    let (ok, seconds) = state.passwords.verify(stored, entry.pin).await;
+    state.metrics.password_verify.observe(seconds);
+    if !ok {
+        let failures = state.store.record_pin_failure(&digest).await?;
+        audit(
+            &state,
+            "tap.pin_failure",
+            &user.username,
+            json!({"workstation": ws.name, "consecutive_failures": failures}),
+        )
+        .await;
+        Metrics::count(&state.metrics.taps, "wrong_pin");
+        if failures >= MAX_PIN_FAILURES {
+            state.cache.delete(&key).await?;
+            audit(&state, "badge.locked", &user.username, json!({"workstation": ws.name})).await;
+            return Err(TapApiError::BadgeLocked);
+        }
+        return Err(TapApiError::WrongPin {
+            remaining: MAX_PIN_FAILURES - failures,
+        });
+    }
+    // Single use from here: a second PIN for the same tap finds nothing.
+    if take_json::<PendingTap>(state.cache.as_ref(), &key).await?.is_none() {
+        return Err(expired());
+    }
+    if badge.failed_pins > 0 {
+        state.store.reset_pin_failures(&user.id).await?;
+    }
+    let amr = vec![Amr::Badge, Amr::Pin];
+    let now = state.now();
+    let session = match state.latest_session(&user.id, None).await? {
+        Some(s) => {
+            state
+                .update_session(&s.sid, |s| {
+                    s.auth_time = now;
+                    s.amr = amr.clone();
+                    s.acr = ACR_BADGE_PIN.into();
+                })
+                .await?
+        }
+        None => None,
+    };
+    let session = match session {
+        Some(s) => s,
+        None => state.create_session(&user.id, amr, ACR_BADGE_PIN).await?.1,
+    };
+    state.activate(&ws, &session, &user).await.map(Json)
+}
+
+/// `POST /tap/out`: lock, or sign out everywhere.
+async fn out(State(state): State<AppState>, body: Bytes) -> Result<Json<TapResponse>, TapApiError> {
+    let (ws, out): (Workstation, TapOut) = verify_tap(&state, &body).await?;
+    let Some(attachment) = state.detach(&ws.id).await? else {
+        return Ok(Json(TapResponse::Locked));
+    };
+    if out.logout {
+        state.logout_session(&attachment.sid, "tap-out").await?;
+        Metrics::count(&state.metrics.taps, "logged_out");
+        return Ok(Json(TapResponse::LoggedOut));
+    }
+    Metrics::count(&state.metrics.taps, "locked");
+    Ok(Json(TapResponse::Locked))
+}
+
+/// `POST /tap/handoff`: a one-time link that opens a browser EPR signed in
+/// as the clinician at this workstation.
+async fn handoff(State(state): State<AppState>, body: Bytes) -> Result<Json<HandoffResponse>, TapApiError> {
+    let (ws, request): (Workstation, HandoffRequest) = verify_tap(&state, &body).await?;
+    let attachment = state
+        .attachment(&ws.id)
+        .await?
+        .ok_or_else(|| TapApiError::Expired("nobody is signed in at this workstation; tap your badge first".into()))?;
+    let client = state.store.client(&request.client_id).await?;
+    if client.is_none_or(|c| c.start_url.is_none()) {
+        return Err(TapApiError::InvalidRequest(format!(
+            "{:?} has no start URL registered; ask IT to add one with `wardkey client add … --start-url`",
+            request.client_id
+        )));
+    }
+    let token = random_token(32);
+    let record = Handoff {
+        sid: attachment.sid,
+        workstation_id: ws.id,
+        client_id: request.client_id,
+    };
+    put_json(
+        state.cache.as_ref(),
+        &keys::handoff(&digest_b64(&token)),
+        &record,
+        HANDOFF_TTL,
+    )
+    .await?;
+    Ok(Json(HandoffResponse {
+        url: state.url(&format!("/tap/handoff/{token}")),
+        expires_in: HANDOFF_TTL.as_secs(),
+    }))
+}
+
+/// `GET /tap/handoff/{token}`: sets the SSO cookie once and sends the
+/// browser to the EPR's start URL, whose own OIDC flow then completes
+/// silently.
+async fn open_handoff(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    match redeem_handoff(&state, &token).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn redeem_handoff(state: &AppState, token: &str) -> Result<Response, PageError> {
+    let gone = || {
+        PageError::BadRequest(
+            "This sign-in link has already been used or has expired. Tap your badge and open the application again."
+                .into(),
+        )
+    };
+    let record: Handoff = take_json(state.cache.as_ref(), &keys::handoff(&digest_b64(token)))
+        .await?
+        .ok_or_else(gone)?;
+    // Still the session at that workstation: a lock or switch kills the link.
+    if state
+        .attachment(&record.workstation_id)
+        .await?
+        .is_none_or(|a| a.sid != record.sid)
+    {
+        return Err(gone());
+    }
+    let start = state
+        .store
+        .client(&record.client_id)
+        .await?
+        .and_then(|c| c.start_url)
+        .ok_or_else(gone)?;
+    let cookie = state.add_session_cookie(&record.sid).await?.ok_or_else(gone)?;
+    let mut response = see_other(&start);
+    state.set_cookie(response.headers_mut(), CookieName::Session, &cookie);
+    Ok(response)
+}
+
+/// `POST /tap/report`: the agent's measured tap-to-active time.
+async fn report(State(state): State<AppState>, body: Bytes) -> Result<StatusCode, TapApiError> {
+    let (_, report): (Workstation, TapReport) = verify_tap(&state, &body).await?;
+    let seconds = report.tap_to_active_seconds;
+    if !seconds.is_finite() || !(0.0..=3600.0).contains(&seconds) {
+        return Err(TapApiError::InvalidRequest(
+            "tap_to_active_seconds must be between 0 and 3600".into(),
+        ));
+    }
+    state.metrics.tap_to_active.observe(seconds);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+impl AppState {
+    /// The user's newest live session, if any; with `checked_since`, only
+    /// one whose last real check (PIN, password) is that recent.
+    pub async fn latest_session(
+        &self,
+        user_id: &str,
+        checked_since: Option<i64>,
+    ) -> Result<Option<Session>, BackendError> {
+        for sid in self.user_session_ids(user_id).await?.iter().rev() {
+            if let Some(session) = self.session_by_sid(sid).await?
+                && checked_since.is_none_or(|t| session.auth_time >= t)
+            {
+                return Ok(Some(session));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Attach `session` to `ws` and answer `active` or `switched`.
+    async fn activate(&self, ws: &Workstation, session: &Session, user: &User) -> Result<TapResponse, TapApiError> {
+        let (session_ticket, previous) = self.attach(ws, session, user).await?;
+        let expires_in = self.attachment_ttl(ws).as_secs();
+        match previous {
+            Some(prev) if prev.user_id != user.id => {
+                if self.settings.tap.logout_on_switch {
+                    self.logout_session(&prev.sid, "switch").await?;
+                }
+                Metrics::count(&self.metrics.taps, "switched");
+                Ok(TapResponse::Switched {
+                    user: summary(user),
+                    previous: prev.user,
+                    session_ticket,
+                    expires_in,
+                })
+            }
+            _ => {
+                Metrics::count(&self.metrics.taps, "active");
+                Ok(TapResponse::Active {
+                    user: summary(user),
+                    session_ticket,
+                    expires_in,
+                })
+            }
+        }
+    }
+
+    /// Raise an alert when one badge is tapped on two wards within
+    /// `tap.cloned_badge_window`: a prox card copied in a corridor shows up
+    /// exactly like this.
+    async fn check_cloned_badge(&self, digest: &[u8], ws: &Workstation) -> Result<(), BackendError> {
+        let key = keys::badge_seen(&URL_SAFE_NO_PAD.encode(digest));
+        if let Some(seen) = get_json::<Seen>(self.cache.as_ref(), &key).await?
+            && seen.ward != ws.ward
+        {
+            self.metrics.cloned_badge.inc();
+            tracing::warn!(ward = %ws.ward, previous_ward = %seen.ward, "badge tapped on two wards: possible clone");
+            audit(
+                self,
+                "badge.cloned_suspected",
+                &URL_SAFE_NO_PAD.encode(&digest[..8]),
+                json!({
+                    "ward": ws.ward, "workstation_id": ws.id,
+                    "previous_ward": seen.ward, "previous_workstation_id": seen.workstation_id,
+                }),
+            )
+            .await;
+        }
+        let seen = Seen {
+            ward: ws.ward.clone(),
+            workstation_id: ws.id.clone(),
+        };
+        put_json(self.cache.as_ref(), &key, &seen, self.settings.tap.cloned_badge_window).await?;
+        Ok(())
+    }
+}

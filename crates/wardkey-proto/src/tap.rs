@@ -1,0 +1,169 @@
+//! The tap protocol between a workstation agent and the server.
+//!
+//! Every request after enrolment is a compact JWS (`Content-Type:
+//! application/jose`) signed with the workstation's Ed25519 key (`alg:
+//! EdDSA`, `kid` = workstation id). The claims name the workstation (`iss`),
+//! the server (`aud` = issuer), carry a fresh `jti` (each accepted once) and
+//! `iat` (within the server's clock skew), plus the action's own fields.
+//! Answers are JSON.
+
+use serde::{Deserialize, Serialize};
+
+/// `Content-Type` of signed tap requests.
+pub const JOSE_CONTENT_TYPE: &str = "application/jose";
+
+/// RFC 8693 `subject_token_type` of a session ticket in token exchange.
+pub const SESSION_TICKET_TOKEN_TYPE: &str = "urn:wardkey:params:oauth:token-type:session-ticket";
+
+/// RFC 8693 grant type.
+pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/// `POST /tap/enrol`: the agent registers its public key with a one-time
+/// code an admin got from `wardkey workstation enrol`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolRequest {
+    /// The one-time enrolment code.
+    pub code: String,
+    /// The Ed25519 public key, 32 bytes base64url.
+    pub public_key: String,
+}
+
+/// Answer to a successful enrolment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolResponse {
+    /// The workstation id: `iss` and `kid` of every signed request, and the
+    /// `client_id` for token exchange.
+    pub workstation_id: String,
+    /// The name the admin gave it.
+    pub name: String,
+    /// Its ward.
+    pub ward: String,
+}
+
+/// Claims common to every signed tap request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope<A> {
+    /// The workstation id.
+    pub iss: String,
+    /// The server's issuer URL.
+    pub aud: String,
+    /// Unique per request; replays are refused.
+    pub jti: String,
+    /// Seconds since the Unix epoch.
+    pub iat: i64,
+    /// The action.
+    #[serde(flatten)]
+    pub action: A,
+}
+
+/// `POST /tap`: a badge was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tap {
+    /// The badge UID as the reader gave it (hex for PC/SC readers).
+    pub badge: String,
+}
+
+/// `POST /tap/pin`: the PIN for a `pin_required` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinEntry {
+    /// The `tap_id` of the `pin_required` answer.
+    pub tap_id: String,
+    /// The PIN as typed.
+    pub pin: String,
+}
+
+/// `POST /tap/out`: lock the workstation, or sign the clinician out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TapOut {
+    /// End the SSO session everywhere (and notify every app), not just this
+    /// workstation's use of it.
+    #[serde(default)]
+    pub logout: bool,
+}
+
+/// `POST /tap/handoff`: a one-time URL that opens a browser EPR signed in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffRequest {
+    /// The EPR client whose registered start URL the browser lands on.
+    pub client_id: String,
+}
+
+/// `POST /tap/report`: how long the clinician waited, for ops' dashboards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TapReport {
+    /// From badge read to unlocked desktop, in seconds.
+    pub tap_to_active_seconds: f64,
+}
+
+/// Who is at the keyboard, as the agent shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSummary {
+    /// Login name.
+    pub username: String,
+    /// Display name, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// The server's answer to a tap or a PIN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TapResponse {
+    /// The clinician is in: the session is attached to this workstation.
+    Active {
+        /// Who.
+        user: UserSummary,
+        /// Bearer of this workstation's use of the session, for token
+        /// exchange and handoff. Dies on lock, switch and logout.
+        session_ticket: String,
+        /// Seconds until the ticket expires unless the session is used.
+        expires_in: u64,
+    },
+    /// Another clinician took over the workstation from `previous`.
+    Switched {
+        /// The new clinician.
+        user: UserSummary,
+        /// The clinician who was at the workstation.
+        previous: UserSummary,
+        /// As for `Active`.
+        session_ticket: String,
+        /// As for `Active`.
+        expires_in: u64,
+    },
+    /// The badge is known but a PIN is needed (first tap of a shift, or the
+    /// PIN grace period has passed).
+    PinRequired {
+        /// Echo this in `POST /tap/pin`.
+        tap_id: String,
+        /// Who the badge belongs to, so the prompt can greet them.
+        user: UserSummary,
+        /// Seconds the agent has to send the PIN.
+        expires_in: u64,
+    },
+    /// The workstation is locked (the same clinician tapped again, or tapped
+    /// out).
+    Locked,
+    /// The clinician was signed out everywhere.
+    LoggedOut,
+}
+
+/// Answer to `POST /tap/handoff`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffResponse {
+    /// Open this once, within `expires_in` seconds, in the browser.
+    pub url: String,
+    /// Seconds.
+    pub expires_in: u64,
+}
+
+/// A refused tap request: `error` is a stable code, `message` a sentence a
+/// clinician or the service desk can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TapError {
+    /// Stable code: `invalid_request`, `invalid_signature`, `replayed`,
+    /// `stale`, `workstation_disabled`, `unknown_badge`, `badge_locked`,
+    /// `user_disabled`, `wrong_pin`, `expired`, `unavailable`.
+    pub error: String,
+    /// Plain words.
+    pub message: String,
+}

@@ -1,0 +1,637 @@
+//! The `wardkey` binary's admin commands, run as a real process against a
+//! SQLite store in a temporary directory: exit status, stdout and stderr as an
+//! operator sees them, and the effect on a running server sharing the store.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+/// What one run of the binary produced.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Assert exit status 0 with nothing on stderr.
+    fn ok(self) -> Self {
+        assert_eq!(self.code, Some(0), "expected success: {self:#?}");
+        assert_eq!(
+            self.stderr, "",
+            "a successful command writes nothing to stderr: {self:#?}"
+        );
+        self
+    }
+
+    /// Assert a runtime failure (exit 1, `error: …` on stderr, nothing on
+    /// stdout) whose message contains every one of `needles`.
+    fn fails_with(self, needles: &[&str]) -> Self {
+        assert_eq!(self.code, Some(1), "expected exit status 1: {self:#?}");
+        assert!(self.stderr.starts_with("error: "), "{self:#?}");
+        assert_eq!(self.stdout, "", "a failed command prints no result: {self:#?}");
+        for needle in needles {
+            assert!(
+                self.stderr.contains(needle),
+                "stderr should mention {needle:?}: {self:#?}"
+            );
+        }
+        self
+    }
+
+    /// Assert a command-line usage error from clap (exit 2) mentioning `needle`.
+    fn usage_error(self, needle: &str) -> Self {
+        assert_eq!(self.code, Some(2), "expected a usage error: {self:#?}");
+        assert!(
+            self.stderr.contains(needle),
+            "stderr should mention {needle:?}: {self:#?}"
+        );
+        assert_eq!(self.stdout, "", "{self:#?}");
+        self
+    }
+
+    /// stdout parsed as JSON.
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+    }
+}
+
+/// Run `wardkey ARGS` in `dir` against the store `dir/wardkey.db` with cheap
+/// argon2, extra environment `env`, and `stdin` piped in (or no stdin at all).
+/// Inherited `WARDKEY_*` variables are removed so only the test's settings apply.
+fn wardkey_env(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: Option<&str>) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wardkey"));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("WARDKEY_")) {
+        cmd.env_remove(key);
+    }
+    cmd.current_dir(dir)
+        .args(args)
+        .env(
+            "WARDKEY_STORE__URL",
+            format!("sqlite://{}", dir.join("wardkey.db").display()),
+        )
+        .env("WARDKEY_PASSWORD__M_COST", "1024")
+        .env("WARDKEY_PASSWORD__T_COST", "1")
+        .envs(env.iter().copied())
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn wardkey");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        // The command may exit before reading (a bad argument): ignore EPIPE.
+        let _ = pipe.write_all(input.as_bytes());
+    }
+    let out = child.wait_with_output().expect("wait for wardkey");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+    }
+}
+
+/// [`wardkey_env`] with no extra environment.
+fn wardkey(dir: &Path, args: &[&str], stdin: Option<&str>) -> Run {
+    wardkey_env(dir, &[], args, stdin)
+}
+
+/// `user list --json` as an array.
+fn users(dir: &Path) -> Vec<Value> {
+    wardkey(dir, &["user", "list", "--json"], None)
+        .ok()
+        .json()
+        .as_array()
+        .expect("an array")
+        .clone()
+}
+
+/// `client list --json` as an array.
+fn clients(dir: &Path) -> Vec<Value> {
+    wardkey(dir, &["client", "list", "--json"], None)
+        .ok()
+        .json()
+        .as_array()
+        .expect("an array")
+        .clone()
+}
+
+const ADD_ALICE: &[&str] = &[
+    "user",
+    "add",
+    "alice",
+    "--name",
+    "Alice",
+    "--email",
+    "a@trust.nhs.uk",
+    "--role",
+    "R8000",
+    "--password-stdin",
+];
+
+#[test]
+fn user_add_then_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+
+    let added = wardkey(dir, ADD_ALICE, Some("correct horse battery\n")).ok();
+    assert!(added.stdout.starts_with("added user alice (sub "), "{added:#?}");
+    assert!(!added.stdout.contains("correct horse"), "the password is never echoed");
+
+    let list = users(dir);
+    assert_eq!(list.len(), 1, "{list:?}");
+    let alice = &list[0];
+    assert_eq!(alice["username"], "alice");
+    assert_eq!(alice["name"], "Alice");
+    assert_eq!(alice["email"], "a@trust.nhs.uk");
+    assert_eq!(alice["roles"], serde_json::json!(["R8000"]));
+    assert_eq!(alice["disabled"], false);
+    assert_eq!(alice["failed_logins"], 0);
+    let sub = alice["sub"].as_str().expect("sub");
+    assert!(
+        !sub.is_empty() && added.stdout.contains(sub),
+        "add prints the same sub that list shows"
+    );
+
+    let human = wardkey(dir, &["user", "list"], None).ok();
+    assert_eq!(human.stdout, format!("alice\tAlice\t{sub}\tactive\n"));
+}
+
+#[test]
+fn user_add_json_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    // --json is global: it may come before the subcommand.
+    let out = wardkey(tmp.path(), &["--json", "user", "add", "bob"], None).ok().json();
+    assert_eq!(out["username"], "bob");
+    assert!(out["sub"].as_str().is_some_and(|s| !s.is_empty()), "{out}");
+    let list = users(tmp.path());
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["sub"], out["sub"]);
+    assert_eq!(list[0]["name"], Value::Null);
+    assert_eq!(list[0]["roles"], serde_json::json!([]));
+}
+
+/// CLI → store → server: a user added by the CLI signs in at a running
+/// server with the password piped to the CLI.
+#[tokio::test]
+async fn user_added_by_the_cli_can_sign_in() {
+    let app = spawn_app().await;
+    wardkey(
+        app.dir.path(),
+        &["user", "add", "carol", "--password-stdin"],
+        Some(&format!("{PASSWORD}\r\n")),
+    )
+    .ok();
+    let secret = app.add_epr("epr").await;
+    let tokens = login_and_redeem(&app, "epr", &secret, "carol").await;
+    assert!(tokens["id_token"].as_str().is_some(), "{tokens}");
+}
+
+#[test]
+fn duplicate_user_is_refused_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    wardkey(dir, ADD_ALICE, Some("correct horse battery\n")).ok();
+
+    wardkey(
+        dir,
+        &[
+            "user",
+            "add",
+            "alice",
+            "--name",
+            "Impostor",
+            "--email",
+            "x@evil.example",
+        ],
+        None,
+    )
+    .fails_with(&["already exists", "\"alice\""]);
+
+    let list = users(dir);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["name"], "Alice");
+    assert_eq!(list[0]["email"], "a@trust.nhs.uk");
+}
+
+#[test]
+fn bad_user_input_is_refused_with_a_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+
+    wardkey(dir, &["user", "add", "a b"], None).fails_with(&["username", "\"a b\"", "not a valid username"]);
+    wardkey(dir, &["user", "add", "bob", "--email", "nope"], None).fails_with(&["email", "\"nope\""]);
+    wardkey(dir, &["user", "add", "bob", "--password-stdin"], Some("short\n"))
+        .fails_with(&["password", "shorter than 8 characters"]);
+    wardkey(dir, &["user", "add", "bob", "--password-stdin"], Some("")).fails_with(&["no password on stdin"]);
+    wardkey(dir, &["user", "add", "bob", "--password-stdin"], Some("\n")).fails_with(&["no password on stdin"]);
+    wardkey(dir, &["user", "add", "bob", "--colour", "red"], None).usage_error("--colour");
+    wardkey(dir, &["user", "add"], None).usage_error("<USERNAME>");
+
+    assert_eq!(users(dir), Vec::<Value>::new(), "no bad attempt created a user");
+}
+
+#[test]
+fn secrets_are_never_taken_from_arguments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    wardkey(dir, &["user", "add", "alice", "--password", "hunter2hunter2"], None).usage_error("--password");
+    wardkey(
+        dir,
+        &["user", "set-password", "alice", "--password", "hunter2hunter2"],
+        None,
+    )
+    .usage_error("--password");
+    wardkey(dir, &["user", "set-pin", "alice", "--pin", "123456"], None).usage_error("--pin");
+    // The stdin flags are required: there is no other way to give the secret.
+    wardkey(dir, &["user", "set-password", "alice"], None).usage_error("--password-stdin");
+    wardkey(dir, &["user", "set-pin", "alice"], None).usage_error("--pin-stdin");
+    assert_eq!(users(dir), Vec::<Value>::new());
+}
+
+#[test]
+fn client_add_prints_its_secret_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+
+    let out = wardkey(
+        dir,
+        &[
+            "client",
+            "add",
+            "epr",
+            "--redirect-uri",
+            "https://epr.example/cb",
+            "--redirect-uri",
+            "http://127.0.0.1:9000/cb",
+            "--json",
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    let obj = out.as_object().expect("an object");
+    assert_eq!(obj.len(), 2, "only client_id and client_secret: {out}");
+    assert_eq!(out["client_id"], "epr");
+    let secret = out["client_secret"].as_str().expect("a secret");
+    assert_eq!(secret.len(), 43, "256 bits, base64url without padding: {secret}");
+    assert!(
+        secret
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "{secret}"
+    );
+
+    let list = clients(dir);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["client_id"], "epr");
+    assert_eq!(list[0]["auth"], "client_secret");
+    assert_eq!(
+        list[0]["redirect_uris"],
+        serde_json::json!(["https://epr.example/cb", "http://127.0.0.1:9000/cb"])
+    );
+    assert_eq!(
+        list[0]["grant_types"],
+        serde_json::json!(["authorization_code", "refresh_token"])
+    );
+    assert_eq!(list[0]["id_token_alg"], "ES256");
+    let human = wardkey(dir, &["client", "list"], None).ok();
+    assert_eq!(
+        human.stdout,
+        "epr\tclient_secret\thttps://epr.example/cb http://127.0.0.1:9000/cb\n"
+    );
+    for listing in [&human.stdout, &list[0].to_string()] {
+        assert!(!listing.contains(secret), "the secret is shown only once");
+    }
+
+    // Human output: the secret, and a warning that it is not kept.
+    let human = wardkey(
+        dir,
+        &["client", "add", "pacs", "--redirect-uri", "https://pacs.example/cb"],
+        None,
+    )
+    .ok();
+    assert!(
+        human.stdout.starts_with("client_id: pacs\nclient_secret: "),
+        "{human:#?}"
+    );
+    assert!(human.stdout.contains("cannot be shown again"), "{human:#?}");
+    let pacs_secret = human
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim_start_matches("client_secret: ");
+    assert_eq!(pacs_secret.len(), 43);
+    assert_ne!(pacs_secret, secret, "every client gets its own secret");
+
+    // A public client has no secret.
+    let spa = wardkey(
+        dir,
+        &[
+            "client",
+            "add",
+            "spa",
+            "--public",
+            "--redirect-uri",
+            "https://spa.example/cb",
+            "--json",
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(spa, serde_json::json!({"client_id": "spa", "client_secret": null}));
+
+    wardkey(
+        dir,
+        &["client", "add", "epr", "--redirect-uri", "https://epr.example/cb"],
+        None,
+    )
+    .fails_with(&["already exists", "\"epr\""]);
+    assert_eq!(clients(dir).len(), 3);
+}
+
+/// CLI → store → server: the secret the CLI prints works at the token
+/// endpoint of a server already running on the same store.
+#[tokio::test]
+async fn client_secret_from_the_cli_works_at_a_running_server() {
+    let app = spawn_app().await;
+    let out = wardkey(
+        app.dir.path(),
+        &[
+            "client",
+            "add",
+            "backend",
+            "--grant-type",
+            "client_credentials",
+            "--json",
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    let secret = out["client_secret"].as_str().expect("a secret");
+
+    let r = app
+        .post_form(
+            "/token",
+            &[("grant_type", "client_credentials")],
+            Some(("backend", secret)),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["access_token"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert_eq!(body["token_type"], "Bearer", "{body}");
+
+    let r = app
+        .post_form(
+            "/token",
+            &[("grant_type", "client_credentials")],
+            Some(("backend", "wrong")),
+        )
+        .await;
+    assert_oauth_error(r, 401, "invalid_client").await;
+}
+
+#[test]
+fn bad_client_input_is_refused_with_a_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let add = |extra: &[&str]| {
+        let mut args = vec!["client", "add", "epr"];
+        args.extend_from_slice(extra);
+        wardkey(dir, &args, None)
+    };
+
+    add(&["--redirect-uri", "not a uri"]).fails_with(&["redirect-uri", "\"not a uri\"", "not an absolute URI"]);
+    add(&["--redirect-uri", "http://epr.example/cb"]).fails_with(&["redirect-uri", "non-loopback"]);
+    add(&["--redirect-uri", "https://epr.example/cb#frag"]).fails_with(&["redirect-uri", "fragment"]);
+    add(&["--redirect-uri", "javascript:alert(1)"]).fails_with(&["redirect-uri", "javascript:alert(1)"]);
+    add(&["--redirect-uri", "https://epr.example/cb", "--grant-type", "password"])
+        .fails_with(&["grant-type", "\"password\" is not a grant type"]);
+    add(&["--public", "--grant-type", "client_credentials"]).fails_with(&["--public", "client_credentials"]);
+    add(&["--redirect-uri", "https://epr.example/cb", "--id-token-alg", "none"])
+        .fails_with(&["id-token-alg", "\"none\""]);
+    add(&[]).fails_with(&["redirect-uri", "authorization_code"]);
+    add(&["--grant-type", "authorization_code"]).fails_with(&["redirect-uri", "authorization_code"]);
+
+    wardkey(
+        dir,
+        &["client", "add", "a b", "--redirect-uri", "https://epr.example/cb"],
+        None,
+    )
+    .fails_with(&["client_id", "\"a b\""]);
+
+    let not_jwks = dir.join("key.json");
+    std::fs::write(&not_jwks, r#"{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}"#).unwrap();
+    let not_jwks = not_jwks.to_str().unwrap();
+    add(&["--redirect-uri", "https://epr.example/cb", "--jwks-file", not_jwks]).fails_with(&["jwks-file", "JWK Set"]);
+    let not_json = dir.join("key.pem");
+    std::fs::write(&not_json, "-----BEGIN PUBLIC KEY-----\n").unwrap();
+    add(&[
+        "--redirect-uri",
+        "https://epr.example/cb",
+        "--jwks-file",
+        not_json.to_str().unwrap(),
+    ])
+    .fails_with(&["key.pem", "not JSON"]);
+    add(&[
+        "--redirect-uri",
+        "https://epr.example/cb",
+        "--jwks-file",
+        "missing.json",
+    ])
+    .fails_with(&["missing.json"]);
+
+    assert_eq!(clients(dir), Vec::<Value>::new(), "no bad attempt registered a client");
+}
+
+#[test]
+fn client_remove() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+
+    wardkey(dir, &["client", "remove", "nosuch"], None).fails_with(&["client \"nosuch\" does not exist"]);
+
+    wardkey(
+        dir,
+        &["client", "add", "epr", "--redirect-uri", "https://epr.example/cb"],
+        None,
+    )
+    .ok();
+    let removed = wardkey(dir, &["client", "remove", "epr"], None).ok();
+    assert_eq!(removed.stdout, "removed client epr\n");
+    assert_eq!(clients(dir), Vec::<Value>::new());
+    assert_eq!(wardkey(dir, &["client", "list"], None).ok().stdout, "\n");
+
+    wardkey(dir, &["client", "remove", "epr"], None).fails_with(&["does not exist"]);
+}
+
+#[test]
+fn disabling_an_unknown_user_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    wardkey(dir, &["user", "add", "alice"], None).ok();
+    wardkey(dir, &["user", "disable", "bob"], None).fails_with(&["user \"bob\" does not exist"]);
+    wardkey(dir, &["user", "enable", "bob"], None).fails_with(&["user \"bob\" does not exist"]);
+    assert_eq!(users(dir)[0]["disabled"], false, "alice untouched");
+}
+
+#[test]
+fn user_disable_and_enable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    wardkey(dir, &["user", "add", "alice"], None).ok();
+
+    let disabled = wardkey(dir, &["user", "disable", "alice"], None).ok();
+    assert_eq!(disabled.stdout, "disabled alice\n");
+    assert_eq!(users(dir)[0]["disabled"], true);
+    let human = wardkey(dir, &["user", "list"], None).ok();
+    assert!(human.stdout.ends_with("\tdisabled\n"), "{human:#?}");
+
+    let enabled = wardkey(dir, &["user", "enable", "alice", "--json"], None).ok().json();
+    assert_eq!(enabled, serde_json::json!({"username": "alice", "disabled": false}));
+    assert_eq!(users(dir)[0]["disabled"], false);
+    let human = wardkey(dir, &["user", "list"], None).ok();
+    assert!(human.stdout.ends_with("\tactive\n"), "{human:#?}");
+}
+
+/// The `kid`s a server publishes at /jwks.
+async fn published_kids(app: &TestApp) -> Vec<String> {
+    let r = app.get("/jwks").await;
+    assert_eq!(r.status(), 200);
+    let jwks: Value = r.json().await.unwrap();
+    jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_string())
+        .collect()
+}
+
+/// CLI → store → server: keys rotated by the CLI reach a running server's
+/// /jwks and sign its tokens, while the old keys stay published.
+#[tokio::test]
+async fn keys_rotate_reaches_a_running_server() {
+    let app = spawn_app_with(|s| s.oidc.key_reload_interval = Duration::from_secs(1)).await;
+    let dir = app.dir.path();
+    let old = published_kids(&app).await;
+    assert_eq!(old.len(), 3, "one key per algorithm at first start: {old:?}");
+
+    let out = wardkey(dir, &["keys", "rotate", "--json"], None).ok().json();
+    assert_eq!(out["purged"], 0, "{out}");
+    let new_keys = out["new_keys"].as_array().expect("new_keys");
+    let mut algs: Vec<&str> = new_keys.iter().map(|k| k["alg"].as_str().expect("alg")).collect();
+    algs.sort_unstable();
+    assert_eq!(algs, ["ES256", "EdDSA", "RS256"], "{out}");
+    let new: Vec<String> = new_keys
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_string())
+        .collect();
+    assert!(new.iter().all(|kid| !old.contains(kid)), "fresh kids: {out}");
+
+    // Right after rotation the old keys are still there.
+    let now = published_kids(&app).await;
+    assert!(
+        old.iter().all(|kid| now.contains(kid)),
+        "old keys still published: {now:?}"
+    );
+
+    // Within a few reload intervals the new keys are published too.
+    let mut published = Vec::new();
+    for _ in 0..100 {
+        published = published_kids(&app).await;
+        if new.iter().all(|kid| published.contains(kid)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        new.iter().all(|kid| published.contains(kid)),
+        "new keys {new:?} never published: {published:?}"
+    );
+    assert!(
+        old.iter().all(|kid| published.contains(kid)),
+        "old keys dropped too soon: {published:?}"
+    );
+
+    // …and the new ES256 key signs tokens issued from now on.
+    let secret = wardkey(
+        dir,
+        &[
+            "client",
+            "add",
+            "backend",
+            "--grant-type",
+            "client_credentials",
+            "--json",
+        ],
+        None,
+    )
+    .ok()
+    .json()["client_secret"]
+        .as_str()
+        .expect("a secret")
+        .to_string();
+    let r = app
+        .post_form(
+            "/token",
+            &[("grant_type", "client_credentials")],
+            Some(("backend", &secret)),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let token = body["access_token"].as_str().expect("access_token");
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').next().unwrap())
+        .unwrap();
+    let header: Value = serde_json::from_slice(&header).unwrap();
+    let es256 = new_keys.iter().find(|k| k["alg"] == "ES256").unwrap();
+    assert_eq!(header["kid"], es256["kid"], "{header}");
+}
+
+#[test]
+fn keys_rotate_human_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = wardkey(tmp.path(), &["keys", "rotate"], None).ok();
+    assert!(out.stdout.starts_with("new signing keys: "), "{out:#?}");
+    for alg in ["ES256", "RS256", "EdDSA"] {
+        assert!(out.stdout.contains(alg), "{out:#?}");
+    }
+    assert!(out.stdout.contains("oidc.key_reload_interval (30s)"), "{out:#?}");
+}
+
+#[test]
+fn config_errors_name_the_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+
+    wardkey(dir, &["--config", "missing.toml", "user", "list"], None).fails_with(&["missing.toml", "does not exist"]);
+    wardkey_env(dir, &[("WARDKEY_SESSION__PIN_GRACE", "soon")], &["user", "list"], None).fails_with(&["pin_grace"]);
+    wardkey_env(dir, &[("WARDKEY_SESION__PIN_GRACE", "2h")], &["user", "list"], None).fails_with(&["sesion"]);
+
+    std::fs::write(dir.join("wardkey.toml"), "[server]\nlisen = \"x\"\n").unwrap();
+    wardkey(dir, &["user", "list"], None).fails_with(&["lisen"]);
+    assert!(
+        !dir.join("wardkey.db").exists(),
+        "a bad configuration stops before the store is touched"
+    );
+
+    // An explicit --config is used instead of ./wardkey.toml.
+    std::fs::write(dir.join("good.toml"), "[session]\npin_grace = \"2h\"\n").unwrap();
+    assert_eq!(
+        wardkey(dir, &["--config", "good.toml", "user", "list"], None)
+            .ok()
+            .stdout,
+        "\n"
+    );
+}
