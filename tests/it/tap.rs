@@ -622,3 +622,32 @@ async fn back_channel_logout_on_tap_out_and_admin_revoke_with_retries() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn back_channel_logout_when_a_session_expires_and_only_once() {
+    let app = spawn_app().await;
+    let rp = spawn_rp(0).await;
+    add_bcl_client(&app, "epr", &rp.uri).await;
+    enrol_badge(&app, "lee", "1EE1").await;
+    let ws = TestWorkstation::enrol(&app, "pc", "Ward 8").await;
+    let ticket = tap_in(&app, &ws, "1EE1").await;
+    assert_eq!(ws.exchange(&app, &ticket, "epr").await.status(), 200);
+    assert_eq!(ws.exchange(&app, &ticket, "epr").await.status(), 200);
+
+    // While the session lives nothing is sent.
+    app.clock.advance(60);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(rp.received.lock().unwrap().is_empty());
+
+    // Past the session's maximum lifetime (13 h) the RP is told, once.
+    app.clock.advance(13 * 3600);
+    let tokens = wait_for_tokens(&app, &rp, 1).await;
+    assert_eq!(tokens.len(), 1);
+    app.clock.advance(3 * 3600);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        rp.received.lock().unwrap().len(),
+        1,
+        "one logout token per session and RP"
+    );
+}

@@ -39,6 +39,16 @@ pub struct Outbox {
     wake: Notify,
 }
 
+/// What became of one notice.
+enum Delivery {
+    /// The RP has it (or no longer needs it).
+    Done,
+    /// The session is still live: look again at this time.
+    Postponed(i64),
+    /// Try again later.
+    Failed(String),
+}
+
 /// Seconds to wait before attempt `attempts + 1`: 1, 2, 4 … capped at 5 min.
 pub fn retry_delay(attempts: u32) -> i64 {
     (1i64 << attempts.min(9)).min(300)
@@ -68,7 +78,7 @@ impl AppState {
             }
         }
         if !notices.is_empty() {
-            self.store.enqueue_logouts(&notices, self.now()).await?;
+            self.store.enqueue_logouts(&notices, self.now(), self.now()).await?;
             self.outbox.wake.notify_one();
         }
         let record = AuditEvent {
@@ -92,7 +102,24 @@ impl AppState {
         Ok(sids.len())
     }
 
-    async fn deliver(&self, notice: &LogoutNotice) -> Result<(), String> {
+    async fn deliver(&self, notice: &LogoutNotice) -> Delivery {
+        // A watch queued when the client got tokens: while the session
+        // lives, look again after another idle period; once it has ended
+        // (logout, idle or lifetime expiry, a lost cache), tell the RP.
+        match self.session_by_sid(&notice.sid).await {
+            Ok(Some(_)) => {
+                return Delivery::Postponed(self.now() + self.settings.session.idle_timeout.as_secs() as i64);
+            }
+            Ok(None) => {}
+            Err(e) => return Delivery::Failed(format!("cache: {e}")),
+        }
+        match self.send_logout_token(notice).await {
+            Ok(()) => Delivery::Done,
+            Err(e) => Delivery::Failed(e),
+        }
+    }
+
+    async fn send_logout_token(&self, notice: &LogoutNotice) -> Result<(), String> {
         let client = match self.store.client(&notice.client_id).await {
             Ok(Some(c)) => c,
             // The RP was removed: nothing left to notify.
@@ -143,10 +170,14 @@ impl AppState {
             tasks.spawn(async move {
                 let started = Instant::now();
                 let outcome = state.deliver(&notice).await;
-                state.metrics.backchannel_delivery.observe(started.elapsed().as_secs_f64());
                 match outcome {
-                    Ok(()) => state.store.logout_delivered(notice.id).await,
-                    Err(error) => {
+                    Delivery::Postponed(at) => state.store.postpone_logout(notice.id, at).await,
+                    Delivery::Done => {
+                        state.metrics.backchannel_delivery.observe(started.elapsed().as_secs_f64());
+                        state.store.logout_delivered(notice.id).await
+                    }
+                    Delivery::Failed(error) => {
+                        state.metrics.backchannel_delivery.observe(started.elapsed().as_secs_f64());
                         state.metrics.backchannel_failures.inc();
                         tracing::warn!(client_id = %notice.client_id, attempt = notice.attempts + 1, %error, "back-channel logout failed; will retry");
                         if notice.attempts + 1 >= MAX_ATTEMPTS {

@@ -635,7 +635,9 @@ mod tests {
         assert_eq!(s.ward_idle_timeout("ICU"), Duration::from_secs(900));
         assert_eq!(s.pin_grace("Ward 4"), s.session.pin_grace);
         std::fs::write(&file, "[wards.\"ICU\"]\npin_grase = \"1h\"\n").unwrap();
-        let e = Settings::load_from(Some(&file), true, env(&[])).unwrap_err().to_string();
+        let e = Settings::load_from(Some(&file), true, env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("pin_grase"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -10,9 +10,11 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use wardkey_cache::{Cache, CacheResult};
+use wardkey_core::client::Client;
 use wardkey_core::secret::{digest, digest_b64, matches_digest, new_secret, random_token};
 use wardkey_core::session::{Amr, Session};
 use wardkey_proto::oauth::TokenResponse;
+use wardkey_store::NewLogoutNotice;
 
 use crate::state::AppState;
 
@@ -341,9 +343,13 @@ impl AppState {
             .expired(self.now(), self.settings.session.max_lifetime.as_secs() as i64))
     }
 
-    /// Record that `client_id` received tokens in `session`, for logout.
-    /// Costs nothing when the session already lists the client.
-    pub async fn note_session_client(&self, session: &Session, client_id: &str) -> CacheResult<()> {
+    /// Record that `client` received tokens in `session`, for logout.
+    /// Costs nothing when the session already lists the client. For a
+    /// client with a back-channel logout URI, a notice is also queued in the
+    /// store to watch for the session's expiry (see `backchannel`); that is
+    /// best effort, so a store outage never blocks a token.
+    pub async fn note_session_client(&self, session: &Session, client: &Client) -> CacheResult<()> {
+        let client_id = client.client_id.as_str();
         if session.clients.iter().any(|c| c == client_id) {
             return Ok(());
         }
@@ -352,8 +358,19 @@ impl AppState {
                 s.clients.push(client_id.to_string());
             }
         })
-        .await
-        .map(|_| ())
+        .await?;
+        if client.backchannel_logout_uri.is_some() {
+            let notice = NewLogoutNotice {
+                client_id: client_id.to_string(),
+                sub: session.user_id.clone(),
+                sid: session.sid.clone(),
+            };
+            let due = self.now() + self.settings.session.idle_timeout.as_secs() as i64;
+            if let Err(e) = self.store.enqueue_logouts(&[notice], due, self.now()).await {
+                tracing::warn!(error = %e, "could not queue the session-expiry logout watch");
+            }
+        }
+        Ok(())
     }
 
     /// Revoke every token of a grant (code reuse, refresh reuse, revocation).

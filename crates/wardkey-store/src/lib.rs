@@ -181,14 +181,19 @@ pub trait Store: Send + Sync + 'static {
     /// yet; every node and the CLI then agree on one value.
     async fn server_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;
 
-    /// Queue back-channel logouts, all in one transaction.
-    async fn enqueue_logouts(&self, notices: &[NewLogoutNotice], now: i64) -> StoreResult<()>;
+    /// Queue back-channel logouts due at `due_at`, all in one transaction.
+    /// There is one notice per (client, sid): queuing one again only brings
+    /// it forward, so an RP is told once per session.
+    async fn enqueue_logouts(&self, notices: &[NewLogoutNotice], due_at: i64, now: i64) -> StoreResult<()>;
     /// Claim up to `limit` notices due at `now` for `lease` seconds: they are
     /// not due again until the lease ends, so two nodes never deliver the
     /// same notice at once.
     async fn claim_due_logouts(&self, now: i64, lease: i64, limit: u32) -> StoreResult<Vec<LogoutNotice>>;
     /// A notice was delivered: delete it.
     async fn logout_delivered(&self, id: i64) -> StoreResult<()>;
+    /// Not yet: the notice watches a session that is still live; look again
+    /// at `next_attempt_at` (no attempt is counted).
+    async fn postpone_logout(&self, id: i64, next_attempt_at: i64) -> StoreResult<()>;
     /// A delivery failed: count the attempt and retry at `next_attempt_at`.
     async fn logout_failed(&self, id: i64, next_attempt_at: i64, error: &str) -> StoreResult<()>;
 

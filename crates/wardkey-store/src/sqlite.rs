@@ -717,7 +717,7 @@ impl Store for SqliteStore {
     }
 
     /// Each notice is due at once (`next_attempt_at = now`).
-    async fn enqueue_logouts(&self, notices: &[NewLogoutNotice], now: i64) -> StoreResult<()> {
+    async fn enqueue_logouts(&self, notices: &[NewLogoutNotice], due_at: i64, now: i64) -> StoreResult<()> {
         if notices.is_empty() {
             return Ok(());
         }
@@ -725,12 +725,14 @@ impl Store for SqliteStore {
         for notice in notices {
             sqlx::query(
                 "INSERT INTO logout_outbox (client_id, sub, sid, attempts, next_attempt_at, created_at) \
-                 VALUES (?, ?, ?, 0, ?, ?)",
+                 VALUES (?, ?, ?, 0, ?, ?) \
+                 ON CONFLICT (client_id, sid) DO UPDATE \
+                 SET next_attempt_at = MIN(next_attempt_at, excluded.next_attempt_at)",
             )
             .bind(&notice.client_id)
             .bind(&notice.sub)
             .bind(&notice.sid)
-            .bind(now)
+            .bind(due_at)
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -769,6 +771,16 @@ impl Store for SqliteStore {
     /// its lease ran out) is not an error.
     async fn logout_delivered(&self, id: i64) -> StoreResult<()> {
         sqlx::query("DELETE FROM logout_outbox WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A notice already gone is not an error.
+    async fn postpone_logout(&self, id: i64, next_attempt_at: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE logout_outbox SET next_attempt_at = ? WHERE id = ?")
+            .bind(next_attempt_at)
             .bind(id)
             .execute(&self.pool)
             .await?;

@@ -554,18 +554,48 @@ async fn server_secrets(store: &dyn Store) {
     assert_eq!(store.server_secret("other", b"x").await.unwrap(), [0, 255, 1]);
 }
 
+async fn logout_notices_are_one_per_client_and_session(store: &dyn Store) {
+    // A watch for the session's expiry, due far ahead…
+    store
+        .enqueue_logouts(&[notice("epr", "sub", "sid-w")], 5000, 1)
+        .await
+        .unwrap();
+    assert!(store.claim_due_logouts(100, 30, 10).await.unwrap().is_empty());
+    // …is brought forward, not duplicated, by an explicit logout.
+    store
+        .enqueue_logouts(&[notice("epr", "sub", "sid-w")], 100, 100)
+        .await
+        .unwrap();
+    let due = store.claim_due_logouts(100, 30, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    // Queuing it later again never pushes it back.
+    store
+        .enqueue_logouts(&[notice("epr", "sub", "sid-w")], 9000, 100)
+        .await
+        .unwrap();
+    // Postponing (the session is still live) counts no attempt.
+    store.postpone_logout(due[0].id, 200).await.unwrap();
+    assert!(store.claim_due_logouts(199, 30, 10).await.unwrap().is_empty());
+    let again = store.claim_due_logouts(200, 30, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 0);
+    store.logout_delivered(again[0].id).await.unwrap();
+    store.postpone_logout(again[0].id, 300).await.unwrap();
+}
+
 async fn logout_outbox(store: &dyn Store) {
     assert!(store.claim_due_logouts(100, 30, 10).await.unwrap().is_empty());
-    store.enqueue_logouts(&[], 100).await.unwrap();
+    store.enqueue_logouts(&[], 100, 100).await.unwrap();
     store
         .enqueue_logouts(
             &[notice("epr", "sub-a", "sid-1"), notice("pacs", "sub-a", "sid-1")],
+            100,
             100,
         )
         .await
         .unwrap();
     store
-        .enqueue_logouts(&[notice("epr", "sub-b", "sid-2")], 105)
+        .enqueue_logouts(&[notice("epr", "sub-b", "sid-2")], 105, 105)
         .await
         .unwrap();
 
@@ -701,6 +731,7 @@ macro_rules! all_cases {
             badges,
             server_secrets,
             logout_outbox,
+            logout_notices_are_one_per_client_and_session,
             session_revocations,
         );
     };
@@ -920,7 +951,7 @@ async fn tap_conflicts_and_missing_owners() {
 async fn logout_errors_are_truncated_and_outcomes_idempotent() {
     let (dir, store) = temp_file_store().await;
     let url = file_url(&dir.path().join("wardkey.db"));
-    store.enqueue_logouts(&[notice("epr", "s", "sid")], 1).await.unwrap();
+    store.enqueue_logouts(&[notice("epr", "s", "sid")], 1, 1).await.unwrap();
     let [claimed] = <[LogoutNotice; 1]>::try_from(store.claim_due_logouts(1, 30, 10).await.unwrap()).unwrap();
 
     let long = "é".repeat(600);
@@ -959,7 +990,7 @@ async fn concurrent_callers_agree_on_secrets_and_never_share_claims() {
     assert_eq!(store.server_secret("badge-key", b"later").await.unwrap(), values[0]);
 
     let notices: Vec<NewLogoutNotice> = (0..40).map(|i| notice("epr", "s", &format!("sid-{i}"))).collect();
-    store.enqueue_logouts(&notices, 10).await.unwrap();
+    store.enqueue_logouts(&notices, 10, 10).await.unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..6 {
         let store = store.clone();
@@ -980,7 +1011,7 @@ async fn corrupt_tap_rows_are_errors_and_change_nothing() {
     let url = file_url(&dir.path().join("wardkey.db"));
     let alice = store.create_user(&new_user("alice"), None, 1).await.unwrap();
     store.add_badge(&badge(&[1; 32], &alice.id, 1)).await.unwrap();
-    store.enqueue_logouts(&[notice("epr", "s", "sid")], 1).await.unwrap();
+    store.enqueue_logouts(&[notice("epr", "s", "sid")], 1, 1).await.unwrap();
 
     let mut side = sqlx::SqliteConnection::connect(&url).await.unwrap();
     sqlx::query("PRAGMA ignore_check_constraints = ON")
@@ -1021,7 +1052,7 @@ async fn tap_data_survives_reopening() {
     let b = badge(&[1; 32], &alice.id, 2);
     store.add_badge(&b).await.unwrap();
     store.server_secret("badge-key", b"first").await.unwrap();
-    store.enqueue_logouts(&[notice("epr", "s", "sid")], 3).await.unwrap();
+    store.enqueue_logouts(&[notice("epr", "s", "sid")], 3, 3).await.unwrap();
     store.request_session_revocation(&alice.id, 4).await.unwrap();
     store.close().await;
 

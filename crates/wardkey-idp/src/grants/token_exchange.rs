@@ -131,7 +131,7 @@ pub async fn exchange(state: &AppState, ws: &Workstation, params: &Params) -> Re
         acr: Some(session.acr.clone()),
         amr: session.amr.clone(),
     };
-    state.note_session_client(&session, &client.client_id).await?;
+    state.note_session_client(&session, &client).await?;
     let mut response = state.issue_tokens(&client, &grant, Some(&user), None, false).await?;
     response.issued_token_type = Some(ACCESS_TOKEN_TYPE.into());
     Ok(response)

@@ -254,8 +254,18 @@ pub async fn complete(state: &AppState, pending: &PendingAuthorization, session:
         Ok(code) => code,
         Err(e) => return PageError::from(e).into_response(),
     };
-    if let Err(e) = state.note_session_client(session, &pending.client_id).await {
-        return PageError::from(e).into_response();
+    let noted = match state.store.client(&pending.client_id).await {
+        Ok(Some(client)) => state
+            .note_session_client(session, &client)
+            .await
+            .map_err(PageError::from),
+        Ok(None) => Err(PageError::BadRequest(
+            "The application was removed while you were signing in.".into(),
+        )),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = noted {
+        return e.into_response();
     }
     let mut params = vec![("code", code.as_str()), ("iss", state.issuer.as_ref())];
     if let Some(s) = &pending.state {
