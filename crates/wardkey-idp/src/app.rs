@@ -130,6 +130,7 @@ impl Application {
                 settings.password.max_concurrent,
             )),
             settings: Arc::new(settings.clone()),
+            directory: Arc::new(crate::directory::Directory::new(store.clone())),
             store,
             cache,
             clock,

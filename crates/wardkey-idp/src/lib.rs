@@ -21,6 +21,7 @@ pub mod backchannel;
 pub mod client_auth;
 pub mod config;
 pub mod cookies;
+pub mod directory;
 pub mod error;
 pub mod grants;
 pub mod health;

@@ -20,6 +20,8 @@ pub struct AppState {
     pub issuer: Arc<str>,
     /// Durable directory.
     pub store: Arc<dyn Store>,
+    /// Hot-path reads of the store that survive a store outage.
+    pub directory: Arc<crate::directory::Directory>,
     /// Session cache.
     pub cache: Arc<dyn Cache>,
     /// Wall clock, injectable for tests.

@@ -103,9 +103,7 @@ pub async fn exchange(state: &AppState, ws: &Workstation, params: &Params) -> Re
             "the session ticket is not valid for this workstation (locked, switched or expired)".into(),
         )
     })?;
-    let client = state
-        .store
-        .client(audience)
+    let client = state.directory.client(audience)
         .await?
         .filter(|c| c.allows(GrantType::TokenExchange))
         .ok_or_else(|| {
@@ -115,9 +113,7 @@ pub async fn exchange(state: &AppState, ws: &Workstation, params: &Params) -> Re
         .session_by_sid(&ticket.sid)
         .await?
         .ok_or_else(|| OAuthError::InvalidGrant("the clinician's session has ended".into()))?;
-    let user = state
-        .store
-        .user_by_id(&ticket.user_id)
+    let user = state.directory.user(&ticket.user_id)
         .await?
         .filter(|u| !u.disabled)
         .ok_or_else(|| OAuthError::InvalidGrant("the user is disabled or no longer exists".into()))?;

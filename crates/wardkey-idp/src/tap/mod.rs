@@ -138,10 +138,8 @@ async fn audit(state: &AppState, event: &str, subject: &str, detail: serde_json:
 
 /// The enabled user a badge belongs to, refusing locked badges.
 async fn badge_owner(state: &AppState, digest: &[u8]) -> Result<(badge::Badge, User), TapApiError> {
-    let badge = state.store.badge(digest).await?.ok_or(TapApiError::UnknownBadge)?;
-    let user = state
-        .store
-        .user_by_id(&badge.user_id)
+    let badge = state.directory.badge(digest).await?.ok_or(TapApiError::UnknownBadge)?;
+    let user = state.directory.user(&badge.user_id)
         .await?
         .ok_or(TapApiError::UnknownBadge)?;
     if user.disabled {

@@ -42,9 +42,7 @@ pub async fn verify_workstation_jws(
         return Err(TapApiError::InvalidSignature);
     }
     let kid = header.kid.ok_or(TapApiError::InvalidSignature)?;
-    let ws = state
-        .store
-        .workstation(&kid)
+    let ws = state.directory.workstation(&kid)
         .await?
         .ok_or(TapApiError::InvalidSignature)?;
     let public = ws.public_key.as_deref().ok_or(TapApiError::InvalidSignature)?;
