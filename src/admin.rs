@@ -40,7 +40,7 @@ fn read_secret(what: &str) -> anyhow::Result<String> {
         .with_context(|| format!("reading the {what} from stdin"))?;
     let secret = line.trim_end_matches(['\n', '\r']).to_string();
     if secret.is_empty() {
-        bail!("no {what} on stdin: pipe it in, for example `printf '%s\\n' \"$PASSWORD\" | wardkey …`");
+        bail!("no {what} on stdin: pipe it in, for example `printf '%s\\n' \"$SECRET\" | wardkey …`");
     }
     Ok(secret)
 }
@@ -403,11 +403,14 @@ pub async fn keys(settings: &Settings, cmd: KeysCommand, json_out: bool) -> anyh
 
 /// `wardkey workstation …`.
 pub async fn workstation(settings: &Settings, cmd: WorkstationCommand, json_out: bool) -> anyhow::Result<()> {
+    // Check arguments before the store is even opened.
+    if let WorkstationCommand::Enrol { name, ward } = &cmd {
+        validate_label("name", name)?;
+        validate_label("ward", ward)?;
+    }
     let store = open_store(settings).await?;
     match cmd {
         WorkstationCommand::Enrol { name, ward } => {
-            validate_label("name", &name)?;
-            validate_label("ward", &ward)?;
             let now = SystemClock.now();
             let code = enrolment_code();
             let expires_at = now + settings.tap.enrolment_code_ttl.as_secs() as i64;

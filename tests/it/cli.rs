@@ -5,12 +5,16 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine;
-use serde_json::Value;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use wardkey_core::clock::{Clock, SystemClock};
 
 use crate::helpers::*;
+use crate::tap::TestWorkstation;
 
 /// What one run of the binary produced.
 #[derive(Debug)]
@@ -633,5 +637,520 @@ fn config_errors_name_the_problem() {
             .ok()
             .stdout,
         "\n"
+    );
+}
+
+/// The characters of enrolment codes: no 0/O, 1/I/L to misread.
+const CODE_CHARS: &str = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+
+/// Assert `code` is an enrolment code shaped `XXXX-XXXX-XXXX`.
+fn assert_code_shape(code: &str) {
+    let groups: Vec<&str> = code.split('-').collect();
+    assert!(
+        groups.len() == 3
+            && groups
+                .iter()
+                .all(|g| g.len() == 4 && g.chars().all(|c| CODE_CHARS.contains(c))),
+        "not an XXXX-XXXX-XXXX enrolment code: {code:?}"
+    );
+}
+
+/// `workstation list --json` as an array.
+fn workstations(dir: &Path) -> Vec<Value> {
+    wardkey(dir, &["workstation", "list", "--json"], None)
+        .ok()
+        .json()
+        .as_array()
+        .expect("an array")
+        .clone()
+}
+
+#[test]
+fn workstation_enrol_prints_a_one_time_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+
+    let before = SystemClock.now();
+    let out = wardkey(
+        dir,
+        &["workstation", "enrol", "w4-pc1", "--ward", "Ward 4", "--json"],
+        None,
+    )
+    .ok()
+    .json();
+    let after = SystemClock.now();
+    let mut fields: Vec<&str> = out.as_object().expect("an object").keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["code", "expires_at", "name", "ward", "workstation_id"],
+        "{out}"
+    );
+    assert_eq!(out["name"], "w4-pc1");
+    assert_eq!(out["ward"], "Ward 4");
+    let id = out["workstation_id"].as_str().expect("workstation_id");
+    assert!(!id.is_empty(), "{out}");
+    let code = out["code"].as_str().expect("code");
+    assert_code_shape(code);
+    let expires_at = out["expires_at"].as_i64().expect("expires_at");
+    assert!(
+        (before + 24 * 3600..=after + 24 * 3600).contains(&expires_at),
+        "valid for tap.enrolment_code_ttl (24 h by default): {out}"
+    );
+
+    let list = workstations(dir);
+    assert_eq!(
+        list,
+        vec![json!({"name": "w4-pc1", "ward": "Ward 4", "workstation_id": id, "enabled": true, "enrolled": false})]
+    );
+    let human = wardkey(dir, &["workstation", "list"], None).ok();
+    assert_eq!(human.stdout, format!("w4-pc1\tWard 4\t{id}\tawaiting enrolment\n"));
+    for listing in [&human.stdout, &list[0].to_string()] {
+        assert!(!listing.contains(code), "the code is shown only once");
+    }
+
+    // Human output: the code, and the command to run on the workstation
+    // naming this server.
+    let human = wardkey_env(
+        dir,
+        &[("WARDKEY_SERVER__PUBLIC_URL", "https://sso.trust.example")],
+        &["workstation", "enrol", "St Mary's pc.2", "--ward", "Ward 4"],
+        None,
+    )
+    .ok();
+    let command = human
+        .stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("wardkey-agent enrol"))
+        .unwrap_or_else(|| panic!("no wardkey-agent command: {human:#?}"));
+    let human_code = command
+        .strip_prefix("wardkey-agent enrol --server https://sso.trust.example --code ")
+        .unwrap_or_else(|| panic!("{human:#?}"));
+    assert_code_shape(human_code);
+    assert!(
+        human
+            .stdout
+            .starts_with(&format!("enrolment code for St Mary's pc.2 (Ward 4): {human_code}\n")),
+        "{human:#?}"
+    );
+    assert_ne!(human_code, code, "every workstation gets its own code");
+
+    let list = workstations(dir);
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(
+        list.iter().all(|w| w["enrolled"] == false && w["enabled"] == true),
+        "{list:?}"
+    );
+    assert_ne!(list[0]["workstation_id"], list[1]["workstation_id"]);
+}
+
+#[test]
+fn bad_workstation_input_is_refused_with_a_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let enrol = |name: &str, ward: &str| wardkey(dir, &["workstation", "enrol", name, "--ward", ward], None);
+
+    enrol("w4-pc1", "Ward 4").ok();
+    enrol("w4-pc1", "Ward 5").fails_with(&["workstation \"w4-pc1\" already exists"]);
+
+    let long = "a".repeat(100);
+    for (name, ward, field) in [
+        ("", "Ward 4", "name"),
+        ("w4\npc9", "Ward 4", "name"),
+        (long.as_str(), "Ward 4", "name"),
+        (" w4-pc9", "Ward 4", "name"),
+        ("w4/pc9", "Ward 4", "name"),
+        ("w4-pc9", "", "ward"),
+        ("w4-pc9", "Ward\n4", "ward"),
+        ("w4-pc9", long.as_str(), "ward"),
+    ] {
+        let run = enrol(name, ward).fails_with(&[field, "is not valid", "1 to 64"]);
+        assert_eq!(
+            run.stderr.lines().count(),
+            1,
+            "a newline in the input cannot forge a second line: {run:#?}"
+        );
+    }
+    enrol(&"b".repeat(64), "Ward 4").ok();
+    enrol("w4-pc1", "Ward 4").fails_with(&["already exists"]);
+    wardkey(dir, &["workstation", "enrol", "w4-pc9"], None).usage_error("--ward");
+
+    wardkey(dir, &["workstation", "disable", "nosuch"], None).fails_with(&["workstation \"nosuch\" does not exist"]);
+    wardkey(dir, &["workstation", "enable", "nosuch"], None).fails_with(&["workstation \"nosuch\" does not exist"]);
+
+    let list = workstations(dir);
+    assert_eq!(list.len(), 2, "no bad attempt created a workstation: {list:?}");
+    assert_eq!(list[1]["name"], "w4-pc1");
+    assert_eq!(list[1]["ward"], "Ward 4", "the duplicate changed nothing");
+    assert!(list.iter().all(|w| w["enabled"] == true), "{list:?}");
+}
+
+#[test]
+fn workstation_disable_and_enable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    wardkey(dir, &["workstation", "enrol", "w4-pc1", "--ward", "Ward 4"], None).ok();
+    wardkey(dir, &["workstation", "enrol", "w4-pc2", "--ward", "Ward 4"], None).ok();
+
+    let disabled = wardkey(dir, &["workstation", "disable", "w4-pc1"], None).ok();
+    assert_eq!(disabled.stdout, "disabled w4-pc1\n");
+    let list = workstations(dir);
+    assert_eq!(list[0]["name"], "w4-pc1");
+    assert_eq!(list[0]["enabled"], false, "{list:?}");
+    assert_eq!(list[1]["enabled"], true, "w4-pc2 untouched: {list:?}");
+    let human = wardkey(dir, &["workstation", "list"], None).ok();
+    let first = human.stdout.lines().next().unwrap();
+    assert!(
+        first.starts_with("w4-pc1\t") && first.ends_with("\tdisabled"),
+        "{human:#?}"
+    );
+
+    let enabled = wardkey(dir, &["workstation", "enable", "w4-pc1", "--json"], None)
+        .ok()
+        .json();
+    assert_eq!(enabled, json!({"name": "w4-pc1", "enabled": true}));
+    assert!(workstations(dir).iter().all(|w| w["enabled"] == true));
+}
+
+/// CLI → store → server: the code `workstation enrol` prints enrols an agent
+/// at a running server, once, however it is typed.
+#[tokio::test]
+async fn workstation_code_from_the_cli_enrols_at_a_running_server() {
+    let app = spawn_app().await;
+    let dir = app.dir.path();
+    let out = wardkey(
+        dir,
+        &["workstation", "enrol", "icu-pc3", "--ward", "ICU", "--json"],
+        None,
+    )
+    .ok()
+    .json();
+    let code = out["code"].as_str().expect("code");
+
+    let key = Ed25519KeyPair::generate().unwrap();
+    let request = json!({
+        "code": code.replace('-', "").to_lowercase(),
+        "public_key": URL_SAFE_NO_PAD.encode(key.public_key().as_ref()),
+    });
+    let r = app
+        .http
+        .post(app.url("/tap/enrol"))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["workstation_id"], out["workstation_id"], "{body}");
+    assert_eq!(body["name"], "icu-pc3", "{body}");
+    assert_eq!(body["ward"], "ICU", "{body}");
+
+    let again = app
+        .http
+        .post(app.url("/tap/enrol"))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 410, "a code works once");
+
+    let list = workstations(dir);
+    assert_eq!(list[0]["enrolled"], true, "{list:?}");
+    let human = wardkey(dir, &["workstation", "list"], None).ok();
+    assert!(human.stdout.ends_with("\tenrolled\n"), "{human:#?}");
+}
+
+#[test]
+fn badge_enrol_and_revoke() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    wardkey(dir, &["user", "add", "alice"], None).ok();
+    wardkey(dir, &["user", "add", "bob"], None).ok();
+    let enrol = |username: &str, uid: &str| wardkey(dir, &["badge", "enrol", username, "--uid-stdin"], Some(uid));
+    let revoke_one = |username: &str, uid: &str| wardkey(dir, &["badge", "revoke", username, "--uid-stdin"], Some(uid));
+    // No spelling of the UID is ever echoed.
+    let assert_no_uid = |run: &Run| {
+        let all = format!("{}{}", run.stdout, run.stderr)
+            .to_ascii_uppercase()
+            .replace([':', ' '], "");
+        assert!(!all.contains("A23B1C"), "the badge UID is never shown: {run:#?}");
+    };
+
+    let added = enrol("alice", "04:a2:3b:1c\n").ok();
+    assert_eq!(added.stdout, "badge enrolled for alice\n");
+    assert_no_uid(&added);
+
+    // The same badge again, however spelt, for her or anyone else.
+    for (username, uid) in [
+        ("alice", "04:a2:3b:1c\n"),
+        ("alice", "04A23B1C\n"),
+        ("bob", "04 a2 3b 1c\r\n"),
+    ] {
+        let run = enrol(username, uid).fails_with(&["already enrolled"]);
+        assert_no_uid(&run);
+    }
+
+    enrol("nosuch", "04B0B0B0\n").fails_with(&["user \"nosuch\" does not exist"]);
+    enrol("alice", "").fails_with(&["no badge UID on stdin"]);
+    enrol("alice", "\n").fails_with(&["no badge UID on stdin"]);
+    enrol("alice", "   \n").fails_with(&["uid", "1 to 128 printable characters"]);
+    wardkey(dir, &["badge", "enrol", "alice"], None).usage_error("--uid-stdin");
+
+    let second = wardkey(
+        dir,
+        &["badge", "enrol", "alice", "--uid-stdin", "--json"],
+        Some("04B0B0B0\n"),
+    )
+    .ok()
+    .json();
+    assert_eq!(second, json!({"username": "alice", "enrolled": true}));
+    enrol("bob", "0B0B\n").ok();
+
+    // Revoking one badge: only one the user holds.
+    revoke_one("alice", "FFFF\n").fails_with(&["\"alice\" has no badge with that UID"]);
+    revoke_one("alice", "0B0B\n").fails_with(&["\"alice\" has no badge with that UID"]);
+    enrol("bob", "0b0b\n").fails_with(&["already enrolled"]); // bob's badge is still there
+    revoke_one("alice", "").fails_with(&["no badge UID on stdin"]);
+    revoke_one("nosuch", "04A23B1C\n").fails_with(&["user \"nosuch\" does not exist"]);
+
+    let revoked = revoke_one("alice", "04-A2-3B-1C\n").ok();
+    assert_eq!(revoked.stdout, "revoked 1 badge(s) of alice\n");
+    assert_no_uid(&revoked);
+    enrol("alice", "04A23B1C\n").ok(); // free to enrol again
+
+    // Revoking all of them.
+    let revoked = wardkey(dir, &["badge", "revoke", "alice"], None).ok();
+    assert_eq!(revoked.stdout, "revoked 2 badge(s) of alice\n");
+    let revoked = wardkey(dir, &["badge", "revoke", "alice", "--json"], None).ok().json();
+    assert_eq!(revoked, json!({"username": "alice", "revoked": 0}));
+    wardkey(dir, &["badge", "revoke", "nosuch"], None).fails_with(&["user \"nosuch\" does not exist"]);
+    enrol("alice", "04B0B0B0\n").ok();
+    enrol("bob", "0B0B\n").fails_with(&["already enrolled"]); // bob's badge untouched
+}
+
+#[test]
+fn user_set_pin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    wardkey(dir, &["user", "add", "alice"], None).ok();
+    let set_pin = |username: &str, pin: &str| wardkey(dir, &["user", "set-pin", username, "--pin-stdin"], Some(pin));
+
+    let done = set_pin("alice", "135790\n").ok();
+    assert_eq!(done.stdout, "PIN set for alice\n");
+    assert!(!done.stdout.contains("135790"), "the PIN is never echoed");
+    let done = wardkey(
+        dir,
+        &["user", "set-pin", "alice", "--pin-stdin", "--json"],
+        Some("24681012\r\n"),
+    )
+    .ok()
+    .json();
+    assert_eq!(done, json!({"username": "alice", "pin_set": true}));
+
+    for bad in [
+        "12345\n",
+        "abcdef\n",
+        "12 345\n",
+        "12345a\n",
+        "١٢٣٤٥٦\n",
+        &format!("{}\n", "1".repeat(33)),
+    ] {
+        let run = set_pin("alice", bad).fails_with(&["pin", "a PIN must be 6 to 32 digits"]);
+        assert!(
+            !run.stderr.contains(bad.trim_end()),
+            "the PIN is never echoed: {run:#?}"
+        );
+    }
+    set_pin("alice", "").fails_with(&["no PIN on stdin"]);
+    set_pin("alice", "\n").fails_with(&["no PIN on stdin"]);
+    set_pin("nosuch", "135790\n").fails_with(&["user \"nosuch\" does not exist"]);
+    wardkey(dir, &["user", "set-pin", "alice", "--pin", "123456"], None).usage_error("--pin");
+    wardkey(dir, &["user", "set-pin", "alice", "--pin-stdin", "123456"], None).usage_error("123456");
+
+    // The minimum length follows tap.pin_min_length.
+    wardkey_env(
+        dir,
+        &[("WARDKEY_TAP__PIN_MIN_LENGTH", "8")],
+        &["user", "set-pin", "alice", "--pin-stdin"],
+        Some("135790\n"),
+    )
+    .fails_with(&["a PIN must be 8 to 32 digits"]);
+}
+
+/// The error code of a refused tap request.
+async fn tap_error(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    (status, body["error"].as_str().unwrap_or_default().to_string())
+}
+
+/// Through the CLI only: add `username` with [`PASSWORD`], enrol the badge
+/// `uid` and set `pin`.
+fn cli_clinician(dir: &Path, username: &str, uid: &str, pin: &str) {
+    wardkey(
+        dir,
+        &["user", "add", username, "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    )
+    .ok();
+    wardkey(
+        dir,
+        &["badge", "enrol", username, "--uid-stdin"],
+        Some(&format!("{uid}\n")),
+    )
+    .ok();
+    wardkey(
+        dir,
+        &["user", "set-pin", username, "--pin-stdin"],
+        Some(&format!("{pin}\n")),
+    )
+    .ok();
+}
+
+/// First tap and PIN at `ws`: `pin_required`, then `active`.
+async fn tap_in(app: &TestApp, ws: &TestWorkstation, uid: &str, pin: &str) {
+    let answer = ws.call(app, "/tap", json!({"badge": uid})).await;
+    assert_eq!(answer["state"], "pin_required", "{answer}");
+    let answer = ws
+        .call(app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": pin}))
+        .await;
+    assert_eq!(answer["state"], "active", "{answer}");
+}
+
+/// Tap `uid` at `ws` until the answer is `pin_required` (its session has
+/// ended), for at most 5 s; until then only `locked`/`active` are expected.
+async fn tap_until_pin_required(app: &TestApp, ws: &TestWorkstation, uid: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = ws.call(app, "/tap", json!({"badge": uid})).await;
+        match answer["state"].as_str() {
+            Some("pin_required") => return answer,
+            Some("locked" | "active") if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            _ => panic!("the session did not end within 5 s: {answer}"),
+        }
+    }
+}
+
+/// CLI → store → server: a user, badge and PIN set up with the CLI alone
+/// sign in by tap at a running server; a workstation disabled with the CLI
+/// is refused at once.
+#[tokio::test]
+async fn badge_and_pin_from_the_cli_work_at_a_running_server() {
+    let app = spawn_app().await;
+    let dir = app.dir.path();
+    cli_clinician(dir, "dana", "04:D4:7A:01", "135790");
+    let ws = TestWorkstation::enrol(&app, "w5-pc1", "Ward 5").await;
+
+    let answer = ws.call(&app, "/tap", json!({"badge": "04d47a01"})).await;
+    assert_eq!(answer["state"], "pin_required", "{answer}");
+    assert_eq!(answer["user"]["username"], "dana", "{answer}");
+    let wrong = ws
+        .send(&app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": "000000"}))
+        .await;
+    assert_eq!(tap_error(wrong).await, (401, "wrong_pin".into()));
+    let answer = ws
+        .call(&app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": "135790"}))
+        .await;
+    assert_eq!(answer["state"], "active", "{answer}");
+    assert_eq!(answer["user"]["username"], "dana", "{answer}");
+
+    let list = workstations(dir);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["workstation_id"], ws.id.as_str());
+    assert_eq!(list[0]["enrolled"], true);
+
+    wardkey(dir, &["workstation", "disable", "w5-pc1"], None).ok();
+    let r = ws.send(&app, "/tap", json!({"badge": "04D47A01"})).await;
+    assert_eq!(tap_error(r).await, (403, "workstation_disabled".into()));
+    wardkey(dir, &["workstation", "enable", "w5-pc1"], None).ok();
+    let r = ws.send(&app, "/tap", json!({"badge": "04D47A01"})).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn revoking_sessions_of_an_unknown_user_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    wardkey(dir, &["user", "add", "alice"], None).ok();
+    wardkey(dir, &["session", "revoke", "bob"], None).fails_with(&["user \"bob\" does not exist"]);
+    wardkey(dir, &["session", "revoke"], None).usage_error("<USERNAME>");
+}
+
+/// CLI → store → server: `session revoke` ends a live tap session within
+/// about a second; the next tap needs the PIN again.
+#[tokio::test]
+async fn session_revoke_ends_a_live_tap_session() {
+    let app = spawn_app().await;
+    let dir = app.dir.path();
+    cli_clinician(dir, "erin", "E0E0", "135790");
+    let ws = TestWorkstation::enrol(&app, "w6-pc1", "Ward 6").await;
+    tap_in(&app, &ws, "E0E0", "135790").await;
+    // The session lives: tapping locks, tapping again resumes without a PIN.
+    assert_eq!(ws.call(&app, "/tap", json!({"badge": "E0E0"})).await["state"], "locked");
+    assert_eq!(ws.call(&app, "/tap", json!({"badge": "E0E0"})).await["state"], "active");
+
+    let out = wardkey(dir, &["session", "revoke", "erin"], None).ok();
+    assert!(out.stdout.starts_with("sessions of erin end"), "{out:#?}");
+    let answer = tap_until_pin_required(&app, &ws, "E0E0").await;
+    assert_eq!(answer["user"]["username"], "erin", "{answer}");
+    // She can start a new session with her PIN.
+    let answer = ws
+        .call(&app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": "135790"}))
+        .await;
+    assert_eq!(answer["state"], "active", "{answer}");
+
+    let json_out = wardkey(dir, &["session", "revoke", "erin", "--json"], None).ok().json();
+    assert_eq!(json_out, json!({"username": "erin", "revocation_requested": true}));
+    tap_until_pin_required(&app, &ws, "E0E0").await;
+
+    let audit = app.state.store.recent_audit(50).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.event == "session.revoke" && e.actor == "admin-cli" && e.subject == "erin"),
+        "{audit:?}"
+    );
+}
+
+/// CLI → store → server: `user disable` refuses the user's taps at once and
+/// ends their live sessions, so after `user enable` a PIN is needed again.
+#[tokio::test]
+async fn user_disable_ends_live_tap_sessions() {
+    let app = spawn_app().await;
+    let dir = app.dir.path();
+    cli_clinician(dir, "fay", "F0F0", "135790");
+    let ws = TestWorkstation::enrol(&app, "w7-pc1", "Ward 7").await;
+    tap_in(&app, &ws, "F0F0", "135790").await;
+    let fay = app.state.store.user_by_username("fay").await.unwrap().unwrap();
+
+    wardkey(dir, &["user", "disable", "fay"], None).ok();
+    let r = ws.send(&app, "/tap", json!({"badge": "F0F0"})).await;
+    assert_eq!(tap_error(r).await, (403, "user_disabled".into()));
+
+    // The server ends her session within about a second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let audit = app.state.store.recent_audit(50).await.unwrap();
+        if audit
+            .iter()
+            .any(|e| e.event == "session.end" && e.actor == "admin-cli" && e.subject == fay.id)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "her session did not end within 5 s: {audit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    wardkey(dir, &["user", "enable", "fay"], None).ok();
+    let answer = ws.call(&app, "/tap", json!({"badge": "F0F0"})).await;
+    assert_eq!(
+        answer["state"], "pin_required",
+        "a disabled user's session does not survive re-enabling: {answer}"
     );
 }
