@@ -37,6 +37,7 @@ pub struct JwksCache(Mutex<HashMap<String, (Instant, JwkSet)>>);
 struct AssertionClaims {
     jti: Option<String>,
     exp: i64,
+    nbf: Option<i64>,
 }
 
 /// How the client presented itself.
@@ -206,11 +207,21 @@ impl AppState {
         validation.set_audience(&[self.url("/token"), self.issuer.to_string()]);
         validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
         validation.sub = Some(id.to_string());
-        validation.leeway = self.settings.oidc.clock_skew.as_secs();
+        // Time is checked below against the server's clock, like every other
+        // time check, not the library's reading of the system clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         let claims = jsonwebtoken::decode::<AssertionClaims>(jwt, &key, &validation)
             .map_err(|e| bad(e.kind_description()))?
             .claims;
         let now = self.now();
+        let skew = self.settings.oidc.clock_skew.as_secs() as i64;
+        if claims.exp + skew < now {
+            return Err(bad("expired"));
+        }
+        if claims.nbf.is_some_and(|nbf| nbf - skew > now) {
+            return Err(bad("not yet valid"));
+        }
         if claims.exp > now + MAX_ASSERTION_LIFETIME {
             return Err(bad("exp is too far in the future"));
         }

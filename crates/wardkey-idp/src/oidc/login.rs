@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::pages;
 use crate::params::Params;
 use crate::password::backoff_seconds;
-use crate::sessions::{PendingAuthorization, get_json, keys, take_json};
+use crate::sessions::{PendingAuthorization, get_json, keys, put_json, take_json};
 use crate::state::AppState;
 
 use super::authorize::{complete, see_other};
@@ -152,6 +152,14 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Byt
     response
 }
 
+/// Failed sign-ins for a username that does not exist, kept like a real
+/// account's counter.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct UnknownFailures {
+    count: u32,
+    last: i64,
+}
+
 /// Throttle, verify and record the outcome. Unknown usernames are verified
 /// against a dummy hash and counted in the cache, so they look like known
 /// ones in time and message.
@@ -162,14 +170,9 @@ async fn check_password(state: &AppState, username: &str, password: &str) -> Res
     let unknown_key = keys::unknown_user_failures(&digest_b64(&username.to_lowercase()));
     let (failures, last_failed) = match &user {
         Some(u) => (u.failed_logins, u.last_failed_at),
-        None => {
-            let n = state
-                .cache
-                .get(&unknown_key)
-                .await?
-                .and_then(|v| String::from_utf8(v).ok()?.parse().ok());
-            (n.unwrap_or(0), None)
-        }
+        None => get_json::<UnknownFailures>(state.cache.as_ref(), &unknown_key)
+            .await?
+            .map_or((0, None), |f| (f.count, Some(f.last))),
     };
     if failures >= cfg.lock_after {
         return Ok(Verdict::Locked);
@@ -211,8 +214,18 @@ async fn check_password(state: &AppState, username: &str, password: &str) -> Res
             })
         }
         None => {
-            state.cache.incr(&unknown_key, UNKNOWN_USER_WINDOW).await?;
-            Ok(Verdict::Wrong)
+            // The same counting and backoff as for a real account, so the
+            // answers never tell which usernames exist.
+            let record = UnknownFailures {
+                count: failures + 1,
+                last: now,
+            };
+            put_json(state.cache.as_ref(), &unknown_key, &record, UNKNOWN_USER_WINDOW).await?;
+            Ok(if record.count >= cfg.lock_after {
+                Verdict::Locked
+            } else {
+                Verdict::Wrong
+            })
         }
     }
 }

@@ -64,7 +64,10 @@ async fn logout(
     let params = params.map_err(|e| PageError::BadRequest(format!("The sign-out request is not valid: {e}.")))?;
     let hint = match params.get("id_token_hint") {
         Some(h) => {
-            let claims: Value = state.keys.verify(h, None).map_err(|_| {
+            // Only an ID token (typ JWT): an access token (at+jwt) held by a
+            // resource server must not end the clinician's session
+            // (RFC 8725 §3.11, explicit typing).
+            let claims: Value = state.keys.verify(h, Some("JWT")).map_err(|_| {
                 PageError::BadRequest(
                     "The sign-out request was not valid: its id_token_hint was not issued by Wardkey.".into(),
                 )
