@@ -28,10 +28,7 @@ impl Run {
     /// Assert exit status 0 with nothing on stderr.
     fn ok(self) -> Self {
         assert_eq!(self.code, Some(0), "expected success: {self:#?}");
-        assert_eq!(
-            self.stderr, "",
-            "a successful command writes nothing to stderr: {self:#?}"
-        );
+        assert_eq!(self.stderr, "", "a successful command writes nothing to stderr: {self:#?}");
         self
     }
 
@@ -42,10 +39,7 @@ impl Run {
         assert!(self.stderr.starts_with("error: "), "{self:#?}");
         assert_eq!(self.stdout, "", "a failed command prints no result: {self:#?}");
         for needle in needles {
-            assert!(
-                self.stderr.contains(needle),
-                "stderr should mention {needle:?}: {self:#?}"
-            );
+            assert!(self.stderr.contains(needle), "stderr should mention {needle:?}: {self:#?}");
         }
         self
     }
@@ -53,10 +47,7 @@ impl Run {
     /// Assert a command-line usage error from clap (exit 2) mentioning `needle`.
     fn usage_error(self, needle: &str) -> Self {
         assert_eq!(self.code, Some(2), "expected a usage error: {self:#?}");
-        assert!(
-            self.stderr.contains(needle),
-            "stderr should mention {needle:?}: {self:#?}"
-        );
+        assert!(self.stderr.contains(needle), "stderr should mention {needle:?}: {self:#?}");
         assert_eq!(self.stdout, "", "{self:#?}");
         self
     }
@@ -79,7 +70,9 @@ fn wardkey_env(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: Option<&s
         .args(args)
         .env(
             "WARDKEY_STORE__URL",
-            format!("sqlite://{}", dir.join("wardkey.db").display()),
+            // A test server's own store when `dir` is its directory.
+            std::fs::read_to_string(dir.join(STORE_URL_FILE))
+                .unwrap_or_else(|_| format!("sqlite://{}", dir.join("wardkey.db").display())),
         )
         .env("WARDKEY_PASSWORD__M_COST", "1024")
         .env("WARDKEY_PASSWORD__T_COST", "1")
@@ -108,36 +101,16 @@ fn wardkey(dir: &Path, args: &[&str], stdin: Option<&str>) -> Run {
 
 /// `user list --json` as an array.
 fn users(dir: &Path) -> Vec<Value> {
-    wardkey(dir, &["user", "list", "--json"], None)
-        .ok()
-        .json()
-        .as_array()
-        .expect("an array")
-        .clone()
+    wardkey(dir, &["user", "list", "--json"], None).ok().json().as_array().expect("an array").clone()
 }
 
 /// `client list --json` as an array.
 fn clients(dir: &Path) -> Vec<Value> {
-    wardkey(dir, &["client", "list", "--json"], None)
-        .ok()
-        .json()
-        .as_array()
-        .expect("an array")
-        .clone()
+    wardkey(dir, &["client", "list", "--json"], None).ok().json().as_array().expect("an array").clone()
 }
 
-const ADD_ALICE: &[&str] = &[
-    "user",
-    "add",
-    "alice",
-    "--name",
-    "Alice",
-    "--email",
-    "a@trust.nhs.uk",
-    "--role",
-    "R8000",
-    "--password-stdin",
-];
+const ADD_ALICE: &[&str] =
+    &["user", "add", "alice", "--name", "Alice", "--email", "a@trust.nhs.uk", "--role", "R8000", "--password-stdin"];
 
 #[test]
 fn user_add_then_list() {
@@ -158,10 +131,7 @@ fn user_add_then_list() {
     assert_eq!(alice["disabled"], false);
     assert_eq!(alice["failed_logins"], 0);
     let sub = alice["sub"].as_str().expect("sub");
-    assert!(
-        !sub.is_empty() && added.stdout.contains(sub),
-        "add prints the same sub that list shows"
-    );
+    assert!(!sub.is_empty() && added.stdout.contains(sub), "add prints the same sub that list shows");
 
     let human = wardkey(dir, &["user", "list"], None).ok();
     assert_eq!(human.stdout, format!("alice\tAlice\t{sub}\tactive\n"));
@@ -186,12 +156,7 @@ fn user_add_json_output() {
 #[tokio::test]
 async fn user_added_by_the_cli_can_sign_in() {
     let app = spawn_app().await;
-    wardkey(
-        app.dir.path(),
-        &["user", "add", "carol", "--password-stdin"],
-        Some(&format!("{PASSWORD}\r\n")),
-    )
-    .ok();
+    wardkey(app.dir.path(), &["user", "add", "carol", "--password-stdin"], Some(&format!("{PASSWORD}\r\n"))).ok();
     let secret = app.add_epr("epr").await;
     let tokens = login_and_redeem(&app, "epr", &secret, "carol").await;
     assert!(tokens["id_token"].as_str().is_some(), "{tokens}");
@@ -203,20 +168,8 @@ fn duplicate_user_is_refused_and_changes_nothing() {
     let dir = tmp.path();
     wardkey(dir, ADD_ALICE, Some("correct horse battery\n")).ok();
 
-    wardkey(
-        dir,
-        &[
-            "user",
-            "add",
-            "alice",
-            "--name",
-            "Impostor",
-            "--email",
-            "x@evil.example",
-        ],
-        None,
-    )
-    .fails_with(&["already exists", "\"alice\""]);
+    wardkey(dir, &["user", "add", "alice", "--name", "Impostor", "--email", "x@evil.example"], None)
+        .fails_with(&["already exists", "\"alice\""]);
 
     let list = users(dir);
     assert_eq!(list.len(), 1, "{list:?}");
@@ -246,12 +199,7 @@ fn secrets_are_never_taken_from_arguments() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     wardkey(dir, &["user", "add", "alice", "--password", "hunter2hunter2"], None).usage_error("--password");
-    wardkey(
-        dir,
-        &["user", "set-password", "alice", "--password", "hunter2hunter2"],
-        None,
-    )
-    .usage_error("--password");
+    wardkey(dir, &["user", "set-password", "alice", "--password", "hunter2hunter2"], None).usage_error("--password");
     wardkey(dir, &["user", "set-pin", "alice", "--pin", "123456"], None).usage_error("--pin");
     // The stdin flags are required: there is no other way to give the secret.
     wardkey(dir, &["user", "set-password", "alice"], None).usage_error("--password-stdin");
@@ -285,80 +233,38 @@ fn client_add_prints_its_secret_once() {
     assert_eq!(out["client_id"], "epr");
     let secret = out["client_secret"].as_str().expect("a secret");
     assert_eq!(secret.len(), 43, "256 bits, base64url without padding: {secret}");
-    assert!(
-        secret
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
-        "{secret}"
-    );
+    assert!(secret.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{secret}");
 
     let list = clients(dir);
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["client_id"], "epr");
     assert_eq!(list[0]["auth"], "client_secret");
-    assert_eq!(
-        list[0]["redirect_uris"],
-        serde_json::json!(["https://epr.example/cb", "http://127.0.0.1:9000/cb"])
-    );
-    assert_eq!(
-        list[0]["grant_types"],
-        serde_json::json!(["authorization_code", "refresh_token"])
-    );
+    assert_eq!(list[0]["redirect_uris"], serde_json::json!(["https://epr.example/cb", "http://127.0.0.1:9000/cb"]));
+    assert_eq!(list[0]["grant_types"], serde_json::json!(["authorization_code", "refresh_token"]));
     assert_eq!(list[0]["id_token_alg"], "ES256");
     let human = wardkey(dir, &["client", "list"], None).ok();
-    assert_eq!(
-        human.stdout,
-        "epr\tclient_secret\thttps://epr.example/cb http://127.0.0.1:9000/cb\n"
-    );
+    assert_eq!(human.stdout, "epr\tclient_secret\thttps://epr.example/cb http://127.0.0.1:9000/cb\n");
     for listing in [&human.stdout, &list[0].to_string()] {
         assert!(!listing.contains(secret), "the secret is shown only once");
     }
 
     // Human output: the secret, and a warning that it is not kept.
-    let human = wardkey(
-        dir,
-        &["client", "add", "pacs", "--redirect-uri", "https://pacs.example/cb"],
-        None,
-    )
-    .ok();
-    assert!(
-        human.stdout.starts_with("client_id: pacs\nclient_secret: "),
-        "{human:#?}"
-    );
+    let human = wardkey(dir, &["client", "add", "pacs", "--redirect-uri", "https://pacs.example/cb"], None).ok();
+    assert!(human.stdout.starts_with("client_id: pacs\nclient_secret: "), "{human:#?}");
     assert!(human.stdout.contains("cannot be shown again"), "{human:#?}");
-    let pacs_secret = human
-        .stdout
-        .lines()
-        .nth(1)
-        .unwrap()
-        .trim_start_matches("client_secret: ");
+    let pacs_secret = human.stdout.lines().nth(1).unwrap().trim_start_matches("client_secret: ");
     assert_eq!(pacs_secret.len(), 43);
     assert_ne!(pacs_secret, secret, "every client gets its own secret");
 
     // A public client has no secret.
-    let spa = wardkey(
-        dir,
-        &[
-            "client",
-            "add",
-            "spa",
-            "--public",
-            "--redirect-uri",
-            "https://spa.example/cb",
-            "--json",
-        ],
-        None,
-    )
-    .ok()
-    .json();
+    let spa =
+        wardkey(dir, &["client", "add", "spa", "--public", "--redirect-uri", "https://spa.example/cb", "--json"], None)
+            .ok()
+            .json();
     assert_eq!(spa, serde_json::json!({"client_id": "spa", "client_secret": null}));
 
-    wardkey(
-        dir,
-        &["client", "add", "epr", "--redirect-uri", "https://epr.example/cb"],
-        None,
-    )
-    .fails_with(&["already exists", "\"epr\""]);
+    wardkey(dir, &["client", "add", "epr", "--redirect-uri", "https://epr.example/cb"], None)
+        .fails_with(&["already exists", "\"epr\""]);
     assert_eq!(clients(dir).len(), 3);
 }
 
@@ -367,41 +273,19 @@ fn client_add_prints_its_secret_once() {
 #[tokio::test]
 async fn client_secret_from_the_cli_works_at_a_running_server() {
     let app = spawn_app().await;
-    let out = wardkey(
-        app.dir.path(),
-        &[
-            "client",
-            "add",
-            "backend",
-            "--grant-type",
-            "client_credentials",
-            "--json",
-        ],
-        None,
-    )
-    .ok()
-    .json();
+    let out =
+        wardkey(app.dir.path(), &["client", "add", "backend", "--grant-type", "client_credentials", "--json"], None)
+            .ok()
+            .json();
     let secret = out["client_secret"].as_str().expect("a secret");
 
-    let r = app
-        .post_form(
-            "/token",
-            &[("grant_type", "client_credentials")],
-            Some(("backend", secret)),
-        )
-        .await;
+    let r = app.post_form("/token", &[("grant_type", "client_credentials")], Some(("backend", secret))).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert!(body["access_token"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
     assert_eq!(body["token_type"], "Bearer", "{body}");
 
-    let r = app
-        .post_form(
-            "/token",
-            &[("grant_type", "client_credentials")],
-            Some(("backend", "wrong")),
-        )
-        .await;
+    let r = app.post_form("/token", &[("grant_type", "client_credentials")], Some(("backend", "wrong"))).await;
     assert_oauth_error(r, 401, "invalid_client").await;
 }
 
@@ -427,12 +311,8 @@ fn bad_client_input_is_refused_with_a_reason() {
     add(&[]).fails_with(&["redirect-uri", "authorization_code"]);
     add(&["--grant-type", "authorization_code"]).fails_with(&["redirect-uri", "authorization_code"]);
 
-    wardkey(
-        dir,
-        &["client", "add", "a b", "--redirect-uri", "https://epr.example/cb"],
-        None,
-    )
-    .fails_with(&["client_id", "\"a b\""]);
+    wardkey(dir, &["client", "add", "a b", "--redirect-uri", "https://epr.example/cb"], None)
+        .fails_with(&["client_id", "\"a b\""]);
 
     let not_jwks = dir.join("key.json");
     std::fs::write(&not_jwks, r#"{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}"#).unwrap();
@@ -440,20 +320,9 @@ fn bad_client_input_is_refused_with_a_reason() {
     add(&["--redirect-uri", "https://epr.example/cb", "--jwks-file", not_jwks]).fails_with(&["jwks-file", "JWK Set"]);
     let not_json = dir.join("key.pem");
     std::fs::write(&not_json, "-----BEGIN PUBLIC KEY-----\n").unwrap();
-    add(&[
-        "--redirect-uri",
-        "https://epr.example/cb",
-        "--jwks-file",
-        not_json.to_str().unwrap(),
-    ])
-    .fails_with(&["key.pem", "not JSON"]);
-    add(&[
-        "--redirect-uri",
-        "https://epr.example/cb",
-        "--jwks-file",
-        "missing.json",
-    ])
-    .fails_with(&["missing.json"]);
+    add(&["--redirect-uri", "https://epr.example/cb", "--jwks-file", not_json.to_str().unwrap()])
+        .fails_with(&["key.pem", "not JSON"]);
+    add(&["--redirect-uri", "https://epr.example/cb", "--jwks-file", "missing.json"]).fails_with(&["missing.json"]);
 
     assert_eq!(clients(dir), Vec::<Value>::new(), "no bad attempt registered a client");
 }
@@ -465,12 +334,7 @@ fn client_remove() {
 
     wardkey(dir, &["client", "remove", "nosuch"], None).fails_with(&["client \"nosuch\" does not exist"]);
 
-    wardkey(
-        dir,
-        &["client", "add", "epr", "--redirect-uri", "https://epr.example/cb"],
-        None,
-    )
-    .ok();
+    wardkey(dir, &["client", "add", "epr", "--redirect-uri", "https://epr.example/cb"], None).ok();
     let removed = wardkey(dir, &["client", "remove", "epr"], None).ok();
     assert_eq!(removed.stdout, "removed client epr\n");
     assert_eq!(clients(dir), Vec::<Value>::new());
@@ -513,12 +377,7 @@ async fn published_kids(app: &TestApp) -> Vec<String> {
     let r = app.get("/jwks").await;
     assert_eq!(r.status(), 200);
     let jwks: Value = r.json().await.unwrap();
-    jwks["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .map(|k| k["kid"].as_str().expect("kid").to_string())
-        .collect()
+    jwks["keys"].as_array().expect("keys").iter().map(|k| k["kid"].as_str().expect("kid").to_string()).collect()
 }
 
 /// CLI → store → server: keys rotated by the CLI reach a running server's
@@ -536,18 +395,12 @@ async fn keys_rotate_reaches_a_running_server() {
     let mut algs: Vec<&str> = new_keys.iter().map(|k| k["alg"].as_str().expect("alg")).collect();
     algs.sort_unstable();
     assert_eq!(algs, ["ES256", "EdDSA", "RS256"], "{out}");
-    let new: Vec<String> = new_keys
-        .iter()
-        .map(|k| k["kid"].as_str().expect("kid").to_string())
-        .collect();
+    let new: Vec<String> = new_keys.iter().map(|k| k["kid"].as_str().expect("kid").to_string()).collect();
     assert!(new.iter().all(|kid| !old.contains(kid)), "fresh kids: {out}");
 
     // Right after rotation the old keys are still there.
     let now = published_kids(&app).await;
-    assert!(
-        old.iter().all(|kid| now.contains(kid)),
-        "old keys still published: {now:?}"
-    );
+    assert!(old.iter().all(|kid| now.contains(kid)), "old keys still published: {now:?}");
 
     // Within a few reload intervals the new keys are published too.
     let mut published = Vec::new();
@@ -558,46 +411,21 @@ async fn keys_rotate_reaches_a_running_server() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        new.iter().all(|kid| published.contains(kid)),
-        "new keys {new:?} never published: {published:?}"
-    );
-    assert!(
-        old.iter().all(|kid| published.contains(kid)),
-        "old keys dropped too soon: {published:?}"
-    );
+    assert!(new.iter().all(|kid| published.contains(kid)), "new keys {new:?} never published: {published:?}");
+    assert!(old.iter().all(|kid| published.contains(kid)), "old keys dropped too soon: {published:?}");
 
     // …and the new ES256 key signs tokens issued from now on.
-    let secret = wardkey(
-        dir,
-        &[
-            "client",
-            "add",
-            "backend",
-            "--grant-type",
-            "client_credentials",
-            "--json",
-        ],
-        None,
-    )
-    .ok()
-    .json()["client_secret"]
+    let secret = wardkey(dir, &["client", "add", "backend", "--grant-type", "client_credentials", "--json"], None)
+        .ok()
+        .json()["client_secret"]
         .as_str()
         .expect("a secret")
         .to_string();
-    let r = app
-        .post_form(
-            "/token",
-            &[("grant_type", "client_credentials")],
-            Some(("backend", &secret)),
-        )
-        .await;
+    let r = app.post_form("/token", &[("grant_type", "client_credentials")], Some(("backend", &secret))).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     let token = body["access_token"].as_str().expect("access_token");
-    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token.split('.').next().unwrap())
-        .unwrap();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap();
     let header: Value = serde_json::from_slice(&header).unwrap();
     let es256 = new_keys.iter().find(|k| k["alg"] == "ES256").unwrap();
     assert_eq!(header["kid"], es256["kid"], "{header}");
@@ -625,19 +453,11 @@ fn config_errors_name_the_problem() {
 
     std::fs::write(dir.join("wardkey.toml"), "[server]\nlisen = \"x\"\n").unwrap();
     wardkey(dir, &["user", "list"], None).fails_with(&["lisen"]);
-    assert!(
-        !dir.join("wardkey.db").exists(),
-        "a bad configuration stops before the store is touched"
-    );
+    assert!(!dir.join("wardkey.db").exists(), "a bad configuration stops before the store is touched");
 
     // An explicit --config is used instead of ./wardkey.toml.
     std::fs::write(dir.join("good.toml"), "[session]\npin_grace = \"2h\"\n").unwrap();
-    assert_eq!(
-        wardkey(dir, &["--config", "good.toml", "user", "list"], None)
-            .ok()
-            .stdout,
-        "\n"
-    );
+    assert_eq!(wardkey(dir, &["--config", "good.toml", "user", "list"], None).ok().stdout, "\n");
 }
 
 /// The characters of enrolment codes: no 0/O, 1/I/L to misread.
@@ -647,22 +467,14 @@ const CODE_CHARS: &str = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 fn assert_code_shape(code: &str) {
     let groups: Vec<&str> = code.split('-').collect();
     assert!(
-        groups.len() == 3
-            && groups
-                .iter()
-                .all(|g| g.len() == 4 && g.chars().all(|c| CODE_CHARS.contains(c))),
+        groups.len() == 3 && groups.iter().all(|g| g.len() == 4 && g.chars().all(|c| CODE_CHARS.contains(c))),
         "not an XXXX-XXXX-XXXX enrolment code: {code:?}"
     );
 }
 
 /// `workstation list --json` as an array.
 fn workstations(dir: &Path) -> Vec<Value> {
-    wardkey(dir, &["workstation", "list", "--json"], None)
-        .ok()
-        .json()
-        .as_array()
-        .expect("an array")
-        .clone()
+    wardkey(dir, &["workstation", "list", "--json"], None).ok().json().as_array().expect("an array").clone()
 }
 
 #[test]
@@ -671,21 +483,11 @@ fn workstation_enrol_prints_a_one_time_code() {
     let dir = tmp.path();
 
     let before = SystemClock.now();
-    let out = wardkey(
-        dir,
-        &["workstation", "enrol", "w4-pc1", "--ward", "Ward 4", "--json"],
-        None,
-    )
-    .ok()
-    .json();
+    let out = wardkey(dir, &["workstation", "enrol", "w4-pc1", "--ward", "Ward 4", "--json"], None).ok().json();
     let after = SystemClock.now();
     let mut fields: Vec<&str> = out.as_object().expect("an object").keys().map(String::as_str).collect();
     fields.sort_unstable();
-    assert_eq!(
-        fields,
-        ["code", "expires_at", "name", "ward", "workstation_id"],
-        "{out}"
-    );
+    assert_eq!(fields, ["code", "expires_at", "name", "ward", "workstation_id"], "{out}");
     assert_eq!(out["name"], "w4-pc1");
     assert_eq!(out["ward"], "Ward 4");
     let id = out["workstation_id"].as_str().expect("workstation_id");
@@ -729,19 +531,14 @@ fn workstation_enrol_prints_a_one_time_code() {
         .unwrap_or_else(|| panic!("{human:#?}"));
     assert_code_shape(human_code);
     assert!(
-        human
-            .stdout
-            .starts_with(&format!("enrolment code for St Mary's pc.2 (Ward 4): {human_code}\n")),
+        human.stdout.starts_with(&format!("enrolment code for St Mary's pc.2 (Ward 4): {human_code}\n")),
         "{human:#?}"
     );
     assert_ne!(human_code, code, "every workstation gets its own code");
 
     let list = workstations(dir);
     assert_eq!(list.len(), 2, "{list:?}");
-    assert!(
-        list.iter().all(|w| w["enrolled"] == false && w["enabled"] == true),
-        "{list:?}"
-    );
+    assert!(list.iter().all(|w| w["enrolled"] == false && w["enabled"] == true), "{list:?}");
     assert_ne!(list[0]["workstation_id"], list[1]["workstation_id"]);
 }
 
@@ -766,11 +563,7 @@ fn bad_workstation_input_is_refused_with_a_reason() {
         ("w4-pc9", long.as_str(), "ward"),
     ] {
         let run = enrol(name, ward).fails_with(&[field, "is not valid", "1 to 64"]);
-        assert_eq!(
-            run.stderr.lines().count(),
-            1,
-            "a newline in the input cannot forge a second line: {run:#?}"
-        );
+        assert_eq!(run.stderr.lines().count(), 1, "a newline in the input cannot forge a second line: {run:#?}");
     }
     enrol(&"b".repeat(64), "Ward 4").ok();
     enrol("w4-pc1", "Ward 4").fails_with(&["already exists"]);
@@ -801,14 +594,9 @@ fn workstation_disable_and_enable() {
     assert_eq!(list[1]["enabled"], true, "w4-pc2 untouched: {list:?}");
     let human = wardkey(dir, &["workstation", "list"], None).ok();
     let first = human.stdout.lines().next().unwrap();
-    assert!(
-        first.starts_with("w4-pc1\t") && first.ends_with("\tdisabled"),
-        "{human:#?}"
-    );
+    assert!(first.starts_with("w4-pc1\t") && first.ends_with("\tdisabled"), "{human:#?}");
 
-    let enabled = wardkey(dir, &["workstation", "enable", "w4-pc1", "--json"], None)
-        .ok()
-        .json();
+    let enabled = wardkey(dir, &["workstation", "enable", "w4-pc1", "--json"], None).ok().json();
     assert_eq!(enabled, json!({"name": "w4-pc1", "enabled": true}));
     assert!(workstations(dir).iter().all(|w| w["enabled"] == true));
 }
@@ -819,13 +607,7 @@ fn workstation_disable_and_enable() {
 async fn workstation_code_from_the_cli_enrols_at_a_running_server() {
     let app = spawn_app().await;
     let dir = app.dir.path();
-    let out = wardkey(
-        dir,
-        &["workstation", "enrol", "icu-pc3", "--ward", "ICU", "--json"],
-        None,
-    )
-    .ok()
-    .json();
+    let out = wardkey(dir, &["workstation", "enrol", "icu-pc3", "--ward", "ICU", "--json"], None).ok().json();
     let code = out["code"].as_str().expect("code");
 
     let key = Ed25519KeyPair::generate().unwrap();
@@ -833,26 +615,14 @@ async fn workstation_code_from_the_cli_enrols_at_a_running_server() {
         "code": code.replace('-', "").to_lowercase(),
         "public_key": URL_SAFE_NO_PAD.encode(key.public_key().as_ref()),
     });
-    let r = app
-        .http
-        .post(app.url("/tap/enrol"))
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.post(app.url("/tap/enrol")).json(&request).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["workstation_id"], out["workstation_id"], "{body}");
     assert_eq!(body["name"], "icu-pc3", "{body}");
     assert_eq!(body["ward"], "ICU", "{body}");
 
-    let again = app
-        .http
-        .post(app.url("/tap/enrol"))
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
+    let again = app.http.post(app.url("/tap/enrol")).json(&request).send().await.unwrap();
     assert_eq!(again.status(), 410, "a code works once");
 
     let list = workstations(dir);
@@ -871,9 +641,7 @@ fn badge_enrol_and_revoke() {
     let revoke_one = |username: &str, uid: &str| wardkey(dir, &["badge", "revoke", username, "--uid-stdin"], Some(uid));
     // No spelling of the UID is ever echoed.
     let assert_no_uid = |run: &Run| {
-        let all = format!("{}{}", run.stdout, run.stderr)
-            .to_ascii_uppercase()
-            .replace([':', ' '], "");
+        let all = format!("{}{}", run.stdout, run.stderr).to_ascii_uppercase().replace([':', ' '], "");
         assert!(!all.contains("A23B1C"), "the badge UID is never shown: {run:#?}");
     };
 
@@ -882,11 +650,7 @@ fn badge_enrol_and_revoke() {
     assert_no_uid(&added);
 
     // The same badge again, however spelt, for her or anyone else.
-    for (username, uid) in [
-        ("alice", "04:a2:3b:1c\n"),
-        ("alice", "04A23B1C\n"),
-        ("bob", "04 a2 3b 1c\r\n"),
-    ] {
+    for (username, uid) in [("alice", "04:a2:3b:1c\n"), ("alice", "04A23B1C\n"), ("bob", "04 a2 3b 1c\r\n")] {
         let run = enrol(username, uid).fails_with(&["already enrolled"]);
         assert_no_uid(&run);
     }
@@ -897,13 +661,7 @@ fn badge_enrol_and_revoke() {
     enrol("alice", "   \n").fails_with(&["uid", "1 to 128 printable characters"]);
     wardkey(dir, &["badge", "enrol", "alice"], None).usage_error("--uid-stdin");
 
-    let second = wardkey(
-        dir,
-        &["badge", "enrol", "alice", "--uid-stdin", "--json"],
-        Some("04B0B0B0\n"),
-    )
-    .ok()
-    .json();
+    let second = wardkey(dir, &["badge", "enrol", "alice", "--uid-stdin", "--json"], Some("04B0B0B0\n")).ok().json();
     assert_eq!(second, json!({"username": "alice", "enrolled": true}));
     enrol("bob", "0B0B\n").ok();
 
@@ -939,28 +697,12 @@ fn user_set_pin() {
     let done = set_pin("alice", "135790\n").ok();
     assert_eq!(done.stdout, "PIN set for alice\n");
     assert!(!done.stdout.contains("135790"), "the PIN is never echoed");
-    let done = wardkey(
-        dir,
-        &["user", "set-pin", "alice", "--pin-stdin", "--json"],
-        Some("24681012\r\n"),
-    )
-    .ok()
-    .json();
+    let done = wardkey(dir, &["user", "set-pin", "alice", "--pin-stdin", "--json"], Some("24681012\r\n")).ok().json();
     assert_eq!(done, json!({"username": "alice", "pin_set": true}));
 
-    for bad in [
-        "12345\n",
-        "abcdef\n",
-        "12 345\n",
-        "12345a\n",
-        "١٢٣٤٥٦\n",
-        &format!("{}\n", "1".repeat(33)),
-    ] {
+    for bad in ["12345\n", "abcdef\n", "12 345\n", "12345a\n", "١٢٣٤٥٦\n", &format!("{}\n", "1".repeat(33))] {
         let run = set_pin("alice", bad).fails_with(&["pin", "a PIN must be 6 to 32 digits"]);
-        assert!(
-            !run.stderr.contains(bad.trim_end()),
-            "the PIN is never echoed: {run:#?}"
-        );
+        assert!(!run.stderr.contains(bad.trim_end()), "the PIN is never echoed: {run:#?}");
     }
     set_pin("alice", "").fails_with(&["no PIN on stdin"]);
     set_pin("alice", "\n").fails_with(&["no PIN on stdin"]);
@@ -988,33 +730,16 @@ async fn tap_error(r: reqwest::Response) -> (u16, String) {
 /// Through the CLI only: add `username` with [`PASSWORD`], enrol the badge
 /// `uid` and set `pin`.
 fn cli_clinician(dir: &Path, username: &str, uid: &str, pin: &str) {
-    wardkey(
-        dir,
-        &["user", "add", username, "--password-stdin"],
-        Some(&format!("{PASSWORD}\n")),
-    )
-    .ok();
-    wardkey(
-        dir,
-        &["badge", "enrol", username, "--uid-stdin"],
-        Some(&format!("{uid}\n")),
-    )
-    .ok();
-    wardkey(
-        dir,
-        &["user", "set-pin", username, "--pin-stdin"],
-        Some(&format!("{pin}\n")),
-    )
-    .ok();
+    wardkey(dir, &["user", "add", username, "--password-stdin"], Some(&format!("{PASSWORD}\n"))).ok();
+    wardkey(dir, &["badge", "enrol", username, "--uid-stdin"], Some(&format!("{uid}\n"))).ok();
+    wardkey(dir, &["user", "set-pin", username, "--pin-stdin"], Some(&format!("{pin}\n"))).ok();
 }
 
 /// First tap and PIN at `ws`: `pin_required`, then `active`.
 async fn tap_in(app: &TestApp, ws: &TestWorkstation, uid: &str, pin: &str) {
     let answer = ws.call(app, "/tap", json!({"badge": uid})).await;
     assert_eq!(answer["state"], "pin_required", "{answer}");
-    let answer = ws
-        .call(app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": pin}))
-        .await;
+    let answer = ws.call(app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": pin})).await;
     assert_eq!(answer["state"], "active", "{answer}");
 }
 
@@ -1047,13 +772,9 @@ async fn badge_and_pin_from_the_cli_work_at_a_running_server() {
     let answer = ws.call(&app, "/tap", json!({"badge": "04d47a01"})).await;
     assert_eq!(answer["state"], "pin_required", "{answer}");
     assert_eq!(answer["user"]["username"], "dana", "{answer}");
-    let wrong = ws
-        .send(&app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": "000000"}))
-        .await;
+    let wrong = ws.send(&app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": "000000"})).await;
     assert_eq!(tap_error(wrong).await, (401, "wrong_pin".into()));
-    let answer = ws
-        .call(&app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": "135790"}))
-        .await;
+    let answer = ws.call(&app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": "135790"})).await;
     assert_eq!(answer["state"], "active", "{answer}");
     assert_eq!(answer["user"]["username"], "dana", "{answer}");
 
@@ -1097,9 +818,7 @@ async fn session_revoke_ends_a_live_tap_session() {
     let answer = tap_until_pin_required(&app, &ws, "E0E0").await;
     assert_eq!(answer["user"]["username"], "erin", "{answer}");
     // She can start a new session with her PIN.
-    let answer = ws
-        .call(&app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": "135790"}))
-        .await;
+    let answer = ws.call(&app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": "135790"})).await;
     assert_eq!(answer["state"], "active", "{answer}");
 
     let json_out = wardkey(dir, &["session", "revoke", "erin", "--json"], None).ok().json();
@@ -1108,9 +827,7 @@ async fn session_revoke_ends_a_live_tap_session() {
 
     let audit = app.state.store.recent_audit(50).await.unwrap();
     assert!(
-        audit
-            .iter()
-            .any(|e| e.event == "session.revoke" && e.actor == "admin-cli" && e.subject == "erin"),
+        audit.iter().any(|e| e.event == "session.revoke" && e.actor == "admin-cli" && e.subject == "erin"),
         "{audit:?}"
     );
 }
@@ -1134,23 +851,14 @@ async fn user_disable_ends_live_tap_sessions() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let audit = app.state.store.recent_audit(50).await.unwrap();
-        if audit
-            .iter()
-            .any(|e| e.event == "session.end" && e.actor == "admin-cli" && e.subject == fay.id)
-        {
+        if audit.iter().any(|e| e.event == "session.end" && e.actor == "admin-cli" && e.subject == fay.id) {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "her session did not end within 5 s: {audit:?}"
-        );
+        assert!(Instant::now() < deadline, "her session did not end within 5 s: {audit:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     wardkey(dir, &["user", "enable", "fay"], None).ok();
     let answer = ws.call(&app, "/tap", json!({"badge": "F0F0"})).await;
-    assert_eq!(
-        answer["state"], "pin_required",
-        "a disabled user's session does not survive re-enabling: {answer}"
-    );
+    assert_eq!(answer["state"], "pin_required", "a disabled user's session does not survive re-enabling: {answer}");
 }

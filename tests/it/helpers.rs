@@ -13,6 +13,8 @@ use wardkey_core::secret::{digest, new_secret};
 use wardkey_core::user::{NewUser, User};
 use wardkey_idp::Settings;
 use wardkey_idp::state::AppState;
+use wardkey_testsupport::postgres::TestPostgres;
+use wardkey_testsupport::redis::TestRedis;
 
 /// A redirect URI on loopback that nothing listens on: tests read the
 /// `Location` header instead of following it.
@@ -31,10 +33,18 @@ pub fn install_crypto() {
     });
 }
 
+/// Environment variable that runs every test server on real engines:
+/// `redis`, `postgres` or `redis,postgres` (the README's test command runs
+/// the suite once more that way).
+pub const BACKENDS_ENV: &str = "WARDKEY_TEST_BACKENDS";
+
 /// A running server with its own store directory, stopped on drop.
 pub struct TestApp {
-    /// `http://127.0.0.1:PORT`, also the issuer.
+    /// `http://127.0.0.1:PORT`: where this node listens.
     pub base: String,
+    /// The issuer (`server.public_url`): `base`, unless several nodes share
+    /// one issuer.
+    pub issuer: String,
     /// The server's state, for fixtures.
     pub state: AppState,
     /// The server's clock; `advance` it to expire things.
@@ -44,17 +54,41 @@ pub struct TestApp {
     /// A plain HTTP client that does not follow redirects.
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
+    /// Engines started for this server (see [`BACKENDS_ENV`]).
+    engines: Engines,
 }
 
+/// Redis and PostgreSQL started for one test server, kept across a restart.
+#[derive(Default)]
+pub struct Engines {
+    redis: Option<TestRedis>,
+    postgres: Option<TestPostgres>,
+}
+
+/// A stopped server's durable parts, for [`spawn_app_again`].
+pub struct Stopped {
+    dir: TempDir,
+    engines: Engines,
+}
+
+/// The file in a test server's directory naming its store URL, so the CLI
+/// tests can point the `wardkey` binary at the same store.
+pub const STORE_URL_FILE: &str = "store.url";
+
 impl TestApp {
-    /// Stop the server and hand back its store directory.
-    pub fn stop(mut self) -> TempDir {
+    /// Stop the server and hand back its store directory and engines.
+    pub fn stop(mut self) -> Stopped {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::mem::replace(&mut self.dir, dir)
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        Stopped { dir, engines: std::mem::take(&mut self.engines) }
     }
+}
+
+/// Start a server again on a stopped one's store (a restart).
+pub async fn spawn_app_again(stopped: Stopped) -> TestApp {
+    spawn_app_on(stopped.dir, stopped.engines, |_| {}).await
 }
 
 impl Drop for TestApp {
@@ -85,24 +119,33 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_app_in(tempfile::tempdir().expect("temp dir"), tweak).await
 }
 
-/// Start a server on an existing store directory (a restart).
+/// Start a server with its store in `dir`.
 pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_on(dir, Engines::default(), tweak).await
+}
+
+async fn spawn_app_on(dir: TempDir, mut engines: Engines, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     install_crypto();
     let mut settings = test_settings(&dir);
     tweak(&mut settings);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     settings.server.listen = addr.to_string();
-    let scheme = if settings.server.tls_cert.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    settings.server.public_url = format!("{scheme}://{addr}");
+    let scheme = if settings.server.tls_cert.is_some() { "https" } else { "http" };
+    if settings.server.public_url == Settings::default().server.public_url {
+        settings.server.public_url = format!("{scheme}://{addr}");
+    }
+    let wanted = std::env::var(BACKENDS_ENV).unwrap_or_default();
+    if wanted.contains("redis") && settings.cache.url == "memory://" {
+        settings.cache.url = engines.redis.get_or_insert_with(TestRedis::start).url();
+    }
+    if wanted.contains("postgres") && settings.store.url.starts_with("sqlite:") {
+        settings.store.url = engines.postgres.get_or_insert_with(TestPostgres::start).url().to_string();
+    }
+    std::fs::write(dir.path().join(STORE_URL_FILE), &settings.store.url).expect("write store.url");
+    let issuer = settings.server.public_url.clone();
     let clock = Arc::new(ManualClock::new());
-    let app = wardkey_idp::Application::build_on(settings, clock.clone(), listener)
-        .await
-        .expect("build app");
+    let app = wardkey_idp::Application::build_on(settings, clock.clone(), listener).await.expect("build app");
     let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(app.run_until(async move {
@@ -110,11 +153,13 @@ pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut Settings)) -> Te
     }));
     TestApp {
         base: format!("{scheme}://{addr}"),
+        issuer,
         state,
         clock,
         dir,
         http: no_redirects(false),
         shutdown: Some(tx),
+        engines,
     }
 }
 
@@ -153,11 +198,7 @@ impl TestApp {
             email: Some(format!("{username}@trust.nhs.uk")),
             roles: vec!["R8000".into()],
         };
-        self.state
-            .store
-            .create_user(&user, Some(&hash), self.clock_now())
-            .await
-            .unwrap()
+        self.state.store.create_user(&user, Some(&hash), self.clock_now()).await.unwrap()
     }
 
     /// Register a client with [`REDIRECT`] and [`POST_LOGOUT`]; returns its
@@ -166,12 +207,7 @@ impl TestApp {
         let (auth, secret) = match auth {
             Auth::Secret => {
                 let s = new_secret();
-                (
-                    ClientAuth::Secret {
-                        digest: digest(&s).to_vec(),
-                    },
-                    Some(s),
-                )
+                (ClientAuth::Secret { digest: digest(&s).to_vec() }, Some(s))
             }
             Auth::Public => (ClientAuth::None, None),
             Auth::Jwks(jwks) => (ClientAuth::Jwks { jwks }, None),
@@ -193,14 +229,9 @@ impl TestApp {
 
     /// A confidential client with code + refresh, ES256; returns the secret.
     pub async fn add_epr(&self, id: &str) -> String {
-        self.add_client(
-            id,
-            Auth::Secret,
-            &[GrantType::AuthorizationCode, GrantType::RefreshToken],
-            SigningAlg::ES256,
-        )
-        .await
-        .unwrap()
+        self.add_client(id, Auth::Secret, &[GrantType::AuthorizationCode, GrantType::RefreshToken], SigningAlg::ES256)
+            .await
+            .unwrap()
     }
 
     fn clock_now(&self) -> i64 {
@@ -274,10 +305,7 @@ pub fn query_param(url: &Url, name: &str) -> Option<String> {
 /// The value of `<input type="hidden" name=NAME value=…>` in a page.
 pub fn hidden_input(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no hidden input {name} in {html}"))
-        + marker.len();
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no hidden input {name} in {html}")) + marker.len();
     let end = html[start..].find('"').unwrap() + start;
     html[start..end].to_string()
 }
@@ -337,19 +365,11 @@ pub async fn login_and_redeem(app: &TestApp, client_id: &str, secret: &str, user
 pub async fn assert_oauth_error(r: reqwest::Response, status: u16, error: &str) -> serde_json::Value {
     assert_eq!(r.status(), status, "status for expected {error}");
     assert!(
-        r.headers()
-            .get(CONTENT_TYPE)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .starts_with("application/json"),
+        r.headers().get(CONTENT_TYPE).unwrap().to_str().unwrap().starts_with("application/json"),
         "OAuth errors are JSON"
     );
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], error, "{body}");
-    assert!(
-        body["error_description"].as_str().is_some_and(|d| !d.is_empty()),
-        "{body}"
-    );
+    assert!(body["error_description"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
     body
 }

@@ -25,11 +25,7 @@ use crate::helpers::*;
 /// `Location` (nothing is redirected). Returns the page.
 async fn assert_error_page(r: reqwest::Response, status: u16) -> String {
     assert_eq!(r.status(), status, "status of the error page");
-    assert!(
-        r.headers().get(LOCATION).is_none(),
-        "must not redirect, but Location is {:?}",
-        r.headers().get(LOCATION)
-    );
+    assert!(r.headers().get(LOCATION).is_none(), "must not redirect, but Location is {:?}", r.headers().get(LOCATION));
     let content_type = r.headers().get(CONTENT_TYPE).expect("content-type").to_str().unwrap();
     assert!(content_type.starts_with("text/html"), "content-type {content_type}");
     r.text().await.unwrap()
@@ -112,30 +108,17 @@ async fn redeem(
 
 /// Use a refresh token with HTTP Basic client credentials.
 async fn refresh(app: &TestApp, client: (&str, &str), refresh_token: &str) -> reqwest::Response {
-    app.post_form(
-        "/token",
-        &[("grant_type", "refresh_token"), ("refresh_token", refresh_token)],
-        Some(client),
-    )
-    .await
+    app.post_form("/token", &[("grant_type", "refresh_token"), ("refresh_token", refresh_token)], Some(client)).await
 }
 
 /// Call `/userinfo` with a bearer token.
 async fn userinfo(app: &TestApp, access_token: &str) -> reqwest::Response {
-    app.http
-        .get(app.url("/userinfo"))
-        .bearer_auth(access_token)
-        .send()
-        .await
-        .unwrap()
+    app.http.get(app.url("/userinfo")).bearer_auth(access_token).send().await.unwrap()
 }
 
 /// A string member of a token response.
 fn field(tokens: &Value, name: &str) -> String {
-    tokens[name]
-        .as_str()
-        .unwrap_or_else(|| panic!("no {name} in {tokens}"))
-        .to_string()
+    tokens[name].as_str().unwrap_or_else(|| panic!("no {name} in {tokens}")).to_string()
 }
 
 /// The server's clock, in seconds since the epoch.
@@ -146,11 +129,7 @@ fn now(app: &TestApp) -> i64 {
 /// A compact JWT with no signature (`header.payload.`), as an attacker would
 /// hand-build one with `alg: none`.
 fn unsigned_jwt(header: &Value, claims: &Value) -> String {
-    format!(
-        "{}.{}.",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    )
+    format!("{}.{}.", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()))
 }
 
 /// An EC P-256 key held by a client (or an attacker), published as a JWKS
@@ -211,10 +190,7 @@ async fn client_credentials_with(app: &TestApp, client_id: &str, assertion: &str
         &[
             ("grant_type", "client_credentials"),
             ("client_id", client_id),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
             ("client_assertion", assertion),
         ],
         None,
@@ -261,44 +237,28 @@ impl<'a> LoginPage<'a> {
 
     /// POST the sign-in form as given.
     async fn post(&mut self, form: &[(&str, &str)]) -> Attempt {
-        let r = self
-            .browser
-            .post(self.app.url("/login"))
-            .form(form)
-            .send()
-            .await
-            .unwrap();
+        let r = self.browser.post(self.app.url("/login")).form(form).send().await.unwrap();
         let status = r.status().as_u16();
-        let retry_after = r
-            .headers()
-            .get(RETRY_AFTER)
-            .map(|v| v.to_str().unwrap().parse().expect("Retry-After in seconds"));
+        let retry_after =
+            r.headers().get(RETRY_AFTER).map(|v| v.to_str().unwrap().parse().expect("Retry-After in seconds"));
         let html = r.text().await.unwrap();
         if html.contains("name=\"csrf\"") {
             self.csrf = hidden_input(&html, "csrf");
         }
-        Attempt {
-            status,
-            retry_after,
-            html,
-        }
+        Attempt { status, retry_after, html }
     }
 
     /// Submit the form with a username and password, as a person would.
     async fn sign_in(&mut self, username: &str, password: &str) -> Attempt {
         let csrf = self.csrf.clone();
-        self.post(&[("csrf", &csrf), ("username", username), ("password", password)])
-            .await
+        self.post(&[("csrf", &csrf), ("username", username), ("password", password)]).await
     }
 }
 
 /// The error message shown on a re-rendered sign-in form.
 fn login_error(html: &str) -> &str {
     let marker = "id=\"login-error\"><p>";
-    let start = html
-        .find(marker)
-        .unwrap_or_else(|| panic!("no error message in {html}"))
-        + marker.len();
+    let start = html.find(marker).unwrap_or_else(|| panic!("no error message in {html}")) + marker.len();
     let end = html[start..].find("</p>").unwrap() + start;
     &html[start..end]
 }
@@ -313,18 +273,9 @@ async fn authorize_never_redirects_until_client_and_redirect_uri_are_verified() 
     app.add_epr("epr").await;
 
     let cases: [(&str, &[(&str, &str)]); 6] = [
-        (
-            "unregistered redirect_uri",
-            &[("redirect_uri", "https://evil.example/callback")],
-        ),
-        (
-            "redirect_uri extending a registered one",
-            &[("redirect_uri", "http://127.0.0.1:1/callback/evil")],
-        ),
-        (
-            "redirect_uri with an extra query",
-            &[("redirect_uri", "http://127.0.0.1:1/callback?next=evil")],
-        ),
+        ("unregistered redirect_uri", &[("redirect_uri", "https://evil.example/callback")]),
+        ("redirect_uri extending a registered one", &[("redirect_uri", "http://127.0.0.1:1/callback/evil")]),
+        ("redirect_uri with an extra query", &[("redirect_uri", "http://127.0.0.1:1/callback?next=evil")]),
         ("missing redirect_uri", &[("redirect_uri", "")]),
         ("unknown client_id", &[("client_id", "nobody")]),
         ("missing client_id", &[("client_id", "")]),
@@ -358,10 +309,7 @@ async fn authorize_errors_after_validation_go_back_to_the_client() {
         (&[("prompt", "none login")], "invalid_request"),
         (&[("max_age", "-1")], "invalid_request"),
         (&[("request", "eyJhbGciOiJub25lIn0.e30.")], "request_not_supported"),
-        (
-            &[("request_uri", "https://evil.example/r")],
-            "request_uri_not_supported",
-        ),
+        (&[("request_uri", "https://evil.example/r")], "request_uri_not_supported"),
     ];
     for (overrides, error) in cases {
         let r = get_url(&app, &authorize_with(&app, overrides)).await;
@@ -369,13 +317,7 @@ async fn authorize_errors_after_validation_go_back_to_the_client() {
     }
 
     // A client that may not use the code flow at all.
-    app.add_client(
-        "backend",
-        Auth::Secret,
-        &[GrantType::ClientCredentials],
-        SigningAlg::ES256,
-    )
-    .await;
+    app.add_client("backend", Auth::Secret, &[GrantType::ClientCredentials], SigningAlg::ES256).await;
     let r = get_url(&app, &authorize_with(&app, &[("client_id", "backend")])).await;
     assert_error_redirect(&app, &r, "unauthorized_client");
 }
@@ -388,14 +330,7 @@ async fn authorize_with_a_repeated_parameter_is_a_page_not_a_redirect() {
     // RFC 6749 §3.1: parameters must not repeat. The request cannot be
     // parsed, so its redirect_uri cannot be trusted either.
     let (url, _) = authorize_url(&app, "epr", &[("scope", "openid")]);
-    assert_eq!(
-        Url::parse(&url)
-            .unwrap()
-            .query_pairs()
-            .filter(|(k, _)| k == "scope")
-            .count(),
-        2
-    );
+    assert_eq!(Url::parse(&url).unwrap().query_pairs().filter(|(k, _)| k == "scope").count(), 2);
     let page = assert_error_page(get_url(&app, &url).await, 400).await;
     assert!(page.contains("repeated"), "{page}");
 
@@ -517,14 +452,7 @@ async fn client_authentication_failures() {
 
     // Not Basic at all, and Basic that is not base64 of UTF-8.
     for header in ["Bearer abc", "Basic %%%", "Basic /w=="] {
-        let r = app
-            .http
-            .post(app.url("/token"))
-            .header(AUTHORIZATION, header)
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
+        let r = app.http.post(app.url("/token")).header(AUTHORIZATION, header).form(&form).send().await.unwrap();
         assert_oauth_error(r, 401, "invalid_client").await;
     }
 
@@ -548,11 +476,7 @@ async fn client_authentication_failures() {
     ];
     let r = app.post_form("/token", &wrong_post, None).await;
     assert_oauth_error(r, 401, "invalid_client").await;
-    let id_only = [
-        ("grant_type", "refresh_token"),
-        ("refresh_token", "whatever"),
-        ("client_id", "epr"),
-    ];
+    let id_only = [("grant_type", "refresh_token"), ("refresh_token", "whatever"), ("client_id", "epr")];
     let r = app.post_form("/token", &id_only, None).await;
     assert_oauth_error(r, 401, "invalid_client").await;
 
@@ -672,13 +596,7 @@ async fn refresh_cannot_widen_the_scope() {
 async fn private_key_jwt_is_accepted_once() {
     let app = spawn_app().await;
     let key = EcKey::generate("k1");
-    app.add_client(
-        "backend",
-        Auth::Jwks(key.jwks()),
-        &[GrantType::ClientCredentials],
-        SigningAlg::ES256,
-    )
-    .await;
+    app.add_client("backend", Auth::Jwks(key.jwks()), &[GrantType::ClientCredentials], SigningAlg::ES256).await;
     let exp = now(&app) + 60;
 
     let assertion = key.sign(&assertion_claims("backend", &app.url("/token"), "jti-1", exp));
@@ -699,13 +617,7 @@ async fn private_key_jwt_is_accepted_once() {
 async fn private_key_jwt_rejects_bad_assertions() {
     let app = spawn_app().await;
     let key = EcKey::generate("k1");
-    app.add_client(
-        "backend",
-        Auth::Jwks(key.jwks()),
-        &[GrantType::ClientCredentials],
-        SigningAlg::ES256,
-    )
-    .await;
+    app.add_client("backend", Auth::Jwks(key.jwks()), &[GrantType::ClientCredentials], SigningAlg::ES256).await;
     let aud = app.url("/token");
     let exp = now(&app) + 60;
     // Past the 30 s clock-skew leeway.
@@ -713,19 +625,8 @@ async fn private_key_jwt_rejects_bad_assertions() {
     let intruder = EcKey::generate("k1");
 
     let cases = [
-        (
-            "wrong aud",
-            key.sign(&assertion_claims(
-                "backend",
-                "https://other.example/token",
-                "jti-aud",
-                exp,
-            )),
-        ),
-        (
-            "expired",
-            key.sign(&assertion_claims("backend", &aud, "jti-exp", expired)),
-        ),
+        ("wrong aud", key.sign(&assertion_claims("backend", "https://other.example/token", "jti-aud", exp))),
+        ("expired", key.sign(&assertion_claims("backend", &aud, "jti-exp", expired))),
         (
             "signed by another key with the registered kid",
             intruder.sign(&assertion_claims("backend", &aud, "jti-key", exp)),
@@ -737,18 +638,12 @@ async fn private_key_jwt_rejects_bad_assertions() {
                 &assertion_claims("backend", &aud, "jti-none", exp),
             ),
         ),
-        (
-            "no jti",
-            key.sign(&json!({"iss": "backend", "sub": "backend", "aud": aud, "exp": exp})),
-        ),
+        ("no jti", key.sign(&json!({"iss": "backend", "sub": "backend", "aud": aud, "exp": exp}))),
         (
             "iss is another client",
             key.sign(&json!({"iss": "other", "sub": "backend", "aud": aud, "jti": "jti-iss", "exp": exp})),
         ),
-        (
-            "exp more than an hour ahead",
-            key.sign(&assertion_claims("backend", &aud, "jti-long", now(&app) + 7200)),
-        ),
+        ("exp more than an hour ahead", key.sign(&assertion_claims("backend", &aud, "jti-long", now(&app) + 7200))),
         (
             "HS256 keyed with the public key",
             jsonwebtoken::encode(
@@ -779,23 +674,12 @@ async fn private_key_jwt_rejects_bad_assertions() {
 async fn private_key_jwt_expiry_follows_the_server_clock() {
     let app = spawn_app().await;
     let key = EcKey::generate("k1");
-    app.add_client(
-        "backend",
-        Auth::Jwks(key.jwks()),
-        &[GrantType::ClientCredentials],
-        SigningAlg::ES256,
-    )
-    .await;
+    app.add_client("backend", Auth::Jwks(key.jwks()), &[GrantType::ClientCredentials], SigningAlg::ES256).await;
 
     // An hour later by the server's clock, an assertion that expired two
     // minutes ago (past the 30 s leeway) is expired.
     app.clock.advance(3600);
-    let expired = key.sign(&assertion_claims(
-        "backend",
-        &app.url("/token"),
-        "jti-1",
-        now(&app) - 120,
-    ));
+    let expired = key.sign(&assertion_claims("backend", &app.url("/token"), "jti-1", now(&app) - 120));
     let r = client_credentials_with(&app, "backend", &expired).await;
     assert_oauth_error(r, 401, "invalid_client").await;
 }
@@ -813,10 +697,7 @@ async fn logout_never_redirects_to_an_unverified_address() {
 
     // An unregistered post_logout_redirect_uri, with or without a client.
     for query in [
-        format!(
-            "client_id=epr&post_logout_redirect_uri={}",
-            "https%3A%2F%2Fevil.example%2F"
-        ),
+        format!("client_id=epr&post_logout_redirect_uri={}", "https%3A%2F%2Fevil.example%2F"),
         "post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F".to_string(),
         // The registered one, but no client named to check it against.
         format!("post_logout_redirect_uri={}", url_encode(POST_LOGOUT)),
@@ -832,10 +713,7 @@ async fn logout_never_redirects_to_an_unverified_address() {
         "iat": now(&app), "exp": now(&app) + 600,
     });
     let forged = [
-        (
-            "alg none",
-            unsigned_jwt(&json!({"alg": "none", "typ": "JWT", "kid": kid}), &claims),
-        ),
+        ("alg none", unsigned_jwt(&json!({"alg": "none", "typ": "JWT", "kid": kid}), &claims)),
         ("foreign key, our kid", EcKey::generate("x").sign_as(&kid, &claims)),
         ("foreign key, its own kid", EcKey::generate("x").sign(&claims)),
         ("garbage", "not-a-jwt".to_string()),
@@ -844,11 +722,7 @@ async fn logout_never_redirects_to_an_unverified_address() {
         let r = app
             .http
             .get(app.url("/logout"))
-            .query(&[
-                ("id_token_hint", hint.as_str()),
-                ("post_logout_redirect_uri", POST_LOGOUT),
-                ("state", "s1"),
-            ])
+            .query(&[("id_token_hint", hint.as_str()), ("post_logout_redirect_uri", POST_LOGOUT), ("state", "s1")])
             .send()
             .await
             .unwrap();
@@ -871,10 +745,7 @@ async fn logout_refuses_an_access_token_as_id_token_hint() {
     let r = app
         .http
         .get(app.url("/logout"))
-        .query(&[
-            ("id_token_hint", access.as_str()),
-            ("post_logout_redirect_uri", POST_LOGOUT),
-        ])
+        .query(&[("id_token_hint", access.as_str()), ("post_logout_redirect_uri", POST_LOGOUT)])
         .send()
         .await
         .unwrap();
@@ -897,10 +768,8 @@ async fn login_without_a_matching_csrf_token_is_forbidden() {
     app.add_user("alice").await;
     let mut page = LoginPage::open(&app).await;
 
-    let cases: [(&str, &[(&str, &str)]); 2] = [
-        ("no csrf field", &[]),
-        ("csrf field not matching the cookie", &[("csrf", "forged-token")]),
-    ];
+    let cases: [(&str, &[(&str, &str)]); 2] =
+        [("no csrf field", &[]), ("csrf field not matching the cookie", &[("csrf", "forged-token")])];
     for (what, csrf) in cases {
         let mut form = vec![("username", "alice"), ("password", PASSWORD)];
         form.extend_from_slice(csrf);
@@ -914,11 +783,7 @@ async fn login_without_a_matching_csrf_token_is_forbidden() {
     // A matching field but no cookie (another site's form post).
     let r = no_redirects(false)
         .post(app.url("/login"))
-        .form(&[
-            ("csrf", page.csrf.as_str()),
-            ("username", "alice"),
-            ("password", PASSWORD),
-        ])
+        .form(&[("csrf", page.csrf.as_str()), ("username", "alice"), ("password", PASSWORD)])
         .send()
         .await
         .unwrap();
@@ -958,42 +823,27 @@ async fn token_endpoint_refuses_malformed_requests() {
     assert_oauth_error(r, 400, "invalid_request").await;
 
     // Bytes that are not UTF-8, raw and percent-encoded: an answer, not a 500.
-    for body in [
-        vec![0xff, 0xfe, 0x00, 0x80, b'=', 0xc3, b'&', 0xff],
-        b"grant_type=%FF%FE&code=%C3".to_vec(),
-    ] {
+    for body in [vec![0xff, 0xfe, 0x00, 0x80, b'=', 0xc3, b'&', 0xff], b"grant_type=%FF%FE&code=%C3".to_vec()] {
         let r = post_raw("application/x-www-form-urlencoded", body).await.unwrap();
         assert_eq!(r.status(), 400);
         let body: Value = r.json().await.expect("a JSON error");
         assert!(body["error"].is_string(), "{body}");
     }
 
-    let r = app
-        .post_form("/token", &[("client_id", "epr")], Some(("epr", &secret)))
-        .await;
+    let r = app.post_form("/token", &[("client_id", "epr")], Some(("epr", &secret))).await;
     assert_oauth_error(r, 400, "invalid_request").await;
 
     let r = app
         .post_form(
             "/token",
-            &[
-                ("grant_type", "password"),
-                ("username", "alice"),
-                ("password", PASSWORD),
-            ],
+            &[("grant_type", "password"), ("username", "alice"), ("password", PASSWORD)],
             Some(("epr", &secret)),
         )
         .await;
     assert_oauth_error(r, 400, "unsupported_grant_type").await;
 
     // Registered for code and refresh only.
-    let r = app
-        .post_form(
-            "/token",
-            &[("grant_type", "client_credentials")],
-            Some(("epr", &secret)),
-        )
-        .await;
+    let r = app.post_form("/token", &[("grant_type", "client_credentials")], Some(("epr", &secret))).await;
     assert_oauth_error(r, 400, "unauthorized_client").await;
 
     // RFC 6749 §3.1: a repeated parameter.
@@ -1051,9 +901,7 @@ async fn userinfo_refuses_expired_and_doubly_sent_tokens() {
     assert_eq!(r.status(), 401);
     let challenge = r.headers().get(WWW_AUTHENTICATE).expect("challenge").to_str().unwrap();
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
-    let r = app
-        .post_form("/introspect", &[("token", &access)], Some(("epr", &secret)))
-        .await;
+    let r = app.post_form("/introspect", &[("token", &access)], Some(("epr", &secret))).await;
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"active": false}));
 }
 
@@ -1064,25 +912,19 @@ async fn introspection_and_revocation_of_unknown_tokens() {
 
     // RFC 7662 §2.2: anything not active is just {"active": false}.
     for token in ["garbage", "not.a.jwt", "eyJhbGciOiJub25lIn0.e30."] {
-        let r = app
-            .post_form("/introspect", &[("token", token)], Some(("epr", &secret)))
-            .await;
+        let r = app.post_form("/introspect", &[("token", token)], Some(("epr", &secret))).await;
         assert_eq!(r.status(), 200, "{token}");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body, json!({"active": false}), "{token}");
     }
 
     // RFC 7009 §2.2: an unknown token is not an error.
-    let r = app
-        .post_form("/revoke", &[("token", "garbage")], Some(("epr", &secret)))
-        .await;
+    let r = app.post_form("/revoke", &[("token", "garbage")], Some(("epr", &secret))).await;
     assert_eq!(r.status(), 200);
 
     // Both still require client authentication.
     for path in ["/introspect", "/revoke"] {
-        let r = app
-            .post_form(path, &[("token", "garbage")], Some(("epr", "wrong")))
-            .await;
+        let r = app.post_form(path, &[("token", "garbage")], Some(("epr", "wrong"))).await;
         assert_oauth_error(r, 401, "invalid_client").await;
     }
 }
@@ -1144,15 +986,29 @@ async fn throttling_does_not_reveal_which_usernames_exist() {
             page.sign_in(username, "wrong password").await;
         }
         let next = page.sign_in(username, "wrong password").await;
-        answers.push((
-            next.status,
-            next.retry_after.is_some(),
-            login_error(&next.html).to_string(),
-        ));
+        answers.push((next.status, next.retry_after.is_some(), login_error(&next.html).to_string()));
     }
     assert_eq!(answers[0].0, 429, "known user throttled");
-    assert_eq!(
-        answers[1], answers[0],
-        "an unknown user must be answered like a known one"
-    );
+    assert_eq!(answers[1], answers[0], "an unknown user must be answered like a known one");
+}
+
+#[tokio::test]
+async fn concurrent_guesses_cannot_slip_past_the_backoff() {
+    let app = spawn_app().await;
+    app.add_user("alice").await;
+    let backoff_after = app.state.settings.password.backoff_after;
+    let mut page = LoginPage::open(&app).await;
+    for _ in 0..backoff_after - 1 {
+        assert_eq!(page.sign_in("alice", "wrong password").await.status, 400);
+    }
+    // The next failure starts the backoff: of many guesses sent at once,
+    // exactly one is checked, and every other one is told to wait.
+    let mut pages = Vec::new();
+    for _ in 0..16 {
+        pages.push(LoginPage::open(&app).await);
+    }
+    let answers = futures_util::future::join_all(pages.iter_mut().map(|p| p.sign_in("alice", "wrong password"))).await;
+    let checked = answers.iter().filter(|a| a.status == 400).count();
+    let throttled = answers.iter().filter(|a| a.status == 429).count();
+    assert_eq!((checked, throttled), (1, 15));
 }

@@ -45,11 +45,7 @@ async fn full_flow_with_a_real_relying_party() {
     let secret = app.add_epr("epr").await;
     let http = rp_http();
     let metadata = discover(&app).await;
-    let end_session = metadata
-        .additional_metadata()
-        .end_session_endpoint
-        .clone()
-        .expect("end_session_endpoint");
+    let end_session = metadata.additional_metadata().end_session_endpoint.clone().expect("end_session_endpoint");
     let client = CoreClient::from_provider_metadata(
         metadata,
         ClientId::new("epr".into()),
@@ -62,22 +58,14 @@ async fn full_flow_with_a_real_relying_party() {
     let browser = no_redirects(true);
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (auth_url, csrf, nonce) = client
-        .authorize_url(
-            CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        )
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
         .add_scope(Scope::new("profile".into()))
         .add_scope(Scope::new("email".into()))
         .set_pkce_challenge(challenge)
         .url();
     let back = app.browser_authorize(&browser, auth_url.as_str(), "alice").await;
     assert_eq!(query_param(&back, "state").as_deref(), Some(csrf.secret().as_str()));
-    assert_eq!(
-        query_param(&back, "iss").as_deref(),
-        Some(app.base.as_str()),
-        "RFC 9207 iss"
-    );
+    assert_eq!(query_param(&back, "iss").as_deref(), Some(app.base.as_str()), "RFC 9207 iss");
     let code = query_param(&back, "code").expect("code");
     let tokens = client
         .exchange_code(AuthorizationCode::new(code))
@@ -88,9 +76,7 @@ async fn full_flow_with_a_real_relying_party() {
         .expect("code exchange");
 
     // The ID token validates in the RP library, at_hash included.
-    let verifier = client
-        .id_token_verifier()
-        .set_allowed_algs(vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
+    let verifier = client.id_token_verifier().set_allowed_algs(vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
     let id_token = tokens.id_token().expect("id_token");
     let claims: &IdTokenClaims<EmptyAdditionalClaims, CoreGenderClaim> = id_token.claims(&verifier, &nonce).unwrap();
     assert_eq!(claims.subject().as_str(), user.id);
@@ -119,39 +105,23 @@ async fn full_flow_with_a_real_relying_party() {
     assert_eq!(info.name().unwrap().get(None).unwrap().as_str(), "alice name");
 
     // Introspection.
-    let intro = client
-        .introspect(tokens.access_token())
-        .request_async(&http)
-        .await
-        .unwrap();
+    let intro = client.introspect(tokens.access_token()).request_async(&http).await.unwrap();
     assert!(intro.active());
     assert_eq!(intro.username(), Some("alice"));
 
     // Refresh rotates the refresh token; the new ID token keeps auth_time.
     let refresh = tokens.refresh_token().expect("refresh token").clone();
-    let rotated = client
-        .exchange_refresh_token(&refresh)
-        .unwrap()
-        .request_async(&http)
-        .await
-        .expect("refresh");
+    let rotated = client.exchange_refresh_token(&refresh).unwrap().request_async(&http).await.expect("refresh");
     let refresh2 = rotated.refresh_token().expect("rotated refresh token").clone();
     assert_ne!(refresh.secret(), refresh2.secret());
-    let refreshed_claims = rotated
-        .id_token()
-        .expect("id_token on refresh")
-        .claims(&verifier, |_: Option<&Nonce>| Ok(()))
-        .unwrap();
+    let refreshed_claims =
+        rotated.id_token().expect("id_token on refresh").claims(&verifier, |_: Option<&Nonce>| Ok(())).unwrap();
     assert_eq!(refreshed_claims.auth_time(), claims.auth_time());
 
     // prompt=none with the session cookie: a code without a login page.
     let (challenge, verifier2) = PkceCodeChallenge::new_random_sha256();
     let (silent_url, _, nonce2) = client
-        .authorize_url(
-            CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        )
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
         .add_prompt(CoreAuthPrompt::None)
         .set_pkce_challenge(challenge)
         .url();
@@ -166,11 +136,7 @@ async fn full_flow_with_a_real_relying_party() {
         .await
         .unwrap();
     let silent_claims = silent.id_token().unwrap().claims(&verifier, &nonce2).unwrap();
-    assert_eq!(
-        silent_claims.auth_time(),
-        claims.auth_time(),
-        "no new authentication happened"
-    );
+    assert_eq!(silent_claims.auth_time(), claims.auth_time(), "no new authentication happened");
 
     // Revoking the refresh token ends the grant: refresh and introspection
     // fail. (The library refuses to revoke over plain http, so this one
@@ -183,19 +149,8 @@ async fn full_flow_with_a_real_relying_party() {
         )
         .await;
     assert_eq!(r.status(), 200);
-    assert!(
-        client
-            .exchange_refresh_token(&refresh2)
-            .unwrap()
-            .request_async(&http)
-            .await
-            .is_err()
-    );
-    let intro = client
-        .introspect(rotated.access_token())
-        .request_async(&http)
-        .await
-        .unwrap();
+    assert!(client.exchange_refresh_token(&refresh2).unwrap().request_async(&http).await.is_err());
+    let intro = client.introspect(rotated.access_token()).request_async(&http).await.unwrap();
     assert!(!intro.active());
 
     // RP-initiated logout with id_token_hint returns to the registered URI.
@@ -212,34 +167,22 @@ async fn full_flow_with_a_real_relying_party() {
     // After logout: silent auth needs a login, and old access tokens are dead.
     let (challenge, _) = PkceCodeChallenge::new_random_sha256();
     let (silent_url, _, _) = client
-        .authorize_url(
-            CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        )
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
         .add_prompt(CoreAuthPrompt::None)
         .set_pkce_challenge(challenge)
         .url();
     let r = browser.get(silent_url.as_str()).send().await.unwrap();
     let back = url::Url::parse(&location(&r)).unwrap();
     assert_eq!(query_param(&back, "error").as_deref(), Some("login_required"));
-    let denied: Result<CoreUserInfoClaims, _> = client
-        .user_info(silent.access_token().clone(), None)
-        .unwrap()
-        .request_async(&http)
-        .await;
+    let denied: Result<CoreUserInfoClaims, _> =
+        client.user_info(silent.access_token().clone(), None).unwrap().request_async(&http).await;
     assert!(denied.is_err(), "userinfo after logout must fail");
 }
 
 fn decode_claims(jwt: &str) -> serde_json::Value {
     use base64::Engine;
     let payload = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
 #[tokio::test]
@@ -249,10 +192,7 @@ async fn id_tokens_verify_for_every_signing_algorithm() {
     let http = rp_http();
     for alg in SigningAlg::ALL {
         let id = format!("epr-{}", alg.as_str().to_lowercase());
-        let secret = app
-            .add_client(&id, Auth::Secret, &[GrantType::AuthorizationCode], alg)
-            .await
-            .unwrap();
+        let secret = app.add_client(&id, Auth::Secret, &[GrantType::AuthorizationCode], alg).await.unwrap();
         let client = CoreClient::from_provider_metadata(
             discover(&app).await,
             ClientId::new(id),
@@ -261,16 +201,10 @@ async fn id_tokens_verify_for_every_signing_algorithm() {
         .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap());
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let (auth_url, _, nonce) = client
-            .authorize_url(
-                CoreAuthenticationFlow::AuthorizationCode,
-                CsrfToken::new_random,
-                Nonce::new_random,
-            )
+            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
             .set_pkce_challenge(challenge)
             .url();
-        let back = app
-            .browser_authorize(&no_redirects(true), auth_url.as_str(), "bob")
-            .await;
+        let back = app.browser_authorize(&no_redirects(true), auth_url.as_str(), "bob").await;
         let tokens = client
             .exchange_code(AuthorizationCode::new(query_param(&back, "code").unwrap()))
             .unwrap()
@@ -278,15 +212,10 @@ async fn id_tokens_verify_for_every_signing_algorithm() {
             .request_async(&http)
             .await
             .unwrap();
-        assert!(
-            tokens.refresh_token().is_none(),
-            "no refresh token without the refresh_token grant"
-        );
+        assert!(tokens.refresh_token().is_none(), "no refresh token without the refresh_token grant");
         let verifier = client.id_token_verifier().set_allowed_algs(vec![alg_of(alg)]);
         let id_token = tokens.id_token().unwrap();
-        let claims = id_token
-            .claims(&verifier, &nonce)
-            .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+        let claims = id_token.claims(&verifier, &nonce).unwrap_or_else(|e| panic!("{alg:?}: {e}"));
         let expected = AccessTokenHash::from_token(
             tokens.access_token(),
             id_token.signing_alg().unwrap(),
@@ -301,28 +230,17 @@ async fn id_tokens_verify_for_every_signing_algorithm() {
 async fn public_client_with_pkce_and_client_credentials() {
     let app = spawn_app().await;
     app.add_user("carol").await;
-    app.add_client(
-        "spa",
-        Auth::Public,
-        &[GrantType::AuthorizationCode, GrantType::RefreshToken],
-        SigningAlg::ES256,
-    )
-    .await;
+    app.add_client("spa", Auth::Public, &[GrantType::AuthorizationCode, GrantType::RefreshToken], SigningAlg::ES256)
+        .await;
     let http = rp_http();
     let client = CoreClient::from_provider_metadata(discover(&app).await, ClientId::new("spa".into()), None)
         .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap());
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (auth_url, _, nonce) = client
-        .authorize_url(
-            CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        )
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
         .set_pkce_challenge(challenge)
         .url();
-    let back = app
-        .browser_authorize(&no_redirects(true), auth_url.as_str(), "carol")
-        .await;
+    let back = app.browser_authorize(&no_redirects(true), auth_url.as_str(), "carol").await;
     let tokens = client
         .exchange_code(AuthorizationCode::new(query_param(&back, "code").unwrap()))
         .unwrap()
@@ -330,39 +248,20 @@ async fn public_client_with_pkce_and_client_credentials() {
         .request_async(&http)
         .await
         .expect("public client code exchange");
-    let verifier = client
-        .id_token_verifier()
-        .set_allowed_algs(vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
+    let verifier = client.id_token_verifier().set_allowed_algs(vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
     tokens.id_token().unwrap().claims(&verifier, &nonce).unwrap();
     let refresh = tokens.refresh_token().unwrap();
-    client
-        .exchange_refresh_token(refresh)
-        .unwrap()
-        .request_async(&http)
-        .await
-        .expect("public refresh");
+    client.exchange_refresh_token(refresh).unwrap().request_async(&http).await.expect("public refresh");
 
     // An EPR back end: client credentials, no user, no ID token.
-    let secret = app
-        .add_client(
-            "lab-backend",
-            Auth::Secret,
-            &[GrantType::ClientCredentials],
-            SigningAlg::ES256,
-        )
-        .await
-        .unwrap();
+    let secret =
+        app.add_client("lab-backend", Auth::Secret, &[GrantType::ClientCredentials], SigningAlg::ES256).await.unwrap();
     let backend = CoreClient::from_provider_metadata(
         discover(&app).await,
         ClientId::new("lab-backend".into()),
         Some(ClientSecret::new(secret)),
     );
-    let tokens = backend
-        .exchange_client_credentials()
-        .unwrap()
-        .request_async(&http)
-        .await
-        .expect("client credentials");
+    let tokens = backend.exchange_client_credentials().unwrap().request_async(&http).await.expect("client credentials");
     assert!(tokens.id_token().is_none());
     assert!(tokens.refresh_token().is_none());
     let claims = decode_claims(tokens.access_token().secret());
@@ -376,9 +275,9 @@ async fn data_and_keys_survive_a_restart() {
     let secret = app.add_epr("epr").await;
     let jwks_before: serde_json::Value = app.get("/jwks").await.json().await.unwrap();
     let tokens = login_and_redeem(&app, "epr", &secret, "dave").await;
-    let dir = app.stop();
+    let stopped = app.stop();
 
-    let app = spawn_app_in(dir, |_| {}).await;
+    let app = spawn_app_again(stopped).await;
     let jwks_after: serde_json::Value = app.get("/jwks").await.json().await.unwrap();
     assert_eq!(jwks_before, jwks_after, "signing keys are kept in the store");
     // The user, password and client are still there.
@@ -409,19 +308,11 @@ async fn discovery_is_truthful_and_ops_endpoints_answer() {
         assert!(url.starts_with(&app.base), "{endpoint} on the issuer");
     }
     let jwks: serde_json::Value = app.get("/jwks").await.json().await.unwrap();
-    let algs: Vec<&str> = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["alg"].as_str().unwrap())
-        .collect();
+    let algs: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["alg"].as_str().unwrap()).collect();
     for alg in ["ES256", "RS256", "EdDSA"] {
         assert!(algs.contains(&alg), "{alg} key published");
     }
-    assert!(
-        jwks["keys"].as_array().unwrap().iter().all(|k| k.get("d").is_none()),
-        "no private parts"
-    );
+    assert!(jwks["keys"].as_array().unwrap().iter().all(|k| k.get("d").is_none()), "no private parts");
     assert_eq!(app.get("/healthz").await.status(), 200);
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
@@ -429,17 +320,9 @@ async fn discovery_is_truthful_and_ops_endpoints_answer() {
     assert!(metrics.contains("wardkey_http_request_duration_seconds"), "{metrics}");
     // Login page: not framable, works without JavaScript.
     let page = app.get("/login").await;
-    assert!(
-        page.headers()["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .contains("frame-ancestors 'none'")
-    );
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
     assert_eq!(page.headers()["x-frame-options"], "DENY");
-    assert!(
-        page.headers().get("access-control-allow-origin").is_none(),
-        "no CORS on /login"
-    );
+    assert!(page.headers().get("access-control-allow-origin").is_none(), "no CORS on /login");
     let html = page.text().await.unwrap();
     assert!(html.contains("name=\"username\"") && html.contains("name=\"password\"") && !html.contains("<script"));
 }

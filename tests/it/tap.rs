@@ -45,34 +45,16 @@ impl TestWorkstation {
             enrolled_at: None,
         };
         let code_digest = digest(&wardkey_idp::tap::normalise_code(&code));
-        app.state
-            .store
-            .create_workstation(&ws, &code_digest, app.clock.now() + 3600)
-            .await
-            .unwrap();
+        app.state.store.create_workstation(&ws, &code_digest, app.clock.now() + 3600).await.unwrap();
         let key = Ed25519KeyPair::generate().unwrap();
-        let request = EnrolRequest {
-            code: code.to_lowercase(),
-            public_key: URL_SAFE_NO_PAD.encode(key.public_key().as_ref()),
-        };
-        let r = app
-            .http
-            .post(app.url("/tap/enrol"))
-            .json(&request)
-            .send()
-            .await
-            .unwrap();
+        let request =
+            EnrolRequest { code: code.to_lowercase(), public_key: URL_SAFE_NO_PAD.encode(key.public_key().as_ref()) };
+        let r = app.http.post(app.url("/tap/enrol")).json(&request).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let enrolled: EnrolResponse = r.json().await.unwrap();
         assert_eq!(enrolled.workstation_id, ws.id);
         // The code worked once.
-        let again = app
-            .http
-            .post(app.url("/tap/enrol"))
-            .json(&request)
-            .send()
-            .await
-            .unwrap();
+        let again = app.http.post(app.url("/tap/enrol")).json(&request).send().await.unwrap();
         assert_eq!(again.status(), 410);
         Self { id: ws.id, key }
     }
@@ -80,22 +62,16 @@ impl TestWorkstation {
     /// A compact EdDSA JWS over `claims` with header `typ`.
     pub fn sign(&self, typ: &str, claims: &Value) -> String {
         let header = json!({"alg": "EdDSA", "kid": self.id, "typ": typ});
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
+        let signing_input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
         let signature = self.key.sign(signing_input.as_bytes());
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
     }
 
     /// The envelope claims for `action` at the app's current time.
     pub fn envelope(&self, app: &TestApp, action: Value) -> Value {
-        let mut claims = json!({"iss": self.id, "aud": app.base, "jti": random_token(16), "iat": app.clock.now()});
-        claims
-            .as_object_mut()
-            .unwrap()
-            .extend(action.as_object().unwrap().clone());
+        let mut claims = json!({"iss": self.id, "aud": app.issuer, "jti": random_token(16), "iat": app.clock.now()});
+        claims.as_object_mut().unwrap().extend(action.as_object().unwrap().clone());
         claims
     }
 
@@ -117,17 +93,14 @@ impl TestWorkstation {
         let now = app.clock.now();
         let assertion = self.sign(
             "JWT",
-            &json!({"iss": self.id, "sub": self.id, "aud": app.url("/token"), "jti": random_token(16), "iat": now, "exp": now + 60}),
+            &json!({"iss": self.id, "sub": self.id, "aud": format!("{}/token", app.issuer), "jti": random_token(16), "iat": now, "exp": now + 60}),
         );
         app.post_form(
             "/token",
             &[
                 ("grant_type", TOKEN_EXCHANGE_GRANT),
                 ("client_id", &self.id),
-                (
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                ),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
                 ("client_assertion", &assertion),
                 ("subject_token", ticket),
                 ("subject_token_type", SESSION_TICKET_TOKEN_TYPE),
@@ -140,45 +113,25 @@ impl TestWorkstation {
 }
 
 async fn post_jws(app: &TestApp, path: &str, jws: String) -> reqwest::Response {
-    app.http
-        .post(app.url(path))
-        .header("content-type", JOSE_CONTENT_TYPE)
-        .body(jws)
-        .send()
-        .await
-        .unwrap()
+    app.http.post(app.url(path)).header("content-type", JOSE_CONTENT_TYPE).body(jws).send().await.unwrap()
 }
 
 /// Give `username` a badge with `uid` and the PIN [`PIN`].
 pub async fn enrol_badge(app: &TestApp, username: &str, uid: &str) {
     let user = app.add_user(username).await;
     let digest = wardkey_core::badge::digest(&app.state.badge_key, uid).unwrap();
-    let badge = Badge {
-        digest,
-        user_id: user.id.clone(),
-        failed_pins: 0,
-        created_at: app.clock.now(),
-    };
+    let badge = Badge { digest, user_id: user.id.clone(), failed_pins: 0, created_at: app.clock.now() };
     app.state.store.add_badge(&badge).await.unwrap();
     let hash = wardkey_core::password::hash(&app.state.settings.password.argon2(), PIN).unwrap();
-    app.state
-        .store
-        .set_credential(&user.id, CredentialKind::Pin, &hash, app.clock.now())
-        .await
-        .unwrap();
+    app.state.store.set_credential(&user.id, CredentialKind::Pin, &hash, app.clock.now()).await.unwrap();
 }
 
 /// First tap and PIN: returns the session ticket.
 async fn tap_in(app: &TestApp, ws: &TestWorkstation, uid: &str) -> String {
     let answer = ws.call(app, "/tap", json!({"badge": uid})).await;
     assert_eq!(answer["state"], "pin_required", "{answer}");
-    let answer = ws
-        .call(app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": PIN}))
-        .await;
-    assert!(
-        matches!(answer["state"].as_str(), Some("active" | "switched")),
-        "{answer}"
-    );
+    let answer = ws.call(app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": PIN})).await;
+    assert!(matches!(answer["state"].as_str(), Some("active" | "switched")), "{answer}");
     answer["session_ticket"].as_str().unwrap().to_string()
 }
 
@@ -199,10 +152,7 @@ async fn pin_once_then_lock_resume_switch_and_grace() {
     // First tap of the shift: PIN, then active.
     tap_in(&app, &ws, "04a23b1c").await;
     // The same clinician taps again: lock.
-    assert_eq!(
-        ws.call(&app, "/tap", json!({"badge": "04A23B1C"})).await["state"],
-        "locked"
-    );
+    assert_eq!(ws.call(&app, "/tap", json!({"badge": "04A23B1C"})).await["state"], "locked");
     // And again, within the PIN grace: straight in, no PIN.
     let answer = ws.call(&app, "/tap", json!({"badge": "04 A2 3B 1C"})).await;
     assert_eq!(answer["state"], "active", "{answer}");
@@ -210,28 +160,17 @@ async fn pin_once_then_lock_resume_switch_and_grace() {
     // Another clinician: PIN (first tap of their shift), then switched.
     let answer = ws.call(&app, "/tap", json!({"badge": "04B0B0B0"})).await;
     assert_eq!(answer["state"], "pin_required");
-    let answer = ws
-        .call(&app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": PIN}))
-        .await;
+    let answer = ws.call(&app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": PIN})).await;
     assert_eq!(answer["state"], "switched", "{answer}");
     assert_eq!(answer["previous"]["username"], "alice");
     // Alice's session lives on: at another PC she is in without a PIN.
     let ws2 = TestWorkstation::enrol(&app, "w4-pc2", "Ward 4").await;
-    assert_eq!(
-        ws2.call(&app, "/tap", json!({"badge": "04A23B1C"})).await["state"],
-        "active"
-    );
+    assert_eq!(ws2.call(&app, "/tap", json!({"badge": "04A23B1C"})).await["state"], "active");
     // After the PIN grace (4 h by default) a PIN is needed again.
     app.clock.advance(4 * 3600 + 60);
-    assert_eq!(
-        ws.call(&app, "/tap", json!({"badge": "04A23B1C"})).await["state"],
-        "pin_required"
-    );
+    assert_eq!(ws.call(&app, "/tap", json!({"badge": "04A23B1C"})).await["state"], "pin_required");
     // Tap-out locks without ending the session.
-    assert_eq!(
-        ws2.call(&app, "/tap/out", json!({"logout": false})).await["state"],
-        "locked"
-    );
+    assert_eq!(ws2.call(&app, "/tap/out", json!({"logout": false})).await["state"], "locked");
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("wardkey_taps_total{kind=\"switched\"} 1"), "{metrics}");
 }
@@ -244,23 +183,13 @@ async fn five_wrong_pins_lock_the_badge_until_a_password_login() {
     let answer = ws.call(&app, "/tap", json!({"badge": "C0C0"})).await;
     let tap_id = answer["tap_id"].clone();
     for remaining in (1..5).rev() {
-        let r = ws
-            .send(&app, "/tap/pin", json!({"tap_id": tap_id, "pin": "000000"}))
-            .await;
+        let r = ws.send(&app, "/tap/pin", json!({"tap_id": tap_id, "pin": "000000"})).await;
         assert_eq!(r.status(), 401);
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"], "wrong_pin");
-        assert!(
-            body["message"]
-                .as_str()
-                .unwrap()
-                .contains(&format!("{remaining} attempts")),
-            "{body}"
-        );
+        assert!(body["message"].as_str().unwrap().contains(&format!("{remaining} attempts")), "{body}");
     }
-    let r = ws
-        .send(&app, "/tap/pin", json!({"tap_id": tap_id, "pin": "000000"}))
-        .await;
+    let r = ws.send(&app, "/tap/pin", json!({"tap_id": tap_id, "pin": "000000"})).await;
     assert_eq!(error_code(r, 403).await, "badge_locked");
     // Even the right PIN and a fresh tap are refused now.
     let r = ws.send(&app, "/tap", json!({"badge": "C0C0"})).await;
@@ -284,15 +213,9 @@ async fn hostile_and_stale_tap_requests_are_refused() {
     // Stale iat.
     let mut claims = ws.envelope(&app, json!({"badge": "D0D0"}));
     claims["iat"] = json!(app.clock.now() - 3600);
-    assert_eq!(
-        error_code(post_jws(&app, "/tap", ws.sign("wardkey-tap+jwt", &claims)).await, 400).await,
-        "stale"
-    );
+    assert_eq!(error_code(post_jws(&app, "/tap", ws.sign("wardkey-tap+jwt", &claims)).await, 400).await, "stale");
     // Forged: signed by a key the server does not know, claiming this id.
-    let forger = TestWorkstation {
-        id: ws.id.clone(),
-        key: Ed25519KeyPair::generate().unwrap(),
-    };
+    let forger = TestWorkstation { id: ws.id.clone(), key: Ed25519KeyPair::generate().unwrap() };
     let r = forger.send(&app, "/tap", json!({"badge": "D0D0"})).await;
     assert_eq!(error_code(r, 401).await, "invalid_signature");
     // alg none.
@@ -301,42 +224,23 @@ async fn hostile_and_stale_tap_requests_are_refused() {
         URL_SAFE_NO_PAD.encode(json!({"alg": "none", "kid": ws.id, "typ": "wardkey-tap+jwt"}).to_string()),
         URL_SAFE_NO_PAD.encode(ws.envelope(&app, json!({"badge": "D0D0"})).to_string())
     );
-    assert_eq!(
-        error_code(post_jws(&app, "/tap", none).await, 401).await,
-        "invalid_signature"
-    );
+    assert_eq!(error_code(post_jws(&app, "/tap", none).await, 401).await, "invalid_signature");
     // Garbage bodies.
     for body in ["", "not a jws", "a.b.c", "\u{0}\u{1}"] {
         assert_eq!(post_jws(&app, "/tap", body.to_string()).await.status(), 400, "{body:?}");
     }
     // Missing field in the action.
-    assert_eq!(
-        error_code(ws.send(&app, "/tap", json!({"badj": "D0D0"})).await, 400).await,
-        "invalid_request"
-    );
+    assert_eq!(error_code(ws.send(&app, "/tap", json!({"badj": "D0D0"})).await, 400).await, "invalid_request");
     // Unknown badge.
-    assert_eq!(
-        error_code(ws.send(&app, "/tap", json!({"badge": "FFFF"})).await, 404).await,
-        "unknown_badge"
-    );
+    assert_eq!(error_code(ws.send(&app, "/tap", json!({"badge": "FFFF"})).await, 404).await, "unknown_badge");
     // Revoked badge.
     let user = app.state.store.user_by_username("dan").await.unwrap().unwrap();
     app.state.store.revoke_user_badges(&user.id).await.unwrap();
-    assert_eq!(
-        error_code(ws.send(&app, "/tap", json!({"badge": "D0D0"})).await, 404).await,
-        "unknown_badge"
-    );
+    assert_eq!(error_code(ws.send(&app, "/tap", json!({"badge": "D0D0"})).await, 404).await, "unknown_badge");
     // Disabled user.
     enrol_badge(&app, "erin", "E0E0").await;
-    app.state
-        .store
-        .set_user_disabled("erin", true, app.clock.now())
-        .await
-        .unwrap();
-    assert_eq!(
-        error_code(ws.send(&app, "/tap", json!({"badge": "E0E0"})).await, 403).await,
-        "user_disabled"
-    );
+    app.state.store.set_user_disabled("erin", true, app.clock.now()).await.unwrap();
+    assert_eq!(error_code(ws.send(&app, "/tap", json!({"badge": "E0E0"})).await, 403).await, "user_disabled");
     // Disabled workstation: refused at once.
     enrol_badge(&app, "fay", "F0F0").await;
     app.state.store.set_workstation_enabled("pc", false).await.unwrap();
@@ -356,12 +260,7 @@ async fn hostile_and_stale_tap_requests_are_refused() {
 }
 
 fn jwks_key(jwks: &Value, kid: &str) -> jsonwebtoken::DecodingKey {
-    let jwk = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kid"] == kid)
-        .expect("kid in /jwks");
+    let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid).expect("kid in /jwks");
     jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(jwk.clone()).unwrap()).unwrap()
 }
 
@@ -370,8 +269,7 @@ async fn token_exchange_serves_the_clinician_at_the_keyboard() {
     let app = spawn_app().await;
     enrol_badge(&app, "gail", "6A11").await;
     enrol_badge(&app, "hal", "4A11").await;
-    app.add_client("epr", Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256)
-        .await;
+    app.add_client("epr", Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
     app.add_epr("not-for-exchange").await;
     let ws = TestWorkstation::enrol(&app, "pc", "Ward 9").await;
     let ticket = tap_in(&app, &ws, "6A11").await;
@@ -379,10 +277,7 @@ async fn token_exchange_serves_the_clinician_at_the_keyboard() {
     let r = ws.exchange(&app, &ticket, "epr").await;
     assert_eq!(r.status(), 200);
     let tokens: Value = r.json().await.unwrap();
-    assert_eq!(
-        tokens["issued_token_type"],
-        "urn:ietf:params:oauth:token-type:access_token"
-    );
+    assert_eq!(tokens["issued_token_type"], "urn:ietf:params:oauth:token-type:access_token");
     let jwks: Value = app.get("/jwks").await.json().await.unwrap();
     let access = tokens["access_token"].as_str().unwrap();
     let header = jsonwebtoken::decode_header(access).unwrap();
@@ -399,10 +294,7 @@ async fn token_exchange_serves_the_clinician_at_the_keyboard() {
     let id_token = tokens["id_token"].as_str().unwrap();
     let id_claims = jsonwebtoken::decode::<Value>(
         id_token,
-        &jwks_key(
-            &jwks,
-            jsonwebtoken::decode_header(id_token).unwrap().kid.as_deref().unwrap(),
-        ),
+        &jwks_key(&jwks, jsonwebtoken::decode_header(id_token).unwrap().kid.as_deref().unwrap()),
         &validation,
     )
     .unwrap()
@@ -426,11 +318,7 @@ async fn token_exchange_serves_the_clinician_at_the_keyboard() {
         tokens["access_token"].as_str().unwrap(),
         &jwks_key(
             &jwks,
-            jsonwebtoken::decode_header(tokens["access_token"].as_str().unwrap())
-                .unwrap()
-                .kid
-                .as_deref()
-                .unwrap(),
+            jsonwebtoken::decode_header(tokens["access_token"].as_str().unwrap()).unwrap().kid.as_deref().unwrap(),
         ),
         &validation,
     )
@@ -443,21 +331,12 @@ async fn token_exchange_serves_the_clinician_at_the_keyboard() {
 async fn handoff_link_opens_the_browser_once() {
     let app = spawn_app().await;
     enrol_badge(&app, "ivy", "1717").await;
-    app.add_client(
-        "webepr",
-        Auth::Secret,
-        &[GrantType::AuthorizationCode],
-        SigningAlg::ES256,
-    )
-    .await;
+    app.add_client("webepr", Auth::Secret, &[GrantType::AuthorizationCode], SigningAlg::ES256).await;
     let client = app.state.store.client("webepr").await.unwrap().unwrap();
     app.state.store.remove_client("webepr").await.unwrap();
     app.state
         .store
-        .create_client(&wardkey_core::client::Client {
-            start_url: Some("https://epr.example/start".into()),
-            ..client
-        })
+        .create_client(&wardkey_core::client::Client { start_url: Some("https://epr.example/start".into()), ..client })
         .await
         .unwrap();
     let ws = TestWorkstation::enrol(&app, "pc", "Ward 2").await;
@@ -519,15 +398,10 @@ async fn spawn_rp(fail_first: usize) -> TestRp {
         if *n <= fail_first {
             return axum::http::StatusCode::SERVICE_UNAVAILABLE;
         }
-        rp.received
-            .lock()
-            .unwrap()
-            .push(form.get("logout_token").cloned().unwrap_or_default());
+        rp.received.lock().unwrap().push(form.get("logout_token").cloned().unwrap_or_default());
         axum::http::StatusCode::OK
     };
-    let app = axum::Router::new()
-        .route("/bcl", axum::routing::post(handler))
-        .with_state(state);
+    let app = axum::Router::new().route("/bcl", axum::routing::post(handler)).with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let uri = format!("http://{}/bcl", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -535,14 +409,10 @@ async fn spawn_rp(fail_first: usize) -> TestRp {
 }
 
 async fn add_bcl_client(app: &TestApp, id: &str, uri: &str) {
-    app.add_client(id, Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256)
-        .await;
+    app.add_client(id, Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
     let client = app.state.store.client(id).await.unwrap().unwrap();
     app.state.store.remove_client(id).await.unwrap();
-    let client = wardkey_core::client::Client {
-        backchannel_logout_uri: Some(uri.into()),
-        ..client
-    };
+    let client = wardkey_core::client::Client { backchannel_logout_uri: Some(uri.into()), ..client };
     app.state.store.create_client(&client).await.unwrap();
 }
 
@@ -572,10 +442,7 @@ async fn back_channel_logout_on_tap_out_and_admin_revoke_with_retries() {
     // Tap-out with logout: the RP is down for two attempts, then gets it.
     let ticket = tap_in(&app, &ws, "4B1D").await;
     assert_eq!(ws.exchange(&app, &ticket, "epr").await.status(), 200);
-    assert_eq!(
-        ws.call(&app, "/tap/out", json!({"logout": true})).await["state"],
-        "logged_out"
-    );
+    assert_eq!(ws.call(&app, "/tap/out", json!({"logout": true})).await["state"], "logged_out");
     let tokens = wait_for_tokens(&app, &rp, 1).await;
     let jwks: Value = app.get("/jwks").await.json().await.unwrap();
     let header = jsonwebtoken::decode_header(&tokens[0]).unwrap();
@@ -584,43 +451,27 @@ async fn back_channel_logout_on_tap_out_and_admin_revoke_with_retries() {
     validation.set_audience(&["epr"]);
     validation.set_issuer(&[&app.base]);
     validation.validate_exp = false; // the test moved the server clock
-    let claims = jsonwebtoken::decode::<Value>(
-        &tokens[0],
-        &jwks_key(&jwks, header.kid.as_deref().unwrap()),
-        &validation,
-    )
-    .unwrap()
-    .claims;
+    let claims =
+        jsonwebtoken::decode::<Value>(&tokens[0], &jwks_key(&jwks, header.kid.as_deref().unwrap()), &validation)
+            .unwrap()
+            .claims;
     assert_eq!(claims["sub"], kim.id);
     assert!(claims["sid"].is_string());
     assert!(claims.get("nonce").is_none());
-    assert_eq!(
-        claims["events"],
-        json!({"http://schemas.openid.net/event/backchannel-logout": {}})
-    );
+    assert_eq!(claims["events"], json!({"http://schemas.openid.net/event/backchannel-logout": {}}));
     assert!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() <= 120);
     // The session is gone: the next tap needs a PIN.
-    assert_eq!(
-        ws.call(&app, "/tap", json!({"badge": "4B1D"})).await["state"],
-        "pin_required"
-    );
+    assert_eq!(ws.call(&app, "/tap", json!({"badge": "4B1D"})).await["state"], "pin_required");
 
     // Admin revoke (what `wardkey session revoke` asks for through the store).
     let ticket = tap_in(&app, &ws, "4B1D").await;
     assert_eq!(ws.exchange(&app, &ticket, "epr").await.status(), 200);
-    app.state
-        .store
-        .request_session_revocation(&kim.id, app.clock.now())
-        .await
-        .unwrap();
+    app.state.store.request_session_revocation(&kim.id, app.clock.now()).await.unwrap();
     let tokens = wait_for_tokens(&app, &rp, 2).await;
     assert_ne!(tokens[0], tokens[1]);
     assert_oauth_error(ws.exchange(&app, &ticket, "epr").await, 400, "invalid_grant").await;
     let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert!(
-        metrics.contains("wardkey_backchannel_logout_failures_total 2"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("wardkey_backchannel_logout_failures_total 2"), "{metrics}");
 }
 
 #[tokio::test]
@@ -645,9 +496,5 @@ async fn back_channel_logout_when_a_session_expires_and_only_once() {
     assert_eq!(tokens.len(), 1);
     app.clock.advance(3 * 3600);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(
-        rp.received.lock().unwrap().len(),
-        1,
-        "one logout token per session and RP"
-    );
+    assert_eq!(rp.received.lock().unwrap().len(), 1, "one logout token per session and RP");
 }

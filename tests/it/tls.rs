@@ -41,9 +41,8 @@ async fn https_flow_with_secure_host_cookies_and_revocation() {
         .build()
         .unwrap();
 
-    let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(app.base.clone()).unwrap(), &http)
-        .await
-        .unwrap();
+    let metadata =
+        CoreProviderMetadata::discover_async(IssuerUrl::new(app.base.clone()).unwrap(), &http).await.unwrap();
     let client =
         CoreClient::from_provider_metadata(metadata, ClientId::new("epr".into()), Some(ClientSecret::new(secret)))
             .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap())
@@ -51,11 +50,7 @@ async fn https_flow_with_secure_host_cookies_and_revocation() {
 
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (auth_url, _, nonce) = client
-        .authorize_url(
-            CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        )
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
         .set_pkce_challenge(challenge)
         .url();
     // The login form's CSRF cookie is Secure and host-bound.
@@ -73,25 +68,11 @@ async fn https_flow_with_secure_host_cookies_and_revocation() {
         .request_async(&http)
         .await
         .unwrap();
-    let id_verifier = client
-        .id_token_verifier()
-        .set_allowed_algs(vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
+    let id_verifier = client.id_token_verifier().set_allowed_algs(vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
     tokens.id_token().unwrap().claims(&id_verifier, &nonce).unwrap();
 
     // RFC 7009 revocation through the library (it insists on https).
     let refresh = tokens.refresh_token().unwrap().clone();
-    client
-        .revoke_token(CoreRevocableToken::from(refresh.clone()))
-        .unwrap()
-        .request_async(&http)
-        .await
-        .unwrap();
-    assert!(
-        client
-            .exchange_refresh_token(&refresh)
-            .unwrap()
-            .request_async(&http)
-            .await
-            .is_err()
-    );
+    client.revoke_token(CoreRevocableToken::from(refresh.clone())).unwrap().request_async(&http).await.unwrap();
+    assert!(client.exchange_refresh_token(&refresh).unwrap().request_async(&http).await.is_err());
 }

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod memory;
+mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use memory::MemoryCache;
+pub use redis::RedisCache;
 
 /// Cache errors: the backend is unreachable or misbehaving. Callers answer
 /// 503 / `temporarily_unavailable`, never a security decision.
@@ -26,6 +28,10 @@ pub enum CacheError {
     /// The cache URL is not one we can open.
     #[error("unsupported cache url {0:?}: use memory:// or redis://…")]
     UnsupportedUrl(String),
+    /// The URL names a backend we support but is malformed; the message
+    /// says why and quotes the URL with any password masked.
+    #[error("invalid cache url {0}")]
+    InvalidUrl(String),
     /// The backend failed or timed out.
     #[error("cache unavailable: {0}")]
     Unavailable(String),
@@ -59,11 +65,17 @@ pub trait Cache: Send + Sync + 'static {
     async fn ping(&self) -> CacheResult<()>;
 }
 
-/// Open the cache named by `url`.
+/// Open the cache named by `url`: `memory://`, or a Redis URL (`redis://`,
+/// `rediss://`, `redis+sentinel://`; see [`RedisCache`]). Redis is
+/// connected lazily, on first use, so this stays synchronous; it must be
+/// called within a Tokio runtime for Redis URLs. Error messages never
+/// contain the URL's password.
 pub fn open(url: &str) -> CacheResult<Arc<dyn Cache>> {
     if url == "memory://" || url == "memory:" {
         Ok(Arc::new(MemoryCache::new()))
+    } else if RedisCache::handles(url) {
+        Ok(Arc::new(RedisCache::open(url)?))
     } else {
-        Err(CacheError::UnsupportedUrl(url.to_string()))
+        Err(CacheError::UnsupportedUrl(redis::redact(url)))
     }
 }

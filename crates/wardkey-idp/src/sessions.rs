@@ -198,6 +198,10 @@ pub mod keys {
     pub fn assertion_jti(client_id: &str, jti: &str) -> String {
         format!("jti:{client_id}:{jti}")
     }
+    /// A password check in progress for a username (by its digest key).
+    pub fn login_in_flight(failures_key: &str) -> String {
+        format!("inflight:{failures_key}")
+    }
     /// Failed logins for a username that does not exist.
     pub fn unknown_user_failures(username_digest: &str) -> String {
         format!("fail:{username_digest}")

@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use wardkey_core::keys::SigningKey;
 use wardkey_core::user::{NewUser, User};
 use wardkey_core::workstation::Workstation;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Store errors. `NotFound` and `Conflict` are the caller's business (an
@@ -213,6 +215,8 @@ pub trait Store: Send + Sync + 'static {
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(url).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }

@@ -23,6 +23,9 @@ use crate::state::AppState;
 
 use super::authorize::{complete, see_other};
 
+/// Bounds the per-username "check in progress" marker if a node dies
+/// mid-check.
+const LOGIN_IN_FLIGHT_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long failures of an unknown username are remembered.
 const UNKNOWN_USER_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -183,6 +186,27 @@ async fn check_password(state: &AppState, username: &str, password: &str) -> Res
             return Ok(Verdict::Throttled(wait));
         }
     }
+    // One check per username at a time: concurrent guesses would otherwise
+    // all pass the backoff test above before any failure is recorded.
+    let inflight = keys::login_in_flight(&unknown_key);
+    if !state.cache.put_if_absent(&inflight, b"1", LOGIN_IN_FLIGHT_TTL).await? {
+        return Ok(Verdict::Throttled(1));
+    }
+    let verdict = verify_and_record(state, user, username, password, failures, now, &unknown_key).await;
+    state.cache.delete(&inflight).await?;
+    verdict
+}
+
+async fn verify_and_record(
+    state: &AppState,
+    user: Option<wardkey_core::user::User>,
+    username: &str,
+    password: &str,
+    failures: u32,
+    now: i64,
+    unknown_key: &str,
+) -> Result<Verdict, PageError> {
+    let cfg = &state.settings.password;
     let stored = match &user {
         Some(u) => state.store.credential(&u.id, CredentialKind::Password).await?,
         None => None,
@@ -220,7 +244,7 @@ async fn check_password(state: &AppState, username: &str, password: &str) -> Res
                 count: failures + 1,
                 last: now,
             };
-            put_json(state.cache.as_ref(), &unknown_key, &record, UNKNOWN_USER_WINDOW).await?;
+            put_json(state.cache.as_ref(), unknown_key, &record, UNKNOWN_USER_WINDOW).await?;
             Ok(if record.count >= cfg.lock_after {
                 Verdict::Locked
             } else {

@@ -1,0 +1,742 @@
+//! The store conformance suite: backend-neutral cases taking `&dyn Store`,
+//! each assuming an empty store, and the fixtures they share with the
+//! backend-specific tests. `tests/sqlite.rs` and `tests/postgres.rs` include
+//! it (`mod suite;`) and run every case with `suite::all_cases!(open_fn)`.
+
+// Each test binary uses its own subset of the fixtures.
+#![allow(dead_code)]
+
+use wardkey_core::audit::AuditEvent;
+use wardkey_core::badge::{Badge, MAX_PIN_FAILURES};
+use wardkey_core::client::{Client, ClientAuth, GrantType};
+use wardkey_core::keys::{SigningAlg, SigningKey};
+use wardkey_core::user::NewUser;
+use wardkey_core::workstation::Workstation;
+use wardkey_store::{CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError};
+
+// ---------------------------------------------------------------------------
+// Fixtures
+
+pub fn new_user(username: &str) -> NewUser {
+    NewUser {
+        username: username.to_string(),
+        name: Some(format!("{username} name")),
+        email: Some(format!("{username}@trust.nhs.uk")),
+        roles: vec!["R8000".to_string(), "R8003".to_string()],
+    }
+}
+
+pub fn client(client_id: &str, auth: ClientAuth) -> Client {
+    Client {
+        client_id: client_id.to_string(),
+        auth,
+        redirect_uris: vec![
+            format!("https://{client_id}.example/cb"),
+            "http://127.0.0.1:9000/cb".to_string(),
+        ],
+        post_logout_redirect_uris: vec![format!("https://{client_id}.example/bye")],
+        backchannel_logout_uri: Some(format!("https://{client_id}.example/bcl")),
+        grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        start_url: None,
+        id_token_alg: SigningAlg::RS256,
+        created_at: 1_700_000_000,
+    }
+}
+
+pub fn key(kid: &str, alg: SigningAlg, created_at: i64) -> SigningKey {
+    SigningKey {
+        kid: kid.to_string(),
+        alg,
+        pkcs8: format!("der-of-{kid}").into_bytes(),
+        created_at,
+        retired_at: None,
+    }
+}
+
+pub fn audit(at: i64, event: &str, subject: &str) -> AuditEvent {
+    AuditEvent {
+        at,
+        event: event.to_string(),
+        actor: "admin-cli".to_string(),
+        subject: subject.to_string(),
+        detail: serde_json::json!({ "n": at, "tags": ["a", "b"] }),
+    }
+}
+
+pub fn workstation(id: &str, name: &str, ward: &str, created_at: i64) -> Workstation {
+    Workstation {
+        id: id.to_string(),
+        name: name.to_string(),
+        ward: ward.to_string(),
+        public_key: None,
+        enabled: true,
+        created_at,
+        enrolled_at: None,
+    }
+}
+
+pub fn badge(digest: &[u8], user_id: &str, created_at: i64) -> Badge {
+    Badge {
+        digest: digest.to_vec(),
+        user_id: user_id.to_string(),
+        failed_pins: 0,
+        created_at,
+    }
+}
+
+pub fn notice(client_id: &str, sub: &str, sid: &str) -> NewLogoutNotice {
+    NewLogoutNotice {
+        client_id: client_id.to_string(),
+        sub: sub.to_string(),
+        sid: sid.to_string(),
+    }
+}
+
+pub fn notice_ids(notices: &[LogoutNotice]) -> Vec<i64> {
+    notices.iter().map(|n| n.id).collect()
+}
+
+pub fn kids(keys: &[SigningKey]) -> Vec<&str> {
+    keys.iter().map(|k| k.kid.as_str()).collect()
+}
+
+// ---------------------------------------------------------------------------
+// Backend-neutral suite
+
+pub async fn ping(store: &dyn Store) {
+    store.ping().await.unwrap();
+}
+
+pub async fn users_round_trip(store: &dyn Store) {
+    let zed = store.create_user(&new_user("zed"), None, 100).await.unwrap();
+    let alice = store
+        .create_user(
+            &NewUser {
+                username: "alice".to_string(),
+                ..NewUser::default()
+            },
+            None,
+            200,
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(zed.username, "zed");
+    assert_eq!(zed.name.as_deref(), Some("zed name"));
+    assert_eq!(zed.email.as_deref(), Some("zed@trust.nhs.uk"));
+    assert_eq!(zed.roles, ["R8000", "R8003"]);
+    assert!(!zed.disabled);
+    assert_eq!(zed.failed_logins, 0);
+    assert_eq!(zed.last_failed_at, None);
+    assert_eq!(zed.created_at, 100);
+    assert!(!zed.id.is_empty());
+    assert_ne!(zed.id, alice.id);
+    assert_ne!(zed.id, zed.username, "ids are opaque, not usernames");
+    assert!(alice.name.is_none() && alice.email.is_none() && alice.roles.is_empty());
+
+    assert_eq!(store.user_by_username("zed").await.unwrap(), Some(zed.clone()));
+    assert_eq!(store.user_by_id(&zed.id).await.unwrap(), Some(zed.clone()));
+    assert_eq!(store.user_by_id(&alice.id).await.unwrap(), Some(alice.clone()));
+    assert_eq!(store.user_by_username("nobody").await.unwrap(), None);
+    assert_eq!(store.user_by_id("nobody").await.unwrap(), None);
+
+    let all = store.list_users().await.unwrap();
+    assert_eq!(all, [alice, zed.clone()], "ordered by username");
+
+    store.set_user_disabled("zed", true, 1).await.unwrap();
+    assert!(store.user_by_id(&zed.id).await.unwrap().unwrap().disabled);
+    store.set_user_disabled("zed", true, 1).await.unwrap();
+    store.set_user_disabled("zed", false, 1).await.unwrap();
+    assert!(!store.user_by_id(&zed.id).await.unwrap().unwrap().disabled);
+    // Disabling asked (once per disable) for the user's sessions to end;
+    // enabling asked nothing.
+    assert_eq!(store.take_session_revocations().await.unwrap(), vec![zed.id]);
+}
+
+pub async fn duplicate_username_conflicts(store: &dyn Store) {
+    let first = store.create_user(&new_user("bob"), None, 1).await.unwrap();
+    let err = store.create_user(&new_user("bob"), None, 2).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+    // With a password hash the whole creation fails: the existing user does
+    // not pick up the credential, and no second user appears.
+    let err = store
+        .create_user(&new_user("bob"), Some("$argon2id$dup"), 3)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        store.credential(&first.id, CredentialKind::Password).await.unwrap(),
+        None
+    );
+    assert_eq!(store.list_users().await.unwrap(), [first]);
+}
+
+pub async fn disable_unknown_user_is_not_found(store: &dyn Store) {
+    let err = store.set_user_disabled("ghost", true, 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+}
+
+pub async fn credentials(store: &dyn Store) {
+    let carol = store
+        .create_user(&new_user("carol"), Some("$argon2id$first"), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .credential(&carol.id, CredentialKind::Password)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("$argon2id$first")
+    );
+    assert_eq!(store.credential(&carol.id, CredentialKind::Pin).await.unwrap(), None);
+
+    store
+        .set_credential(&carol.id, CredentialKind::Password, "$argon2id$second", 20)
+        .await
+        .unwrap();
+    store
+        .set_credential(&carol.id, CredentialKind::Pin, "$argon2id$pin", 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .credential(&carol.id, CredentialKind::Password)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("$argon2id$second")
+    );
+    assert_eq!(
+        store
+            .credential(&carol.id, CredentialKind::Pin)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("$argon2id$pin")
+    );
+
+    // Credentials belong to their user only.
+    let dave = store.create_user(&new_user("dave"), None, 30).await.unwrap();
+    assert_eq!(
+        store.credential(&dave.id, CredentialKind::Password).await.unwrap(),
+        None
+    );
+    assert_eq!(store.credential("ghost", CredentialKind::Password).await.unwrap(), None);
+
+    let err = store
+        .set_credential("ghost", CredentialKind::Password, "$argon2id$x", 40)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+}
+
+pub async fn login_failures(store: &dyn Store) {
+    let erin = store.create_user(&new_user("erin"), None, 1).await.unwrap();
+    let frank = store.create_user(&new_user("frank"), None, 1).await.unwrap();
+
+    assert_eq!(store.record_login_failure(&erin.id, 100).await.unwrap(), 1);
+    assert_eq!(store.record_login_failure(&erin.id, 110).await.unwrap(), 2);
+    assert_eq!(store.record_login_failure(&erin.id, 120).await.unwrap(), 3);
+    let now = store.user_by_id(&erin.id).await.unwrap().unwrap();
+    assert_eq!((now.failed_logins, now.last_failed_at), (3, Some(120)));
+    let other = store.user_by_id(&frank.id).await.unwrap().unwrap();
+    assert_eq!((other.failed_logins, other.last_failed_at), (0, None));
+
+    store.reset_login_failures(&erin.id).await.unwrap();
+    let now = store.user_by_id(&erin.id).await.unwrap().unwrap();
+    assert_eq!(now.failed_logins, 0);
+    assert_eq!(store.record_login_failure(&erin.id, 130).await.unwrap(), 1);
+
+    let err = store.record_login_failure("ghost", 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+}
+
+pub async fn clients(store: &dyn Store) {
+    let epr = client(
+        "epr",
+        ClientAuth::Secret {
+            digest: vec![0, 1, 2, 254, 255],
+        },
+    );
+    let spa = Client {
+        start_url: Some("https://spa.example/".to_string()),
+        id_token_alg: SigningAlg::ES256,
+        grant_types: vec![GrantType::AuthorizationCode],
+        post_logout_redirect_uris: vec![],
+        backchannel_logout_uri: None,
+        ..client("spa", ClientAuth::None)
+    };
+    let agent = Client {
+        grant_types: vec![GrantType::TokenExchange, GrantType::ClientCredentials],
+        id_token_alg: SigningAlg::EdDSA,
+        ..client(
+            "agent:ward-7",
+            ClientAuth::JwksUri {
+                uri: "https://agent.example/jwks".to_string(),
+            },
+        )
+    };
+    let pacs = client(
+        "pacs",
+        ClientAuth::Jwks {
+            jwks: r#"{"keys":[]}"#.to_string(),
+        },
+    );
+    for c in [&spa, &epr, &pacs, &agent] {
+        store.create_client(c).await.unwrap();
+    }
+
+    assert_eq!(store.client("epr").await.unwrap(), Some(epr.clone()));
+    assert_eq!(store.client("spa").await.unwrap(), Some(spa.clone()));
+    assert_eq!(store.client("nope").await.unwrap(), None);
+    assert_eq!(
+        store.list_clients().await.unwrap(),
+        [agent.clone(), epr.clone(), pacs.clone(), spa.clone()],
+        "ordered by client id"
+    );
+
+    let err = store.create_client(&client("epr", ClientAuth::None)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.client("epr").await.unwrap(), Some(epr.clone()), "unchanged");
+
+    store.remove_client("pacs").await.unwrap();
+    assert_eq!(store.client("pacs").await.unwrap(), None);
+    let err = store.remove_client("pacs").await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(store.list_clients().await.unwrap(), [agent, epr, spa]);
+}
+
+pub async fn signing_key_rotation(store: &dyn Store) {
+    assert!(store.signing_keys().await.unwrap().is_empty());
+    store.rotate_signing_keys(&[], 50).await.unwrap();
+
+    let es1 = key("es-1", SigningAlg::ES256, 100);
+    let rs1 = key("rs-1", SigningAlg::RS256, 100);
+    let ed1 = key("ed-1", SigningAlg::EdDSA, 100);
+    store
+        .rotate_signing_keys(&[es1.clone(), rs1.clone(), ed1.clone()], 100)
+        .await
+        .unwrap();
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(
+        keys,
+        [ed1.clone(), rs1.clone(), es1.clone()],
+        "same second: last inserted first"
+    );
+
+    // Rotating ES256 and EdDSA retires only those; RS256 stays current.
+    let es2 = key("es-2", SigningAlg::ES256, 200);
+    let ed2 = key("ed-2", SigningAlg::EdDSA, 200);
+    store
+        .rotate_signing_keys(&[es2.clone(), ed2.clone()], 200)
+        .await
+        .unwrap();
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(kids(&keys), ["ed-2", "es-2", "ed-1", "rs-1", "es-1"]);
+    let retired = |kid: &str| keys.iter().find(|k| k.kid == kid).unwrap().retired_at;
+    assert_eq!(retired("es-1"), Some(200));
+    assert_eq!(retired("ed-1"), Some(200));
+    assert_eq!(retired("rs-1"), None);
+    assert_eq!(retired("es-2"), None);
+    assert_eq!(retired("ed-2"), None);
+    assert_eq!(keys[1].pkcs8, b"der-of-es-2");
+
+    // A rotation whose kid is taken changes nothing.
+    let err = store
+        .rotate_signing_keys(
+            &[key("es-3", SigningAlg::ES256, 300), key("es-2", SigningAlg::ES256, 300)],
+            300,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.signing_keys().await.unwrap(), keys);
+
+    // A later ES256 rotation retires es-2 at its own time, not es-1 again.
+    store
+        .rotate_signing_keys(&[key("es-3", SigningAlg::ES256, 300)], 300)
+        .await
+        .unwrap();
+    let keys = store.signing_keys().await.unwrap();
+    let retired = |kid: &str| keys.iter().find(|k| k.kid == kid).unwrap().retired_at;
+    assert_eq!(retired("es-1"), Some(200));
+    assert_eq!(retired("es-2"), Some(300));
+    assert_eq!(retired("es-3"), None);
+
+    // Purge drops keys retired strictly before the cut-off, never current ones.
+    assert_eq!(store.purge_signing_keys(200).await.unwrap(), 0);
+    assert_eq!(store.purge_signing_keys(201).await.unwrap(), 2);
+    assert_eq!(
+        kids(&store.signing_keys().await.unwrap()),
+        ["es-3", "ed-2", "es-2", "rs-1"]
+    );
+    assert_eq!(store.purge_signing_keys(i64::MAX).await.unwrap(), 1);
+    assert_eq!(kids(&store.signing_keys().await.unwrap()), ["es-3", "ed-2", "rs-1"]);
+}
+
+pub async fn audit_log(store: &dyn Store) {
+    assert!(store.recent_audit(10).await.unwrap().is_empty());
+    let events = [
+        audit(10, "user.add", "alice"),
+        audit(20, "client.add", "epr"),
+        audit(20, "login.failure", "alice"),
+        audit(30, "login.success", "alice"),
+    ];
+    for e in &events {
+        store.append_audit(e).await.unwrap();
+    }
+
+    let recent = store.recent_audit(2).await.unwrap();
+    assert_eq!(recent, [events[3].clone(), events[2].clone()]);
+    let all = store.recent_audit(100).await.unwrap();
+    assert_eq!(
+        all,
+        [
+            events[3].clone(),
+            events[2].clone(),
+            events[1].clone(),
+            events[0].clone()
+        ]
+    );
+    assert!(store.recent_audit(0).await.unwrap().is_empty());
+}
+
+pub async fn workstations(store: &dyn Store) {
+    assert!(store.list_workstations().await.unwrap().is_empty());
+    let b7 = workstation("ws-b7", "ward7-b", "Ward 7", 10);
+    let a7 = workstation("ws-a7", "ward7-a", "Ward 7", 11);
+    store.create_workstation(&b7, b"code-b", 1_000).await.unwrap();
+    store.create_workstation(&a7, b"code-a", 1_000).await.unwrap();
+
+    assert_eq!(store.workstation("ws-a7").await.unwrap(), Some(a7.clone()));
+    assert_eq!(store.workstation("nope").await.unwrap(), None);
+    assert_eq!(
+        store.list_workstations().await.unwrap(),
+        [a7.clone(), b7.clone()],
+        "ordered by name"
+    );
+
+    let err = store
+        .create_workstation(&workstation("ws-other", "ward7-a", "Ward 9", 12), b"code-x", 1_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.workstation("ws-other").await.unwrap(), None);
+
+    // A code works once, and only for the workstation it was issued to.
+    let key = [7u8; 32];
+    let enrolled = store.enrol_workstation(b"code-a", &key, 500).await.unwrap();
+    assert_eq!(
+        enrolled,
+        Workstation {
+            public_key: Some(key.to_vec()),
+            enrolled_at: Some(500),
+            ..a7.clone()
+        }
+    );
+    assert_eq!(store.workstation("ws-a7").await.unwrap(), Some(enrolled.clone()));
+    let err = store.enrol_workstation(b"code-a", &[8u8; 32], 501).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(
+        store.workstation("ws-a7").await.unwrap(),
+        Some(enrolled.clone()),
+        "key unchanged"
+    );
+    let err = store.enrol_workstation(b"no-such-code", &key, 500).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+    // A code is valid strictly before its expiry.
+    let err = store.enrol_workstation(b"code-b", &key, 1_000).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let err = store.enrol_workstation(b"code-b", &key, 5_000).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(
+        store.workstation("ws-b7").await.unwrap(),
+        Some(b7.clone()),
+        "still awaiting enrolment"
+    );
+
+    // Enable and disable by name; enrolment does not depend on it.
+    store.set_workstation_enabled("ward7-b", false).await.unwrap();
+    assert!(!store.workstation("ws-b7").await.unwrap().unwrap().enabled);
+    store.set_workstation_enabled("ward7-b", false).await.unwrap();
+    assert!(
+        store.workstation("ws-a7").await.unwrap().unwrap().enabled,
+        "others untouched"
+    );
+    let icu = Workstation {
+        enabled: false,
+        ..workstation("ws-icu", "icu-1", "ICU", 20)
+    };
+    store.create_workstation(&icu, b"code-icu", 1_000).await.unwrap();
+    let icu = store.enrol_workstation(b"code-icu", &[9u8; 32], 999).await.unwrap();
+    assert!(!icu.enabled, "a disabled workstation enrols and stays disabled");
+    assert_eq!(icu.public_key.as_deref(), Some(&[9u8; 32][..]));
+    store.set_workstation_enabled("ward7-b", true).await.unwrap();
+    let b7_now = store.workstation("ws-b7").await.unwrap().unwrap();
+    assert_eq!(b7_now, b7);
+
+    let err = store.set_workstation_enabled("ghost", true).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(store.list_workstations().await.unwrap(), [icu, enrolled, b7]);
+}
+
+pub async fn badges(store: &dyn Store) {
+    let alice = store.create_user(&new_user("alice"), None, 1).await.unwrap();
+    let bob = store.create_user(&new_user("bob"), None, 1).await.unwrap();
+    let a1 = badge(&[0xa1; 32], &alice.id, 10);
+    let a2 = badge(&[0xa2; 32], &alice.id, 11);
+    let b1 = badge(&[0xb1; 32], &bob.id, 12);
+    for b in [&a1, &a2, &b1] {
+        store.add_badge(b).await.unwrap();
+    }
+
+    assert_eq!(store.badge(&a1.digest).await.unwrap(), Some(a1.clone()));
+    assert_eq!(store.badge(&b1.digest).await.unwrap(), Some(b1.clone()));
+    assert_eq!(store.badge(&[0; 32]).await.unwrap(), None);
+
+    // A digest is enrolled once, to anyone.
+    let err = store.add_badge(&badge(&a1.digest, &bob.id, 20)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.badge(&a1.digest).await.unwrap(), Some(a1.clone()), "unchanged");
+
+    // Wrong PINs count per badge, up to the lock threshold and beyond.
+    for expected in 1..=MAX_PIN_FAILURES {
+        assert_eq!(store.record_pin_failure(&a1.digest).await.unwrap(), expected);
+    }
+    assert_eq!(store.record_pin_failure(&a2.digest).await.unwrap(), 1);
+    assert_eq!(store.record_pin_failure(&b1.digest).await.unwrap(), 1);
+    assert_eq!(
+        store.badge(&a1.digest).await.unwrap().unwrap().failed_pins,
+        MAX_PIN_FAILURES
+    );
+    let err = store.record_pin_failure(&[0; 32]).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+    // A reset clears every badge of that user only.
+    store.reset_pin_failures(&alice.id).await.unwrap();
+    assert_eq!(store.badge(&a1.digest).await.unwrap().unwrap().failed_pins, 0);
+    assert_eq!(store.badge(&a2.digest).await.unwrap().unwrap().failed_pins, 0);
+    assert_eq!(store.badge(&b1.digest).await.unwrap().unwrap().failed_pins, 1);
+    assert_eq!(store.record_pin_failure(&a1.digest).await.unwrap(), 1);
+    let carol = store.create_user(&new_user("carol"), None, 1).await.unwrap();
+    store.reset_pin_failures(&carol.id).await.unwrap();
+
+    // Revocation.
+    store.revoke_badge(&a1.digest).await.unwrap();
+    assert_eq!(store.badge(&a1.digest).await.unwrap(), None);
+    let err = store.revoke_badge(&a1.digest).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let err = store.record_pin_failure(&a1.digest).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+    store.add_badge(&badge(&[0xa3; 32], &alice.id, 30)).await.unwrap();
+    assert_eq!(store.revoke_user_badges(&alice.id).await.unwrap(), 2);
+    assert_eq!(store.badge(&a2.digest).await.unwrap(), None);
+    assert_eq!(store.badge(&[0xa3; 32]).await.unwrap(), None);
+    assert_eq!(store.revoke_user_badges(&alice.id).await.unwrap(), 0);
+    assert_eq!(store.revoke_user_badges(&carol.id).await.unwrap(), 0);
+    assert!(store.badge(&b1.digest).await.unwrap().is_some(), "bob keeps his badge");
+
+    // A revoked digest can be enrolled again (to someone else).
+    store.add_badge(&badge(&a1.digest, &bob.id, 40)).await.unwrap();
+    assert_eq!(store.badge(&a1.digest).await.unwrap().unwrap().user_id, bob.id);
+}
+
+pub async fn server_secrets(store: &dyn Store) {
+    assert_eq!(store.server_secret("badge-key", b"first").await.unwrap(), b"first");
+    assert_eq!(store.server_secret("badge-key", b"second").await.unwrap(), b"first");
+    assert_eq!(store.server_secret("other", &[0, 255, 1]).await.unwrap(), [0, 255, 1]);
+    assert_eq!(store.server_secret("badge-key", b"third").await.unwrap(), b"first");
+    assert_eq!(store.server_secret("other", b"x").await.unwrap(), [0, 255, 1]);
+}
+
+pub async fn logout_notices_are_one_per_client_and_session(store: &dyn Store) {
+    // A watch for the session's expiry, due far ahead…
+    store
+        .enqueue_logouts(&[notice("epr", "sub", "sid-w")], 5000, 1)
+        .await
+        .unwrap();
+    assert!(store.claim_due_logouts(100, 30, 10).await.unwrap().is_empty());
+    // …is brought forward, not duplicated, by an explicit logout.
+    store
+        .enqueue_logouts(&[notice("epr", "sub", "sid-w")], 100, 100)
+        .await
+        .unwrap();
+    let due = store.claim_due_logouts(100, 30, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    // Queuing it later again never pushes it back.
+    store
+        .enqueue_logouts(&[notice("epr", "sub", "sid-w")], 9000, 100)
+        .await
+        .unwrap();
+    // Postponing (the session is still live) counts no attempt.
+    store.postpone_logout(due[0].id, 200).await.unwrap();
+    assert!(store.claim_due_logouts(199, 30, 10).await.unwrap().is_empty());
+    let again = store.claim_due_logouts(200, 30, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 0);
+    store.logout_delivered(again[0].id).await.unwrap();
+    store.postpone_logout(again[0].id, 300).await.unwrap();
+}
+
+pub async fn logout_outbox(store: &dyn Store) {
+    assert!(store.claim_due_logouts(100, 30, 10).await.unwrap().is_empty());
+    store.enqueue_logouts(&[], 100, 100).await.unwrap();
+    store
+        .enqueue_logouts(
+            &[notice("epr", "sub-a", "sid-1"), notice("pacs", "sub-a", "sid-1")],
+            100,
+            100,
+        )
+        .await
+        .unwrap();
+    store
+        .enqueue_logouts(&[notice("epr", "sub-b", "sid-2")], 105, 105)
+        .await
+        .unwrap();
+
+    // Due at once; a claim leases them, so a second claim gets nothing.
+    let first = store.claim_due_logouts(100, 30, 10).await.unwrap();
+    assert_eq!(first.len(), 2, "{first:?}");
+    let (n1, n2) = (first[0].clone(), first[1].clone());
+    assert!(n1.id < n2.id, "returned in id order");
+    assert_eq!(
+        (
+            n1.client_id.as_str(),
+            n1.sub.as_str(),
+            n1.sid.as_str(),
+            n1.attempts,
+            n1.created_at
+        ),
+        ("epr", "sub-a", "sid-1", 0, 100)
+    );
+    assert_eq!(
+        (n2.client_id.as_str(), n2.sub.as_str(), n2.sid.as_str()),
+        ("pacs", "sub-a", "sid-1")
+    );
+    assert!(store.claim_due_logouts(100, 30, 10).await.unwrap().is_empty());
+
+    // Only the third is due before the lease ends.
+    let third = store.claim_due_logouts(129, 30, 10).await.unwrap();
+    assert_eq!(third.len(), 1, "{third:?}");
+    let n3 = third[0].clone();
+    assert_eq!(
+        (n3.sub.as_str(), n3.sid.as_str(), n3.created_at),
+        ("sub-b", "sid-2", 105)
+    );
+    assert!(n3.id > n2.id);
+
+    // When the lease ends they are due again, oldest due first, up to limit.
+    assert_eq!(
+        store.claim_due_logouts(130, 30, 1).await.unwrap(),
+        std::slice::from_ref(&n1)
+    );
+    assert_eq!(
+        store.claim_due_logouts(130, 30, 10).await.unwrap(),
+        std::slice::from_ref(&n2)
+    );
+    assert!(store.claim_due_logouts(130, 30, 0).await.unwrap().is_empty());
+
+    // Failures count attempts and set the next attempt; delivery removes.
+    store
+        .logout_failed(n1.id, 300, "RP answered 500 Internal Server Error")
+        .await
+        .unwrap();
+    store
+        .logout_failed(n2.id, 250, "request failed: connection refused")
+        .await
+        .unwrap();
+    store.logout_delivered(n3.id).await.unwrap();
+    assert!(store.claim_due_logouts(249, 30, 10).await.unwrap().is_empty());
+    let retry = store.claim_due_logouts(300, 30, 1).await.unwrap();
+    assert_eq!(
+        retry,
+        [LogoutNotice {
+            attempts: 1,
+            ..n2.clone()
+        }],
+        "earliest due first, not lowest id"
+    );
+    let retry = store.claim_due_logouts(300, 30, 10).await.unwrap();
+    assert_eq!(
+        retry,
+        [LogoutNotice {
+            attempts: 1,
+            ..n1.clone()
+        }]
+    );
+    store.logout_failed(n1.id, 400, "RP answered 503").await.unwrap();
+    store.logout_delivered(n2.id).await.unwrap();
+    let retry = store.claim_due_logouts(400, 30, 10).await.unwrap();
+    assert_eq!(
+        retry,
+        [LogoutNotice {
+            attempts: 2,
+            ..n1.clone()
+        }]
+    );
+
+    store.logout_delivered(n1.id).await.unwrap();
+    assert!(store.claim_due_logouts(10_000, 30, 10).await.unwrap().is_empty());
+}
+
+pub async fn session_revocations(store: &dyn Store) {
+    assert!(store.take_session_revocations().await.unwrap().is_empty());
+    for (user, at) in [("u-1", 1), ("u-2", 2), ("u-1", 3), ("u-3", 4), ("u-2", 5)] {
+        store.request_session_revocation(user, at).await.unwrap();
+    }
+    assert_eq!(store.take_session_revocations().await.unwrap(), ["u-1", "u-2", "u-3"]);
+    assert!(
+        store.take_session_revocations().await.unwrap().is_empty(),
+        "taken means gone"
+    );
+
+    store.request_session_revocation("u-3", 6).await.unwrap();
+    store.request_session_revocation("u-1", 7).await.unwrap();
+    assert_eq!(store.take_session_revocations().await.unwrap(), ["u-3", "u-1"]);
+}
+
+/// Runs each named suite function against a fresh store from `$open`, one
+/// `#[tokio::test]` per function.
+macro_rules! store_suite {
+    ($open:path; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (_guard, store) = $open().await;
+                $crate::suite::$case(&store).await;
+            }
+        )+
+    };
+}
+
+/// Runs every suite case against a fresh store from `$open` (an async fn
+/// returning `(guard, store)`), one `#[tokio::test]` per case.
+macro_rules! all_cases {
+    ($open:path) => {
+        $crate::suite::store_suite!(
+            $open;
+            ping,
+            users_round_trip,
+            duplicate_username_conflicts,
+            disable_unknown_user_is_not_found,
+            credentials,
+            login_failures,
+            clients,
+            signing_key_rotation,
+            audit_log,
+            workstations,
+            badges,
+            server_secrets,
+            logout_outbox,
+            logout_notices_are_one_per_client_and_session,
+            session_revocations,
+        );
+    };
+}
+
+pub(crate) use all_cases;
+pub(crate) use store_suite;
