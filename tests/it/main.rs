@@ -3,6 +3,7 @@
 //! the `wardkey` binary itself. One test binary, one module per area.
 
 mod cli;
+mod cluster;
 mod helpers;
 mod oidc_errors;
 mod oidc_flow;

@@ -112,7 +112,7 @@ impl TestWorkstation {
     }
 }
 
-async fn post_jws(app: &TestApp, path: &str, jws: String) -> reqwest::Response {
+pub async fn post_jws(app: &TestApp, path: &str, jws: String) -> reqwest::Response {
     app.http.post(app.url(path)).header("content-type", JOSE_CONTENT_TYPE).body(jws).send().await.unwrap()
 }
 
@@ -127,7 +127,7 @@ pub async fn enrol_badge(app: &TestApp, username: &str, uid: &str) {
 }
 
 /// First tap and PIN: returns the session ticket.
-async fn tap_in(app: &TestApp, ws: &TestWorkstation, uid: &str) -> String {
+pub async fn tap_in(app: &TestApp, ws: &TestWorkstation, uid: &str) -> String {
     let answer = ws.call(app, "/tap", json!({"badge": uid})).await;
     assert_eq!(answer["state"], "pin_required", "{answer}");
     let answer = ws.call(app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": PIN})).await;

@@ -421,7 +421,8 @@ impl Settings {
         }
         if !(self.cache.url.starts_with("memory:")
             || self.cache.url.starts_with("redis://")
-            || self.cache.url.starts_with("rediss://"))
+            || self.cache.url.starts_with("rediss://")
+            || self.cache.url.starts_with("redis+sentinel://"))
         {
             return Err(invalid(
                 "cache.url",
