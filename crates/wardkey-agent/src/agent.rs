@@ -1,0 +1,753 @@
+//! The agent: the state machine wired to the server, the hooks, the broker's
+//! token cache and events, and the reader loop.
+//!
+//! [`Agent`] is a cheap handle (clone it into the broker, tests, signal
+//! handlers). Server conversations that change the workstation's state
+//! (tap, PIN, tap-out, lock on idle) run one at a time; token requests from
+//! desktop apps run alongside them and never see a token for a clinician
+//! who has already left.
+//!
+//! Two background tasks live as long as the agent: the hook runner and the
+//! link task, which delivers tap-to-active reports (never on the tap path)
+//! and, after the server was unreachable, probes it with exponential
+//! backoff until it answers again.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio::sync::{Notify, broadcast};
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use wardkey_proto::broker::{BrokerEvent, SessionInfo, WorkstationState};
+use wardkey_proto::oauth::TokenResponse;
+use wardkey_proto::tap::{HandoffResponse, TapResponse};
+
+use crate::client::{ServerClient, ServerError};
+use crate::config::{AgentConfig, ConfigError};
+use crate::hooks::{HookCall, HookRunner, Hooks};
+use crate::keys::{KeyError, Signer, WorkstationKey};
+use crate::prompt::PinSource;
+use crate::reader::{Debouncer, Lines};
+use crate::state::{Effects, Input, Machine, Phase};
+
+/// Tokens are handed out from the cache until this long before they
+/// expire, so an app never receives one about to die in its hands.
+pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(30);
+
+/// Backoff bounds for report delivery and probing an unreachable server.
+pub const BACKOFF_START: Duration = Duration::from_secs(1);
+/// The cap of the backoff.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// Reports kept while the server is unreachable; older ones are dropped
+/// (a metric, not a record).
+const MAX_PENDING_REPORTS: usize = 100;
+
+/// Time allowed for a tap-out the agent sends on its own (abandoned PIN,
+/// server lost, shutdown): short, because someone may be tapping next.
+const DETACH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Broker events buffered for slow subscribers.
+const EVENT_BUFFER: usize = 64;
+
+/// Why the agent could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The config is incomplete or wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The key file is missing or unusable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The server refused, failed or could not be reached.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// A PIN arrived but no PIN prompt is open.
+    #[error("no PIN was asked for: tap your badge first")]
+    NoPinPending,
+    /// The request needs a clinician signed in.
+    #[error("nobody is signed in at this workstation: tap your badge")]
+    NotActive,
+}
+
+/// Why the broker could not give a desktop app a token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Nobody is signed in.
+    #[error("nobody is signed in at this workstation: tap your badge")]
+    Locked,
+    /// A PIN is awaited.
+    #[error("the workstation is waiting for a PIN")]
+    PinRequired,
+    /// Who is signed in changed while the token was fetched.
+    #[error("the clinician at this workstation changed; ask again")]
+    Changed,
+    /// The server refused (the app's client id is not registered for token
+    /// exchange, or the workstation is not trusted).
+    #[error(transparent)]
+    Refused(ServerError),
+    /// The server could not be asked.
+    #[error(transparent)]
+    Unavailable(ServerError),
+}
+
+/// A token response kept for one app and one clinician.
+#[derive(Clone)]
+struct CachedToken {
+    response: TokenResponse,
+    generation: u64,
+    fresh_until: Instant,
+}
+
+/// Tokens never print.
+impl std::fmt::Debug for CachedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedToken")
+            .field("generation", &self.generation)
+            .field("fresh_until", &self.fresh_until)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The link to the server as the background task sees it: pending reports
+/// and whether the server is known to be unreachable.
+#[derive(Debug)]
+struct Link {
+    server: String,
+    reports: Mutex<VecDeque<f64>>,
+    wake: Notify,
+    down: AtomicBool,
+}
+
+impl Link {
+    /// Say once per outage, in one plain line, that the server cannot be
+    /// reached and what the workstation does about it.
+    fn failed(&self, error: &ServerError, consequence: &str) {
+        if !error.is_transient() {
+            return;
+        }
+        if !self.down.swap(true, Ordering::SeqCst) {
+            tracing::warn!("{error}; {consequence}");
+            self.wake.notify_one();
+        } else {
+            tracing::debug!(%error, "the Wardkey server is still unreachable");
+        }
+    }
+
+    fn succeeded(&self) {
+        if self.down.swap(false, Ordering::SeqCst) {
+            tracing::info!("the Wardkey server at {} is reachable again", self.server);
+        }
+    }
+
+    fn note<T>(&self, result: &Result<T, ServerError>, consequence: &str) {
+        match result {
+            Ok(_) => self.succeeded(),
+            // A refusal is an answer: the server is up.
+            Err(e) if e.is_refusal() => self.succeeded(),
+            Err(e) => self.failed(e, consequence),
+        }
+    }
+
+    fn queue_report(&self, seconds: f64) {
+        let mut reports = lock(&self.reports);
+        if reports.len() >= MAX_PENDING_REPORTS {
+            reports.pop_front();
+        }
+        reports.push_back(seconds);
+        drop(reports);
+        self.wake.notify_one();
+    }
+}
+
+/// Poisoning only means another thread panicked mid-update of plain data;
+/// the agent keeps going rather than turning one bug into a dead agent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: Arc<ServerClient>,
+    workstation: String,
+    idle_timeout: Duration,
+    debounce: Duration,
+    machine: Mutex<Machine>,
+    /// Held across each state-changing server conversation.
+    ops: tokio::sync::Mutex<()>,
+    last_activity: Mutex<Instant>,
+    tokens: Mutex<HashMap<String, CachedToken>>,
+    events: broadcast::Sender<BrokerEvent>,
+    hooks: Hooks,
+    hook_runner: HookRunner,
+    link: Arc<Link>,
+    /// Cancelled when the last handle goes: ends the background tasks.
+    _stop: DropGuard,
+}
+
+/// The workstation agent. Create it inside a Tokio runtime.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    inner: Arc<Inner>,
+}
+
+impl Agent {
+    /// An agent for the enrolled workstation `config` describes (its key
+    /// file is read now, so a missing key is an error at start-up).
+    pub fn new(config: AgentConfig) -> Result<Self, AgentError> {
+        config.validate()?;
+        let enrolment = config.enrolment()?;
+        let key = WorkstationKey::load(&config.key_path())?;
+        let signer = Signer::new(key, enrolment.workstation_id, enrolment.server);
+        let client = ServerClient::new(signer, config.request_timeout)?;
+        let name = enrolment.name;
+        Ok(Self::with_client(client, name, &config))
+    }
+
+    /// An agent around an existing client (tests, or a key kept elsewhere).
+    pub fn with_client(client: ServerClient, workstation: String, config: &AgentConfig) -> Self {
+        let stop = CancellationToken::new();
+        let client = Arc::new(client);
+        let link = Arc::new(Link {
+            server: client.server().to_string(),
+            reports: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            down: AtomicBool::new(false),
+        });
+        tokio::spawn(link_task(client.clone(), link.clone(), stop.clone()));
+        let hooks = Hooks::new(config.hooks.clone());
+        let hook_runner = HookRunner::spawn(hooks.clone(), stop.clone());
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                workstation,
+                idle_timeout: config.idle_timeout,
+                debounce: config.debounce,
+                machine: Mutex::new(Machine::new()),
+                ops: tokio::sync::Mutex::new(()),
+                last_activity: Mutex::new(Instant::now()),
+                tokens: Mutex::new(HashMap::new()),
+                events,
+                hooks,
+                hook_runner,
+                link,
+                _stop: stop.drop_guard(),
+            }),
+        }
+    }
+
+    /// This workstation's name.
+    pub fn workstation(&self) -> &str {
+        &self.inner.workstation
+    }
+
+    /// What the broker's `GET /v1/session` shows.
+    pub fn state(&self) -> SessionInfo {
+        lock(&self.inner.machine).info(&self.inner.workstation)
+    }
+
+    /// Broker events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<BrokerEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Tap-to-active reports not yet delivered.
+    pub fn pending_reports(&self) -> usize {
+        lock(&self.inner.link.reports).len()
+    }
+
+    /// Whether the agent currently believes the server unreachable.
+    pub fn server_unreachable(&self) -> bool {
+        self.inner.link.down.load(Ordering::SeqCst)
+    }
+
+    /// The clinician is still there (a tap, a PIN, or input the desktop
+    /// reports): push the idle lock back.
+    pub fn touch(&self) {
+        *lock(&self.inner.last_activity) = Instant::now();
+    }
+
+    /// When the idle lock is due, if someone is signed in.
+    pub fn idle_deadline(&self) -> Option<Instant> {
+        match lock(&self.inner.machine).phase() {
+            Phase::Active(_) => Some(*lock(&self.inner.last_activity) + self.inner.idle_timeout),
+            _ => None,
+        }
+    }
+
+    /// When the open PIN prompt lapses.
+    pub fn pin_deadline(&self) -> Option<Instant> {
+        match lock(&self.inner.machine).phase() {
+            Phase::PinRequired(p) => Some(p.deadline),
+            _ => None,
+        }
+    }
+
+    /// A badge was read just now.
+    pub async fn handle_tap(&self, badge: &str) -> Result<SessionInfo, AgentError> {
+        self.handle_tap_at(badge, Instant::now()).await
+    }
+
+    /// A badge was read at `read_at` (the start of tap-to-active).
+    /// On success, the state it led to; on an error, the workstation is in
+    /// the state the error left it (unchanged for a refusal, locked when
+    /// the server could not be asked).
+    pub async fn handle_tap_at(&self, badge: &str, read_at: Instant) -> Result<SessionInfo, AgentError> {
+        let _op = self.inner.ops.lock().await;
+        self.touch();
+        let before = self.state().state;
+        let was_active = before == WorkstationState::Active;
+        let mut result = self.inner.client.tap(badge).await;
+        if before == WorkstationState::Locked && matches!(result, Ok(TapResponse::Locked)) {
+            // The server still attached this clinician here (the agent
+            // locked while it could not tell the server): that tap only
+            // detached them. A tap on a locked screen always means
+            // "let me in", so tap once more for them.
+            tracing::debug!("the server held a stale session for this workstation; tapping again");
+            result = self.inner.client.tap(badge).await;
+        }
+        let consequence =
+            if was_active { "locked this workstation to be safe; retrying" } else { "staying locked, retrying" };
+        self.inner.link.note(&result, consequence);
+        let input = match &result {
+            Ok(answer) => Input::TapAnswer { answer: answer.clone(), read_at },
+            Err(e) if e.is_refusal() => Input::TapRefused,
+            Err(_) => Input::Unreachable,
+        };
+        let info = self.transition(input).await;
+        result.map(|_| info).map_err(AgentError::Server)
+    }
+
+    /// The PIN for the open prompt. A wrong PIN leaves the prompt open;
+    /// other refusals close it.
+    pub async fn submit_pin(&self, pin: SecretString) -> Result<SessionInfo, AgentError> {
+        let _op = self.inner.ops.lock().await;
+        let tap_id = match lock(&self.inner.machine).phase() {
+            Phase::PinRequired(p) => p.tap_id.clone(),
+            _ => return Err(AgentError::NoPinPending),
+        };
+        self.touch();
+        let result = self.inner.client.pin(&tap_id, &pin).await;
+        self.inner.link.note(&result, "staying locked, retrying");
+        let input = match &result {
+            Ok(answer) => Input::PinAnswer(answer.clone()),
+            Err(e) if e.code() == Some("wrong_pin") => Input::PinWrong,
+            Err(e) if e.is_refusal() => Input::PinRefused,
+            Err(_) => Input::Unreachable,
+        };
+        let info = self.transition(input).await;
+        result.map(|_| info).map_err(AgentError::Server)
+    }
+
+    /// Lock the workstation (`POST /tap/out`), or with `logout` sign the
+    /// clinician out everywhere. The workstation locks even when the server
+    /// cannot be told.
+    pub async fn lock(&self, logout: bool) -> Result<SessionInfo, AgentError> {
+        let _op = self.inner.ops.lock().await;
+        self.tap_out_and_lock(logout).await
+    }
+
+    /// [`Agent::lock`] with the operation lock already held.
+    async fn tap_out_and_lock(&self, logout: bool) -> Result<SessionInfo, AgentError> {
+        let result = self.inner.client.tap_out(logout).await;
+        self.inner.link.note(&result, "locked this workstation anyway; retrying");
+        if matches!(
+            &result,
+            Ok(TapResponse::Active { .. } | TapResponse::Switched { .. } | TapResponse::PinRequired { .. })
+        ) {
+            tracing::warn!("the server answered a tap-out with a state other than locked; locked anyway");
+        }
+        let info = self.transition(Input::LockedLocally).await;
+        result.map(|_| info).map_err(AgentError::Server)
+    }
+
+    /// Lock if the idle time has passed (checked under the operation lock:
+    /// a tap may have come in meanwhile). Returns whether it locked.
+    pub async fn lock_if_idle(&self) -> bool {
+        let _op = self.inner.ops.lock().await;
+        match self.idle_deadline() {
+            Some(deadline) if Instant::now() >= deadline => {
+                tracing::info!(idle = ?self.inner.idle_timeout, "no activity: locking the workstation");
+                if let Err(e) = self.tap_out_and_lock(false).await {
+                    tracing::debug!(error = %e, "the server was not told of the idle lock");
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Close the PIN prompt if its time is up. Returns whether it did.
+    pub async fn expire_pin_if_due(&self) -> bool {
+        let _op = self.inner.ops.lock().await;
+        match self.pin_deadline() {
+            Some(deadline) if Instant::now() >= deadline => {
+                tracing::info!("the PIN was not entered in time: tap your badge again");
+                self.transition(Input::PinTimedOut).await;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A one-time URL that opens the browser EPR `client_id` signed in as
+    /// the clinician at the keyboard.
+    pub async fn handoff(&self, client_id: &str) -> Result<HandoffResponse, AgentError> {
+        if self.state().state != WorkstationState::Active {
+            return Err(AgentError::NotActive);
+        }
+        let result = self.inner.client.handoff(client_id).await;
+        self.inner.link.note(&result, "retrying");
+        result.map_err(AgentError::Server)
+    }
+
+    /// Tokens for the EPR app `client_id`, for the clinician at the
+    /// keyboard: from the cache while fresh, else by token exchange with the
+    /// session ticket.
+    pub async fn token(&self, client_id: &str) -> Result<TokenResponse, TokenError> {
+        let (generation, ticket) = match lock(&self.inner.machine).phase() {
+            Phase::Active(a) => (a.generation, a.ticket.clone()),
+            Phase::PinRequired(_) => return Err(TokenError::PinRequired),
+            Phase::Locked => return Err(TokenError::Locked),
+        };
+        if let Some(hit) = lock(&self.inner.tokens).get(client_id)
+            && hit.generation == generation
+            && Instant::now() < hit.fresh_until
+        {
+            return Ok(hit.response.clone());
+        }
+        let asked_at = Instant::now();
+        let result = self.inner.client.token_exchange(&ticket, client_id).await;
+        self.inner.link.note(&result, "desktop apps cannot get tokens until it is back; retrying");
+        match result {
+            Ok(response) => {
+                let machine = lock(&self.inner.machine);
+                if !matches!(machine.phase(), Phase::Active(a) if a.generation == generation) {
+                    return Err(TokenError::Changed);
+                }
+                // Cached under the machine lock: a lock or switch either
+                // happened before (and the check above failed) or will
+                // purge this entry after.
+                let lifetime = Duration::from_secs(response.expires_in);
+                if lifetime > TOKEN_REFRESH_MARGIN {
+                    let fresh_until = asked_at + (lifetime - TOKEN_REFRESH_MARGIN);
+                    let entry = CachedToken { response: response.clone(), generation, fresh_until };
+                    lock(&self.inner.tokens).insert(client_id.to_string(), entry);
+                }
+                drop(machine);
+                Ok(response)
+            }
+            Err(e) if e.code() == Some("invalid_grant") => {
+                // The server no longer honours the ticket: the session was
+                // locked, switched or ended elsewhere. Follow it, unless
+                // someone else has signed in here meanwhile.
+                tracing::info!(error = %e, "the session ticket was refused: locking");
+                let _op = self.inner.ops.lock().await;
+                let current =
+                    matches!(lock(&self.inner.machine).phase(), Phase::Active(a) if a.generation == generation);
+                if current {
+                    self.transition(Input::TicketRejected).await;
+                }
+                Err(TokenError::Locked)
+            }
+            Err(e) if e.is_refusal() => Err(TokenError::Refused(e)),
+            Err(e) => Err(TokenError::Unavailable(e)),
+        }
+    }
+
+    /// Apply `input` and carry out its effects (hooks in the background).
+    async fn transition(&self, input: Input) -> SessionInfo {
+        let (effects, info) = self.apply(input);
+        if let Some(hook) = effects.hook.clone() {
+            self.inner.hook_runner.fire(hook);
+        }
+        if effects.detach_at_server {
+            self.detach().await;
+        }
+        info
+    }
+
+    /// Apply `input` and carry out the effects that cannot wait; the hook
+    /// and the detach are left to the caller.
+    fn apply(&self, input: Input) -> (Effects, SessionInfo) {
+        let (effects, info) = {
+            let mut machine = lock(&self.inner.machine);
+            let effects = machine.apply(input, Instant::now());
+            (effects, machine.info(&self.inner.workstation))
+        };
+        if effects.purge_tokens {
+            lock(&self.inner.tokens).clear();
+        }
+        if let Some(event) = &effects.event {
+            match event {
+                BrokerEvent::Lock => tracing::info!("workstation locked"),
+                BrokerEvent::Unlock { user } => tracing::info!(user = %user.username, "workstation unlocked"),
+                BrokerEvent::Switch { user, previous } => {
+                    tracing::info!(user = %user.username, previous = %previous.username, "workstation switched user")
+                }
+            }
+            // No subscriber is fine: nobody to tell.
+            let _ = self.inner.events.send(event.clone());
+        }
+        if let Some(waited) = effects.tap_to_active {
+            let seconds = waited.as_secs_f64();
+            tracing::info!(seconds, "tap to active");
+            if seconds <= 3600.0 {
+                self.inner.link.queue_report(seconds);
+            }
+        }
+        if info.state == WorkstationState::PinRequired
+            && let Some(user) = &info.user
+        {
+            tracing::info!(user = %user.username, "PIN required");
+        }
+        (effects, info)
+    }
+
+    /// Tell the server to drop this workstation's attachment (a session the
+    /// workstation no longer shows). One short try: if it fails, the
+    /// server's own ticket expiry ends it.
+    async fn detach(&self) {
+        match tokio::time::timeout(DETACH_TIMEOUT, self.inner.client.tap_out(false)).await {
+            Ok(Ok(_)) => tracing::debug!("server told to detach the hidden session"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "could not tell the server to detach"),
+            Err(_) => tracing::debug!("no answer to the detach in time"),
+        }
+    }
+
+    /// Lock before the agent stops: nobody would guard an unlocked desktop
+    /// once it is gone. The lock hook is awaited, not queued.
+    pub async fn lock_for_shutdown(&self) {
+        let _op = self.inner.ops.lock().await;
+        let attached = match lock(&self.inner.machine).phase() {
+            Phase::Active(_) => true,
+            Phase::PinRequired(p) => p.previous.is_some(),
+            Phase::Locked => false,
+        };
+        if attached {
+            self.detach().await;
+        }
+        let (effects, _) = self.apply(Input::LockedLocally);
+        if let Some(hook) = effects.hook {
+            run_hook_now(&self.inner.hooks, &hook).await;
+        }
+    }
+
+    /// The reader loop: taps from `badges`, PINs from `pins`, the idle lock
+    /// and PIN timeouts, until `shutdown`; then the workstation is locked.
+    pub async fn run(&self, mut badges: Lines, mut pins: PinSource, shutdown: CancellationToken) {
+        let mut debouncer = Debouncer::new(self.inner.debounce);
+        let mut badges_open = true;
+        let mut prompted: Option<String> = None;
+        // The badge whose tap opened the PIN prompt: read again, it is a
+        // new tap, not a (wrong) PIN costing the clinician an attempt.
+        let mut prompting_badge: Option<String> = None;
+        self.warm_up();
+        loop {
+            let pin_deadline = self.pin_deadline();
+            let idle_deadline = self.idle_deadline();
+            self.prompt(&pins, &mut prompted);
+            let pin_wanted = pin_deadline.is_some();
+            if !pin_wanted {
+                prompting_badge = None;
+            }
+            let pins_from_reader = pins.is_reader();
+            let far = Instant::now() + Duration::from_secs(24 * 3600);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                line = badges.next(), if badges_open => match line {
+                    None => {
+                        badges_open = false;
+                        tracing::warn!("the badge reader has closed: no more taps will be read");
+                    }
+                    Some(line) => {
+                        let now = Instant::now();
+                        if pin_wanted && pins_from_reader {
+                            // The badge still lying on the reader is not the
+                            // PIN. (A PIN is never recorded by the debouncer.)
+                            if debouncer.is_repeat(&line, now) {
+                                debouncer.accept(&line, now);
+                                tracing::debug!("ignored a repeated badge read while waiting for the PIN");
+                                continue;
+                            }
+                            if prompting_badge.as_deref() == Some(line.as_str()) {
+                                debouncer.accept(&line, now);
+                                self.tap_line(&line, now, &pins).await;
+                                continue;
+                            }
+                            self.pin_line(line, &pins, &mut prompted).await;
+                        } else if debouncer.accept(&line, now) {
+                            self.tap_line(&line, now, &pins).await;
+                            if self.pin_deadline().is_some() {
+                                prompting_badge = Some(line);
+                            }
+                        } else {
+                            tracing::debug!("ignored a repeated read of the same badge");
+                        }
+                    }
+                },
+                line = pins.next_line(), if !pins_from_reader => {
+                    if pin_wanted {
+                        self.pin_line(line, &pins, &mut prompted).await;
+                    } else {
+                        tracing::info!("ignored a line typed when no PIN was asked for");
+                    }
+                }
+                _ = tokio::time::sleep_until(pin_deadline.unwrap_or(far)), if pin_wanted => {
+                    if self.expire_pin_if_due().await {
+                        say(&pins, "The PIN was not entered in time. Tap your badge again.");
+                    }
+                }
+                _ = tokio::time::sleep_until(idle_deadline.unwrap_or(far)), if idle_deadline.is_some() => {
+                    self.lock_if_idle().await;
+                }
+            }
+        }
+        self.lock_for_shutdown().await;
+    }
+
+    /// Open the connection to the server before the first tap (the TLS
+    /// handshake then never lands on the hot path) and find out early
+    /// whether it is reachable.
+    fn warm_up(&self) {
+        let client = self.inner.client.clone();
+        let link = self.inner.link.clone();
+        tokio::spawn(async move {
+            let result = client.healthz().await;
+            link.note(&result, "staying locked, retrying");
+        });
+    }
+
+    /// Show the PIN prompt once per tap.
+    fn prompt(&self, pins: &PinSource, prompted: &mut Option<String>) {
+        let machine = lock(&self.inner.machine);
+        let Phase::PinRequired(p) = machine.phase() else {
+            *prompted = None;
+            return;
+        };
+        if prompted.as_deref() == Some(p.tap_id.as_str()) {
+            return;
+        }
+        *prompted = Some(p.tap_id.clone());
+        let who = p.user.name.as_deref().unwrap_or(&p.user.username);
+        if pins.is_terminal() {
+            eprint!("{who}, please enter your PIN and press Enter: ");
+        } else {
+            tracing::info!(user = %p.user.username, "waiting for the PIN on the next line");
+        }
+    }
+
+    async fn tap_line(&self, badge: &str, read_at: Instant, pins: &PinSource) {
+        match self.handle_tap_at(badge, read_at).await {
+            Ok(info) => greet(pins, &info),
+            Err(AgentError::Server(e)) if e.is_refusal() => {
+                tracing::warn!(code = e.code().unwrap_or(""), "tap refused: {e}");
+                say(pins, &e.to_string());
+            }
+            // The log line is written once per outage; the person at the
+            // keyboard hears it on every tap.
+            Err(e) => {
+                tracing::debug!(error = %e, "tap failed");
+                say(
+                    pins,
+                    "Cannot reach the Wardkey server right now: the workstation stays locked. Try again shortly.",
+                );
+            }
+        }
+    }
+
+    async fn pin_line(&self, pin: String, pins: &PinSource, prompted: &mut Option<String>) {
+        match self.submit_pin(SecretString::from(pin)).await {
+            Ok(info) => greet(pins, &info),
+            Err(AgentError::Server(e)) if e.code() == Some("wrong_pin") => {
+                tracing::warn!("PIN refused: {e}");
+                say(pins, &e.to_string());
+                // Ask again.
+                *prompted = None;
+            }
+            Err(AgentError::Server(e)) if e.is_refusal() => {
+                tracing::warn!(code = e.code().unwrap_or(""), "PIN refused: {e}");
+                say(pins, &e.to_string());
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "PIN not checked");
+                say(
+                    pins,
+                    "Cannot reach the Wardkey server right now: the workstation stays locked. Try again shortly.",
+                );
+            }
+        }
+    }
+}
+
+/// Tell the person at the keyboard where they are now (the PIN prompt
+/// speaks for itself).
+fn greet(pins: &PinSource, info: &SessionInfo) {
+    match (info.state, &info.user) {
+        (WorkstationState::Active, Some(user)) => {
+            say(pins, &format!("Signed in: {}.", user.name.as_deref().unwrap_or(&user.username)))
+        }
+        (WorkstationState::Locked, _) => say(pins, "Locked."),
+        _ => {}
+    }
+}
+
+/// A sentence for the person at the keyboard, when there is a terminal.
+fn say(pins: &PinSource, sentence: &str) {
+    if pins.is_terminal() {
+        eprintln!("{sentence}");
+    }
+}
+
+async fn run_hook_now(hooks: &Hooks, call: &HookCall) {
+    crate::hooks::run_logged(hooks, call).await;
+}
+
+/// Deliver reports and, while the server is unreachable, probe it, with
+/// exponential backoff; ends with the agent.
+async fn link_task(client: Arc<ServerClient>, link: Arc<Link>, stop: CancellationToken) {
+    let mut backoff = BACKOFF_START;
+    loop {
+        let report = lock(&link.reports).front().copied();
+        if report.is_none() && !link.down.load(Ordering::SeqCst) {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = link.wake.notified() => continue,
+            }
+        }
+        let result = match report {
+            Some(seconds) => client.report(seconds).await,
+            None => client.healthz().await,
+        };
+        match result {
+            Ok(()) => {
+                if report.is_some() {
+                    lock(&link.reports).pop_front();
+                }
+                link.succeeded();
+                backoff = BACKOFF_START;
+            }
+            Err(e) if e.is_transient() => {
+                link.failed(&e, "will keep retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_CAP);
+            }
+            Err(e) => {
+                // Answered but refused: retrying the same thing will not help.
+                if report.is_some() {
+                    lock(&link.reports).pop_front();
+                    tracing::warn!(error = %e, "the server refused a tap-to-active report; dropped");
+                }
+                link.succeeded();
+                backoff = BACKOFF_START;
+            }
+        }
+    }
+}

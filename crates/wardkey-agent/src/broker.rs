@@ -1,0 +1,340 @@
+//! The local token broker: HTTP over a Unix socket that desktop EPR apps
+//! ask for the clinician's tokens instead of showing their own login.
+//!
+//! - `GET /v1/session` -> [`SessionInfo`]
+//! - `POST /v1/token {"client_id"}` -> a token response for the clinician at
+//!   the keyboard; 409 with a JSON error while locked or waiting for a PIN
+//! - `GET /v1/events` -> server-sent events, `data: <BrokerEvent JSON>`, on
+//!   lock, unlock and switch. Subscribe first, then read `/v1/session`: no
+//!   change falls between the two.
+//!
+//! The socket is mode 0600: only the signed-in desktop user's processes can
+//! ask, which is the whole access check (a TCP port could be reached by
+//! every local user). The module also holds the tiny HTTP/1.1 client that
+//! `wardkey-agent status` uses, so it needs no HTTP client stack.
+
+use std::convert::Infallible;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use wardkey_proto::broker::{BrokerEvent, BrokerTokenRequest, SessionInfo};
+
+use crate::agent::{Agent, TokenError};
+use crate::client::ServerError;
+
+/// Longest `client_id` accepted.
+const MAX_CLIENT_ID: usize = 256;
+
+/// An error answer of the broker: `error` is a stable code, `message` a
+/// sentence for the app's log or its user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerError {
+    /// `locked`, `pin_required`, `invalid_request`, `invalid_target`,
+    /// `unavailable`, `server_error`, or the server's OAuth error code.
+    pub error: String,
+    /// Plain words.
+    pub message: String,
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(BrokerError { error: code.into(), message: message.into() })).into_response()
+}
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Another agent answers on the socket.
+    #[error("another wardkey-agent is already serving on {0}")]
+    InUse(PathBuf),
+    /// The path holds something else than a socket.
+    #[error("{0} exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+    /// Binding, permissions or serving failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Clone)]
+struct BrokerState {
+    agent: Agent,
+    shutdown: CancellationToken,
+}
+
+/// The broker's routes. Event streams end when `shutdown` is cancelled, so
+/// a graceful shutdown does not wait on them forever.
+pub fn router(agent: Agent, shutdown: CancellationToken) -> Router {
+    Router::new()
+        .route("/v1/session", get(session))
+        .route("/v1/token", post(token))
+        .route("/v1/events", get(events))
+        .with_state(BrokerState { agent, shutdown })
+}
+
+/// Bind the socket at `path`: a stale socket from a crashed agent is
+/// removed first (a live one is an error), and the socket is made 0600.
+pub async fn bind(path: &Path) -> Result<UnixListener, ServeError> {
+    let io = |source| ServeError::Io { path: path.into(), source };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if UnixStream::connect(path).await.is_ok() {
+                return Err(ServeError::InUse(path.into()));
+            }
+            std::fs::remove_file(path).map_err(io)?;
+        }
+        Ok(_) => return Err(ServeError::NotASocket(path.into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let listener = UnixListener::bind(path).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    Ok(listener)
+}
+
+/// Serve the broker on `path` until `shutdown`, then remove the socket.
+pub async fn serve(path: &Path, agent: Agent, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let listener = bind(path).await?;
+    tracing::info!(socket = %path.display(), "token broker listening");
+    let result = serve_listener(listener, agent, shutdown).await;
+    let _ = std::fs::remove_file(path);
+    result.map_err(|source| ServeError::Io { path: path.into(), source })
+}
+
+/// Serve the broker on a bound listener until `shutdown`.
+pub async fn serve_listener(listener: UnixListener, agent: Agent, shutdown: CancellationToken) -> std::io::Result<()> {
+    let app = router(agent, shutdown.clone());
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}
+
+async fn session(State(state): State<BrokerState>) -> Json<SessionInfo> {
+    Json(state.agent.state())
+}
+
+/// `POST /v1/token`. The body is parsed here rather than by the `Json`
+/// extractor so every refusal is the broker's JSON error shape.
+async fn token(State(state): State<BrokerState>, body: axum::body::Bytes) -> Response {
+    let request: BrokerTokenRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("expected {{\"client_id\": \"…\"}}: {e}"),
+            );
+        }
+    };
+    let client_id = request.client_id.trim();
+    if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID || client_id.chars().any(char::is_control) {
+        return error(StatusCode::BAD_REQUEST, "invalid_request", "client_id must be a registered client id");
+    }
+    match state.agent.token(client_id).await {
+        Ok(response) => Json(response).into_response(),
+        Err(e) => token_error(e),
+    }
+}
+
+fn token_error(e: TokenError) -> Response {
+    match &e {
+        TokenError::Locked | TokenError::Changed => error(StatusCode::CONFLICT, "locked", e.to_string()),
+        TokenError::PinRequired => error(StatusCode::CONFLICT, "pin_required", e.to_string()),
+        TokenError::Refused(ServerError::OAuth { error: oauth, .. }) => {
+            let message = oauth.error_description.clone().unwrap_or_else(|| e.to_string());
+            match oauth.error.as_str() {
+                // The app asked for something the server does not know.
+                "invalid_target" | "invalid_request" | "unauthorized_client" => {
+                    error(StatusCode::BAD_REQUEST, &oauth.error, message)
+                }
+                // The workstation itself is not trusted: nothing the app can fix.
+                _ => {
+                    tracing::warn!(error = %e, "token exchange refused");
+                    error(StatusCode::BAD_GATEWAY, &oauth.error, message)
+                }
+            }
+        }
+        TokenError::Refused(other) => {
+            tracing::warn!(error = %other, "token exchange refused");
+            error(StatusCode::BAD_GATEWAY, "server_error", other.to_string())
+        }
+        TokenError::Unavailable(ServerError::Malformed { .. } | ServerError::Key(_)) => {
+            tracing::warn!(error = %e, "token exchange failed");
+            error(StatusCode::BAD_GATEWAY, "server_error", "the Wardkey server's answer could not be used")
+        }
+        TokenError::Unavailable(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the Wardkey server cannot be reached right now; try again shortly",
+        ),
+    }
+}
+
+async fn events(State(state): State<BrokerState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = state.agent.subscribe();
+    let stream = futures_util::stream::unfold((rx, state.shutdown), |(mut rx, shutdown)| async move {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            received = rx.recv() => match received {
+                Ok(event) => event,
+                // This listener fell behind and may have missed a lock:
+                // tell it to lock, the safe reading of a gap.
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "a broker event listener fell behind; sending it a lock");
+                    BrokerEvent::Lock
+                }
+                Err(RecvError::Closed) => return None,
+            },
+        };
+        let data = serde_json::to_string(&event).unwrap_or_else(|_| r#"{"event":"lock"}"#.into());
+        Some((Ok(Event::default().data(data)), (rx, shutdown)))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Why `status` could not read the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// Nothing listens on the socket.
+    #[error("the agent is not running (nothing answers on {path}): {source}")]
+    NotRunning {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Talking to it failed.
+    #[error("reading from the agent failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// It answered, but not with what was expected.
+    #[error("the agent answered something unexpected: {0}")]
+    Protocol(String),
+}
+
+/// `GET /v1/session` over the broker socket.
+pub async fn fetch_session(path: &Path) -> Result<SessionInfo, StatusError> {
+    let (status, body) = http_get(path, "/v1/session").await?;
+    if status != 200 {
+        return Err(StatusError::Protocol(format!("HTTP {status}")));
+    }
+    serde_json::from_slice(&body).map_err(|e| StatusError::Protocol(e.to_string()))
+}
+
+/// One HTTP/1.1 GET over a Unix socket, read to the end (the request asks
+/// the server to close): enough for `status`, without an HTTP client stack.
+pub async fn http_get(path: &Path, target: &str) -> Result<(u16, Vec<u8>), StatusError> {
+    let exchange = async {
+        let mut stream =
+            UnixStream::connect(path).await.map_err(|source| StatusError::NotRunning { path: path.into(), source })?;
+        let request = format!(
+            "GET {target} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        stream.take(1024 * 1024).read_to_end(&mut raw).await?;
+        parse_response(&raw)
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| StatusError::Protocol("no answer within 5 s".into()))?
+}
+
+/// Status code and body of a raw HTTP/1.1 response (plain or chunked).
+fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), StatusError> {
+    let bad = |what: &str| StatusError::Protocol(what.to_string());
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no HTTP header"))?;
+    let head = std::str::from_utf8(&raw[..split]).map_err(|_| bad("header is not text"))?;
+    let body = &raw[split + 4..];
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .filter(|_| status_line.starts_with("HTTP/1."))
+        .ok_or_else(|| bad("no HTTP status line"))?;
+    let chunked = lines.any(|l| {
+        l.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("transfer-encoding") && value.to_ascii_lowercase().contains("chunked")
+        })
+    });
+    if !chunked {
+        return Ok((status, body.to_vec()));
+    }
+    let mut out = Vec::new();
+    let mut rest = body;
+    loop {
+        let eol = rest.windows(2).position(|w| w == b"\r\n").ok_or_else(|| bad("truncated chunk"))?;
+        let size_text = std::str::from_utf8(&rest[..eol]).map_err(|_| bad("bad chunk size"))?;
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| bad("bad chunk size"))?;
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            return Ok((status, out));
+        }
+        if rest.len() < size + 2 {
+            return Err(bad("truncated chunk"));
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_and_chunked_responses() {
+        let raw = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+        assert_eq!(parse_response(raw).unwrap(), (200, b"{}".to_vec()));
+        let raw = b"HTTP/1.1 409 Conflict\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
+        assert_eq!(parse_response(raw).unwrap(), (409, b"abcde".to_vec()));
+        assert!(parse_response(b"garbage").is_err());
+        assert!(parse_response(b"SSH-2.0\r\n\r\n").is_err());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nab\r\n").is_err());
+    }
+
+    #[tokio::test]
+    async fn status_of_a_missing_agent_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = fetch_session(&dir.path().join("none.sock")).await.unwrap_err();
+        assert!(err.to_string().contains("not running"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn bind_replaces_a_stale_socket_but_not_a_live_one_or_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/agent.sock");
+        let first = bind(&path).await.unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(matches!(bind(&path).await, Err(ServeError::InUse(_))));
+        drop(first);
+        // The socket file stays behind, as after a crash: it is stale now.
+        assert!(path.exists());
+        let _second = bind(&path).await.unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        assert!(matches!(bind(&file).await, Err(ServeError::NotASocket(_))));
+    }
+}

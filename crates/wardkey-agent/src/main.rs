@@ -1,0 +1,206 @@
+//! `wardkey-agent`: enrol this workstation, run the tap-and-go agent, or
+//! show its state. Thin: parse arguments, set up logging, call the library.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wardkey_agent::config::{BrokerAddress, DEFAULT_CONFIG_FILE};
+use wardkey_agent::enrol::{EnrolOptions, enrol};
+use wardkey_agent::{Agent, AgentConfig, Lines, PinSource, ReaderSpec, broker};
+use wardkey_proto::broker::WorkstationState;
+
+/// The Wardkey tap-and-go workstation agent.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The agent's config file.
+    #[arg(long, global = true, default_value = DEFAULT_CONFIG_FILE)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Enrol this workstation with a one-time code from IT (makes and keeps
+    /// its key, and writes agent.toml).
+    Enrol {
+        /// The Wardkey server URL.
+        #[arg(long)]
+        server: String,
+        /// The one-time enrolment code from `wardkey workstation enrol`.
+        #[arg(long)]
+        code: String,
+        /// Replace an existing workstation key.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the agent: read badge taps, serve the local token broker.
+    Run {
+        /// Badge reader: stdin, pcsc or fifo:PATH (default: from agent.toml).
+        #[arg(long)]
+        reader: Option<ReaderSpec>,
+        /// Broker socket: unix:PATH (default: from agent.toml).
+        #[arg(long)]
+        broker: Option<BrokerAddress>,
+    },
+    /// Show who is signed in at this workstation (asks the running agent).
+    Status {
+        /// Print the broker's JSON.
+        #[arg(long)]
+        json: bool,
+        /// Broker socket: unix:PATH (default: from agent.toml).
+        #[arg(long)]
+        broker: Option<BrokerAddress>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Enrol { server, code, force } => {
+            init_tracing("warn");
+            let options = EnrolOptions { config_path: cli.config.clone(), server, code, force };
+            let answer = enrol(&options).await.context("enrolment failed")?;
+            println!(
+                "Enrolled as {:?} on ward {:?} (workstation id {}); settings written to {}",
+                answer.name,
+                answer.ward,
+                answer.workstation_id,
+                cli.config.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { reader, broker } => {
+            let mut config = AgentConfig::load(&cli.config)?;
+            // Paths given on the command line are relative to the current
+            // directory, those in agent.toml to the file's directory.
+            if let Some(reader) = reader {
+                config.reader = match reader {
+                    ReaderSpec::Fifo(path) => ReaderSpec::Fifo(std::path::absolute(path)?),
+                    other => other,
+                };
+            }
+            if let Some(BrokerAddress::Unix(path)) = broker {
+                config.broker = BrokerAddress::Unix(std::path::absolute(path)?);
+            }
+            init_tracing(&config.log_level);
+            run(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json, broker } => {
+            init_tracing("warn");
+            let mut config = AgentConfig::load(&cli.config)?;
+            if let Some(BrokerAddress::Unix(path)) = broker {
+                config.broker = BrokerAddress::Unix(std::path::absolute(path)?);
+            }
+            let info = broker::fetch_session(&config.broker_path()).await?;
+            if json {
+                println!("{}", serde_json::to_string(&info)?);
+            } else {
+                let who = info.user.as_ref().map(|u| match &u.name {
+                    Some(name) => format!("{name} ({})", u.username),
+                    None => u.username.clone(),
+                });
+                match (info.state, who) {
+                    (WorkstationState::Active, Some(who)) => println!("{}: active, {who}", info.workstation),
+                    (WorkstationState::PinRequired, Some(who)) => {
+                        println!("{}: waiting for the PIN of {who}", info.workstation)
+                    }
+                    _ => println!("{}: locked", info.workstation),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    let socket = config.broker_path();
+    let reader = config.reader_spec();
+    let agent = Agent::new(config).context("cannot start the agent")?;
+    let badges = Lines::spawn(&reader)?;
+    let pins = PinSource::for_reader(&reader)?;
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+
+    let listener = broker::bind(&socket).await?;
+    tracing::info!(socket = %socket.display(), reader = %reader, workstation = agent.workstation(), "wardkey-agent running");
+    let tracker = TaskTracker::new();
+    {
+        let agent = agent.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            if let Err(e) = broker::serve_listener(listener, agent, shutdown.clone()).await {
+                tracing::error!(error = %e, "the token broker stopped");
+                shutdown.cancel();
+            }
+        });
+    }
+    if pins.is_terminal() {
+        eprintln!("wardkey-agent: tap a badge (what is typed here is not shown).");
+    }
+    agent.run(badges, pins, shutdown.clone()).await;
+
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+        tracing::warn!("the broker did not stop within 5 s");
+    }
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                let _ = tokio::signal::ctrl_c().await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping: locking the workstation first");
+        shutdown.cancel();
+    });
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(default))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
