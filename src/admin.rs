@@ -19,25 +19,20 @@ use wardkey_idp::Settings;
 use wardkey_store::{CredentialKind, Store, StoreError};
 
 use crate::cli::{
-    BadgeCommand, ClientAddArgs, ClientCommand, KeysCommand, SessionCommand, UserCommand, WorkstationCommand,
+    BadgeCommand, ClientAddArgs, ClientCommand, KeysCommand, SessionCommand, StoreCommand, UserCommand,
+    WorkstationCommand,
 };
 
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
-    wardkey_store::open(&settings.store.url).await.with_context(|| {
-        format!(
-            "opening the store at {}",
-            wardkey_idp::config::redact_url(&settings.store.url)
-        )
-    })
+    wardkey_store::open(&settings.store.url)
+        .await
+        .with_context(|| format!("opening the store at {}", wardkey_idp::config::redact_url(&settings.store.url)))
 }
 
 /// Read one secret line from stdin, without its line ending.
 fn read_secret(what: &str) -> anyhow::Result<String> {
     let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .with_context(|| format!("reading the {what} from stdin"))?;
+    std::io::stdin().lock().read_line(&mut line).with_context(|| format!("reading the {what} from stdin"))?;
     let secret = line.trim_end_matches(['\n', '\r']).to_string();
     if secret.is_empty() {
         bail!("no {what} on stdin: pipe it in, for example `printf '%s\\n' \"$SECRET\" | wardkey …`");
@@ -76,13 +71,7 @@ fn explain(e: StoreError, kind: &str, name: &str) -> anyhow::Error {
 /// `wardkey user …`.
 pub async fn user(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyhow::Result<()> {
     match cmd {
-        UserCommand::Add {
-            username,
-            name,
-            email,
-            roles,
-            password_stdin,
-        } => {
+        UserCommand::Add { username, name, email, roles, password_stdin } => {
             user::validate_username(&username)?;
             if let Some(e) = &email {
                 user::validate_email(e)?;
@@ -97,22 +86,15 @@ pub async fn user(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyh
                 None
             };
             let store = open_store(settings).await?;
-            let new = NewUser {
-                username: username.clone(),
-                name,
-                email,
-                roles,
-            };
+            let new = NewUser { username: username.clone(), name, email, roles };
             let created = store
                 .create_user(&new, hash.as_deref(), SystemClock.now())
                 .await
                 .map_err(|e| explain(e, "user", &username))?;
             audit(store.as_ref(), "user.add", &username, json!({"sub": created.id})).await?;
-            print(
-                json_out,
-                json!({"username": created.username, "sub": created.id}),
-                || format!("added user {} (sub {})", created.username, created.id),
-            );
+            print(json_out, json!({"username": created.username, "sub": created.id}), || {
+                format!("added user {} (sub {})", created.username, created.id)
+            });
         }
         UserCommand::List => {
             let store = open_store(settings).await?;
@@ -129,12 +111,7 @@ pub async fn user(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyh
                     .iter()
                     .map(|u| {
                         let status = if u.disabled { "disabled" } else { "active" };
-                        format!(
-                            "{}\t{}\t{}\t{status}",
-                            u.username,
-                            u.name.as_deref().unwrap_or("-"),
-                            u.id
-                        )
+                        format!("{}\t{}\t{}\t{status}", u.username, u.name.as_deref().unwrap_or("-"), u.id)
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
@@ -144,15 +121,11 @@ pub async fn user(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyh
         UserCommand::Enable { username } => set_disabled(settings, &username, false, json_out).await?,
         UserCommand::Unlock { username } => {
             let store = open_store(settings).await?;
-            let user = store
-                .user_by_username(&username)
-                .await?
-                .ok_or_else(|| anyhow!("user {username:?} does not exist"))?;
+            let user =
+                store.user_by_username(&username).await?.ok_or_else(|| anyhow!("user {username:?} does not exist"))?;
             store.reset_login_failures(&user.id).await?;
             audit(store.as_ref(), "user.unlock", &username, json!({})).await?;
-            print(json_out, json!({"username": username, "unlocked": true}), || {
-                format!("unlocked {username}")
-            });
+            print(json_out, json!({"username": username, "unlocked": true}), || format!("unlocked {username}"));
         }
         UserCommand::SetPin { username, .. } => {
             let pin = read_secret("PIN")?;
@@ -160,27 +133,19 @@ pub async fn user(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyh
             let hash = password::hash(&settings.password.argon2(), &pin)?;
             let store = open_store(settings).await?;
             let user = find_user(store.as_ref(), &username).await?;
-            store
-                .set_credential(&user.id, CredentialKind::Pin, &hash, SystemClock.now())
-                .await?;
+            store.set_credential(&user.id, CredentialKind::Pin, &hash, SystemClock.now()).await?;
             store.reset_pin_failures(&user.id).await?;
             audit(store.as_ref(), "user.set_pin", &username, json!({})).await?;
-            print(json_out, json!({"username": username, "pin_set": true}), || {
-                format!("PIN set for {username}")
-            });
+            print(json_out, json!({"username": username, "pin_set": true}), || format!("PIN set for {username}"));
         }
         UserCommand::SetPassword { username, .. } => {
             let pw = read_secret("password")?;
             password::validate_password(&pw)?;
             let hash = password::hash(&settings.password.argon2(), &pw)?;
             let store = open_store(settings).await?;
-            let user = store
-                .user_by_username(&username)
-                .await?
-                .ok_or_else(|| anyhow!("user {username:?} does not exist"))?;
-            store
-                .set_credential(&user.id, CredentialKind::Password, &hash, SystemClock.now())
-                .await?;
+            let user =
+                store.user_by_username(&username).await?.ok_or_else(|| anyhow!("user {username:?} does not exist"))?;
+            store.set_credential(&user.id, CredentialKind::Password, &hash, SystemClock.now()).await?;
             store.reset_login_failures(&user.id).await?;
             audit(store.as_ref(), "user.set_password", &username, json!({})).await?;
             print(json_out, json!({"username": username, "password_set": true}), || {
@@ -192,19 +157,13 @@ pub async fn user(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyh
 }
 
 async fn find_user(store: &dyn Store, username: &str) -> anyhow::Result<wardkey_core::user::User> {
-    store
-        .user_by_username(username)
-        .await?
-        .ok_or_else(|| anyhow!("user {username:?} does not exist"))
+    store.user_by_username(username).await?.ok_or_else(|| anyhow!("user {username:?} does not exist"))
 }
 
 async fn set_disabled(settings: &Settings, username: &str, disabled: bool, json_out: bool) -> anyhow::Result<()> {
     let store = open_store(settings).await?;
     // Disabling also ends the user's live sessions on every running server.
-    store
-        .set_user_disabled(username, disabled, SystemClock.now())
-        .await
-        .map_err(|e| explain(e, "user", username))?;
+    store.set_user_disabled(username, disabled, SystemClock.now()).await.map_err(|e| explain(e, "user", username))?;
     let event = if disabled { "user.disable" } else { "user.enable" };
     audit(store.as_ref(), event, username, json!({})).await?;
     print(json_out, json!({"username": username, "disabled": disabled}), || {
@@ -263,20 +222,12 @@ fn build_client(args: ClientAddArgs) -> anyhow::Result<(Client, Option<String>)>
         let doc: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
         if doc.get("keys").and_then(|k| k.as_array()).is_none_or(|k| k.is_empty()) {
-            bail!(
-                "jwks-file: {} is not a JWK Set: it needs a non-empty \"keys\" array",
-                path.display()
-            );
+            bail!("jwks-file: {} is not a JWK Set: it needs a non-empty \"keys\" array", path.display());
         }
         (ClientAuth::Jwks { jwks: text }, None)
     } else {
         let secret = new_secret();
-        (
-            ClientAuth::Secret {
-                digest: digest(&secret).to_vec(),
-            },
-            Some(secret),
-        )
+        (ClientAuth::Secret { digest: digest(&secret).to_vec() }, Some(secret))
     };
     let client = Client {
         client_id: args.client_id,
@@ -306,28 +257,15 @@ pub async fn client(settings: &Settings, cmd: ClientCommand, json_out: bool) -> 
         ClientCommand::Add(args) => {
             let (client, secret) = build_client(args)?;
             let store = open_store(settings).await?;
-            store
-                .create_client(&client)
-                .await
-                .map_err(|e| explain(e, "client", &client.client_id))?;
-            audit(
-                store.as_ref(),
-                "client.add",
-                &client.client_id,
-                json!({"auth": auth_method(&client)}),
-            )
-            .await?;
-            print(
-                json_out,
-                json!({"client_id": client.client_id, "client_secret": secret}),
-                || match &secret {
-                    Some(s) => format!(
-                        "client_id: {}\nclient_secret: {s}\nStore this secret now: it is not kept and cannot be shown again.",
-                        client.client_id
-                    ),
-                    None => format!("client_id: {}", client.client_id),
-                },
-            );
+            store.create_client(&client).await.map_err(|e| explain(e, "client", &client.client_id))?;
+            audit(store.as_ref(), "client.add", &client.client_id, json!({"auth": auth_method(&client)})).await?;
+            print(json_out, json!({"client_id": client.client_id, "client_secret": secret}), || match &secret {
+                Some(s) => format!(
+                    "client_id: {}\nclient_secret: {s}\nStore this secret now: it is not kept and cannot be shown again.",
+                    client.client_id
+                ),
+                None => format!("client_id: {}", client.client_id),
+            });
         }
         ClientCommand::List => {
             let store = open_store(settings).await?;
@@ -349,14 +287,9 @@ pub async fn client(settings: &Settings, cmd: ClientCommand, json_out: bool) -> 
         }
         ClientCommand::Remove { client_id } => {
             let store = open_store(settings).await?;
-            store
-                .remove_client(&client_id)
-                .await
-                .map_err(|e| explain(e, "client", &client_id))?;
+            store.remove_client(&client_id).await.map_err(|e| explain(e, "client", &client_id))?;
             audit(store.as_ref(), "client.remove", &client_id, json!({})).await?;
-            print(json_out, json!({"client_id": client_id, "removed": true}), || {
-                format!("removed client {client_id}")
-            });
+            print(json_out, json!({"client_id": client_id, "removed": true}), || format!("removed client {client_id}"));
         }
     }
     Ok(())
@@ -374,23 +307,10 @@ pub async fn keys(settings: &Settings, cmd: KeysCommand, json_out: bool) -> anyh
             // still valid are no longer published.
             let keep = settings.oidc.access_token_ttl.as_secs() as i64 + settings.oidc.clock_skew.as_secs() as i64;
             let purged = store.purge_signing_keys(now - keep).await?;
-            let kids: Vec<_> = fresh
-                .iter()
-                .map(|k| json!({"kid": k.kid, "alg": k.alg.as_str()}))
-                .collect();
-            audit(
-                store.as_ref(),
-                "keys.rotate",
-                "signing-keys",
-                json!({"new": kids, "purged": purged}),
-            )
-            .await?;
+            let kids: Vec<_> = fresh.iter().map(|k| json!({"kid": k.kid, "alg": k.alg.as_str()})).collect();
+            audit(store.as_ref(), "keys.rotate", "signing-keys", json!({"new": kids, "purged": purged})).await?;
             print(json_out, json!({"new_keys": kids, "purged": purged}), || {
-                let list = fresh
-                    .iter()
-                    .map(|k| format!("{} {}", k.alg.as_str(), k.kid))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let list = fresh.iter().map(|k| format!("{} {}", k.alg.as_str(), k.kid)).collect::<Vec<_>>().join(", ");
                 format!(
                     "new signing keys: {list}\nrunning servers switch to them within oidc.key_reload_interval ({}); retired keys stay published until their tokens expire",
                     humantime_fmt(settings.oidc.key_reload_interval)
@@ -428,13 +348,7 @@ pub async fn workstation(settings: &Settings, cmd: WorkstationCommand, json_out:
                 .create_workstation(&ws, &code_digest, expires_at)
                 .await
                 .map_err(|e| explain(e, "workstation", &name))?;
-            audit(
-                store.as_ref(),
-                "workstation.create",
-                &name,
-                json!({"ward": ward, "workstation_id": ws.id}),
-            )
-            .await?;
+            audit(store.as_ref(), "workstation.create", &name, json!({"ward": ward, "workstation_id": ws.id})).await?;
             print(
                 json_out,
                 json!({"name": name, "ward": ward, "workstation_id": ws.id, "code": code, "expires_at": expires_at}),
@@ -477,15 +391,8 @@ pub async fn workstation(settings: &Settings, cmd: WorkstationCommand, json_out:
 }
 
 async fn set_workstation(store: &dyn Store, name: &str, enabled: bool, json_out: bool) -> anyhow::Result<()> {
-    store
-        .set_workstation_enabled(name, enabled)
-        .await
-        .map_err(|e| explain(e, "workstation", name))?;
-    let event = if enabled {
-        "workstation.enable"
-    } else {
-        "workstation.disable"
-    };
+    store.set_workstation_enabled(name, enabled).await.map_err(|e| explain(e, "workstation", name))?;
+    let event = if enabled { "workstation.enable" } else { "workstation.disable" };
     audit(store, event, name, json!({})).await?;
     print(json_out, json!({"name": name, "enabled": enabled}), || {
         format!("{} {name}", if enabled { "enabled" } else { "disabled" })
@@ -494,9 +401,7 @@ async fn set_workstation(store: &dyn Store, name: &str, enabled: bool, json_out:
 }
 
 async fn badge_key(store: &dyn Store) -> anyhow::Result<Vec<u8>> {
-    Ok(store
-        .server_secret(wardkey_idp::app::BADGE_KEY_NAME, new_secret().as_bytes())
-        .await?)
+    Ok(store.server_secret(wardkey_idp::app::BADGE_KEY_NAME, new_secret().as_bytes()).await?)
 }
 
 /// `wardkey badge …`.
@@ -507,12 +412,7 @@ pub async fn badge(settings: &Settings, cmd: BadgeCommand, json_out: bool) -> an
             let uid = read_secret("badge UID")?;
             let user = find_user(store.as_ref(), &username).await?;
             let digest = wardkey_core::badge::digest(&badge_key(store.as_ref()).await?, &uid)?;
-            let badge = Badge {
-                digest,
-                user_id: user.id.clone(),
-                failed_pins: 0,
-                created_at: SystemClock.now(),
-            };
+            let badge = Badge { digest, user_id: user.id.clone(), failed_pins: 0, created_at: SystemClock.now() };
             store.add_badge(&badge).await.map_err(|e| match e {
                 StoreError::Conflict(_) => anyhow!("this badge is already enrolled; revoke it first"),
                 other => anyhow::Error::new(other),
@@ -554,18 +454,103 @@ pub async fn session(settings: &Settings, cmd: SessionCommand, json_out: bool) -
             let user = find_user(store.as_ref(), &username).await?;
             store.request_session_revocation(&user.id, SystemClock.now()).await?;
             audit(store.as_ref(), "session.revoke", &username, json!({})).await?;
-            print(
-                json_out,
-                json!({"username": username, "revocation_requested": true}),
-                || {
-                    format!(
-                        "sessions of {username} end within a second on every running server; apps are notified by back-channel logout"
-                    )
-                },
-            );
+            print(json_out, json!({"username": username, "revocation_requested": true}), || {
+                format!(
+                    "sessions of {username} end within a second on every running server; apps are notified by back-channel logout"
+                )
+            });
         }
     }
     Ok(())
+}
+
+/// `wardkey store …`.
+pub async fn store(cmd: StoreCommand, json_out: bool) -> anyhow::Result<()> {
+    match cmd {
+        StoreCommand::Migrate { from, to } => {
+            let (from_shown, to_shown) = (wardkey_idp::config::redact_url(&from), wardkey_idp::config::redact_url(&to));
+            if from == to {
+                bail!("--from and --to name the same store");
+            }
+            let source =
+                wardkey_store::open(&from).await.with_context(|| format!("opening the source store {from_shown}"))?;
+            let target =
+                wardkey_store::open(&to).await.with_context(|| format!("opening the target store {to_shown}"))?;
+            let counts = migrate(source.as_ref(), target.as_ref()).await.with_context(|| {
+                format!(
+                    "migrating into {to_shown} stopped part-way; drop and recreate that database before trying again"
+                )
+            })?;
+            audit(target.as_ref(), "store.migrate", &to_shown, json!({"from": from_shown, "moved": counts})).await?;
+            print(json_out, json!({"from": from_shown, "to": to_shown, "moved": counts}), || {
+                let list = counts
+                    .as_object()
+                    .map(|m| m.iter().map(|(k, v)| format!("  {k}: {v}")).collect::<Vec<_>>().join("\n"));
+                format!("moved from {from_shown} to {to_shown}:\n{}", list.unwrap_or_default())
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Copy every durable record from `source` into the empty `target`; returns
+/// how many of each kind moved. Pending workstation enrolment codes are not
+/// moved (only digests exist): issue new ones.
+async fn migrate(source: &dyn Store, target: &dyn Store) -> anyhow::Result<serde_json::Value> {
+    let empty = target.list_users().await?.is_empty()
+        && target.list_clients().await?.is_empty()
+        && target.signing_keys().await?.is_empty()
+        && target.list_workstations().await?.is_empty();
+    if !empty {
+        bail!("the target store is not empty: migrate into a new, empty database");
+    }
+    let users = source.list_users().await?;
+    let mut credentials = 0;
+    for user in &users {
+        let mut creds = Vec::new();
+        for kind in [CredentialKind::Password, CredentialKind::Pin] {
+            if let Some(hash) = source.credential(&user.id, kind).await? {
+                creds.push((kind, hash));
+            }
+        }
+        credentials += creds.len();
+        target.import_user(user, &creds).await.with_context(|| format!("user {:?}", user.username))?;
+    }
+    let clients = source.list_clients().await?;
+    for client in &clients {
+        target.create_client(client).await.with_context(|| format!("client {:?}", client.client_id))?;
+    }
+    let keys = source.signing_keys().await?;
+    // Oldest first, so "newest first" reads back the same on the target.
+    for key in keys.iter().rev() {
+        target.import_signing_key(key).await.with_context(|| format!("signing key {}", key.kid))?;
+    }
+    let workstations = source.list_workstations().await?;
+    for ws in &workstations {
+        target.import_workstation(ws).await.with_context(|| format!("workstation {:?}", ws.name))?;
+    }
+    // Badge digests only mean something with the key that made them.
+    let badge_key = source.server_secret(wardkey_idp::app::BADGE_KEY_NAME, new_secret().as_bytes()).await?;
+    if target.server_secret(wardkey_idp::app::BADGE_KEY_NAME, &badge_key).await? != badge_key {
+        bail!("the target store already has a different badge key");
+    }
+    let badges = source.list_badges().await?;
+    for badge in &badges {
+        target.add_badge(badge).await.context("badge")?;
+    }
+    let audit = source.recent_audit(u32::MAX).await?;
+    for event in audit.iter().rev() {
+        target.append_audit(event).await.context("audit record")?;
+    }
+    Ok(json!({
+        "users": users.len(),
+        "credentials": credentials,
+        "clients": clients.len(),
+        "signing_keys": keys.len(),
+        "workstations": workstations.len(),
+        "badges": badges.len(),
+        "audit_records": audit.len(),
+    }))
 }
 
 fn humantime_fmt(d: std::time::Duration) -> String {

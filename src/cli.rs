@@ -46,6 +46,24 @@ pub enum Command {
     /// Manage SSO sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Manage the durable store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+/// `wardkey store …`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy everything durable from one store into a new, empty one (for
+    /// example SQLite to PostgreSQL when moving to several nodes).
+    Migrate {
+        /// The store to copy from, e.g. sqlite://./data/wardkey.db
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The empty store to copy into, e.g. postgres://wardkey@db/wardkey
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 /// `wardkey workstation …`.
@@ -228,9 +246,7 @@ fn init_tracing(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match settings.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -243,9 +259,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
             init_tracing(&settings);
-            let app = wardkey_idp::Application::build(settings)
-                .await
-                .context("starting the server")?;
+            let app = wardkey_idp::Application::build(settings).await.context("starting the server")?;
             app.run_until(wardkey_idp::shutdown_signal()).await
         }
         Command::User(cmd) => admin::user(&settings, cmd, cli.json).await,
@@ -254,5 +268,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workstation(cmd) => admin::workstation(&settings, cmd, cli.json).await,
         Command::Badge(cmd) => admin::badge(&settings, cmd, cli.json).await,
         Command::Session(cmd) => admin::session(&settings, cmd, cli.json).await,
+        Command::Store(cmd) => admin::store(cmd, cli.json).await,
     }
 }

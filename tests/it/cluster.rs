@@ -288,3 +288,52 @@ async fn clocks_a_few_seconds_apart_do_not_break_anything() {
     let (code, verifier) = code_at(&b, &no_redirects(true), "web", "gus").await;
     assert_eq!(redeem_at(&a, ("web", &secret), &code, &verifier).await.status(), 200);
 }
+
+#[tokio::test]
+async fn store_migrate_moves_a_one_machine_install_to_postgres() {
+    // A one-machine install with a bit of everything.
+    let app = spawn_app().await;
+    let sqlite_url = app.state.settings.store.url.clone();
+    if !sqlite_url.starts_with("sqlite:") {
+        return; // the WARDKEY_TEST_BACKENDS pass: the source is not SQLite
+    }
+    enrol_badge(&app, "hana", "4A4A").await;
+    let secret = app.add_epr("epr").await;
+    let ws = TestWorkstation::enrol(&app, "pc", "Ward 6").await;
+    tap_in(&app, &ws, "4A4A").await;
+    let jwks_before: Value = app.get("/jwks").await.json().await.unwrap();
+    let audit_before = app.state.store.recent_audit(u32::MAX).await.unwrap().len();
+    let _stopped = app.stop(); // keeps the SQLite file
+
+    let pg = TestPostgres::start();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wardkey"))
+            .args(args)
+            .env_remove("WARDKEY_STORE__URL")
+            .output()
+            .expect("run wardkey")
+    };
+    let out = run(&["store", "migrate", "--from", &sqlite_url, "--to", pg.url(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["moved"]["users"], 1);
+    assert_eq!(report["moved"]["credentials"], 2, "password and PIN");
+    assert_eq!(report["moved"]["clients"], 1);
+    assert_eq!(report["moved"]["workstations"], 1);
+    assert_eq!(report["moved"]["badges"], 1);
+    assert_eq!(report["moved"]["audit_records"], audit_before);
+    // Once only: the target is no longer empty.
+    let again = run(&["store", "migrate", "--from", &sqlite_url, "--to", pg.url()]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+
+    // A server on PostgreSQL: same keys, same password, same badge and PIN,
+    // same workstation key.
+    let app = spawn_app_with(|s| s.store.url = pg.url().to_string()).await;
+    let jwks_after: Value = app.get("/jwks").await.json().await.unwrap();
+    assert_eq!(jwks_before, jwks_after);
+    login_and_redeem(&app, "epr", &secret, "hana").await;
+    // The badge digest key moved too: the badge resumes that password session.
+    assert_eq!(ws.call(&app, "/tap", json!({"badge": "4A4A"})).await["state"], "active");
+    assert!(app.state.store.recent_audit(u32::MAX).await.unwrap().len() > audit_before);
+}

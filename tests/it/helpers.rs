@@ -91,6 +91,11 @@ pub async fn spawn_app_again(stopped: Stopped) -> TestApp {
     spawn_app_on(stopped.dir, stopped.engines, |_| {}).await
 }
 
+/// [`spawn_app_again`] listening on `address` again.
+pub async fn spawn_app_again_at(stopped: Stopped, address: &str) -> TestApp {
+    spawn_app_on(stopped.dir, stopped.engines, |s| s.server.listen = address.to_string()).await
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -128,7 +133,14 @@ async fn spawn_app_on(dir: TempDir, mut engines: Engines, tweak: impl FnOnce(&mu
     install_crypto();
     let mut settings = test_settings(&dir);
     tweak(&mut settings);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    // A test may ask for a fixed address (to restart a server where an agent
+    // expects it); otherwise any free port.
+    let listen = if settings.server.listen == Settings::default().server.listen {
+        "127.0.0.1:0".into()
+    } else {
+        settings.server.listen.clone()
+    };
+    let listener = std::net::TcpListener::bind(&listen).expect("bind");
     let addr = listener.local_addr().expect("addr");
     settings.server.listen = addr.to_string();
     let scheme = if settings.server.tls_cert.is_some() { "https" } else { "http" };

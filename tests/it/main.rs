@@ -2,6 +2,7 @@
 //! real OIDC relying-party library, a cookie-keeping "browser" client, and
 //! the `wardkey` binary itself. One test binary, one module per area.
 
+mod agent;
 mod cli;
 mod cluster;
 mod helpers;

@@ -75,13 +75,7 @@ impl Cache for MemoryCache {
 
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<()> {
         self.with_map(|map, now| {
-            map.insert(
-                key.to_owned(),
-                Entry {
-                    value: value.to_vec(),
-                    expires: now + ttl,
-                },
-            );
+            map.insert(key.to_owned(), Entry { value: value.to_vec(), expires: now + ttl });
         });
         self.wrote();
         Ok(())
@@ -92,13 +86,7 @@ impl Cache for MemoryCache {
             if live(map, key, now).is_some() {
                 return false;
             }
-            map.insert(
-                key.to_owned(),
-                Entry {
-                    value: value.to_vec(),
-                    expires: now + ttl,
-                },
-            );
+            map.insert(key.to_owned(), Entry { value: value.to_vec(), expires: now + ttl });
             true
         });
         self.wrote();
@@ -118,10 +106,7 @@ impl Cache for MemoryCache {
         let n = self.with_map(|map, now| {
             let entry = match live(map, key, now) {
                 Some(e) => e,
-                None => map.entry(key.to_owned()).or_insert(Entry {
-                    value: b"0".to_vec(),
-                    expires: now + ttl,
-                }),
+                None => map.entry(key.to_owned()).or_insert(Entry { value: b"0".to_vec(), expires: now + ttl }),
             };
             let n = std::str::from_utf8(&entry.value)
                 .ok()

@@ -128,10 +128,7 @@ impl RedisCache {
         let (source, current) = match scheme(url).as_deref() {
             Some("redis" | "rediss") => {
                 let client = redis::Client::open(url).map_err(|e| invalid(e.to_string()))?;
-                if matches!(
-                    client.get_connection_info().addr(),
-                    ConnectionAddr::TcpTls { insecure: true, .. }
-                ) {
+                if matches!(client.get_connection_info().addr(), ConnectionAddr::TcpTls { insecure: true, .. }) {
                     return Err(invalid("TLS certificate verification cannot be turned off".into()));
                 }
                 // Built now rather than on first use so that a configuration
@@ -145,11 +142,7 @@ impl RedisCache {
             }
             _ => return Err(CacheError::UnsupportedUrl(display)),
         };
-        Ok(Self {
-            source,
-            current: Mutex::new(current),
-            display,
-        })
+        Ok(Self { source, current: Mutex::new(current), display })
     }
 
     /// Run `req` on the shared connection, within the [`CALL_TIMEOUT`]
@@ -170,10 +163,7 @@ impl RedisCache {
         if let (Some(failure), Some(conn)) = (failure, used) {
             self.failed(&conn, &failure);
         }
-        Err(CacheError::Unavailable(format!(
-            "redis {what} at {}: {message}",
-            self.display
-        )))
+        Err(CacheError::Unavailable(format!("redis {what} at {}: {message}", self.display)))
     }
 
     /// The call proper. `used` receives the connection manager tried last,
@@ -286,9 +276,7 @@ impl RedisCache {
 
 impl fmt::Debug for RedisCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisCache")
-            .field("url", &self.display)
-            .finish_non_exhaustive()
+        f.debug_struct("RedisCache").field("url", &self.display).finish_non_exhaustive()
     }
 }
 
@@ -299,9 +287,7 @@ fn sentinel_client(url: &str) -> Result<SentinelClient, String> {
     if rest.contains(['?', '#']) {
         return Err("query strings and fragments are not supported in redis+sentinel URLs".into());
     }
-    let (authority, path) = rest
-        .split_once('/')
-        .ok_or("missing /service_name after the sentinel addresses")?;
+    let (authority, path) = rest.split_once('/').ok_or("missing /service_name after the sentinel addresses")?;
     let (userinfo, hosts) = match authority.rsplit_once('@') {
         Some((u, h)) => (Some(u), h),
         None => (None, authority),
@@ -314,10 +300,7 @@ fn sentinel_client(url: &str) -> Result<SentinelClient, String> {
     if service_name.is_empty() {
         return Err("missing service name: redis+sentinel://host:port/service_name".into());
     }
-    if !service_name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
+    if !service_name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         return Err(format!("invalid service name {service_name:?}"));
     }
     // Let the redis crate parse (and percent-decode) the master's
@@ -417,23 +400,12 @@ impl Cache for RedisCache {
     }
 
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<()> {
-        let cmd = redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .arg("PX")
-            .arg(ttl_ms(ttl))
-            .to_owned();
+        let cmd = redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ttl_ms(ttl)).to_owned();
         self.call("SET", Request::Cmd(&cmd)).await
     }
 
     async fn put_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<bool> {
-        let cmd = redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms(ttl))
-            .to_owned();
+        let cmd = redis::cmd("SET").arg(key).arg(value).arg("NX").arg("PX").arg(ttl_ms(ttl)).to_owned();
         // `OK` when stored, nil when the key existed.
         let reply: Value = self.call("SET NX", Request::Cmd(&cmd)).await?;
         Ok(!matches!(reply, Value::Nil))
@@ -479,10 +451,7 @@ impl Cache for RedisCache {
         if reply == "PONG" {
             Ok(())
         } else {
-            Err(CacheError::Unavailable(format!(
-                "redis PING at {}: unexpected reply {reply:?}",
-                self.display
-            )))
+            Err(CacheError::Unavailable(format!("redis PING at {}: unexpected reply {reply:?}", self.display)))
         }
     }
 }
@@ -497,10 +466,7 @@ mod tests {
         assert_eq!(redact("rediss://u:p@w@h/1"), "rediss://u:REDACTED@h/1");
         assert_eq!(redact("redis://tok@h"), "redis://REDACTED@h");
         assert_eq!(redact("redis://h:6379"), "redis://h:6379");
-        assert_eq!(
-            redact("redis+sentinel://u:p@a:1,b:2/m"),
-            "redis+sentinel://u:REDACTED@a:1,b:2/m"
-        );
+        assert_eq!(redact("redis+sentinel://u:p@a:1,b:2/m"), "redis+sentinel://u:REDACTED@a:1,b:2/m");
         assert_eq!(redact("not a url"), "not a url");
     }
 

@@ -27,10 +27,7 @@ async fn assert_fails_fast<T: std::fmt::Debug>(what: &str, f: impl Future<Output
     let started = Instant::now();
     let result = f.await;
     let took = started.elapsed();
-    assert!(
-        matches!(result, Err(CacheError::Unavailable(_))),
-        "{what}: expected Unavailable, got {result:?}"
-    );
+    assert!(matches!(result, Err(CacheError::Unavailable(_))), "{what}: expected Unavailable, got {result:?}");
     assert!(took < FAIL_FAST, "{what}: failed only after {took:?}");
 }
 
@@ -104,11 +101,7 @@ async fn put_if_absent_stores_once_under_concurrency() {
             stored.push(i);
         }
     }
-    assert_eq!(
-        stored.len(),
-        1,
-        "exactly one concurrent put_if_absent must win: {stored:?}"
-    );
+    assert_eq!(stored.len(), 1, "exactly one concurrent put_if_absent must win: {stored:?}");
     assert_eq!(c.get("nonce").await.unwrap(), Some(vec![stored[0]]));
 }
 
@@ -255,10 +248,7 @@ async fn malformed_urls_are_refused_without_leaking_passwords() {
         assert!(matches!(err, CacheError::InvalidUrl(_)), "{url}: {err:?}");
         let message = err.to_string();
         assert!(!message.contains("hunter2"), "password in {message:?}");
-        assert!(
-            message.len() > "invalid cache url".len() + url.len(),
-            "unclear: {message:?}"
-        );
+        assert!(message.len() > "invalid cache url".len() + url.len(), "unclear: {message:?}");
     }
     let err = wardkey_cache::open("postgres://u:hunter2@db/x").err().unwrap();
     assert!(matches!(err, CacheError::UnsupportedUrl(_)), "{err:?}");

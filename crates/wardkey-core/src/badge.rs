@@ -36,10 +36,7 @@ pub fn normalise_uid(uid: &str) -> Result<String, ValidationError> {
     let trimmed = uid.trim();
     let compact: String = trimmed.chars().filter(|c| !matches!(c, ':' | '-' | ' ')).collect();
     if compact.is_empty() || compact.len() > 128 || compact.chars().any(|c| c.is_control()) {
-        return Err(ValidationError::new(
-            "uid",
-            "a badge UID must be 1 to 128 printable characters",
-        ));
+        return Err(ValidationError::new("uid", "a badge UID must be 1 to 128 printable characters"));
     }
     if compact.chars().all(|c| c.is_ascii_hexdigit()) {
         Ok(compact.to_ascii_uppercase())
@@ -60,10 +57,7 @@ pub fn digest(secret: &[u8], uid: &str) -> Result<Vec<u8>, ValidationError> {
 /// allows 6-digit secrets when attempts are rate limited, as they are).
 pub fn validate_pin(pin: &str, min_len: usize) -> Result<(), ValidationError> {
     if pin.len() < min_len || pin.len() > 32 || !pin.chars().all(|c| c.is_ascii_digit()) {
-        return Err(ValidationError::new(
-            "pin",
-            format!("a PIN must be {min_len} to 32 digits"),
-        ));
+        return Err(ValidationError::new("pin", format!("a PIN must be {min_len} to 32 digits")));
     }
     Ok(())
 }

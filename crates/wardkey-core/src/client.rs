@@ -131,9 +131,7 @@ impl Client {
 /// Client ids appear in URLs, tokens and logs: keep them plain.
 pub fn validate_client_id(id: &str) -> Result<(), ValidationError> {
     if (1..=128).contains(&id.len())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
     {
         Ok(())
     } else {
@@ -156,23 +154,16 @@ pub fn validate_redirect_uri(field: &'static str, uri: &str) -> Result<(), Valid
         )
     })?;
     if parsed.fragment().is_some() {
-        return Err(ValidationError::new(
-            field,
-            format!("{uri:?} must not contain a fragment (#…)"),
-        ));
+        return Err(ValidationError::new(field, format!("{uri:?} must not contain a fragment (#…)")));
     }
     let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if loopback => Ok(()),
-        "http" => Err(ValidationError::new(
-            field,
-            format!("{uri:?} uses http on a non-loopback host: use https"),
-        )),
-        "javascript" | "data" | "file" | "vbscript" => Err(ValidationError::new(
-            field,
-            format!("{uri:?} uses a scheme that is never a safe redirect target"),
-        )),
+        "http" => Err(ValidationError::new(field, format!("{uri:?} uses http on a non-loopback host: use https"))),
+        "javascript" | "data" | "file" | "vbscript" => {
+            Err(ValidationError::new(field, format!("{uri:?} uses a scheme that is never a safe redirect target")))
+        }
         _ => Ok(()),
     }
 }
@@ -194,12 +185,7 @@ mod tests {
 
     #[test]
     fn grant_types_round_trip() {
-        for g in [
-            "authorization_code",
-            "refresh_token",
-            "client_credentials",
-            "token_exchange",
-        ] {
+        for g in ["authorization_code", "refresh_token", "client_credentials", "token_exchange"] {
             assert_eq!(GrantType::parse(g).unwrap().as_str(), g);
         }
         assert!(GrantType::parse("implicit").is_err());

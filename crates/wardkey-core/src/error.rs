@@ -15,9 +15,6 @@ pub struct ValidationError {
 impl ValidationError {
     /// Build an error for `field`.
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field,
-            message: message.into(),
-        }
+        Self { field, message: message.into() }
     }
 }

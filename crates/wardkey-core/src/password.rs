@@ -28,11 +28,7 @@ pub struct Argon2Params {
 
 impl Default for Argon2Params {
     fn default() -> Self {
-        Self {
-            m_cost: 19 * 1024,
-            t_cost: 2,
-            p_cost: 1,
-        }
+        Self { m_cost: 19 * 1024, t_cost: 2, p_cost: 1 }
     }
 }
 
@@ -75,11 +71,7 @@ pub fn verify(stored: &str, secret: &str) -> bool {
 pub fn verify_dummy(params: &Argon2Params, secret: &str) -> bool {
     static DUMMY: OnceLock<(Argon2Params, String)> = OnceLock::new();
     let (p, stored) = DUMMY.get_or_init(|| (*params, hash(params, "wardkey-dummy-password").unwrap_or_default()));
-    let stored = if p == params {
-        stored.clone()
-    } else {
-        hash(params, "wardkey-dummy-password").unwrap_or_default()
-    };
+    let stored = if p == params { stored.clone() } else { hash(params, "wardkey-dummy-password").unwrap_or_default() };
     let _ = verify(&stored, secret);
     false
 }
@@ -103,11 +95,7 @@ mod tests {
     use super::*;
 
     fn cheap() -> Argon2Params {
-        Argon2Params {
-            m_cost: 256,
-            t_cost: 1,
-            p_cost: 1,
-        }
+        Argon2Params { m_cost: 256, t_cost: 1, p_cost: 1 }
     }
 
     #[test]

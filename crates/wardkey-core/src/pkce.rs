@@ -27,10 +27,7 @@ pub fn check_challenge(challenge: Option<&str>, method: Option<&str>) -> Result<
     if method != Some("S256") {
         return Err(ChallengeError::UnsupportedMethod);
     }
-    let valid = challenge.len() == 43
-        && challenge
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let valid = challenge.len() == 43 && challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if valid { Ok(()) } else { Err(ChallengeError::Malformed) }
 }
 
@@ -38,9 +35,7 @@ pub fn check_challenge(challenge: Option<&str>, method: Option<&str>) -> Result<
 /// `challenge`.
 pub fn verify(verifier: &str, challenge: &str) -> bool {
     let well_formed = (43..=128).contains(&verifier.len())
-        && verifier
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+        && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
     if !well_formed {
         return false;
     }
@@ -72,9 +67,6 @@ mod tests {
             check_challenge(Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"), None),
             Err(ChallengeError::UnsupportedMethod)
         );
-        assert_eq!(
-            check_challenge(Some("short"), Some("S256")),
-            Err(ChallengeError::Malformed)
-        );
+        assert_eq!(check_challenge(Some("short"), Some("S256")), Err(ChallengeError::Malformed));
     }
 }

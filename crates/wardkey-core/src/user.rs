@@ -47,9 +47,7 @@ pub struct NewUser {
 /// logs, so they are kept to a plain, unambiguous alphabet.
 pub fn validate_username(username: &str) -> Result<(), ValidationError> {
     let ok_len = (1..=64).contains(&username.len());
-    let ok_chars = username
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    let ok_chars = username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
     if ok_len && ok_chars {
         Ok(())
     } else {
@@ -69,10 +67,7 @@ pub fn validate_email(email: &str) -> Result<(), ValidationError> {
         {
             Ok(())
         }
-        _ => Err(ValidationError::new(
-            "email",
-            format!("{email:?} is not an email address like name@trust.nhs.uk"),
-        )),
+        _ => Err(ValidationError::new("email", format!("{email:?} is not an email address like name@trust.nhs.uk"))),
     }
 }
 

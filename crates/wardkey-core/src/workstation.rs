@@ -34,22 +34,14 @@ const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 pub fn enrolment_code() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    let chars: Vec<char> = (0..12)
-        .map(|_| CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())] as char)
-        .collect();
-    chars
-        .chunks(4)
-        .map(|c| c.iter().collect::<String>())
-        .collect::<Vec<_>>()
-        .join("-")
+    let chars: Vec<char> = (0..12).map(|_| CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())] as char).collect();
+    chars.chunks(4).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-")
 }
 
 /// Workstation names and wards appear on screens and in audit logs.
 pub fn validate_label(field: &'static str, value: &str) -> Result<(), ValidationError> {
     let ok = (1..=64).contains(&value.chars().count())
-        && value
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '.' | '_' | '-' | '\''))
+        && value.chars().all(|c| c.is_alphanumeric() || matches!(c, ' ' | '.' | '_' | '-' | '\''))
         && value.trim() == value;
     if ok {
         Ok(())

@@ -99,21 +99,12 @@ impl Application {
         listener: std::net::TcpListener,
     ) -> anyhow::Result<Self> {
         settings.validate()?;
-        let store = wardkey_store::open(&settings.store.url).await.with_context(|| {
-            format!(
-                "opening the store at {}",
-                crate::config::redact_url(&settings.store.url)
-            )
-        })?;
-        let cache = wardkey_cache::open(&settings.cache.url).with_context(|| {
-            format!(
-                "opening the cache at {}",
-                crate::config::redact_url(&settings.cache.url)
-            )
-        })?;
-        let keys = Keyring::load(store.as_ref(), clock.now())
+        let store = wardkey_store::open(&settings.store.url)
             .await
-            .context("loading signing keys")?;
+            .with_context(|| format!("opening the store at {}", crate::config::redact_url(&settings.store.url)))?;
+        let cache = wardkey_cache::open(&settings.cache.url)
+            .with_context(|| format!("opening the cache at {}", crate::config::redact_url(&settings.cache.url)))?;
+        let keys = Keyring::load(store.as_ref(), clock.now()).await.context("loading signing keys")?;
         let badge_key = store
             .server_secret(BADGE_KEY_NAME, wardkey_core::secret::new_secret().as_bytes())
             .await
@@ -125,10 +116,7 @@ impl Application {
             .context("building the HTTP client")?;
         let state = AppState {
             issuer: settings.issuer().into(),
-            passwords: Arc::new(PasswordChecker::new(
-                settings.password.argon2(),
-                settings.password.max_concurrent,
-            )),
+            passwords: Arc::new(PasswordChecker::new(settings.password.argon2(), settings.password.max_concurrent)),
             settings: Arc::new(settings.clone()),
             directory: Arc::new(crate::directory::Directory::new(store.clone())),
             store,
@@ -144,13 +132,7 @@ impl Application {
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
         let tls = settings.server.tls_cert.clone().zip(settings.server.tls_key.clone());
-        Ok(Self {
-            listener,
-            address,
-            router: router(state.clone()),
-            state,
-            tls,
-        })
+        Ok(Self { listener, address, router: router(state.clone()), state, tls })
     }
 
     /// The bound address (the real port when configured with port 0).
@@ -187,16 +169,10 @@ impl Application {
                 let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
                     .await
                     .with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))?;
-                axum_server::from_tcp_rustls(self.listener, config)
-                    .handle(handle)
-                    .serve(service)
-                    .await?;
+                axum_server::from_tcp_rustls(self.listener, config).handle(handle).serve(service).await?;
             }
             None => {
-                axum_server::from_tcp(self.listener)
-                    .handle(handle)
-                    .serve(service)
-                    .await?;
+                axum_server::from_tcp(self.listener).handle(handle).serve(service).await?;
             }
         }
         cancel.cancel();

@@ -141,10 +141,7 @@ impl AppState {
             "sid": notice.sid,
             "events": { LOGOUT_EVENT: {} },
         });
-        let token = self
-            .keys
-            .sign(client.id_token_alg, "logout+jwt", &claims)
-            .map_err(|e| e.to_string())?;
+        let token = self.keys.sign(client.id_token_alg, "logout+jwt", &claims).map_err(|e| e.to_string())?;
         let response = self
             .http
             .post(uri)
@@ -154,11 +151,7 @@ impl AppState {
             .await
             .map_err(|e| format!("request failed: {e}"))?;
         // §2.8: 200 (or 204) means done; anything else is a failure to retry.
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("RP answered {}", response.status()))
-        }
+        if response.status().is_success() { Ok(()) } else { Err(format!("RP answered {}", response.status())) }
     }
 
     async fn deliver_due(&self) -> Result<usize, BackendError> {

@@ -62,10 +62,7 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
     // RFC 6749 §2.3.1: both halves are form-urlencoded before joining.
     let unescape = |s: &str| {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
+        url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
     };
     Ok(Some((unescape(id), unescape(secret))))
 }
@@ -78,21 +75,14 @@ impl AppState {
         let basic = basic_credentials(headers)?;
         let post_secret = params.get("client_secret");
         let assertion = params.get("client_assertion");
-        let methods = [basic.is_some(), post_secret.is_some(), assertion.is_some()]
-            .iter()
-            .filter(|m| **m)
-            .count();
+        let methods = [basic.is_some(), post_secret.is_some(), assertion.is_some()].iter().filter(|m| **m).count();
         if methods > 1 {
-            return Err(OAuthError::InvalidRequest(
-                "use exactly one client authentication method".into(),
-            ));
+            return Err(OAuthError::InvalidRequest("use exactly one client authentication method".into()));
         }
         let form_id = params.get("client_id");
         let presented = if let Some((id, secret)) = basic {
             if form_id.is_some_and(|f| f != id) {
-                return Err(OAuthError::InvalidRequest(
-                    "client_id does not match the Authorization header".into(),
-                ));
+                return Err(OAuthError::InvalidRequest("client_id does not match the Authorization header".into()));
             }
             Presented::Basic { id, secret }
         } else if let Some(secret) = post_secret {
@@ -100,9 +90,7 @@ impl AppState {
             Presented::Post { id, secret }
         } else if let Some(jwt) = assertion {
             if params.get("client_assertion_type") != Some(ASSERTION_TYPE) {
-                return Err(OAuthError::InvalidRequest(format!(
-                    "client_assertion_type must be {ASSERTION_TYPE}"
-                )));
+                return Err(OAuthError::InvalidRequest(format!("client_assertion_type must be {ASSERTION_TYPE}")));
             }
             Presented::Assertion { id: form_id, jwt }
         } else if let Some(id) = form_id {
@@ -153,10 +141,7 @@ impl AppState {
                 .map_err(|_| bad("not a signed JWT"))?;
             serde_json::from_slice(&bytes).map_err(|_| bad("not a signed JWT"))?
         };
-        let id = unverified
-            .get("sub")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| bad("no sub claim"))?;
+        let id = unverified.get("sub").and_then(|v| v.as_str()).ok_or_else(|| bad("no sub claim"))?;
         if form_id.is_some_and(|f| f != id) {
             return Err(bad("sub does not match client_id"));
         }
@@ -172,12 +157,9 @@ impl AppState {
             Some(kid) => match jwks.find(kid) {
                 Some(jwk) => jwk.clone(),
                 None => match &client.auth {
-                    ClientAuth::JwksUri { uri } => self
-                        .client_jwks(uri, true)
-                        .await?
-                        .find(kid)
-                        .cloned()
-                        .ok_or_else(|| bad("unknown kid"))?,
+                    ClientAuth::JwksUri { uri } => {
+                        self.client_jwks(uri, true).await?.find(kid).cloned().ok_or_else(|| bad("unknown kid"))?
+                    }
                     _ => return Err(bad("unknown kid")),
                 },
             },
@@ -227,11 +209,7 @@ impl AppState {
         }
         let jti = claims.jti.ok_or_else(|| bad("no jti claim"))?;
         let ttl = Duration::from_secs((claims.exp - now).max(0) as u64 + self.settings.oidc.clock_skew.as_secs() + 1);
-        if !self
-            .cache
-            .put_if_absent(&keys::assertion_jti(id, &jti), b"1", ttl)
-            .await?
-        {
+        if !self.cache.put_if_absent(&keys::assertion_jti(id, &jti), b"1", ttl).await? {
             return Err(bad("this assertion was already used (jti replay)"));
         }
         Ok(client)
@@ -246,21 +224,13 @@ impl AppState {
                 return Ok(set.clone());
             }
         }
-        let fetched: JwkSet = async {
-            self.http
-                .get(uri)
-                .timeout(Duration::from_secs(5))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
+        let fetched: JwkSet =
+            async { self.http.get(uri).timeout(Duration::from_secs(5)).send().await?.error_for_status()?.json().await }
                 .await
-        }
-        .await
-        .map_err(|e: reqwest::Error| {
-            tracing::warn!(uri, error = %e, "cannot fetch client JWKS");
-            OAuthError::invalid_client("the client's jwks_uri could not be fetched", false)
-        })?;
+                .map_err(|e: reqwest::Error| {
+                    tracing::warn!(uri, error = %e, "cannot fetch client JWKS");
+                    OAuthError::invalid_client("the client's jwks_uri could not be fetched", false)
+                })?;
         self.jwks_cache
             .0
             .lock()

@@ -126,17 +126,13 @@ pub struct StoreSettings {
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        Self {
-            url: "sqlite://./data/wardkey.db".into(),
-        }
+        Self { url: "sqlite://./data/wardkey.db".into() }
     }
 }
 
 impl std::fmt::Debug for StoreSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreSettings")
-            .field("url", &redact_url(&self.url))
-            .finish()
+        f.debug_struct("StoreSettings").field("url", &redact_url(&self.url)).finish()
     }
 }
 
@@ -150,17 +146,13 @@ pub struct CacheSettings {
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        Self {
-            url: "memory://".into(),
-        }
+        Self { url: "memory://".into() }
     }
 }
 
 impl std::fmt::Debug for CacheSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CacheSettings")
-            .field("url", &redact_url(&self.url))
-            .finish()
+        f.debug_struct("CacheSettings").field("url", &redact_url(&self.url)).finish()
     }
 }
 
@@ -227,11 +219,7 @@ impl Default for PasswordSettings {
 impl PasswordSettings {
     /// The argon2 parameters.
     pub fn argon2(&self) -> Argon2Params {
-        Argon2Params {
-            m_cost: self.m_cost,
-            t_cost: self.t_cost,
-            p_cost: self.p_cost,
-        }
+        Argon2Params { m_cost: self.m_cost, t_cost: self.t_cost, p_cost: self.p_cost }
     }
 }
 
@@ -286,10 +274,7 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self {
-            format: LogFormat::Text,
-            level: "info".into(),
-        }
+        Self { format: LogFormat::Text, level: "info".into() }
     }
 }
 
@@ -320,10 +305,7 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        message: message.into(),
-    }
+    ConfigError::Invalid { key, message: message.into() }
 }
 
 impl Settings {
@@ -344,16 +326,11 @@ impl Settings {
             if path.exists() {
                 figment = figment.merge(Toml::file_exact(path));
             } else if explicit {
-                return Err(ConfigError::Parse(format!(
-                    "config file {} does not exist",
-                    path.display()
-                )));
+                return Err(ConfigError::Parse(format!("config file {} does not exist", path.display())));
             }
         }
-        let env: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
-            .collect();
+        let env: Vec<(String, String)> =
+            env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__")).collect();
         // `KEY_FILE` variables carry a path whose contents are the value, so
         // secrets (database passwords in URLs) need not sit in the environment.
         let mut direct = Vec::new();
@@ -374,9 +351,7 @@ impl Settings {
             let value: figment::value::Value = v.parse().unwrap_or_else(|e: std::convert::Infallible| match e {});
             figment = figment.merge(Serialized::default(&key, value));
         }
-        let settings: Settings = figment
-            .extract()
-            .map_err(|e| ConfigError::Parse(describe_figment_error(e)))?;
+        let settings: Settings = figment.extract().map_err(|e| ConfigError::Parse(describe_figment_error(e)))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -384,10 +359,7 @@ impl Settings {
     /// Check values that parsed but would not work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.server.listen.parse::<SocketAddr>().map_err(|_| {
-            invalid(
-                "server.listen",
-                format!("{:?} is not a socket address like 127.0.0.1:8080", self.server.listen),
-            )
+            invalid("server.listen", format!("{:?} is not a socket address like 127.0.0.1:8080", self.server.listen))
         })?;
         let url = Url::parse(&self.server.public_url).map_err(|e| {
             invalid(
@@ -413,10 +385,7 @@ impl Settings {
         {
             return Err(invalid(
                 "store.url",
-                format!(
-                    "{:?} is not supported: use sqlite://PATH or postgres://…",
-                    redact_url(&self.store.url)
-                ),
+                format!("{:?} is not supported: use sqlite://PATH or postgres://…", redact_url(&self.store.url)),
             ));
         }
         if !(self.cache.url.starts_with("memory:")
@@ -426,10 +395,7 @@ impl Settings {
         {
             return Err(invalid(
                 "cache.url",
-                format!(
-                    "{:?} is not supported: use memory://, redis://… or rediss://…",
-                    redact_url(&self.cache.url)
-                ),
+                format!("{:?} is not supported: use memory://, redis://… or rediss://…", redact_url(&self.cache.url)),
             ));
         }
         let s = &self.session;
@@ -451,17 +417,13 @@ impl Settings {
         if self.oidc.code_ttl > Duration::from_secs(600) {
             return Err(invalid("oidc.code_ttl", "must be at most 10m (RFC 6749 §4.1.2)"));
         }
-        self.password
-            .argon2()
-            .validate()
-            .map_err(|e| invalid("password.m_cost", e.message))?;
+        self.password.argon2().validate().map_err(|e| invalid("password.m_cost", e.message))?;
         if !(4..=32).contains(&self.tap.pin_min_length) {
             return Err(invalid("tap.pin_min_length", "must be between 4 and 32"));
         }
-        for (key, d) in [
-            ("tap.enrolment_code_ttl", self.tap.enrolment_code_ttl),
-            ("tap.pin_entry_ttl", self.tap.pin_entry_ttl),
-        ] {
+        for (key, d) in
+            [("tap.enrolment_code_ttl", self.tap.enrolment_code_ttl), ("tap.pin_entry_ttl", self.tap.pin_entry_ttl)]
+        {
             if d.is_zero() {
                 return Err(invalid(key, "must be longer than zero"));
             }
@@ -470,28 +432,19 @@ impl Settings {
             return Err(invalid("password.max_concurrent", "must be at least 1"));
         }
         if self.password.lock_after == 0 || self.password.lock_after > 100 {
-            return Err(invalid(
-                "password.lock_after",
-                "must be between 1 and 100 (NIST SP 800-63B §5.2.2)",
-            ));
+            return Err(invalid("password.lock_after", "must be between 1 and 100 (NIST SP 800-63B §5.2.2)"));
         }
         Ok(())
     }
 
     /// PIN grace for a workstation on `ward`.
     pub fn pin_grace(&self, ward: &str) -> Duration {
-        self.wards
-            .get(ward)
-            .and_then(|w| w.pin_grace)
-            .unwrap_or(self.session.pin_grace)
+        self.wards.get(ward).and_then(|w| w.pin_grace).unwrap_or(self.session.pin_grace)
     }
 
     /// Idle timeout for a workstation on `ward`.
     pub fn ward_idle_timeout(&self, ward: &str) -> Duration {
-        self.wards
-            .get(ward)
-            .and_then(|w| w.idle_timeout)
-            .unwrap_or(self.session.idle_timeout)
+        self.wards.get(ward).and_then(|w| w.idle_timeout).unwrap_or(self.session.idle_timeout)
     }
 
     /// The issuer URL without a trailing slash.
@@ -509,16 +462,8 @@ impl Settings {
 fn describe_figment_error(e: figment::Error) -> String {
     e.into_iter()
         .map(|e| {
-            let key = if e.path.is_empty() {
-                String::new()
-            } else {
-                format!("{}: ", e.path.join("."))
-            };
-            let source = e
-                .metadata
-                .as_ref()
-                .map(|m| format!(" (from {})", m.name))
-                .unwrap_or_default();
+            let key = if e.path.is_empty() { String::new() } else { format!("{}: ", e.path.join(".")) };
+            let source = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
             format!("{key}{}{source}", e.kind)
         })
         .collect::<Vec<_>>()
@@ -564,13 +509,10 @@ mod tests {
         .unwrap();
         assert_eq!(s.session.pin_grace, Duration::from_secs(7200));
         assert_eq!(s.password.m_cost, 1024);
-        let e = Settings::load_from(None, false, env(&[("WARDKEY_SESSION__PIN_GRAC", "2h")]))
-            .unwrap_err()
-            .to_string();
+        let e = Settings::load_from(None, false, env(&[("WARDKEY_SESSION__PIN_GRAC", "2h")])).unwrap_err().to_string();
         assert!(e.contains("pin_grac"), "{e}");
-        let e = Settings::load_from(None, false, env(&[("WARDKEY_SESSION__PIN_GRACE", "soon")]))
-            .unwrap_err()
-            .to_string();
+        let e =
+            Settings::load_from(None, false, env(&[("WARDKEY_SESSION__PIN_GRACE", "soon")])).unwrap_err().to_string();
         assert!(e.contains("pin_grace"), "{e}");
     }
 
@@ -580,27 +522,17 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let secret = dir.join("url");
         std::fs::write(&secret, "sqlite://./x.db\n").unwrap();
-        let s = Settings::load_from(
-            None,
-            false,
-            env(&[("WARDKEY_STORE__URL_FILE", secret.to_str().unwrap())]),
-        )
-        .unwrap();
+        let s =
+            Settings::load_from(None, false, env(&[("WARDKEY_STORE__URL_FILE", secret.to_str().unwrap())])).unwrap();
         assert_eq!(s.store.url, "sqlite://./x.db");
         let file = dir.join("wardkey.toml");
         std::fs::write(&file, "[server]\nlisen = \"x\"\n").unwrap();
-        let e = Settings::load_from(Some(&file), true, env(&[]))
-            .unwrap_err()
-            .to_string();
+        let e = Settings::load_from(Some(&file), true, env(&[])).unwrap_err().to_string();
         assert!(e.contains("lisen"), "{e}");
         std::fs::write(&file, "[server]\nlisten = \"nonsense\"\n").unwrap();
-        let e = Settings::load_from(Some(&file), true, env(&[]))
-            .unwrap_err()
-            .to_string();
+        let e = Settings::load_from(Some(&file), true, env(&[])).unwrap_err().to_string();
         assert!(e.contains("server.listen"), "{e}");
-        let e = Settings::load_from(Some(&dir.join("missing.toml")), true, env(&[]))
-            .unwrap_err()
-            .to_string();
+        let e = Settings::load_from(Some(&dir.join("missing.toml")), true, env(&[])).unwrap_err().to_string();
         assert!(e.contains("does not exist"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -636,9 +568,7 @@ mod tests {
         assert_eq!(s.ward_idle_timeout("ICU"), Duration::from_secs(900));
         assert_eq!(s.pin_grace("Ward 4"), s.session.pin_grace);
         std::fs::write(&file, "[wards.\"ICU\"]\npin_grase = \"1h\"\n").unwrap();
-        let e = Settings::load_from(Some(&file), true, env(&[]))
-            .unwrap_err()
-            .to_string();
+        let e = Settings::load_from(Some(&file), true, env(&[])).unwrap_err().to_string();
         assert!(e.contains("pin_grase"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -44,10 +44,7 @@ impl AppState {
     /// session (no Max-Age: closing the browser on a shared PC ends it).
     pub fn set_cookie(&self, headers: &mut HeaderMap, which: CookieName, value: &str) {
         let secure = if self.settings.is_https() { "; Secure" } else { "" };
-        let cookie = format!(
-            "{}={value}; Path=/; HttpOnly; SameSite=Lax{secure}",
-            self.cookie_name(which)
-        );
+        let cookie = format!("{}={value}; Path=/; HttpOnly; SameSite=Lax{secure}", self.cookie_name(which));
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             headers.append(SET_COOKIE, v);
         }
@@ -56,10 +53,7 @@ impl AppState {
     /// A `Set-Cookie` header deleting `which`.
     pub fn clear_cookie(&self, headers: &mut HeaderMap, which: CookieName) {
         let secure = if self.settings.is_https() { "; Secure" } else { "" };
-        let cookie = format!(
-            "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}",
-            self.cookie_name(which)
-        );
+        let cookie = format!("{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}", self.cookie_name(which));
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             headers.append(SET_COOKIE, v);
         }

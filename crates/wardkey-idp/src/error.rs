@@ -87,10 +87,7 @@ impl OAuthError {
 
     /// Shorthand for an `invalid_client` answer.
     pub fn invalid_client(description: impl Into<String>, basic: bool) -> Self {
-        Self::InvalidClient {
-            description: description.into(),
-            basic,
-        }
+        Self::InvalidClient { description: description.into(), basic }
     }
 }
 
@@ -130,10 +127,7 @@ impl IntoResponse for OAuthError {
             Self::TemporarilyUnavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, d.clone()),
             Self::Server(detail) => {
                 tracing::error!(detail, "token endpoint failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "an internal error occurred; it has been logged".into(),
-                )
+                (StatusCode::INTERNAL_SERVER_ERROR, "an internal error occurred; it has been logged".into())
             }
             Self::InvalidRequest(d)
             | Self::InvalidGrant(d)
@@ -143,22 +137,16 @@ impl IntoResponse for OAuthError {
             | Self::UnsupportedTokenType(d)
             | Self::InvalidTarget(d) => (StatusCode::BAD_REQUEST, d.clone()),
         };
-        let mut response = (
-            status,
-            Json(json!({"error": self.code(), "error_description": description})),
-        )
-            .into_response();
+        let mut response =
+            (status, Json(json!({"error": self.code(), "error_description": description}))).into_response();
         match &self {
             Self::InvalidClient { basic: true, .. } => {
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"wardkey\""),
-                );
-            }
-            Self::TemporarilyUnavailable(_) => {
                 response
                     .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"wardkey\""));
+            }
+            Self::TemporarilyUnavailable(_) => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }
@@ -211,8 +199,7 @@ impl IntoResponse for BearerError {
             ),
             Self::Unavailable => {
                 let mut r = (StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable").into_response();
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 return r;
             }
         };
@@ -278,9 +265,7 @@ impl IntoResponse for PageError {
         };
         let mut response = (status, pages::error_page(&message)).into_response();
         if matches!(self, Self::Unavailable) {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -417,15 +402,10 @@ impl IntoResponse for TapApiError {
             Self::Expired(_) => StatusCode::GONE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
-        let body = wardkey_proto::tap::TapError {
-            error: self.code().into(),
-            message: self.to_string(),
-        };
+        let body = wardkey_proto::tap::TapError { error: self.code().into(), message: self.to_string() };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         no_store(response)
     }

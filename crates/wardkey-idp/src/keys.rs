@@ -110,26 +110,13 @@ fn generate_key(alg: SigningAlg, now: i64) -> Result<SigningKey, KeyError> {
             .as_ref()
             .to_vec(),
         SigningAlg::RS256 => {
-            let der: aws_lc_rs::encoding::Pkcs8V1Der<'static> = RsaKeyPair::generate(KeySize::Rsa2048)
-                .map_err(crypto)?
-                .as_der()
-                .map_err(crypto)?;
+            let der: aws_lc_rs::encoding::Pkcs8V1Der<'static> =
+                RsaKeyPair::generate(KeySize::Rsa2048).map_err(crypto)?.as_der().map_err(crypto)?;
             der.as_ref().to_vec()
         }
-        SigningAlg::EdDSA => Ed25519KeyPair::generate()
-            .map_err(crypto)?
-            .to_pkcs8()
-            .map_err(crypto)?
-            .as_ref()
-            .to_vec(),
+        SigningAlg::EdDSA => Ed25519KeyPair::generate().map_err(crypto)?.to_pkcs8().map_err(crypto)?.as_ref().to_vec(),
     };
-    Ok(SigningKey {
-        kid: random_token(12),
-        alg,
-        pkcs8,
-        created_at: now,
-        retired_at: None,
-    })
+    Ok(SigningKey { kid: random_token(12), alg, pkcs8, created_at: now, retired_at: None })
 }
 
 fn parse(key: &SigningKey) -> Result<(Signer, Vec<u8>, Value), KeyError> {
@@ -166,10 +153,7 @@ impl Keyring {
     /// Load the keys from the store, generating a first set if the store has
     /// none (first start).
     pub async fn load(store: &dyn Store, now: i64) -> Result<Self, KeyError> {
-        let ring = Keyring {
-            set: RwLock::new(Arc::new(KeySet::default())),
-            rng: SystemRandom::new(),
-        };
+        let ring = Keyring { set: RwLock::new(Arc::new(KeySet::default())), rng: SystemRandom::new() };
         ring.reload(store, now).await?;
         Ok(ring)
     }
@@ -183,10 +167,7 @@ impl Keyring {
             .filter(|alg| !keys.iter().any(|k| k.alg == *alg && k.retired_at.is_none()))
             .collect();
         if !missing.is_empty() {
-            let fresh = missing
-                .iter()
-                .map(|&a| generate_key(a, now))
-                .collect::<Result<Vec<_>, _>>()?;
+            let fresh = missing.iter().map(|&a| generate_key(a, now)).collect::<Result<Vec<_>, _>>()?;
             store.rotate_signing_keys(&fresh, now).await?;
             keys = store.signing_keys().await?;
         }
@@ -205,17 +186,9 @@ impl Keyring {
             jwk["alg"] = json!(key.alg.as_str());
             jwk["use"] = json!("sig");
             jwks.push(jwk);
-            set.public
-                .insert(key.kid.clone(), PublicKeyEntry { alg: key.alg, public });
+            set.public.insert(key.kid.clone(), PublicKeyEntry { alg: key.alg, public });
             if key.retired_at.is_none() && !set.active.contains_key(&key.alg) {
-                set.active.insert(
-                    key.alg,
-                    Arc::new(ActiveKey {
-                        kid: key.kid.clone(),
-                        alg: key.alg,
-                        signer,
-                    }),
-                );
+                set.active.insert(key.alg, Arc::new(ActiveKey { kid: key.kid.clone(), alg: key.alg, signer }));
             }
         }
         set.jwks = json!({ "keys": jwks });
@@ -246,8 +219,7 @@ impl Keyring {
             Signer::EdDsa(kp) => kp.sign(jws.as_bytes()).as_ref().to_vec(),
             Signer::Rs256(kp) => {
                 let mut sig = vec![0; kp.public_modulus_len()];
-                kp.sign(&RSA_PKCS1_SHA256, &self.rng, jws.as_bytes(), &mut sig)
-                    .map_err(crypto)?;
+                kp.sign(&RSA_PKCS1_SHA256, &self.rng, jws.as_bytes(), &mut sig).map_err(crypto)?;
                 sig
             }
         };
@@ -267,10 +239,7 @@ impl Keyring {
         };
         let decode = |p: &str| URL_SAFE_NO_PAD.decode(p).map_err(|_| VerifyError::Malformed);
         let header: Value = serde_json::from_slice(&decode(h)?).map_err(|_| VerifyError::Malformed)?;
-        let kid = header
-            .get("kid")
-            .and_then(Value::as_str)
-            .ok_or(VerifyError::BadSignature)?;
+        let kid = header.get("kid").and_then(Value::as_str).ok_or(VerifyError::BadSignature)?;
         let set = self.current();
         let key = set.public.get(kid).ok_or(VerifyError::BadSignature)?;
         if header.get("alg").and_then(Value::as_str) != Some(key.alg.as_str()) {
@@ -299,23 +268,12 @@ mod tests {
     use super::*;
 
     fn ring_with(keys: Vec<SigningKey>) -> Keyring {
-        let ring = Keyring {
-            set: RwLock::new(Arc::new(KeySet::default())),
-            rng: SystemRandom::new(),
-        };
+        let ring = Keyring { set: RwLock::new(Arc::new(KeySet::default())), rng: SystemRandom::new() };
         let mut set = KeySet::default();
         for key in &keys {
             let (signer, public, _) = parse(key).unwrap();
-            set.public
-                .insert(key.kid.clone(), PublicKeyEntry { alg: key.alg, public });
-            set.active.insert(
-                key.alg,
-                Arc::new(ActiveKey {
-                    kid: key.kid.clone(),
-                    alg: key.alg,
-                    signer,
-                }),
-            );
+            set.public.insert(key.kid.clone(), PublicKeyEntry { alg: key.alg, public });
+            set.active.insert(key.alg, Arc::new(ActiveKey { kid: key.kid.clone(), alg: key.alg, signer }));
         }
         *ring.set.write().unwrap() = Arc::new(set);
         ring
@@ -328,10 +286,7 @@ mod tests {
             let jws = ring.sign(alg, "JWT", &json!({"sub": "x"})).unwrap();
             let claims: Value = ring.verify(&jws, Some("JWT")).unwrap();
             assert_eq!(claims["sub"], "x");
-            assert_eq!(
-                ring.verify::<Value>(&jws, Some("at+jwt")).unwrap_err(),
-                VerifyError::WrongType
-            );
+            assert_eq!(ring.verify::<Value>(&jws, Some("at+jwt")).unwrap_err(), VerifyError::WrongType);
             let mut tampered = jws.clone();
             tampered.insert(jws.find('.').unwrap() + 2, 'A');
             assert!(ring.verify::<Value>(&tampered, None).is_err());
@@ -343,10 +298,7 @@ mod tests {
         let ring = ring_with(generate_keys(0).unwrap());
         let other = ring_with(generate_keys(0).unwrap());
         let foreign = other.sign(SigningAlg::ES256, "JWT", &json!({})).unwrap();
-        assert_eq!(
-            ring.verify::<Value>(&foreign, None).unwrap_err(),
-            VerifyError::BadSignature
-        );
+        assert_eq!(ring.verify::<Value>(&foreign, None).unwrap_err(), VerifyError::BadSignature);
         let jws = ring.sign(SigningAlg::ES256, "JWT", &json!({})).unwrap();
         let kid = jws.split('.').next().unwrap();
         let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(kid).unwrap()).unwrap();
@@ -355,10 +307,7 @@ mod tests {
             URL_SAFE_NO_PAD.encode(json!({"alg": "none", "kid": header["kid"]}).to_string()),
             URL_SAFE_NO_PAD.encode("{}")
         );
-        assert_eq!(
-            ring.verify::<Value>(&none, None).unwrap_err(),
-            VerifyError::BadSignature
-        );
+        assert_eq!(ring.verify::<Value>(&none, None).unwrap_err(), VerifyError::BadSignature);
         assert_eq!(ring.verify::<Value>("a.b", None).unwrap_err(), VerifyError::Malformed);
     }
 }

@@ -79,26 +79,14 @@ impl Default for Metrics {
         let tokens_issued = Family::<KindLabel, Counter>::default();
         let token_errors = Family::<KindLabel, Counter>::default();
         let reuse_detected = Counter::default();
-        registry.register(
-            names::HTTP_REQUEST_DURATION,
-            "HTTP request latency in seconds",
-            http.clone(),
-        );
-        registry.register(
-            counter_name(names::LOGINS_TOTAL),
-            "Password logins by outcome",
-            logins.clone(),
-        );
+        registry.register(names::HTTP_REQUEST_DURATION, "HTTP request latency in seconds", http.clone());
+        registry.register(counter_name(names::LOGINS_TOTAL), "Password logins by outcome", logins.clone());
         registry.register(
             names::PASSWORD_VERIFY_DURATION,
             "Password verification time in seconds, queueing included",
             password_verify.clone(),
         );
-        registry.register(
-            counter_name(names::TOKENS_ISSUED_TOTAL),
-            "Tokens issued by grant",
-            tokens_issued.clone(),
-        );
+        registry.register(counter_name(names::TOKENS_ISSUED_TOTAL), "Tokens issued by grant", tokens_issued.clone());
         registry.register(
             counter_name(names::TOKEN_ERRORS_TOTAL),
             "Token endpoint errors by error code",
@@ -114,11 +102,7 @@ impl Default for Metrics {
         let backchannel_delivery = latency_histogram();
         let backchannel_failures = Counter::default();
         let cloned_badge = Counter::default();
-        registry.register(
-            counter_name(names::TAPS_TOTAL),
-            "Badge taps and PIN entries by outcome",
-            taps.clone(),
-        );
+        registry.register(counter_name(names::TAPS_TOTAL), "Badge taps and PIN entries by outcome", taps.clone());
         registry.register(
             names::TAP_TO_ACTIVE,
             "Badge read to unlocked desktop, reported by agents, in seconds",
@@ -174,23 +158,14 @@ impl Metrics {
 
 /// `GET /metrics`.
 pub async fn metrics_handler(State(state): State<AppState>) -> Response {
-    (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
+    ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
         .into_response()
 }
 
 /// Middleware timing every request by matched route.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    let route =
+        request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
@@ -199,10 +174,6 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     // The route pattern, never the raw URI: query strings can carry request
     // ids and hints that do not belong in logs.
     tracing::debug!(%method, route, status, seconds, "request");
-    state
-        .metrics
-        .http
-        .get_or_create(&RouteLabels { route, status })
-        .observe(seconds);
+    state.metrics.http.get_or_create(&RouteLabels { route, status }).observe(seconds);
     response
 }

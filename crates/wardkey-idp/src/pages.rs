@@ -40,18 +40,9 @@ fn layout(title: &str, body: &str) -> Html<String> {
 /// direct visit); `csrf` the anti-forgery token bound to the browser.
 pub fn login_page(username: &str, request: &str, csrf: &str, error: Option<&str>) -> Html<String> {
     let error = error
-        .map(|e| {
-            format!(
-                "<div class=\"error\" role=\"alert\" id=\"login-error\"><p>{}</p></div>",
-                escape(e)
-            )
-        })
+        .map(|e| format!("<div class=\"error\" role=\"alert\" id=\"login-error\"><p>{}</p></div>", escape(e)))
         .unwrap_or_default();
-    let autofocus = if username.is_empty() {
-        ("autofocus", "")
-    } else {
-        ("", "autofocus")
-    };
+    let autofocus = if username.is_empty() { ("autofocus", "") } else { ("", "autofocus") };
     layout(
         "Sign in",
         &format!(
@@ -77,10 +68,7 @@ pub fn login_page(username: &str, request: &str, csrf: &str, error: Option<&str>
 pub fn error_page(message: &str) -> Html<String> {
     layout(
         "Cannot continue",
-        &format!(
-            "<h1>Cannot continue</h1><div class=\"error\" role=\"alert\"><p>{}</p></div>",
-            escape(message)
-        ),
+        &format!("<h1>Cannot continue</h1><div class=\"error\" role=\"alert\"><p>{}</p></div>", escape(message)),
     )
 }
 

@@ -52,8 +52,7 @@ impl Params {
 
     /// The value of `name`, or an error naming it.
     pub fn require(&self, name: &str) -> Result<&str, ParamsError> {
-        self.get(name)
-            .ok_or_else(|| ParamsError(format!("the parameter {name:?} is missing")))
+        self.get(name).ok_or_else(|| ParamsError(format!("the parameter {name:?} is missing")))
     }
 
     /// Merge `other` in; a name in both is a repetition.

@@ -22,10 +22,7 @@ pub struct PasswordChecker {
 impl PasswordChecker {
     /// A checker hashing with `params`, at most `max_concurrent` at once.
     pub fn new(params: Argon2Params, max_concurrent: usize) -> Self {
-        Self {
-            params,
-            permits: Arc::new(Semaphore::new(max_concurrent)),
-        }
+        Self { params, permits: Arc::new(Semaphore::new(max_concurrent)) }
     }
 
     /// Verify `secret` against `stored`, or against a dummy hash when the

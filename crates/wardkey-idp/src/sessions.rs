@@ -231,10 +231,7 @@ impl AppState {
             clients: Vec::new(),
             workstations: Vec::new(),
         };
-        let stored = StoredSession {
-            secret_digests: vec![digest(&secret).to_vec()],
-            session: session.clone(),
-        };
+        let stored = StoredSession { secret_digests: vec![digest(&secret).to_vec()], session: session.clone() };
         let ttl = self.session_ttl(&session);
         put_json(self.cache.as_ref(), &keys::session(&sid), &stored, ttl).await?;
         self.index_user_session(user_id, &sid).await?;
@@ -259,11 +256,7 @@ impl AppState {
     /// The session ids recorded for a user, oldest first (some may have
     /// ended since).
     pub async fn user_session_ids(&self, user_id: &str) -> CacheResult<Vec<String>> {
-        Ok(
-            get_json::<Vec<String>>(self.cache.as_ref(), &keys::user_sessions(user_id))
-                .await?
-                .unwrap_or_default(),
-        )
+        Ok(get_json::<Vec<String>>(self.cache.as_ref(), &keys::user_sessions(user_id)).await?.unwrap_or_default())
     }
 
     /// A live session by `sid`.
@@ -282,10 +275,7 @@ impl AppState {
         let Some(mut stored) = get_json::<StoredSession>(self.cache.as_ref(), &key).await? else {
             return Ok(None);
         };
-        if stored
-            .session
-            .expired(self.now(), self.settings.session.max_lifetime.as_secs() as i64)
-        {
+        if stored.session.expired(self.now(), self.settings.session.max_lifetime.as_secs() as i64) {
             return Ok(None);
         }
         f(&mut stored.session);
@@ -331,9 +321,7 @@ impl AppState {
             self.cache.delete(&keys::session(sid)).await?;
             return Ok(None);
         }
-        self.cache
-            .touch(&keys::session(sid), self.session_ttl(&stored.session))
-            .await?;
+        self.cache.touch(&keys::session(sid), self.session_ttl(&stored.session)).await?;
         Ok(Some(stored.session))
     }
 
@@ -342,9 +330,7 @@ impl AppState {
         let Some(stored) = get_json::<StoredSession>(self.cache.as_ref(), &keys::session(sid)).await? else {
             return Ok(false);
         };
-        Ok(!stored
-            .session
-            .expired(self.now(), self.settings.session.max_lifetime.as_secs() as i64))
+        Ok(!stored.session.expired(self.now(), self.settings.session.max_lifetime.as_secs() as i64))
     }
 
     /// Record that `client` received tokens in `session`, for logout.
@@ -379,11 +365,7 @@ impl AppState {
 
     /// Revoke every token of a grant (code reuse, refresh reuse, revocation).
     pub async fn revoke_grant(&self, gid: &str) -> CacheResult<()> {
-        let ttl = self
-            .settings
-            .oidc
-            .refresh_token_ttl
-            .max(self.settings.oidc.access_token_ttl);
+        let ttl = self.settings.oidc.refresh_token_ttl.max(self.settings.oidc.access_token_ttl);
         self.cache.put(&keys::revoked(gid), b"1", ttl).await
     }
 
@@ -395,26 +377,14 @@ impl AppState {
     /// Remember a pending authorization; returns its id.
     pub async fn put_pending(&self, pending: &PendingAuthorization) -> CacheResult<String> {
         let id = random_token(16);
-        put_json(
-            self.cache.as_ref(),
-            &keys::pending(&id),
-            pending,
-            Duration::from_secs(900),
-        )
-        .await?;
+        put_json(self.cache.as_ref(), &keys::pending(&id), pending, Duration::from_secs(900)).await?;
         Ok(id)
     }
 
     /// Issue an authorization code for `record`; returns the code.
     pub async fn issue_code(&self, record: &CodeRecord) -> CacheResult<String> {
         let code = new_secret();
-        put_json(
-            self.cache.as_ref(),
-            &keys::code(&digest_b64(&code)),
-            record,
-            self.settings.oidc.code_ttl,
-        )
-        .await?;
+        put_json(self.cache.as_ref(), &keys::code(&digest_b64(&code)), record, self.settings.oidc.code_ttl).await?;
         Ok(code)
     }
 }

@@ -169,10 +169,7 @@ impl AppState {
 
         let refresh_token = if with_refresh && client.allows(GrantType::RefreshToken) && grant.user_id.is_some() {
             let token = new_secret();
-            let record = RefreshRecord {
-                client_id: client.client_id.clone(),
-                grant: grant.clone(),
-            };
+            let record = RefreshRecord { client_id: client.client_id.clone(), grant: grant.clone() };
             put_json(
                 self.cache.as_ref(),
                 &keys::refresh(&digest_b64(&token)),
@@ -203,19 +200,13 @@ mod tests {
 
     #[test]
     fn scopes_are_filtered() {
-        assert_eq!(
-            filter_scope("openid openid profile api:read email"),
-            "openid profile email"
-        );
+        assert_eq!(filter_scope("openid openid profile api:read email"), "openid profile email");
         assert_eq!(filter_scope(""), "");
     }
 
     #[test]
     fn at_hash_matches_oidc_example() {
         // OIDC Core Appendix A.3 token and at_hash (RS256 → SHA-256).
-        assert_eq!(
-            at_hash(SigningAlg::RS256, "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"),
-            "77QmUPtjPfzWtF2AnpK9RQ"
-        );
+        assert_eq!(at_hash(SigningAlg::RS256, "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"), "77QmUPtjPfzWtF2AnpK9RQ");
     }
 }

@@ -205,6 +205,20 @@ pub trait Store: Send + Sync + 'static {
     /// Take (read and delete) the pending revocation requests: user ids.
     async fn take_session_revocations(&self) -> StoreResult<Vec<String>>;
 
+    /// Every enrolled badge, for `wardkey store migrate`.
+    async fn list_badges(&self) -> StoreResult<Vec<Badge>>;
+    /// Insert a user exactly as given (id, counters, timestamps) with its
+    /// credentials `(kind, hash)`, in one transaction; for `wardkey store
+    /// migrate`. `Conflict` if the id or username exists.
+    async fn import_user(&self, user: &User, credentials: &[(CredentialKind, String)]) -> StoreResult<()>;
+    /// Insert a signing key exactly as given (retired or not); for `wardkey
+    /// store migrate`. `Conflict` if the kid exists.
+    async fn import_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
+    /// Insert a workstation exactly as given, public key included, with no
+    /// pending enrolment code; for `wardkey store migrate`. `Conflict` if the
+    /// id or name exists.
+    async fn import_workstation(&self, ws: &Workstation) -> StoreResult<()>;
+
     /// Append an audit record.
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// The newest `limit` audit records, newest first.

@@ -16,7 +16,8 @@
 //! id contains one, so a lookup by such a key answers "no such row" without
 //! asking the database (as SQLite would) instead of failing; free text that
 //! is only recorded (audit fields, delivery errors) is stored with U+FFFD in
-//! its place.
+//! its place. Imports (`wardkey store migrate`), which must copy every value
+//! unchanged, refuse text holding one as [`StoreError::Corrupt`].
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -111,11 +112,17 @@ fn names_nothing(key: &str) -> bool {
 
 /// Free text as PostgreSQL text can hold it: each U+0000 becomes U+FFFD.
 fn storable_text(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') { Cow::Owned(text.replace('\0', "\u{fffd}")) } else { Cow::Borrowed(text) }
+}
+
+/// An imported value must arrive unchanged, so text PostgreSQL cannot hold
+/// (holding U+0000) is refused, not altered: `Corrupt`, naming the field of
+/// `what` but not the value (it may be a credential hash).
+fn storable_import(what: &str, field: &str, text: &str) -> StoreResult<()> {
     if text.contains('\0') {
-        Cow::Owned(text.replace('\0', "\u{fffd}"))
-    } else {
-        Cow::Borrowed(text)
+        return Err(StoreError::Corrupt(format!("{what}: {field} holds U+0000, which PostgreSQL text cannot hold")));
     }
+    Ok(())
 }
 
 /// A unique-constraint violation becomes `Conflict(what)`; anything else is a
@@ -127,15 +134,28 @@ fn conflict_on_unique(err: sqlx::Error, what: String) -> StoreError {
     }
 }
 
-/// `create_workstation`'s unique violations say which value is taken: the
-/// name (the admin's business), or the id or enrolment code (a random value
-/// that collided). The migrations name the constraints.
+/// `create_workstation`'s and `import_workstation`'s unique violations say
+/// which value is taken: the name (the admin's business), or the id or
+/// enrolment code (a random value that collided). The migrations name
+/// the constraints.
 fn workstation_conflict(err: sqlx::Error, ws: &Workstation) -> StoreError {
     match err {
         sqlx::Error::Database(ref e) if e.is_unique_violation() => StoreError::Conflict(match e.constraint() {
             Some("workstations_enrol_code_digest_key") => "workstation enrolment code".to_string(),
             Some("workstations_pkey") => format!("workstation id {:?}", ws.id),
             _ => format!("workstation {:?}", ws.name),
+        }),
+        other => StoreError::Backend(other),
+    }
+}
+
+/// `import_user`'s unique violations say which value is taken: the id or
+/// the username. The migrations name the constraints.
+fn user_conflict(err: sqlx::Error, user: &User) -> StoreError {
+    match err {
+        sqlx::Error::Database(ref e) if e.is_unique_violation() => StoreError::Conflict(match e.constraint() {
+            Some("users_pkey") => format!("user id {:?}", user.id),
+            _ => format!("user {:?}", user.username),
         }),
         other => StoreError::Backend(other),
     }
@@ -159,8 +179,7 @@ fn column<'r, T>(row: &'r PgRow, table: &str, name: &str) -> StoreResult<T>
 where
     T: Decode<'r, Postgres> + Type<Postgres>,
 {
-    row.try_get(name)
-        .map_err(|e| StoreError::Corrupt(format!("{table}.{name}: {e}")))
+    row.try_get(name).map_err(|e| StoreError::Corrupt(format!("{table}.{name}: {e}")))
 }
 
 /// A count read back from `table.name`, which must fit a `u32`.
@@ -464,21 +483,19 @@ impl Store for PostgresStore {
         let post_logout_redirect_uris = serde_json::to_string(&client.post_logout_redirect_uris)
             .map_err(encode_error("post_logout_redirect_uris"))?;
         let grant_types = serde_json::to_string(&client.grant_types).map_err(encode_error("grant_types"))?;
-        sqlx::query(&format!(
-            "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        ))
-        .bind(&client.client_id)
-        .bind(auth)
-        .bind(redirect_uris)
-        .bind(post_logout_redirect_uris)
-        .bind(&client.backchannel_logout_uri)
-        .bind(grant_types)
-        .bind(&client.start_url)
-        .bind(client.id_token_alg.as_str())
-        .bind(client.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| conflict_on_unique(e, format!("client {:?}", client.client_id)))?;
+        sqlx::query(&format!("INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+            .bind(&client.client_id)
+            .bind(auth)
+            .bind(redirect_uris)
+            .bind(post_logout_redirect_uris)
+            .bind(&client.backchannel_logout_uri)
+            .bind(grant_types)
+            .bind(&client.start_url)
+            .bind(client.id_token_alg.as_str())
+            .bind(client.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict_on_unique(e, format!("client {:?}", client.client_id)))?;
         Ok(())
     }
 
@@ -509,10 +526,7 @@ impl Store for PostgresStore {
         if names_nothing(client_id) {
             return Err(not_found());
         }
-        let done = sqlx::query("DELETE FROM clients WHERE client_id = $1")
-            .bind(client_id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(client_id).execute(&self.pool).await?;
         if done.rows_affected() == 0 {
             return Err(not_found());
         }
@@ -520,14 +534,12 @@ impl Store for PostgresStore {
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
-        sqlx::query(&format!(
-            "SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at DESC, seq DESC"
-        ))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(signing_key_from_row)
-        .collect()
+        sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at DESC, seq DESC"))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(signing_key_from_row)
+            .collect()
     }
 
     /// `Conflict` (and nothing changed) if a new key's `kid` is taken.
@@ -545,17 +557,15 @@ impl Store for PostgresStore {
                 .await?;
         }
         for key in new_keys {
-            sqlx::query(&format!(
-                "INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
-            ))
-            .bind(&key.kid)
-            .bind(key.alg.as_str())
-            .bind(&key.pkcs8)
-            .bind(key.created_at)
-            .bind(key.retired_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| conflict_on_unique(e, format!("signing key {:?}", key.kid)))?;
+            sqlx::query(&format!("INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"))
+                .bind(&key.kid)
+                .bind(key.alg.as_str())
+                .bind(&key.pkcs8)
+                .bind(key.created_at)
+                .bind(key.retired_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| conflict_on_unique(e, format!("signing key {:?}", key.kid)))?;
         }
         tx.commit().await?;
         Ok(())
@@ -687,10 +697,7 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_badge(&self, digest: &[u8]) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM badges WHERE digest = $1")
-            .bind(digest)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query("DELETE FROM badges WHERE digest = $1").bind(digest).execute(&self.pool).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("badge".to_string()));
         }
@@ -702,10 +709,7 @@ impl Store for PostgresStore {
         if names_nothing(user_id) {
             return Ok(0);
         }
-        let done = sqlx::query("DELETE FROM badges WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query("DELETE FROM badges WHERE user_id = $1").bind(user_id).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 
@@ -743,10 +747,8 @@ impl Store for PostgresStore {
             .bind(candidate)
             .execute(&self.pool)
             .await?;
-        let row = sqlx::query("SELECT value FROM server_secrets WHERE name = $1")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT value FROM server_secrets WHERE name = $1").bind(name).fetch_one(&self.pool).await?;
         column(&row, "server_secrets", "value")
     }
 
@@ -796,10 +798,7 @@ impl Store for PostgresStore {
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
-        let mut notices = rows
-            .iter()
-            .map(logout_notice_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let mut notices = rows.iter().map(logout_notice_from_row).collect::<StoreResult<Vec<_>>>()?;
         tx.commit().await?;
         // RETURNING yields rows in no particular order.
         notices.sort_by_key(|n| n.id);
@@ -809,10 +808,7 @@ impl Store for PostgresStore {
     /// A notice already gone (abandoned, or delivered by another node after
     /// its lease ran out) is not an error.
     async fn logout_delivered(&self, id: i64) -> StoreResult<()> {
-        sqlx::query("DELETE FROM logout_outbox WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM logout_outbox WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -870,6 +866,94 @@ impl Store for PostgresStore {
             .collect::<StoreResult<Vec<String>>>()?;
         tx.commit().await?;
         Ok(user_ids)
+    }
+
+    async fn list_badges(&self) -> StoreResult<Vec<Badge>> {
+        sqlx::query(&format!("SELECT {BADGE_COLUMNS} FROM badges ORDER BY user_id, created_at, digest"))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(badge_from_row)
+            .collect()
+    }
+
+    /// Each credential is stored with the user's `created_at` (the source
+    /// does not say when it was set). `Conflict` (and nothing written) also
+    /// if `credentials` names one kind twice. Text holding U+0000, which
+    /// PostgreSQL cannot store, is refused as `Corrupt` before anything is
+    /// written, rather than altered.
+    async fn import_user(&self, user: &User, credentials: &[(CredentialKind, String)]) -> StoreResult<()> {
+        let what = format!("user {:?}", user.username);
+        storable_import(&what, "id", &user.id)?;
+        storable_import(&what, "username", &user.username)?;
+        storable_import(&what, "name", user.name.as_deref().unwrap_or_default())?;
+        storable_import(&what, "email", user.email.as_deref().unwrap_or_default())?;
+        for (kind, hash) in credentials {
+            storable_import(&what, &format!("{} hash", kind.as_str()), hash)?;
+        }
+        let roles = serde_json::to_string(&user.roles).map_err(encode_error("roles"))?;
+
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!("INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+            .bind(&user.id)
+            .bind(&user.username)
+            .bind(&user.name)
+            .bind(&user.email)
+            .bind(&roles)
+            .bind(user.disabled)
+            .bind(i64::from(user.failed_logins))
+            .bind(user.last_failed_at)
+            .bind(user.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| user_conflict(e, user))?;
+        for (kind, hash) in credentials {
+            sqlx::query("INSERT INTO credentials (user_id, kind, secret, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(&user.id)
+                .bind(kind.as_str())
+                .bind(hash)
+                .bind(user.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| conflict_on_unique(e, format!("{} credential of {what}", kind.as_str())))?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A `kid` holding U+0000 is refused as `Corrupt`, as in `import_user`.
+    async fn import_signing_key(&self, key: &SigningKey) -> StoreResult<()> {
+        storable_import(&format!("signing key {:?}", key.kid), "kid", &key.kid)?;
+        sqlx::query(&format!("INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"))
+            .bind(&key.kid)
+            .bind(key.alg.as_str())
+            .bind(&key.pkcs8)
+            .bind(key.created_at)
+            .bind(key.retired_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict_on_unique(e, format!("signing key {:?}", key.kid)))?;
+        Ok(())
+    }
+
+    /// Text holding U+0000 is refused as `Corrupt`, as in `import_user`.
+    async fn import_workstation(&self, ws: &Workstation) -> StoreResult<()> {
+        let what = format!("workstation {:?}", ws.name);
+        storable_import(&what, "id", &ws.id)?;
+        storable_import(&what, "name", &ws.name)?;
+        storable_import(&what, "ward", &ws.ward)?;
+        sqlx::query(&format!("INSERT INTO workstations ({WORKSTATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
+            .bind(&ws.id)
+            .bind(&ws.name)
+            .bind(&ws.ward)
+            .bind(&ws.public_key)
+            .bind(ws.enabled)
+            .bind(ws.created_at)
+            .bind(ws.enrolled_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| workstation_conflict(e, ws))?;
+        Ok(())
     }
 
     /// `event`, `actor` and `subject` are stored with U+0000 as U+FFFD, so

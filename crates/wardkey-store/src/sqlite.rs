@@ -78,11 +78,7 @@ impl SqliteStore {
             // The database lives as long as its last connection, and
             // shared-cache connections fail with SQLITE_LOCKED rather than
             // waiting, so keep exactly one connection open for good.
-            SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
+            SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
         } else {
             create_parent_dir(options.get_filename())?;
             SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS)
@@ -129,9 +125,9 @@ fn conflict_on_unique(err: sqlx::Error, what: String) -> StoreError {
     }
 }
 
-/// `create_workstation`'s unique violations say which value is taken: the
-/// name (the admin's business), or the id or enrolment code (a random value
-/// that collided).
+/// `create_workstation`'s and `import_workstation`'s unique violations say
+/// which value is taken: the name (the admin's business), or the id or
+/// enrolment code (a random value that collided).
 fn workstation_conflict(err: sqlx::Error, ws: &Workstation) -> StoreError {
     match err {
         sqlx::Error::Database(ref e) if e.is_unique_violation() => {
@@ -142,6 +138,21 @@ fn workstation_conflict(err: sqlx::Error, ws: &Workstation) -> StoreError {
                 format!("workstation id {:?}", ws.id)
             } else {
                 format!("workstation {:?}", ws.name)
+            })
+        }
+        other => StoreError::Backend(other),
+    }
+}
+
+/// `import_user`'s unique violations say which value is taken: the id or
+/// the username.
+fn user_conflict(err: sqlx::Error, user: &User) -> StoreError {
+    match err {
+        sqlx::Error::Database(ref e) if e.is_unique_violation() => {
+            StoreError::Conflict(if e.message().contains("users.id") {
+                format!("user id {:?}", user.id)
+            } else {
+                format!("user {:?}", user.username)
             })
         }
         other => StoreError::Backend(other),
@@ -166,8 +177,7 @@ fn column<'r, T>(row: &'r SqliteRow, table: &str, name: &str) -> StoreResult<T>
 where
     T: Decode<'r, Sqlite> + Type<Sqlite>,
 {
-    row.try_get(name)
-        .map_err(|e| StoreError::Corrupt(format!("{table}.{name}: {e}")))
+    row.try_get(name).map_err(|e| StoreError::Corrupt(format!("{table}.{name}: {e}")))
 }
 
 /// A count read back from `table.name`, which must fit a `u32`.
@@ -450,21 +460,19 @@ impl Store for SqliteStore {
         let post_logout_redirect_uris = serde_json::to_string(&client.post_logout_redirect_uris)
             .map_err(encode_error("post_logout_redirect_uris"))?;
         let grant_types = serde_json::to_string(&client.grant_types).map_err(encode_error("grant_types"))?;
-        sqlx::query(&format!(
-            "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(&client.client_id)
-        .bind(auth)
-        .bind(redirect_uris)
-        .bind(post_logout_redirect_uris)
-        .bind(&client.backchannel_logout_uri)
-        .bind(grant_types)
-        .bind(&client.start_url)
-        .bind(client.id_token_alg.as_str())
-        .bind(client.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| conflict_on_unique(e, format!("client {:?}", client.client_id)))?;
+        sqlx::query(&format!("INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+            .bind(&client.client_id)
+            .bind(auth)
+            .bind(redirect_uris)
+            .bind(post_logout_redirect_uris)
+            .bind(&client.backchannel_logout_uri)
+            .bind(grant_types)
+            .bind(&client.start_url)
+            .bind(client.id_token_alg.as_str())
+            .bind(client.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict_on_unique(e, format!("client {:?}", client.client_id)))?;
         Ok(())
     }
 
@@ -488,10 +496,7 @@ impl Store for SqliteStore {
     }
 
     async fn remove_client(&self, client_id: &str) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM clients WHERE client_id = ?")
-            .bind(client_id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query("DELETE FROM clients WHERE client_id = ?").bind(client_id).execute(&self.pool).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("client {client_id:?}")));
         }
@@ -499,14 +504,12 @@ impl Store for SqliteStore {
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
-        sqlx::query(&format!(
-            "SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at DESC, rowid DESC"
-        ))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(signing_key_from_row)
-        .collect()
+        sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at DESC, rowid DESC"))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(signing_key_from_row)
+            .collect()
     }
 
     /// `Conflict` (and nothing changed) if a new key's `kid` is taken.
@@ -524,17 +527,15 @@ impl Store for SqliteStore {
                 .await?;
         }
         for key in new_keys {
-            sqlx::query(&format!(
-                "INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
-            ))
-            .bind(&key.kid)
-            .bind(key.alg.as_str())
-            .bind(&key.pkcs8)
-            .bind(key.created_at)
-            .bind(key.retired_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| conflict_on_unique(e, format!("signing key {:?}", key.kid)))?;
+            sqlx::query(&format!("INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?)"))
+                .bind(&key.kid)
+                .bind(key.alg.as_str())
+                .bind(&key.pkcs8)
+                .bind(key.created_at)
+                .bind(key.retired_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| conflict_on_unique(e, format!("signing key {:?}", key.kid)))?;
         }
         tx.commit().await?;
         Ok(())
@@ -657,10 +658,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_badge(&self, digest: &[u8]) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM badges WHERE digest = ?")
-            .bind(digest)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query("DELETE FROM badges WHERE digest = ?").bind(digest).execute(&self.pool).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("badge".to_string()));
         }
@@ -669,10 +667,7 @@ impl Store for SqliteStore {
 
     /// An unknown user has none: 0.
     async fn revoke_user_badges(&self, user_id: &str) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM badges WHERE user_id = ?")
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query("DELETE FROM badges WHERE user_id = ?").bind(user_id).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 
@@ -707,10 +702,7 @@ impl Store for SqliteStore {
             .bind(candidate)
             .execute(&mut *tx)
             .await?;
-        let row = sqlx::query("SELECT value FROM server_secrets WHERE name = ?")
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await?;
+        let row = sqlx::query("SELECT value FROM server_secrets WHERE name = ?").bind(name).fetch_one(&mut *tx).await?;
         let value = column(&row, "server_secrets", "value")?;
         tx.commit().await?;
         Ok(value)
@@ -757,10 +749,7 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
-        let mut notices = rows
-            .iter()
-            .map(logout_notice_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let mut notices = rows.iter().map(logout_notice_from_row).collect::<StoreResult<Vec<_>>>()?;
         tx.commit().await?;
         // RETURNING yields rows in no particular order.
         notices.sort_by_key(|n| n.id);
@@ -770,10 +759,7 @@ impl Store for SqliteStore {
     /// A notice already gone (abandoned, or delivered by another node after
     /// its lease ran out) is not an error.
     async fn logout_delivered(&self, id: i64) -> StoreResult<()> {
-        sqlx::query("DELETE FROM logout_outbox WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM logout_outbox WHERE id = ?").bind(id).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -815,9 +801,7 @@ impl Store for SqliteStore {
     async fn take_session_revocations(&self) -> StoreResult<Vec<String>> {
         const T: &str = "session_revocations";
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query("DELETE FROM session_revocations RETURNING id, user_id")
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows = sqlx::query("DELETE FROM session_revocations RETURNING id, user_id").fetch_all(&mut *tx).await?;
         let mut requests = rows
             .iter()
             .map(|row| Ok((column::<i64>(row, T, "id")?, column::<String>(row, T, "user_id")?)))
@@ -826,10 +810,80 @@ impl Store for SqliteStore {
         // RETURNING yields rows in no particular order.
         requests.sort_by_key(|(id, _)| *id);
         let mut seen = HashSet::new();
-        Ok(requests
-            .into_iter()
-            .filter_map(|(_, user_id)| seen.insert(user_id.clone()).then_some(user_id))
-            .collect())
+        Ok(requests.into_iter().filter_map(|(_, user_id)| seen.insert(user_id.clone()).then_some(user_id)).collect())
+    }
+
+    async fn list_badges(&self) -> StoreResult<Vec<Badge>> {
+        sqlx::query(&format!("SELECT {BADGE_COLUMNS} FROM badges ORDER BY user_id, created_at, digest"))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(badge_from_row)
+            .collect()
+    }
+
+    /// Each credential is stored with the user's `created_at` (the source
+    /// does not say when it was set). `Conflict` (and nothing written) also
+    /// if `credentials` names one kind twice.
+    async fn import_user(&self, user: &User, credentials: &[(CredentialKind, String)]) -> StoreResult<()> {
+        let roles = serde_json::to_string(&user.roles).map_err(encode_error("roles"))?;
+
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+            .bind(&user.id)
+            .bind(&user.username)
+            .bind(&user.name)
+            .bind(&user.email)
+            .bind(&roles)
+            .bind(user.disabled)
+            .bind(i64::from(user.failed_logins))
+            .bind(user.last_failed_at)
+            .bind(user.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| user_conflict(e, user))?;
+        for (kind, hash) in credentials {
+            sqlx::query("INSERT INTO credentials (user_id, kind, secret, created_at) VALUES (?, ?, ?, ?)")
+                .bind(&user.id)
+                .bind(kind.as_str())
+                .bind(hash)
+                .bind(user.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    conflict_on_unique(e, format!("{} credential of user {:?}", kind.as_str(), user.username))
+                })?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn import_signing_key(&self, key: &SigningKey) -> StoreResult<()> {
+        sqlx::query(&format!("INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?)"))
+            .bind(&key.kid)
+            .bind(key.alg.as_str())
+            .bind(&key.pkcs8)
+            .bind(key.created_at)
+            .bind(key.retired_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict_on_unique(e, format!("signing key {:?}", key.kid)))?;
+        Ok(())
+    }
+
+    async fn import_workstation(&self, ws: &Workstation) -> StoreResult<()> {
+        sqlx::query(&format!("INSERT INTO workstations ({WORKSTATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"))
+            .bind(&ws.id)
+            .bind(&ws.name)
+            .bind(&ws.ward)
+            .bind(&ws.public_key)
+            .bind(ws.enabled)
+            .bind(ws.created_at)
+            .bind(ws.enrolled_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| workstation_conflict(e, ws))?;
+        Ok(())
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {

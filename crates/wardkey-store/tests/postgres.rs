@@ -31,18 +31,12 @@ async fn side_connection(pg: &TestPostgres) -> PgConnection {
 }
 
 async fn exec(conn: &mut PgConnection, sql: &str) {
-    sqlx::query(sql)
-        .execute(&mut *conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    sqlx::query(sql).execute(&mut *conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 /// The outbox's one row's `last_error`.
 async fn last_error(conn: &mut PgConnection) -> String {
-    sqlx::query_scalar("SELECT last_error FROM logout_outbox")
-        .fetch_one(conn)
-        .await
-        .unwrap()
+    sqlx::query_scalar("SELECT last_error FROM logout_outbox").fetch_one(conn).await.unwrap()
 }
 
 mod postgres {
@@ -66,20 +60,14 @@ async fn store_trait_object_via_open() {
 #[tokio::test]
 async fn create_user_with_password_is_one_transaction() {
     let (pg, store) = pg_store().await;
-    store
-        .create_user(&new_user("bob"), Some("$argon2id$a"), 1)
-        .await
-        .unwrap();
+    store.create_user(&new_user("bob"), Some("$argon2id$a"), 1).await.unwrap();
     let _ = store.create_user(&new_user("bob"), Some("$argon2id$b"), 2).await;
 
     // Make the credential insert fail after the user row is written: the
     // user row must roll back with it.
     let mut side = side_connection(&pg).await;
     let count = |table: &'static str| format!("SELECT COUNT(*) FROM {table}");
-    let credentials: i64 = sqlx::query_scalar(&count("credentials"))
-        .fetch_one(&mut side)
-        .await
-        .unwrap();
+    let credentials: i64 = sqlx::query_scalar(&count("credentials")).fetch_one(&mut side).await.unwrap();
     assert_eq!(credentials, 1, "the failed duplicate left no credential behind");
     exec(
         &mut side,
@@ -94,10 +82,7 @@ async fn create_user_with_password_is_one_transaction() {
     )
     .await;
 
-    let err = store
-        .create_user(&new_user("carol"), Some("$argon2id$c"), 3)
-        .await
-        .unwrap_err();
+    let err = store.create_user(&new_user("carol"), Some("$argon2id$c"), 3).await.unwrap_err();
     assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
     assert_eq!(store.user_by_username("carol").await.unwrap(), None);
     let users: i64 = sqlx::query_scalar(&count("users")).fetch_one(&mut side).await.unwrap();
@@ -112,10 +97,7 @@ async fn corrupt_rows_are_errors_not_panics() {
     let (pg, store) = pg_store().await;
     let dave = store.create_user(&new_user("dave"), None, 1).await.unwrap();
     store.create_client(&client("epr", ClientAuth::None)).await.unwrap();
-    store
-        .rotate_signing_keys(&[key("k1", SigningAlg::ES256, 1)], 1)
-        .await
-        .unwrap();
+    store.rotate_signing_keys(&[key("k1", SigningAlg::ES256, 1)], 1).await.unwrap();
 
     let mut side = side_connection(&pg).await;
     for sql in [
@@ -169,31 +151,14 @@ async fn corrupt_tap_rows_are_errors_and_change_nothing() {
 #[tokio::test]
 async fn tap_conflicts_say_what_is_taken_and_missing_owners() {
     let (_pg, store) = pg_store().await;
-    store
-        .create_workstation(&workstation("ws-1", "ward7-a", "Ward 7", 1), b"code", 100)
-        .await
-        .unwrap();
+    store.create_workstation(&workstation("ws-1", "ward7-a", "Ward 7", 1), b"code", 100).await.unwrap();
     for (ws, code, expected) in [
-        (
-            workstation("ws-2", "ward7-a", "Ward 7", 1),
-            &b"other"[..],
-            "\"ward7-a\"",
-        ),
-        (
-            workstation("ws-1", "ward7-b", "Ward 7", 1),
-            &b"other"[..],
-            "workstation id",
-        ),
-        (
-            workstation("ws-2", "ward7-c", "Ward 7", 1),
-            &b"code"[..],
-            "enrolment code",
-        ),
+        (workstation("ws-2", "ward7-a", "Ward 7", 1), &b"other"[..], "\"ward7-a\""),
+        (workstation("ws-1", "ward7-b", "Ward 7", 1), &b"other"[..], "workstation id"),
+        (workstation("ws-2", "ward7-c", "Ward 7", 1), &b"code"[..], "enrolment code"),
     ] {
         let err = store.create_workstation(&ws, code, 100).await.unwrap_err();
-        let StoreError::Conflict(what) = &err else {
-            panic!("{err:?}")
-        };
+        let StoreError::Conflict(what) = &err else { panic!("{err:?}") };
         assert!(what.contains(expected), "{what:?} should name {expected}");
     }
     assert_eq!(store.list_workstations().await.unwrap().len(), 1);
@@ -247,10 +212,7 @@ async fn keys_holding_nul_name_nothing() {
         store.set_user_disabled(odd, true, 1).await.unwrap_err(),
         store.record_login_failure(odd, 1).await.unwrap_err(),
         store.reset_login_failures(odd).await.unwrap_err(),
-        store
-            .set_credential(odd, CredentialKind::Pin, "$argon2id$x", 1)
-            .await
-            .unwrap_err(),
+        store.set_credential(odd, CredentialKind::Pin, "$argon2id$x", 1).await.unwrap_err(),
         store.remove_client(odd).await.unwrap_err(),
         store.set_workstation_enabled(odd, false).await.unwrap_err(),
         store.add_badge(&badge(&[2; 32], odd, 1)).await.unwrap_err(),
@@ -260,10 +222,7 @@ async fn keys_holding_nul_name_nothing() {
     assert_eq!(store.user_by_id(&alice.id).await.unwrap(), Some(alice));
 
     // A failed login with a strange name is still audited.
-    let event = AuditEvent {
-        detail: serde_json::json!({ "tried": "a\0b" }),
-        ..audit(5, "login.failure\0", odd)
-    };
+    let event = AuditEvent { detail: serde_json::json!({ "tried": "a\0b" }), ..audit(5, "login.failure\0", odd) };
     store.append_audit(&event).await.unwrap();
     let [kept] = <[AuditEvent; 1]>::try_from(store.recent_audit(10).await.unwrap()).unwrap();
     assert_eq!(kept.event, "login.failure\u{fffd}");
@@ -276,25 +235,16 @@ async fn data_survives_reopening() {
     let pg = TestPostgres::start();
 
     let store = PostgresStore::open(pg.url()).await.unwrap();
-    let erin = store
-        .create_user(&new_user("erin"), Some("$argon2id$e"), 5)
-        .await
-        .unwrap();
+    let erin = store.create_user(&new_user("erin"), Some("$argon2id$e"), 5).await.unwrap();
     store.record_login_failure(&erin.id, 6).await.unwrap();
-    store
-        .set_credential(&erin.id, CredentialKind::Pin, "$argon2id$pin", 7)
-        .await
-        .unwrap();
+    store.set_credential(&erin.id, CredentialKind::Pin, "$argon2id$pin", 7).await.unwrap();
     let epr = client("epr", ClientAuth::Secret { digest: vec![9; 32] });
     store.create_client(&epr).await.unwrap();
     let k1 = key("k1", SigningAlg::RS256, 8);
     store.rotate_signing_keys(std::slice::from_ref(&k1), 8).await.unwrap();
     let event = audit(9, "user.add", "erin");
     store.append_audit(&event).await.unwrap();
-    store
-        .create_workstation(&workstation("ws-1", "ward7-a", "Ward 7", 1), b"code", 100)
-        .await
-        .unwrap();
+    store.create_workstation(&workstation("ws-1", "ward7-a", "Ward 7", 1), b"code", 100).await.unwrap();
     let b = badge(&[1; 32], &erin.id, 2);
     store.add_badge(&b).await.unwrap();
     store.server_secret("badge-key", b"first").await.unwrap();
@@ -308,22 +258,8 @@ async fn data_survives_reopening() {
     let store = PostgresStore::open(pg.url()).await.unwrap();
     assert_eq!(store.user_by_username("erin").await.unwrap(), Some(erin.clone()));
     assert_eq!(erin.failed_logins, 1);
-    assert_eq!(
-        store
-            .credential(&erin.id, CredentialKind::Password)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("$argon2id$e")
-    );
-    assert_eq!(
-        store
-            .credential(&erin.id, CredentialKind::Pin)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("$argon2id$pin")
-    );
+    assert_eq!(store.credential(&erin.id, CredentialKind::Password).await.unwrap().as_deref(), Some("$argon2id$e"));
+    assert_eq!(store.credential(&erin.id, CredentialKind::Pin).await.unwrap().as_deref(), Some("$argon2id$pin"));
     assert_eq!(store.list_clients().await.unwrap(), [epr]);
     assert_eq!(store.signing_keys().await.unwrap(), [k1]);
     assert_eq!(store.recent_audit(10).await.unwrap(), [event]);
@@ -356,9 +292,8 @@ async fn concurrent_nodes_agree_on_secrets_and_never_share_claims() {
     assert_eq!(nodes[0].server_secret("badge-key", b"later").await.unwrap(), values[0]);
 
     const NOTICES: usize = 200;
-    let notices: Vec<NewLogoutNotice> = (0..NOTICES)
-        .map(|i| notice(&format!("rp-{}", i % 7), "s", &format!("sid-{i}")))
-        .collect();
+    let notices: Vec<NewLogoutNotice> =
+        (0..NOTICES).map(|i| notice(&format!("rp-{}", i % 7), "s", &format!("sid-{i}"))).collect();
     nodes[0].enqueue_logouts(&notices, 10, 10).await.unwrap();
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -383,10 +318,7 @@ async fn concurrent_nodes_agree_on_secrets_and_never_share_claims() {
     ids.dedup();
     assert_eq!(ids.len(), NOTICES, "no notice claimed twice");
 
-    nodes[0]
-        .create_workstation(&workstation("ws-1", "ward7-a", "Ward 7", 1), b"code", 100)
-        .await
-        .unwrap();
+    nodes[0].create_workstation(&workstation("ws-1", "ward7-a", "Ward 7", 1), b"code", 100).await.unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..6u8 {
         let node = nodes[usize::from(i) % nodes.len()].clone();
@@ -395,10 +327,7 @@ async fn concurrent_nodes_agree_on_secrets_and_never_share_claims() {
     let outcomes = tasks.join_all().await;
     assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
     assert!(
-        outcomes
-            .iter()
-            .filter_map(|o| o.as_ref().err())
-            .all(|e| matches!(e, StoreError::NotFound(_))),
+        outcomes.iter().filter_map(|o| o.as_ref().err()).all(|e| matches!(e, StoreError::NotFound(_))),
         "{outcomes:?}"
     );
 }
@@ -462,9 +391,6 @@ async fn stopped_server_fails_fast_and_store_recovers() {
     }
 
     pg.start_again();
-    let back = tokio::time::timeout(BOUND, store.user_by_id(&alice.id))
-        .await
-        .expect("the pool reconnects")
-        .unwrap();
+    let back = tokio::time::timeout(BOUND, store.user_by_id(&alice.id)).await.expect("the pool reconnects").unwrap();
     assert_eq!(back, Some(alice));
 }

@@ -21,9 +21,7 @@ fn file_url(path: &Path) -> String {
 /// A store in a fresh file; the guard keeps the temp dir alive.
 async fn temp_file_store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&file_url(&dir.path().join("wardkey.db")))
-        .await
-        .unwrap();
+    let store = SqliteStore::open(&file_url(&dir.path().join("wardkey.db"))).await.unwrap();
     (dir, store)
 }
 
@@ -51,10 +49,7 @@ async fn open_creates_parent_directories_and_uses_wal() {
     assert!(path.is_file());
 
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap();
     assert_eq!(mode, "wal");
 }
 
@@ -72,20 +67,14 @@ async fn create_user_with_password_is_one_transaction() {
     let (dir, store) = temp_file_store().await;
     let url = file_url(&dir.path().join("wardkey.db"));
 
-    store
-        .create_user(&new_user("bob"), Some("$argon2id$a"), 1)
-        .await
-        .unwrap();
+    store.create_user(&new_user("bob"), Some("$argon2id$a"), 1).await.unwrap();
     let _ = store.create_user(&new_user("bob"), Some("$argon2id$b"), 2).await;
 
     // Make the credential insert fail after the user row is written: the
     // user row must roll back with it.
     let mut side = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let count = |table: &'static str| format!("SELECT COUNT(*) FROM {table}");
-    let credentials: i64 = sqlx::query_scalar(&count("credentials"))
-        .fetch_one(&mut side)
-        .await
-        .unwrap();
+    let credentials: i64 = sqlx::query_scalar(&count("credentials")).fetch_one(&mut side).await.unwrap();
     assert_eq!(credentials, 1, "the failed duplicate left no credential behind");
     sqlx::query(
         "CREATE TRIGGER fail_credentials BEFORE INSERT ON credentials \
@@ -95,10 +84,7 @@ async fn create_user_with_password_is_one_transaction() {
     .await
     .unwrap();
 
-    let err = store
-        .create_user(&new_user("carol"), Some("$argon2id$c"), 3)
-        .await
-        .unwrap_err();
+    let err = store.create_user(&new_user("carol"), Some("$argon2id$c"), 3).await.unwrap_err();
     assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
     assert_eq!(store.user_by_username("carol").await.unwrap(), None);
     let users: i64 = sqlx::query_scalar(&count("users")).fetch_one(&mut side).await.unwrap();
@@ -114,10 +100,7 @@ async fn corrupt_rows_are_errors_not_panics() {
     let url = file_url(&dir.path().join("wardkey.db"));
     let dave = store.create_user(&new_user("dave"), None, 1).await.unwrap();
     store.create_client(&client("epr", ClientAuth::None)).await.unwrap();
-    store
-        .rotate_signing_keys(&[key("k1", SigningAlg::ES256, 1)], 1)
-        .await
-        .unwrap();
+    store.rotate_signing_keys(&[key("k1", SigningAlg::ES256, 1)], 1).await.unwrap();
 
     let mut side = sqlx::SqliteConnection::connect(&url).await.unwrap();
     for sql in [
@@ -147,15 +130,9 @@ async fn data_survives_reopening() {
     let url = file_url(&dir.path().join("wardkey.db"));
 
     let store = SqliteStore::open(&url).await.unwrap();
-    let erin = store
-        .create_user(&new_user("erin"), Some("$argon2id$e"), 5)
-        .await
-        .unwrap();
+    let erin = store.create_user(&new_user("erin"), Some("$argon2id$e"), 5).await.unwrap();
     store.record_login_failure(&erin.id, 6).await.unwrap();
-    store
-        .set_credential(&erin.id, CredentialKind::Pin, "$argon2id$pin", 7)
-        .await
-        .unwrap();
+    store.set_credential(&erin.id, CredentialKind::Pin, "$argon2id$pin", 7).await.unwrap();
     let epr = client("epr", ClientAuth::Secret { digest: vec![9; 32] });
     store.create_client(&epr).await.unwrap();
     let k1 = key("k1", SigningAlg::RS256, 8);
@@ -169,22 +146,8 @@ async fn data_survives_reopening() {
     let store = SqliteStore::open(&url).await.unwrap();
     assert_eq!(store.user_by_username("erin").await.unwrap(), Some(erin.clone()));
     assert_eq!(erin.failed_logins, 1);
-    assert_eq!(
-        store
-            .credential(&erin.id, CredentialKind::Password)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("$argon2id$e")
-    );
-    assert_eq!(
-        store
-            .credential(&erin.id, CredentialKind::Pin)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("$argon2id$pin")
-    );
+    assert_eq!(store.credential(&erin.id, CredentialKind::Password).await.unwrap().as_deref(), Some("$argon2id$e"));
+    assert_eq!(store.credential(&erin.id, CredentialKind::Pin).await.unwrap().as_deref(), Some("$argon2id$pin"));
     assert_eq!(store.list_clients().await.unwrap(), [epr]);
     assert_eq!(store.signing_keys().await.unwrap(), [k1]);
     assert_eq!(store.recent_audit(10).await.unwrap(), [event]);
@@ -202,10 +165,7 @@ async fn in_memory_stores_are_separate() {
 #[tokio::test]
 async fn tap_conflicts_and_missing_owners() {
     let (_, store) = memory_store().await;
-    store
-        .create_workstation(&workstation("ws-1", "ward7-a", "Ward 7", 1), b"code", 100)
-        .await
-        .unwrap();
+    store.create_workstation(&workstation("ws-1", "ward7-a", "Ward 7", 1), b"code", 100).await.unwrap();
     // The id and the code digest are unique too (random values that collided).
     for (ws, code) in [
         (workstation("ws-1", "ward7-b", "Ward 7", 1), &b"other"[..]),
@@ -231,16 +191,10 @@ async fn logout_errors_are_truncated_and_outcomes_idempotent() {
     let long = "é".repeat(600);
     store.logout_failed(claimed.id, 2, &long).await.unwrap();
     let mut side = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let kept: String = sqlx::query_scalar("SELECT last_error FROM logout_outbox")
-        .fetch_one(&mut side)
-        .await
-        .unwrap();
+    let kept: String = sqlx::query_scalar("SELECT last_error FROM logout_outbox").fetch_one(&mut side).await.unwrap();
     assert_eq!(kept, "é".repeat(500));
     store.logout_failed(claimed.id, 3, "short").await.unwrap();
-    let kept: String = sqlx::query_scalar("SELECT last_error FROM logout_outbox")
-        .fetch_one(&mut side)
-        .await
-        .unwrap();
+    let kept: String = sqlx::query_scalar("SELECT last_error FROM logout_outbox").fetch_one(&mut side).await.unwrap();
     assert_eq!(kept, "short");
 
     // Another node may already have finished with it.
@@ -288,14 +242,8 @@ async fn corrupt_tap_rows_are_errors_and_change_nothing() {
     store.enqueue_logouts(&[notice("epr", "s", "sid")], 1, 1).await.unwrap();
 
     let mut side = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("PRAGMA ignore_check_constraints = ON")
-        .execute(&mut side)
-        .await
-        .unwrap();
-    for sql in [
-        "UPDATE badges SET failed_pins = -1",
-        "UPDATE logout_outbox SET attempts = -1",
-    ] {
+    sqlx::query("PRAGMA ignore_check_constraints = ON").execute(&mut side).await.unwrap();
+    for sql in ["UPDATE badges SET failed_pins = -1", "UPDATE logout_outbox SET attempts = -1"] {
         sqlx::query(sql).execute(&mut side).await.unwrap();
     }
 
@@ -305,10 +253,7 @@ async fn corrupt_tap_rows_are_errors_and_change_nothing() {
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
 
     // The failed claim leased nothing: once repaired, the notice is due.
-    sqlx::query("UPDATE logout_outbox SET attempts = 0")
-        .execute(&mut side)
-        .await
-        .unwrap();
+    sqlx::query("UPDATE logout_outbox SET attempts = 0").execute(&mut side).await.unwrap();
     assert_eq!(store.claim_due_logouts(1, 30, 10).await.unwrap().len(), 1);
 }
 
@@ -319,10 +264,7 @@ async fn tap_data_survives_reopening() {
 
     let store = SqliteStore::open(&url).await.unwrap();
     let alice = store.create_user(&new_user("alice"), None, 1).await.unwrap();
-    store
-        .create_workstation(&workstation("ws-1", "ward7-a", "Ward 7", 1), b"code", 100)
-        .await
-        .unwrap();
+    store.create_workstation(&workstation("ws-1", "ward7-a", "Ward 7", 1), b"code", 100).await.unwrap();
     let b = badge(&[1; 32], &alice.id, 2);
     store.add_badge(&b).await.unwrap();
     store.server_secret("badge-key", b"first").await.unwrap();

@@ -58,11 +58,7 @@ enum Server {
     /// A cluster this handle started and owns.
     Local(Cluster),
     /// A database this handle created on the server at `WARDKEY_TEST_PG_URL`.
-    External {
-        admin_url: String,
-        database: String,
-        psql: PathBuf,
-    },
+    External { admin_url: String, database: String, psql: PathBuf },
 }
 
 impl TestPostgres {
@@ -134,11 +130,7 @@ impl TestPostgres {
             .unwrap_or_else(|failure| panic!("cannot create a test database on the {PG_URL_ENV} server: {failure}"));
         TestPostgres {
             url: with_database(admin_url, &database),
-            server: Server::External {
-                admin_url: admin_url.to_string(),
-                database,
-                psql,
-            },
+            server: Server::External { admin_url: admin_url.to_string(), database, psql },
         }
     }
 }
@@ -148,11 +140,7 @@ impl Drop for TestPostgres {
         match &self.server {
             // The cluster stops itself when dropped.
             Server::Local(_) => {}
-            Server::External {
-                admin_url,
-                database,
-                psql,
-            } => {
+            Server::External { admin_url, database, psql } => {
                 // FORCE (PostgreSQL 13+) ends connections a pool left open.
                 let sql = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
                 if let Err(failure) = run_psql(psql, admin_url, &sql) {
@@ -183,12 +171,7 @@ impl Cluster {
         let run_as = RunAs::detect(dir.path());
         run_as.give_dir(dir.path());
 
-        let mut cluster = Cluster {
-            dir,
-            bin,
-            port: 0,
-            run_as,
-        };
+        let mut cluster = Cluster { dir, bin, port: 0, run_as };
         cluster.initdb();
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
@@ -198,10 +181,7 @@ impl Cluster {
                 Err(failure) => failures.push(format!("port {}: {failure}", cluster.port)),
             }
         }
-        panic!(
-            "PostgreSQL did not start ({START_ATTEMPTS} attempts):\n{}",
-            failures.join("\n")
-        );
+        panic!("PostgreSQL did not start ({START_ATTEMPTS} attempts):\n{}", failures.join("\n"));
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -311,11 +291,7 @@ impl RunAs {
         if !is_root {
             return RunAs::Me;
         }
-        let user_exists = Command::new("id")
-            .arg("-u")
-            .arg(SYSTEM_USER)
-            .output()
-            .is_ok_and(|out| out.status.success());
+        let user_exists = Command::new("id").arg("-u").arg(SYSTEM_USER).output().is_ok_and(|out| out.status.success());
         if !user_exists {
             panic!(
                 "tests run as root, which PostgreSQL refuses, and there is no `{SYSTEM_USER}` user to run it as: \
@@ -416,9 +392,7 @@ fn missing_binaries(what: &str) -> ! {
 /// `name` in a directory on `PATH`.
 fn which(name: impl AsRef<OsStr>) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name.as_ref()))
-        .find(|candidate| candidate.is_file())
+    std::env::split_paths(&path).map(|dir| dir.join(name.as_ref())).find(|candidate| candidate.is_file())
 }
 
 /// The directory holding `initdb` and `pg_ctl`: `initdb`'s on `PATH`, else
@@ -457,15 +431,8 @@ fn find_psql() -> Option<PathBuf> {
 /// A database name no other test (on this or another machine) picks.
 fn unique_database_name() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "wardkey_test_{}_{}_{nanos}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("wardkey_test_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// `url` with its database (path) replaced by `database`, query kept.
@@ -475,9 +442,7 @@ fn with_database(url: &str, database: &str) -> String {
         None => (url, String::new()),
     };
     let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_start..]
-        .find('/')
-        .map_or(base.len(), |i| authority_start + i);
+    let path_start = base[authority_start..].find('/').map_or(base.len(), |i| authority_start + i);
     format!("{}/{database}{query}", &base[..path_start])
 }
 
@@ -487,10 +452,7 @@ mod tests {
 
     #[test]
     fn database_is_replaced_in_urls() {
-        assert_eq!(
-            with_database("postgres://u:p@db:5432/admin", "t1"),
-            "postgres://u:p@db:5432/t1"
-        );
+        assert_eq!(with_database("postgres://u:p@db:5432/admin", "t1"), "postgres://u:p@db:5432/t1");
         assert_eq!(with_database("postgres://db", "t1"), "postgres://db/t1");
         assert_eq!(with_database("postgresql://db/", "t1"), "postgresql://db/t1");
         assert_eq!(
@@ -522,10 +484,7 @@ mod tests {
             }
         }
         let usable = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
-        assert_eq!(
-            newest_versioned_bin(root.path(), usable),
-            Some(root.path().join("15/bin"))
-        );
+        assert_eq!(newest_versioned_bin(root.path(), usable), Some(root.path().join("15/bin")));
         assert_eq!(newest_versioned_bin(&root.path().join("none"), usable), None);
     }
 
@@ -554,9 +513,7 @@ mod tests {
     #[test]
     fn cluster_starts_stops_and_starts_again() {
         let pg = TestPostgres::start_local();
-        let Server::Local(cluster) = &pg.server else {
-            unreachable!()
-        };
+        let Server::Local(cluster) = &pg.server else { unreachable!() };
         let port = cluster.port;
         let data_dir = cluster.dir.path().to_path_buf();
         assert!(pg.url().ends_with(&format!(":{port}/postgres")), "{}", pg.url());

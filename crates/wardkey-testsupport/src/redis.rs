@@ -45,9 +45,7 @@ impl TestRedis {
     /// `./scripts/test`, which installs it), or if the server does not come
     /// up. A missing binary is never a silent skip, on CI or off it.
     pub fn start() -> TestRedis {
-        TestRedis {
-            server: Server::start(Role::Redis, "wardkey-redis-"),
-        }
+        TestRedis { server: Server::start(Role::Redis, "wardkey-redis-") }
     }
 
     /// The server's port on 127.0.0.1.
@@ -85,29 +83,17 @@ impl TestRedis {
     ///
     /// If the server is still running, or does not come back.
     pub fn start_again(&mut self) {
-        assert!(
-            self.server.child.is_none(),
-            "start_again() on a running redis-server: stop() it first"
-        );
+        assert!(self.server.child.is_none(), "start_again() on a running redis-server: stop() it first");
         if let Err(log) = self.server.spawn_and_wait() {
-            panic!(
-                "redis-server did not start again on port {}; its log:\n{log}",
-                self.server.port
-            );
+            panic!("redis-server did not start again on port {}; its log:\n{log}", self.server.port);
         }
     }
 
     /// Start a Redis Sentinel (`redis-server --sentinel`) that monitors this
     /// server as master `service_name`, with a quorum of 1.
     pub fn sentinel(&self, service_name: &str) -> TestSentinel {
-        let role = Role::Sentinel {
-            service_name: service_name.to_owned(),
-            master_port: self.server.port,
-        };
-        TestSentinel {
-            server: Server::start(role, "wardkey-sentinel-"),
-            service_name: service_name.to_owned(),
-        }
+        let role = Role::Sentinel { service_name: service_name.to_owned(), master_port: self.server.port };
+        TestSentinel { server: Server::start(role, "wardkey-sentinel-"), service_name: service_name.to_owned() }
     }
 }
 
@@ -150,16 +136,9 @@ impl Server {
     /// Create the directory and start on a free port, trying a few ports.
     fn start(role: Role, prefix: &str) -> Server {
         require_redis_server();
-        let dir = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir()
-            .expect("creating a temporary directory for redis-server");
-        let mut server = Server {
-            role,
-            port: 0,
-            child: None,
-            dir,
-        };
+        let dir =
+            tempfile::Builder::new().prefix(prefix).tempdir().expect("creating a temporary directory for redis-server");
+        let mut server = Server { role, port: 0, child: None, dir };
         let mut log = String::new();
         for _ in 0..PORT_ATTEMPTS {
             server.port = crate::free_port();
@@ -189,10 +168,7 @@ impl Server {
             ]
             .map(String::from)
             .to_vec(),
-            Role::Sentinel {
-                service_name,
-                master_port,
-            } => {
+            Role::Sentinel { service_name, master_port } => {
                 // Sentinel insists on a configuration file it can rewrite.
                 let conf = self.dir.path().join("sentinel.conf");
                 std::fs::write(
@@ -213,11 +189,7 @@ impl Server {
     /// process is gone and the error is its log.
     fn spawn_and_wait(&mut self) -> Result<(), String> {
         let log_path = self.dir.path().join("redis.log");
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .expect("creating redis.log");
+        let log = File::options().create(true).append(true).open(&log_path).expect("creating redis.log");
         let child = Command::new("redis-server")
             .args(self.args())
             .stdin(Stdio::null())
@@ -241,11 +213,7 @@ impl Server {
     }
 
     fn signal(&self, signal: &str) {
-        let pid = self
-            .child
-            .as_ref()
-            .unwrap_or_else(|| panic!("SIG{signal} to a stopped redis-server"))
-            .id();
+        let pid = self.child.as_ref().unwrap_or_else(|| panic!("SIG{signal} to a stopped redis-server")).id();
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(pid.to_string())

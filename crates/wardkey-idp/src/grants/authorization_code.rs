@@ -21,9 +21,7 @@ pub async fn redeem(state: &AppState, client: &Client, params: &Params) -> Resul
     let missing = |p: &str| OAuthError::InvalidRequest(format!("{p} is missing"));
     let code = params.get("code").ok_or_else(|| missing("code"))?;
     let redirect_uri = params.get("redirect_uri").ok_or_else(|| missing("redirect_uri"))?;
-    let verifier = params
-        .get("code_verifier")
-        .ok_or_else(|| missing("code_verifier (PKCE is required)"))?;
+    let verifier = params.get("code_verifier").ok_or_else(|| missing("code_verifier (PKCE is required)"))?;
     let digest = digest_b64(code);
 
     let Some(record) = take_json::<CodeRecord>(state.cache.as_ref(), &keys::code(&digest)).await? else {
@@ -38,10 +36,7 @@ pub async fn redeem(state: &AppState, client: &Client, params: &Params) -> Resul
         }
         return Err(OAuthError::InvalidGrant("the code is invalid or expired".into()));
     };
-    state
-        .cache
-        .put(&keys::code_used(&digest), record.grant.gid.as_bytes(), USED_CODE_MEMORY)
-        .await?;
+    state.cache.put(&keys::code_used(&digest), record.grant.gid.as_bytes(), USED_CODE_MEMORY).await?;
 
     if record.client_id != client.client_id {
         return Err(OAuthError::InvalidGrant("the code was issued to another client".into()));
@@ -50,17 +45,11 @@ pub async fn redeem(state: &AppState, client: &Client, params: &Params) -> Resul
         return Err(OAuthError::InvalidGrant("the code has expired".into()));
     }
     if record.redirect_uri != redirect_uri {
-        return Err(OAuthError::InvalidGrant(
-            "redirect_uri does not match the authorization request".into(),
-        ));
+        return Err(OAuthError::InvalidGrant("redirect_uri does not match the authorization request".into()));
     }
     if !pkce::verify(verifier, &record.code_challenge) {
-        return Err(OAuthError::InvalidGrant(
-            "code_verifier does not match the code_challenge".into(),
-        ));
+        return Err(OAuthError::InvalidGrant("code_verifier does not match the code_challenge".into()));
     }
     let user = super::live_user(state, &record.grant).await?;
-    state
-        .issue_tokens(client, &record.grant, user.as_ref(), record.nonce.as_deref(), true)
-        .await
+    state.issue_tokens(client, &record.grant, user.as_ref(), record.nonce.as_deref(), true).await
 }

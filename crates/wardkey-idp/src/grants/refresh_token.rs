@@ -18,9 +18,8 @@ use crate::state::AppState;
 
 /// Rotate a refresh token.
 pub async fn rotate(state: &AppState, client: &Client, params: &Params) -> Result<TokenResponse, OAuthError> {
-    let token = params
-        .get("refresh_token")
-        .ok_or_else(|| OAuthError::InvalidRequest("refresh_token is missing".into()))?;
+    let token =
+        params.get("refresh_token").ok_or_else(|| OAuthError::InvalidRequest("refresh_token is missing".into()))?;
     let digest = digest_b64(token);
     let cache = state.cache.as_ref();
 
@@ -29,17 +28,13 @@ pub async fn rotate(state: &AppState, client: &Client, params: &Params) -> Resul
     };
     if record.client_id != client.client_id {
         // Not consumed: the rightful client can still use it.
-        return Err(OAuthError::InvalidGrant(
-            "the refresh token was issued to another client".into(),
-        ));
+        return Err(OAuthError::InvalidGrant("the refresh token was issued to another client".into()));
     }
     let mut grant = record.grant.clone();
     if let Some(requested) = params.get("scope") {
         // RFC 6749 §6: a narrower scope may be asked for, never a wider one.
         if !requested.split(' ').all(|s| grant.has_scope(s)) {
-            return Err(OAuthError::InvalidScope(
-                "the requested scope exceeds the original grant".into(),
-            ));
+            return Err(OAuthError::InvalidScope("the requested scope exceeds the original grant".into()));
         }
         grant.scope = requested.to_string();
     }
@@ -65,14 +60,10 @@ pub async fn rotate(state: &AppState, client: &Client, params: &Params) -> Resul
 
 async fn replay_or_revoke(state: &AppState, client: &Client, digest: &str) -> Result<TokenResponse, OAuthError> {
     let Some(rotated) = get_json::<RotatedRecord>(state.cache.as_ref(), &keys::rotated(digest)).await? else {
-        return Err(OAuthError::InvalidGrant(
-            "the refresh token is invalid or expired".into(),
-        ));
+        return Err(OAuthError::InvalidGrant("the refresh token is invalid or expired".into()));
     };
     if rotated.client_id != client.client_id {
-        return Err(OAuthError::InvalidGrant(
-            "the refresh token was issued to another client".into(),
-        ));
+        return Err(OAuthError::InvalidGrant("the refresh token was issued to another client".into()));
     }
     let grace = state.settings.oidc.refresh_reuse_grace.as_secs() as i64;
     if state.now() - rotated.rotated_at <= grace && !state.grant_revoked(&rotated.gid).await? {
@@ -82,16 +73,8 @@ async fn replay_or_revoke(state: &AppState, client: &Client, digest: &str) -> Re
     // Keep the record so later replays are also refused, but never replayed.
     let mut expired = rotated;
     expired.rotated_at = i64::MIN / 2;
-    put_json(
-        state.cache.as_ref(),
-        &keys::rotated(digest),
-        &expired,
-        state.settings.oidc.refresh_token_ttl,
-    )
-    .await?;
+    put_json(state.cache.as_ref(), &keys::rotated(digest), &expired, state.settings.oidc.refresh_token_ttl).await?;
     state.metrics.reuse_detected.inc();
     tracing::warn!(client_id = %client.client_id, "refresh token reused after rotation; family revoked");
-    Err(OAuthError::InvalidGrant(
-        "the refresh token was already used; this session's tokens are revoked".into(),
-    ))
+    Err(OAuthError::InvalidGrant("the refresh token was already used; this session's tokens are revoked".into()))
 }

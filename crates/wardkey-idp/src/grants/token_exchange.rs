@@ -28,9 +28,7 @@ pub async fn authenticate_workstation(state: &AppState, params: &Params) -> Resu
     if params.get("client_assertion_type") != Some(ASSERTION_TYPE) {
         return Err(bad("token exchange needs a private_key_jwt client assertion"));
     }
-    let jwt = params
-        .get("client_assertion")
-        .ok_or_else(|| bad("client_assertion is missing"))?;
+    let jwt = params.get("client_assertion").ok_or_else(|| bad("client_assertion is missing"))?;
     let (ws, claims, _) = verify_workstation_jws(state, jwt).await.map_err(|e| match e {
         TapApiError::Unavailable => OAuthError::TemporarilyUnavailable("retry shortly".into()),
         TapApiError::WorkstationDisabled => bad("the workstation is disabled"),
@@ -55,20 +53,13 @@ pub async fn authenticate_workstation(state: &AppState, params: &Params) -> Resu
     }
     let now = state.now();
     let skew = state.settings.oidc.clock_skew.as_secs() as i64;
-    let exp = claims
-        .get("exp")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| bad("exp is missing"))?;
+    let exp = claims.get("exp").and_then(Value::as_i64).ok_or_else(|| bad("exp is missing"))?;
     if exp + skew < now || exp > now + 3600 {
         return Err(bad("expired, or exp too far ahead"));
     }
     let jti = text("jti").ok_or_else(|| bad("jti is missing"))?;
     let ttl = std::time::Duration::from_secs((exp - now).max(0) as u64 + skew as u64 + 1);
-    if !state
-        .cache
-        .put_if_absent(&keys::assertion_jti(&ws.id, jti), b"1", ttl)
-        .await?
-    {
+    if !state.cache.put_if_absent(&keys::assertion_jti(&ws.id, jti), b"1", ttl).await? {
         return Err(bad("this assertion was already used (jti replay)"));
     }
     Ok(ws)
@@ -80,40 +71,31 @@ pub async fn exchange(state: &AppState, ws: &Workstation, params: &Params) -> Re
     match params.get("subject_token_type") {
         Some(SESSION_TICKET_TOKEN_TYPE) => {}
         Some(_) => {
-            return Err(OAuthError::InvalidRequest(format!(
-                "subject_token_type must be {SESSION_TICKET_TOKEN_TYPE}"
-            )));
+            return Err(OAuthError::InvalidRequest(format!("subject_token_type must be {SESSION_TICKET_TOKEN_TYPE}")));
         }
         None => return Err(missing("subject_token_type")),
     }
     let subject = params.get("subject_token").ok_or_else(|| missing("subject_token"))?;
-    let audience = params
-        .get("audience")
-        .ok_or_else(|| missing("audience (the EPR client id)"))?;
-    if params
-        .get("requested_token_type")
-        .is_some_and(|t| t != ACCESS_TOKEN_TYPE)
-    {
-        return Err(OAuthError::InvalidRequest(format!(
-            "only {ACCESS_TOKEN_TYPE} can be requested"
-        )));
+    let audience = params.get("audience").ok_or_else(|| missing("audience (the EPR client id)"))?;
+    if params.get("requested_token_type").is_some_and(|t| t != ACCESS_TOKEN_TYPE) {
+        return Err(OAuthError::InvalidRequest(format!("only {ACCESS_TOKEN_TYPE} can be requested")));
     }
     let ticket = state.ticket(subject, &ws.id).await?.ok_or_else(|| {
         OAuthError::InvalidGrant(
             "the session ticket is not valid for this workstation (locked, switched or expired)".into(),
         )
     })?;
-    let client = state.directory.client(audience)
-        .await?
-        .filter(|c| c.allows(GrantType::TokenExchange))
-        .ok_or_else(|| {
+    let client =
+        state.directory.client(audience).await?.filter(|c| c.allows(GrantType::TokenExchange)).ok_or_else(|| {
             OAuthError::InvalidTarget(format!("{audience:?} is not a client registered for token exchange"))
         })?;
     let session = state
         .session_by_sid(&ticket.sid)
         .await?
         .ok_or_else(|| OAuthError::InvalidGrant("the clinician's session has ended".into()))?;
-    let user = state.directory.user(&ticket.user_id)
+    let user = state
+        .directory
+        .user(&ticket.user_id)
         .await?
         .filter(|u| !u.disabled)
         .ok_or_else(|| OAuthError::InvalidGrant("the user is disabled or no longer exists".into()))?;

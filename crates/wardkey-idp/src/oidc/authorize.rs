@@ -57,11 +57,7 @@ fn redirect_error(
     error: &str,
     description: &str,
 ) -> Response {
-    let mut params = vec![
-        ("error", error),
-        ("error_description", description),
-        ("iss", state.issuer.as_ref()),
-    ];
+    let mut params = vec![("error", error), ("error_description", description), ("iss", state.issuer.as_ref())];
     if let Some(s) = client_state {
         params.push(("state", s));
     }
@@ -129,20 +125,14 @@ async fn validate_and_decide(
         Some("code") => {}
         None => return Err(fail("invalid_request", "response_type is missing")),
         Some(_) => {
-            return Err(fail(
-                "unsupported_response_type",
-                "only response_type=code is supported",
-            ));
+            return Err(fail("unsupported_response_type", "only response_type=code is supported"));
         }
     }
     if params.get("response_mode").is_some_and(|m| m != "query") {
         return Err(fail("invalid_request", "only response_mode=query is supported"));
     }
     if !client.allows(GrantType::AuthorizationCode) {
-        return Err(fail(
-            "unauthorized_client",
-            "this client is not registered for the authorization code grant",
-        ));
+        return Err(fail("unauthorized_client", "this client is not registered for the authorization code grant"));
     }
     let challenge = params.get("code_challenge");
     match pkce::check_challenge(challenge, params.get("code_challenge_method")) {
@@ -157,34 +147,21 @@ async fn validate_and_decide(
             return Err(fail("invalid_request", "code_challenge_method must be S256"));
         }
         Err(ChallengeError::Malformed) => {
-            return Err(fail(
-                "invalid_request",
-                "code_challenge must be a base64url SHA-256 digest (43 characters)",
-            ));
+            return Err(fail("invalid_request", "code_challenge must be a base64url SHA-256 digest (43 characters)"));
         }
     }
     let prompts: Vec<&str> = params.get("prompt").map(|p| p.split(' ').collect()).unwrap_or_default();
-    if prompts
-        .iter()
-        .any(|p| !matches!(*p, "none" | "login" | "consent" | "select_account"))
-    {
-        return Err(fail(
-            "invalid_request",
-            "prompt must be none, login, consent or select_account",
-        ));
+    if prompts.iter().any(|p| !matches!(*p, "none" | "login" | "consent" | "select_account")) {
+        return Err(fail("invalid_request", "prompt must be none, login, consent or select_account"));
     }
     let prompt_none = prompts.contains(&"none");
     if prompt_none && prompts.len() > 1 {
-        return Err(fail(
-            "invalid_request",
-            "prompt=none cannot be combined with other values",
-        ));
+        return Err(fail("invalid_request", "prompt=none cannot be combined with other values"));
     }
     let max_age = match params.get("max_age") {
-        Some(v) => Some(
-            v.parse::<u32>()
-                .map_err(|_| fail("invalid_request", "max_age must be a non-negative integer"))?,
-        ),
+        Some(v) => {
+            Some(v.parse::<u32>().map_err(|_| fail("invalid_request", "max_age must be a non-negative integer"))?)
+        }
         None => None,
     };
     let scope = filter_scope(params.get("scope").unwrap_or(""));
@@ -208,10 +185,7 @@ async fn validate_and_decide(
         Some(session) => Ok(complete(state, &pending, &session).await),
         None if prompt_none => Err(fail("login_required", "the user is not signed in")),
         None => {
-            let id = state
-                .put_pending(&pending)
-                .await
-                .map_err(|e| PageError::from(e).into_response())?;
+            let id = state.put_pending(&pending).await.map_err(|e| PageError::from(e).into_response())?;
             Ok(see_other(&format!("/login?request={id}")))
         }
     }
@@ -255,13 +229,8 @@ pub async fn complete(state: &AppState, pending: &PendingAuthorization, session:
         Err(e) => return PageError::from(e).into_response(),
     };
     let noted = match state.store.client(&pending.client_id).await {
-        Ok(Some(client)) => state
-            .note_session_client(session, &client)
-            .await
-            .map_err(PageError::from),
-        Ok(None) => Err(PageError::BadRequest(
-            "The application was removed while you were signing in.".into(),
-        )),
+        Ok(Some(client)) => state.note_session_client(session, &client).await.map_err(PageError::from),
+        Ok(None) => Err(PageError::BadRequest("The application was removed while you were signing in.".into())),
         Err(e) => Err(e.into()),
     };
     if let Err(e) = noted {

@@ -29,10 +29,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
     let params = Params::from_form(headers, body).map_err(|e| OAuthError::InvalidRequest(e.0))?;
     let caller = state.authenticate_client(headers, &params).await?;
     if caller.is_public() {
-        return Err(OAuthError::invalid_client(
-            "public clients cannot introspect tokens",
-            false,
-        ));
+        return Err(OAuthError::invalid_client("public clients cannot introspect tokens", false));
     }
     let token = params.require("token").map_err(|e| OAuthError::InvalidRequest(e.0))?;
 
@@ -46,11 +43,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
                 if let Some(user) = user {
                     v["username"] = json!(user.username);
                 }
-                for (k, val) in [
-                    ("sid", json!(c.sid)),
-                    ("acr", json!(c.acr)),
-                    ("auth_time", json!(c.auth_time)),
-                ] {
+                for (k, val) in [("sid", json!(c.sid)), ("acr", json!(c.acr)), ("auth_time", json!(c.auth_time))] {
                     if !val.is_null() {
                         v[k] = val;
                     }

@@ -99,22 +99,10 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Byt
     };
     let password = params.get("password").unwrap_or("");
     if username.is_empty() || password.is_empty() {
-        return render(
-            &state,
-            StatusCode::BAD_REQUEST,
-            username,
-            request,
-            Some("Enter your username and password."),
-        );
+        return render(&state, StatusCode::BAD_REQUEST, username, request, Some("Enter your username and password."));
     }
     if password.len() > 1024 {
-        return render(
-            &state,
-            StatusCode::BAD_REQUEST,
-            username,
-            request,
-            Some("That password is too long."),
-        );
+        return render(&state, StatusCode::BAD_REQUEST, username, request, Some("That password is too long."));
     }
 
     let verdict = match check_password(&state, username, password).await {
@@ -231,37 +219,21 @@ async fn verify_and_record(
         Some(user) => {
             let n = state.store.record_login_failure(&user.id, now).await?;
             audit(state, "login.failure", username, json!({"consecutive_failures": n})).await;
-            Ok(if n >= cfg.lock_after {
-                Verdict::Locked
-            } else {
-                Verdict::Wrong
-            })
+            Ok(if n >= cfg.lock_after { Verdict::Locked } else { Verdict::Wrong })
         }
         None => {
             // The same counting and backoff as for a real account, so the
             // answers never tell which usernames exist.
-            let record = UnknownFailures {
-                count: failures + 1,
-                last: now,
-            };
+            let record = UnknownFailures { count: failures + 1, last: now };
             put_json(state.cache.as_ref(), unknown_key, &record, UNKNOWN_USER_WINDOW).await?;
-            Ok(if record.count >= cfg.lock_after {
-                Verdict::Locked
-            } else {
-                Verdict::Wrong
-            })
+            Ok(if record.count >= cfg.lock_after { Verdict::Locked } else { Verdict::Wrong })
         }
     }
 }
 
 async fn audit(state: &AppState, event: &str, subject: &str, detail: serde_json::Value) {
-    let record = AuditEvent {
-        at: state.now(),
-        event: event.into(),
-        actor: subject.into(),
-        subject: subject.into(),
-        detail,
-    };
+    let record =
+        AuditEvent { at: state.now(), event: event.into(), actor: subject.into(), subject: subject.into(), detail };
     if let Err(e) = state.store.append_audit(&record).await {
         tracing::error!(error = %e, event, "audit write failed");
     }
@@ -278,13 +250,7 @@ async fn signed_in(
         Ok(s) => s,
         Err(e) => return PageError::from(e).into_response(),
     };
-    audit(
-        state,
-        "login.success",
-        &user.username,
-        json!({"sid": session.sid, "amr": ["pwd"]}),
-    )
-    .await;
+    audit(state, "login.success", &user.username, json!({"sid": session.sid, "amr": ["pwd"]})).await;
     let mut response = match pending {
         Some(_) => {
             // Take, not get: a pending request completes once, even if the
@@ -295,10 +261,7 @@ async fn signed_in(
                 Err(e) => PageError::from(e).into_response(),
             }
         }
-        None => (
-            StatusCode::OK,
-            pages::message_page("Signed in", &format!("You are signed in as {}.", user.username)),
-        )
+        None => (StatusCode::OK, pages::message_page("Signed in", &format!("You are signed in as {}.", user.username)))
             .into_response(),
     };
     state.set_cookie(response.headers_mut(), CookieName::Session, &cookie);

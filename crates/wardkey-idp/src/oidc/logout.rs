@@ -84,9 +84,7 @@ async fn logout(
     let hint_client = hint.as_ref().and_then(audience);
     let client_id = match (params.get("client_id"), hint_client.as_deref()) {
         (Some(a), Some(b)) if a != b => {
-            return Err(PageError::BadRequest(
-                "The sign-out request names two different applications.".into(),
-            ));
+            return Err(PageError::BadRequest("The sign-out request names two different applications.".into()));
         }
         (Some(a), _) => Some(a.to_string()),
         (None, b) => b.map(str::to_string),
@@ -156,10 +154,6 @@ fn finish(redirect: Option<&str>, client_state: Option<&str>) -> Response {
             }
             see_other(url.as_str())
         }
-        None => (
-            StatusCode::OK,
-            pages::message_page("Signed out", "You have signed out of Wardkey."),
-        )
-            .into_response(),
+        None => (StatusCode::OK, pages::message_page("Signed out", "You have signed out of Wardkey.")).into_response(),
     }
 }

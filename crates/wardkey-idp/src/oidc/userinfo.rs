@@ -35,9 +35,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
 fn bearer(headers: &HeaderMap, form: Option<String>) -> Result<String, BearerError> {
     let header = match headers.get(AUTHORIZATION) {
         Some(v) => {
-            let v = v
-                .to_str()
-                .map_err(|_| BearerError::InvalidRequest("malformed Authorization header".into()))?;
+            let v = v.to_str().map_err(|_| BearerError::InvalidRequest("malformed Authorization header".into()))?;
             let token = v
                 .strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
@@ -66,14 +64,10 @@ pub async fn validate_access_token(
     state: &AppState,
     token: &str,
 ) -> Result<(AccessClaims, Option<wardkey_core::user::User>), BearerError> {
-    let claims: AccessClaims = state
-        .keys
-        .verify(token, Some("at+jwt"))
-        .map_err(|e| BearerError::InvalidToken(e.to_string()))?;
+    let claims: AccessClaims =
+        state.keys.verify(token, Some("at+jwt")).map_err(|e| BearerError::InvalidToken(e.to_string()))?;
     if claims.iss != *state.issuer {
-        return Err(BearerError::InvalidToken(
-            "the token was issued by another server".into(),
-        ));
+        return Err(BearerError::InvalidToken("the token was issued by another server".into()));
     }
     if claims.exp <= state.now() {
         return Err(BearerError::InvalidToken("the token has expired".into()));
@@ -91,9 +85,7 @@ pub async fn validate_access_token(
     }
     match state.store.user_by_id(&claims.sub).await? {
         Some(user) if !user.disabled => Ok((claims, Some(user))),
-        _ => Err(BearerError::InvalidToken(
-            "the user is disabled or no longer exists".into(),
-        )),
+        _ => Err(BearerError::InvalidToken("the user is disabled or no longer exists".into())),
     }
 }
 

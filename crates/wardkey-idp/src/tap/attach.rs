@@ -45,10 +45,7 @@ pub struct Ticket {
 
 /// The summary a workstation shows for `user`.
 pub fn summary(user: &User) -> UserSummary {
-    UserSummary {
-        username: user.username.clone(),
-        name: user.name.clone(),
-    }
+    UserSummary { username: user.username.clone(), name: user.name.clone() }
 }
 
 impl AppState {
@@ -69,25 +66,16 @@ impl AppState {
         if let Some(prev) = &previous {
             self.cache.delete(&keys::ticket(&prev.ticket_digest)).await?;
             if prev.sid != session.sid {
-                self.update_session(&prev.sid, |s| s.workstations.retain(|w| *w != ws.id))
-                    .await?;
+                self.update_session(&prev.sid, |s| s.workstations.retain(|w| *w != ws.id)).await?;
             }
         }
         let ticket = new_secret();
         let ticket_digest = digest_b64(&ticket);
         let ttl = self.attachment_ttl(ws);
-        let record = Ticket {
-            sid: session.sid.clone(),
-            user_id: user.id.clone(),
-            workstation_id: ws.id.clone(),
-        };
+        let record = Ticket { sid: session.sid.clone(), user_id: user.id.clone(), workstation_id: ws.id.clone() };
         put_json(self.cache.as_ref(), &keys::ticket(&ticket_digest), &record, ttl).await?;
-        let attachment = Attachment {
-            sid: session.sid.clone(),
-            user_id: user.id.clone(),
-            user: summary(user),
-            ticket_digest,
-        };
+        let attachment =
+            Attachment { sid: session.sid.clone(), user_id: user.id.clone(), user: summary(user), ticket_digest };
         put_json(self.cache.as_ref(), &keys::attachment(&ws.id), &attachment, ttl).await?;
         if !session.workstations.contains(&ws.id) {
             self.update_session(&session.sid, |s| {
@@ -112,8 +100,7 @@ impl AppState {
         };
         self.cache.delete(&keys::attachment(ws_id)).await?;
         self.cache.delete(&keys::ticket(&attachment.ticket_digest)).await?;
-        self.update_session(&attachment.sid, |s| s.workstations.retain(|w| w != ws_id))
-            .await?;
+        self.update_session(&attachment.sid, |s| s.workstations.retain(|w| w != ws_id)).await?;
         Ok(Some(attachment))
     }
 

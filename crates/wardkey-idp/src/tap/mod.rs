@@ -83,10 +83,7 @@ struct Seen {
 /// Enrolment codes are typed by a person at a ward PC: compare them without
 /// case, spaces or dashes.
 pub fn normalise_code(code: &str) -> String {
-    code.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
+    code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
 }
 
 /// `POST /tap/enrol`: an agent registers its public key with a one-time code.
@@ -109,28 +106,13 @@ async fn enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<EnrolR
         }
         Err(e) => return Err(e.into()),
     };
-    audit(
-        &state,
-        "workstation.enrolled",
-        &ws.name,
-        json!({"ward": ws.ward, "workstation_id": ws.id}),
-    )
-    .await;
-    Ok(Json(EnrolResponse {
-        workstation_id: ws.id,
-        name: ws.name,
-        ward: ws.ward,
-    }))
+    audit(&state, "workstation.enrolled", &ws.name, json!({"ward": ws.ward, "workstation_id": ws.id})).await;
+    Ok(Json(EnrolResponse { workstation_id: ws.id, name: ws.name, ward: ws.ward }))
 }
 
 async fn audit(state: &AppState, event: &str, subject: &str, detail: serde_json::Value) {
-    let record = AuditEvent {
-        at: state.now(),
-        event: event.into(),
-        actor: "tap".into(),
-        subject: subject.into(),
-        detail,
-    };
+    let record =
+        AuditEvent { at: state.now(), event: event.into(), actor: "tap".into(), subject: subject.into(), detail };
     if let Err(e) = state.store.append_audit(&record).await {
         tracing::error!(error = %e, event, "audit write failed");
     }
@@ -139,9 +121,7 @@ async fn audit(state: &AppState, event: &str, subject: &str, detail: serde_json:
 /// The enabled user a badge belongs to, refusing locked badges.
 async fn badge_owner(state: &AppState, digest: &[u8]) -> Result<(badge::Badge, User), TapApiError> {
     let badge = state.directory.badge(digest).await?.ok_or(TapApiError::UnknownBadge)?;
-    let user = state.directory.user(&badge.user_id)
-        .await?
-        .ok_or(TapApiError::UnknownBadge)?;
+    let user = state.directory.user(&badge.user_id).await?.ok_or(TapApiError::UnknownBadge)?;
     if user.disabled {
         return Err(TapApiError::UserDisabled);
     }
@@ -177,11 +157,7 @@ async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
     let ttl = state.settings.tap.pin_entry_ttl;
     put_json(state.cache.as_ref(), &keys::pending_tap(&tap_id), &pending, ttl).await?;
     Metrics::count(&state.metrics.taps, "pin_required");
-    Ok(Json(TapResponse::PinRequired {
-        tap_id,
-        user: summary(&user),
-        expires_in: ttl.as_secs(),
-    }))
+    Ok(Json(TapResponse::PinRequired { tap_id, user: summary(&user), expires_in: ttl.as_secs() }))
 }
 
 /// `POST /tap/pin`.
@@ -222,9 +198,7 @@ async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
             audit(&state, "badge.locked", &user.username, json!({"workstation": ws.name})).await;
             return Err(TapApiError::BadgeLocked);
         }
-        return Err(TapApiError::WrongPin {
-            remaining: MAX_PIN_FAILURES - failures,
-        });
+        return Err(TapApiError::WrongPin { remaining: MAX_PIN_FAILURES - failures });
     }
     // Single use from here: a second PIN for the same tap finds nothing.
     if take_json::<PendingTap>(state.cache.as_ref(), &key).await?.is_none() {
@@ -285,22 +259,9 @@ async fn handoff(State(state): State<AppState>, body: Bytes) -> Result<Json<Hand
         )));
     }
     let token = random_token(32);
-    let record = Handoff {
-        sid: attachment.sid,
-        workstation_id: ws.id,
-        client_id: request.client_id,
-    };
-    put_json(
-        state.cache.as_ref(),
-        &keys::handoff(&digest_b64(&token)),
-        &record,
-        HANDOFF_TTL,
-    )
-    .await?;
-    Ok(Json(HandoffResponse {
-        url: state.url(&format!("/tap/handoff/{token}")),
-        expires_in: HANDOFF_TTL.as_secs(),
-    }))
+    let record = Handoff { sid: attachment.sid, workstation_id: ws.id, client_id: request.client_id };
+    put_json(state.cache.as_ref(), &keys::handoff(&digest_b64(&token)), &record, HANDOFF_TTL).await?;
+    Ok(Json(HandoffResponse { url: state.url(&format!("/tap/handoff/{token}")), expires_in: HANDOFF_TTL.as_secs() }))
 }
 
 /// `GET /tap/handoff/{token}`: sets the SSO cookie once and sends the
@@ -320,23 +281,13 @@ async fn redeem_handoff(state: &AppState, token: &str) -> Result<Response, PageE
                 .into(),
         )
     };
-    let record: Handoff = take_json(state.cache.as_ref(), &keys::handoff(&digest_b64(token)))
-        .await?
-        .ok_or_else(gone)?;
+    let record: Handoff =
+        take_json(state.cache.as_ref(), &keys::handoff(&digest_b64(token))).await?.ok_or_else(gone)?;
     // Still the session at that workstation: a lock or switch kills the link.
-    if state
-        .attachment(&record.workstation_id)
-        .await?
-        .is_none_or(|a| a.sid != record.sid)
-    {
+    if state.attachment(&record.workstation_id).await?.is_none_or(|a| a.sid != record.sid) {
         return Err(gone());
     }
-    let start = state
-        .store
-        .client(&record.client_id)
-        .await?
-        .and_then(|c| c.start_url)
-        .ok_or_else(gone)?;
+    let start = state.store.client(&record.client_id).await?.and_then(|c| c.start_url).ok_or_else(gone)?;
     let cookie = state.add_session_cookie(&record.sid).await?.ok_or_else(gone)?;
     let mut response = see_other(&start);
     state.set_cookie(response.headers_mut(), CookieName::Session, &cookie);
@@ -348,9 +299,7 @@ async fn report(State(state): State<AppState>, body: Bytes) -> Result<StatusCode
     let (_, report): (Workstation, TapReport) = verify_tap(&state, &body).await?;
     let seconds = report.tap_to_active_seconds;
     if !seconds.is_finite() || !(0.0..=3600.0).contains(&seconds) {
-        return Err(TapApiError::InvalidRequest(
-            "tap_to_active_seconds must be between 0 and 3600".into(),
-        ));
+        return Err(TapApiError::InvalidRequest("tap_to_active_seconds must be between 0 and 3600".into()));
     }
     state.metrics.tap_to_active.observe(seconds);
     Ok(StatusCode::NO_CONTENT)
@@ -384,20 +333,11 @@ impl AppState {
                     self.logout_session(&prev.sid, "switch").await?;
                 }
                 Metrics::count(&self.metrics.taps, "switched");
-                Ok(TapResponse::Switched {
-                    user: summary(user),
-                    previous: prev.user,
-                    session_ticket,
-                    expires_in,
-                })
+                Ok(TapResponse::Switched { user: summary(user), previous: prev.user, session_ticket, expires_in })
             }
             _ => {
                 Metrics::count(&self.metrics.taps, "active");
-                Ok(TapResponse::Active {
-                    user: summary(user),
-                    session_ticket,
-                    expires_in,
-                })
+                Ok(TapResponse::Active { user: summary(user), session_ticket, expires_in })
             }
         }
     }
@@ -423,10 +363,7 @@ impl AppState {
             )
             .await;
         }
-        let seen = Seen {
-            ward: ws.ward.clone(),
-            workstation_id: ws.id.clone(),
-        };
+        let seen = Seen { ward: ws.ward.clone(), workstation_id: ws.id.clone() };
         put_json(self.cache.as_ref(), &key, &seen, self.settings.tap.cloned_badge_window).await?;
         Ok(())
     }

@@ -42,9 +42,7 @@ pub async fn verify_workstation_jws(
         return Err(TapApiError::InvalidSignature);
     }
     let kid = header.kid.ok_or(TapApiError::InvalidSignature)?;
-    let ws = state.directory.workstation(&kid)
-        .await?
-        .ok_or(TapApiError::InvalidSignature)?;
+    let ws = state.directory.workstation(&kid).await?.ok_or(TapApiError::InvalidSignature)?;
     let public = ws.public_key.as_deref().ok_or(TapApiError::InvalidSignature)?;
     let signed = &jws.trim()[..h.len() + 1 + c.len()];
     UnparsedPublicKey::new(&ED25519, public)
@@ -72,9 +70,7 @@ pub async fn verify_tap<A: DeserializeOwned>(state: &AppState, body: &[u8]) -> R
         return Err(TapApiError::InvalidSignature);
     }
     if envelope.aud != *state.issuer {
-        return Err(TapApiError::InvalidRequest(
-            "the request is addressed to another server".into(),
-        ));
+        return Err(TapApiError::InvalidRequest("the request is addressed to another server".into()));
     }
     let skew = state.settings.oidc.clock_skew.as_secs() as i64;
     if (state.now() - envelope.iat).abs() > skew {
@@ -85,11 +81,7 @@ pub async fn verify_tap<A: DeserializeOwned>(state: &AppState, body: &[u8]) -> R
     }
     // Remembered for twice the skew: an older `iat` is refused as stale.
     let ttl = std::time::Duration::from_secs(2 * skew as u64 + 1);
-    if !state
-        .cache
-        .put_if_absent(&keys::tap_jti(&ws.id, &envelope.jti), b"1", ttl)
-        .await?
-    {
+    if !state.cache.put_if_absent(&keys::tap_jti(&ws.id, &envelope.jti), b"1", ttl).await? {
         return Err(TapApiError::Replayed);
     }
     Ok((ws, envelope.action))

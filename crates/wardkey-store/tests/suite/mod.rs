@@ -1,7 +1,8 @@
 //! The store conformance suite: backend-neutral cases taking `&dyn Store`,
 //! each assuming an empty store, and the fixtures they share with the
 //! backend-specific tests. `tests/sqlite.rs` and `tests/postgres.rs` include
-//! it (`mod suite;`) and run every case with `suite::all_cases!(open_fn)`.
+//! it (`mod suite;`) and run every case with `suite::all_cases!(open_fn)`;
+//! a few cases (a migration) take two stores, each fresh from `open_fn`.
 
 // Each test binary uses its own subset of the fixtures.
 #![allow(dead_code)]
@@ -10,7 +11,7 @@ use wardkey_core::audit::AuditEvent;
 use wardkey_core::badge::{Badge, MAX_PIN_FAILURES};
 use wardkey_core::client::{Client, ClientAuth, GrantType};
 use wardkey_core::keys::{SigningAlg, SigningKey};
-use wardkey_core::user::NewUser;
+use wardkey_core::user::{NewUser, User};
 use wardkey_core::workstation::Workstation;
 use wardkey_store::{CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError};
 
@@ -30,10 +31,7 @@ pub fn client(client_id: &str, auth: ClientAuth) -> Client {
     Client {
         client_id: client_id.to_string(),
         auth,
-        redirect_uris: vec![
-            format!("https://{client_id}.example/cb"),
-            "http://127.0.0.1:9000/cb".to_string(),
-        ],
+        redirect_uris: vec![format!("https://{client_id}.example/cb"), "http://127.0.0.1:9000/cb".to_string()],
         post_logout_redirect_uris: vec![format!("https://{client_id}.example/bye")],
         backchannel_logout_uri: Some(format!("https://{client_id}.example/bcl")),
         grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
@@ -44,13 +42,7 @@ pub fn client(client_id: &str, auth: ClientAuth) -> Client {
 }
 
 pub fn key(kid: &str, alg: SigningAlg, created_at: i64) -> SigningKey {
-    SigningKey {
-        kid: kid.to_string(),
-        alg,
-        pkcs8: format!("der-of-{kid}").into_bytes(),
-        created_at,
-        retired_at: None,
-    }
+    SigningKey { kid: kid.to_string(), alg, pkcs8: format!("der-of-{kid}").into_bytes(), created_at, retired_at: None }
 }
 
 pub fn audit(at: i64, event: &str, subject: &str) -> AuditEvent {
@@ -76,20 +68,11 @@ pub fn workstation(id: &str, name: &str, ward: &str, created_at: i64) -> Worksta
 }
 
 pub fn badge(digest: &[u8], user_id: &str, created_at: i64) -> Badge {
-    Badge {
-        digest: digest.to_vec(),
-        user_id: user_id.to_string(),
-        failed_pins: 0,
-        created_at,
-    }
+    Badge { digest: digest.to_vec(), user_id: user_id.to_string(), failed_pins: 0, created_at }
 }
 
 pub fn notice(client_id: &str, sub: &str, sid: &str) -> NewLogoutNotice {
-    NewLogoutNotice {
-        client_id: client_id.to_string(),
-        sub: sub.to_string(),
-        sid: sid.to_string(),
-    }
+    NewLogoutNotice { client_id: client_id.to_string(), sub: sub.to_string(), sid: sid.to_string() }
 }
 
 pub fn notice_ids(notices: &[LogoutNotice]) -> Vec<i64> {
@@ -109,17 +92,8 @@ pub async fn ping(store: &dyn Store) {
 
 pub async fn users_round_trip(store: &dyn Store) {
     let zed = store.create_user(&new_user("zed"), None, 100).await.unwrap();
-    let alice = store
-        .create_user(
-            &NewUser {
-                username: "alice".to_string(),
-                ..NewUser::default()
-            },
-            None,
-            200,
-        )
-        .await
-        .unwrap();
+    let alice =
+        store.create_user(&NewUser { username: "alice".to_string(), ..NewUser::default() }, None, 200).await.unwrap();
 
     assert_eq!(zed.username, "zed");
     assert_eq!(zed.name.as_deref(), Some("zed name"));
@@ -160,15 +134,9 @@ pub async fn duplicate_username_conflicts(store: &dyn Store) {
 
     // With a password hash the whole creation fails: the existing user does
     // not pick up the credential, and no second user appears.
-    let err = store
-        .create_user(&new_user("bob"), Some("$argon2id$dup"), 3)
-        .await
-        .unwrap_err();
+    let err = store.create_user(&new_user("bob"), Some("$argon2id$dup"), 3).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    assert_eq!(
-        store.credential(&first.id, CredentialKind::Password).await.unwrap(),
-        None
-    );
+    assert_eq!(store.credential(&first.id, CredentialKind::Password).await.unwrap(), None);
     assert_eq!(store.list_users().await.unwrap(), [first]);
 }
 
@@ -178,57 +146,27 @@ pub async fn disable_unknown_user_is_not_found(store: &dyn Store) {
 }
 
 pub async fn credentials(store: &dyn Store) {
-    let carol = store
-        .create_user(&new_user("carol"), Some("$argon2id$first"), 10)
-        .await
-        .unwrap();
+    let carol = store.create_user(&new_user("carol"), Some("$argon2id$first"), 10).await.unwrap();
     assert_eq!(
-        store
-            .credential(&carol.id, CredentialKind::Password)
-            .await
-            .unwrap()
-            .as_deref(),
+        store.credential(&carol.id, CredentialKind::Password).await.unwrap().as_deref(),
         Some("$argon2id$first")
     );
     assert_eq!(store.credential(&carol.id, CredentialKind::Pin).await.unwrap(), None);
 
-    store
-        .set_credential(&carol.id, CredentialKind::Password, "$argon2id$second", 20)
-        .await
-        .unwrap();
-    store
-        .set_credential(&carol.id, CredentialKind::Pin, "$argon2id$pin", 20)
-        .await
-        .unwrap();
+    store.set_credential(&carol.id, CredentialKind::Password, "$argon2id$second", 20).await.unwrap();
+    store.set_credential(&carol.id, CredentialKind::Pin, "$argon2id$pin", 20).await.unwrap();
     assert_eq!(
-        store
-            .credential(&carol.id, CredentialKind::Password)
-            .await
-            .unwrap()
-            .as_deref(),
+        store.credential(&carol.id, CredentialKind::Password).await.unwrap().as_deref(),
         Some("$argon2id$second")
     );
-    assert_eq!(
-        store
-            .credential(&carol.id, CredentialKind::Pin)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("$argon2id$pin")
-    );
+    assert_eq!(store.credential(&carol.id, CredentialKind::Pin).await.unwrap().as_deref(), Some("$argon2id$pin"));
 
     // Credentials belong to their user only.
     let dave = store.create_user(&new_user("dave"), None, 30).await.unwrap();
-    assert_eq!(
-        store.credential(&dave.id, CredentialKind::Password).await.unwrap(),
-        None
-    );
+    assert_eq!(store.credential(&dave.id, CredentialKind::Password).await.unwrap(), None);
     assert_eq!(store.credential("ghost", CredentialKind::Password).await.unwrap(), None);
 
-    let err = store
-        .set_credential("ghost", CredentialKind::Password, "$argon2id$x", 40)
-        .await
-        .unwrap_err();
+    let err = store.set_credential("ghost", CredentialKind::Password, "$argon2id$x", 40).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 
@@ -254,12 +192,7 @@ pub async fn login_failures(store: &dyn Store) {
 }
 
 pub async fn clients(store: &dyn Store) {
-    let epr = client(
-        "epr",
-        ClientAuth::Secret {
-            digest: vec![0, 1, 2, 254, 255],
-        },
-    );
+    let epr = client("epr", ClientAuth::Secret { digest: vec![0, 1, 2, 254, 255] });
     let spa = Client {
         start_url: Some("https://spa.example/".to_string()),
         id_token_alg: SigningAlg::ES256,
@@ -271,19 +204,9 @@ pub async fn clients(store: &dyn Store) {
     let agent = Client {
         grant_types: vec![GrantType::TokenExchange, GrantType::ClientCredentials],
         id_token_alg: SigningAlg::EdDSA,
-        ..client(
-            "agent:ward-7",
-            ClientAuth::JwksUri {
-                uri: "https://agent.example/jwks".to_string(),
-            },
-        )
+        ..client("agent:ward-7", ClientAuth::JwksUri { uri: "https://agent.example/jwks".to_string() })
     };
-    let pacs = client(
-        "pacs",
-        ClientAuth::Jwks {
-            jwks: r#"{"keys":[]}"#.to_string(),
-        },
-    );
+    let pacs = client("pacs", ClientAuth::Jwks { jwks: r#"{"keys":[]}"#.to_string() });
     for c in [&spa, &epr, &pacs, &agent] {
         store.create_client(c).await.unwrap();
     }
@@ -315,24 +238,14 @@ pub async fn signing_key_rotation(store: &dyn Store) {
     let es1 = key("es-1", SigningAlg::ES256, 100);
     let rs1 = key("rs-1", SigningAlg::RS256, 100);
     let ed1 = key("ed-1", SigningAlg::EdDSA, 100);
-    store
-        .rotate_signing_keys(&[es1.clone(), rs1.clone(), ed1.clone()], 100)
-        .await
-        .unwrap();
+    store.rotate_signing_keys(&[es1.clone(), rs1.clone(), ed1.clone()], 100).await.unwrap();
     let keys = store.signing_keys().await.unwrap();
-    assert_eq!(
-        keys,
-        [ed1.clone(), rs1.clone(), es1.clone()],
-        "same second: last inserted first"
-    );
+    assert_eq!(keys, [ed1.clone(), rs1.clone(), es1.clone()], "same second: last inserted first");
 
     // Rotating ES256 and EdDSA retires only those; RS256 stays current.
     let es2 = key("es-2", SigningAlg::ES256, 200);
     let ed2 = key("ed-2", SigningAlg::EdDSA, 200);
-    store
-        .rotate_signing_keys(&[es2.clone(), ed2.clone()], 200)
-        .await
-        .unwrap();
+    store.rotate_signing_keys(&[es2.clone(), ed2.clone()], 200).await.unwrap();
     let keys = store.signing_keys().await.unwrap();
     assert_eq!(kids(&keys), ["ed-2", "es-2", "ed-1", "rs-1", "es-1"]);
     let retired = |kid: &str| keys.iter().find(|k| k.kid == kid).unwrap().retired_at;
@@ -345,20 +258,14 @@ pub async fn signing_key_rotation(store: &dyn Store) {
 
     // A rotation whose kid is taken changes nothing.
     let err = store
-        .rotate_signing_keys(
-            &[key("es-3", SigningAlg::ES256, 300), key("es-2", SigningAlg::ES256, 300)],
-            300,
-        )
+        .rotate_signing_keys(&[key("es-3", SigningAlg::ES256, 300), key("es-2", SigningAlg::ES256, 300)], 300)
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(store.signing_keys().await.unwrap(), keys);
 
     // A later ES256 rotation retires es-2 at its own time, not es-1 again.
-    store
-        .rotate_signing_keys(&[key("es-3", SigningAlg::ES256, 300)], 300)
-        .await
-        .unwrap();
+    store.rotate_signing_keys(&[key("es-3", SigningAlg::ES256, 300)], 300).await.unwrap();
     let keys = store.signing_keys().await.unwrap();
     let retired = |kid: &str| keys.iter().find(|k| k.kid == kid).unwrap().retired_at;
     assert_eq!(retired("es-1"), Some(200));
@@ -368,10 +275,7 @@ pub async fn signing_key_rotation(store: &dyn Store) {
     // Purge drops keys retired strictly before the cut-off, never current ones.
     assert_eq!(store.purge_signing_keys(200).await.unwrap(), 0);
     assert_eq!(store.purge_signing_keys(201).await.unwrap(), 2);
-    assert_eq!(
-        kids(&store.signing_keys().await.unwrap()),
-        ["es-3", "ed-2", "es-2", "rs-1"]
-    );
+    assert_eq!(kids(&store.signing_keys().await.unwrap()), ["es-3", "ed-2", "es-2", "rs-1"]);
     assert_eq!(store.purge_signing_keys(i64::MAX).await.unwrap(), 1);
     assert_eq!(kids(&store.signing_keys().await.unwrap()), ["es-3", "ed-2", "rs-1"]);
 }
@@ -391,15 +295,7 @@ pub async fn audit_log(store: &dyn Store) {
     let recent = store.recent_audit(2).await.unwrap();
     assert_eq!(recent, [events[3].clone(), events[2].clone()]);
     let all = store.recent_audit(100).await.unwrap();
-    assert_eq!(
-        all,
-        [
-            events[3].clone(),
-            events[2].clone(),
-            events[1].clone(),
-            events[0].clone()
-        ]
-    );
+    assert_eq!(all, [events[3].clone(), events[2].clone(), events[1].clone(), events[0].clone()]);
     assert!(store.recent_audit(0).await.unwrap().is_empty());
 }
 
@@ -412,11 +308,7 @@ pub async fn workstations(store: &dyn Store) {
 
     assert_eq!(store.workstation("ws-a7").await.unwrap(), Some(a7.clone()));
     assert_eq!(store.workstation("nope").await.unwrap(), None);
-    assert_eq!(
-        store.list_workstations().await.unwrap(),
-        [a7.clone(), b7.clone()],
-        "ordered by name"
-    );
+    assert_eq!(store.list_workstations().await.unwrap(), [a7.clone(), b7.clone()], "ordered by name");
 
     let err = store
         .create_workstation(&workstation("ws-other", "ward7-a", "Ward 9", 12), b"code-x", 1_000)
@@ -428,22 +320,11 @@ pub async fn workstations(store: &dyn Store) {
     // A code works once, and only for the workstation it was issued to.
     let key = [7u8; 32];
     let enrolled = store.enrol_workstation(b"code-a", &key, 500).await.unwrap();
-    assert_eq!(
-        enrolled,
-        Workstation {
-            public_key: Some(key.to_vec()),
-            enrolled_at: Some(500),
-            ..a7.clone()
-        }
-    );
+    assert_eq!(enrolled, Workstation { public_key: Some(key.to_vec()), enrolled_at: Some(500), ..a7.clone() });
     assert_eq!(store.workstation("ws-a7").await.unwrap(), Some(enrolled.clone()));
     let err = store.enrol_workstation(b"code-a", &[8u8; 32], 501).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
-    assert_eq!(
-        store.workstation("ws-a7").await.unwrap(),
-        Some(enrolled.clone()),
-        "key unchanged"
-    );
+    assert_eq!(store.workstation("ws-a7").await.unwrap(), Some(enrolled.clone()), "key unchanged");
     let err = store.enrol_workstation(b"no-such-code", &key, 500).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 
@@ -452,24 +333,14 @@ pub async fn workstations(store: &dyn Store) {
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     let err = store.enrol_workstation(b"code-b", &key, 5_000).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
-    assert_eq!(
-        store.workstation("ws-b7").await.unwrap(),
-        Some(b7.clone()),
-        "still awaiting enrolment"
-    );
+    assert_eq!(store.workstation("ws-b7").await.unwrap(), Some(b7.clone()), "still awaiting enrolment");
 
     // Enable and disable by name; enrolment does not depend on it.
     store.set_workstation_enabled("ward7-b", false).await.unwrap();
     assert!(!store.workstation("ws-b7").await.unwrap().unwrap().enabled);
     store.set_workstation_enabled("ward7-b", false).await.unwrap();
-    assert!(
-        store.workstation("ws-a7").await.unwrap().unwrap().enabled,
-        "others untouched"
-    );
-    let icu = Workstation {
-        enabled: false,
-        ..workstation("ws-icu", "icu-1", "ICU", 20)
-    };
+    assert!(store.workstation("ws-a7").await.unwrap().unwrap().enabled, "others untouched");
+    let icu = Workstation { enabled: false, ..workstation("ws-icu", "icu-1", "ICU", 20) };
     store.create_workstation(&icu, b"code-icu", 1_000).await.unwrap();
     let icu = store.enrol_workstation(b"code-icu", &[9u8; 32], 999).await.unwrap();
     assert!(!icu.enabled, "a disabled workstation enrols and stays disabled");
@@ -508,10 +379,7 @@ pub async fn badges(store: &dyn Store) {
     }
     assert_eq!(store.record_pin_failure(&a2.digest).await.unwrap(), 1);
     assert_eq!(store.record_pin_failure(&b1.digest).await.unwrap(), 1);
-    assert_eq!(
-        store.badge(&a1.digest).await.unwrap().unwrap().failed_pins,
-        MAX_PIN_FAILURES
-    );
+    assert_eq!(store.badge(&a1.digest).await.unwrap().unwrap().failed_pins, MAX_PIN_FAILURES);
     let err = store.record_pin_failure(&[0; 32]).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 
@@ -555,23 +423,14 @@ pub async fn server_secrets(store: &dyn Store) {
 
 pub async fn logout_notices_are_one_per_client_and_session(store: &dyn Store) {
     // A watch for the session's expiry, due far ahead…
-    store
-        .enqueue_logouts(&[notice("epr", "sub", "sid-w")], 5000, 1)
-        .await
-        .unwrap();
+    store.enqueue_logouts(&[notice("epr", "sub", "sid-w")], 5000, 1).await.unwrap();
     assert!(store.claim_due_logouts(100, 30, 10).await.unwrap().is_empty());
     // …is brought forward, not duplicated, by an explicit logout.
-    store
-        .enqueue_logouts(&[notice("epr", "sub", "sid-w")], 100, 100)
-        .await
-        .unwrap();
+    store.enqueue_logouts(&[notice("epr", "sub", "sid-w")], 100, 100).await.unwrap();
     let due = store.claim_due_logouts(100, 30, 10).await.unwrap();
     assert_eq!(due.len(), 1, "{due:?}");
     // Queuing it later again never pushes it back.
-    store
-        .enqueue_logouts(&[notice("epr", "sub", "sid-w")], 9000, 100)
-        .await
-        .unwrap();
+    store.enqueue_logouts(&[notice("epr", "sub", "sid-w")], 9000, 100).await.unwrap();
     // Postponing (the session is still live) counts no attempt.
     store.postpone_logout(due[0].id, 200).await.unwrap();
     assert!(store.claim_due_logouts(199, 30, 10).await.unwrap().is_empty());
@@ -586,17 +445,10 @@ pub async fn logout_outbox(store: &dyn Store) {
     assert!(store.claim_due_logouts(100, 30, 10).await.unwrap().is_empty());
     store.enqueue_logouts(&[], 100, 100).await.unwrap();
     store
-        .enqueue_logouts(
-            &[notice("epr", "sub-a", "sid-1"), notice("pacs", "sub-a", "sid-1")],
-            100,
-            100,
-        )
+        .enqueue_logouts(&[notice("epr", "sub-a", "sid-1"), notice("pacs", "sub-a", "sid-1")], 100, 100)
         .await
         .unwrap();
-    store
-        .enqueue_logouts(&[notice("epr", "sub-b", "sid-2")], 105, 105)
-        .await
-        .unwrap();
+    store.enqueue_logouts(&[notice("epr", "sub-b", "sid-2")], 105, 105).await.unwrap();
 
     // Due at once; a claim leases them, so a second claim gets nothing.
     let first = store.claim_due_logouts(100, 30, 10).await.unwrap();
@@ -604,80 +456,37 @@ pub async fn logout_outbox(store: &dyn Store) {
     let (n1, n2) = (first[0].clone(), first[1].clone());
     assert!(n1.id < n2.id, "returned in id order");
     assert_eq!(
-        (
-            n1.client_id.as_str(),
-            n1.sub.as_str(),
-            n1.sid.as_str(),
-            n1.attempts,
-            n1.created_at
-        ),
+        (n1.client_id.as_str(), n1.sub.as_str(), n1.sid.as_str(), n1.attempts, n1.created_at),
         ("epr", "sub-a", "sid-1", 0, 100)
     );
-    assert_eq!(
-        (n2.client_id.as_str(), n2.sub.as_str(), n2.sid.as_str()),
-        ("pacs", "sub-a", "sid-1")
-    );
+    assert_eq!((n2.client_id.as_str(), n2.sub.as_str(), n2.sid.as_str()), ("pacs", "sub-a", "sid-1"));
     assert!(store.claim_due_logouts(100, 30, 10).await.unwrap().is_empty());
 
     // Only the third is due before the lease ends.
     let third = store.claim_due_logouts(129, 30, 10).await.unwrap();
     assert_eq!(third.len(), 1, "{third:?}");
     let n3 = third[0].clone();
-    assert_eq!(
-        (n3.sub.as_str(), n3.sid.as_str(), n3.created_at),
-        ("sub-b", "sid-2", 105)
-    );
+    assert_eq!((n3.sub.as_str(), n3.sid.as_str(), n3.created_at), ("sub-b", "sid-2", 105));
     assert!(n3.id > n2.id);
 
     // When the lease ends they are due again, oldest due first, up to limit.
-    assert_eq!(
-        store.claim_due_logouts(130, 30, 1).await.unwrap(),
-        std::slice::from_ref(&n1)
-    );
-    assert_eq!(
-        store.claim_due_logouts(130, 30, 10).await.unwrap(),
-        std::slice::from_ref(&n2)
-    );
+    assert_eq!(store.claim_due_logouts(130, 30, 1).await.unwrap(), std::slice::from_ref(&n1));
+    assert_eq!(store.claim_due_logouts(130, 30, 10).await.unwrap(), std::slice::from_ref(&n2));
     assert!(store.claim_due_logouts(130, 30, 0).await.unwrap().is_empty());
 
     // Failures count attempts and set the next attempt; delivery removes.
-    store
-        .logout_failed(n1.id, 300, "RP answered 500 Internal Server Error")
-        .await
-        .unwrap();
-    store
-        .logout_failed(n2.id, 250, "request failed: connection refused")
-        .await
-        .unwrap();
+    store.logout_failed(n1.id, 300, "RP answered 500 Internal Server Error").await.unwrap();
+    store.logout_failed(n2.id, 250, "request failed: connection refused").await.unwrap();
     store.logout_delivered(n3.id).await.unwrap();
     assert!(store.claim_due_logouts(249, 30, 10).await.unwrap().is_empty());
     let retry = store.claim_due_logouts(300, 30, 1).await.unwrap();
-    assert_eq!(
-        retry,
-        [LogoutNotice {
-            attempts: 1,
-            ..n2.clone()
-        }],
-        "earliest due first, not lowest id"
-    );
+    assert_eq!(retry, [LogoutNotice { attempts: 1, ..n2.clone() }], "earliest due first, not lowest id");
     let retry = store.claim_due_logouts(300, 30, 10).await.unwrap();
-    assert_eq!(
-        retry,
-        [LogoutNotice {
-            attempts: 1,
-            ..n1.clone()
-        }]
-    );
+    assert_eq!(retry, [LogoutNotice { attempts: 1, ..n1.clone() }]);
     store.logout_failed(n1.id, 400, "RP answered 503").await.unwrap();
     store.logout_delivered(n2.id).await.unwrap();
     let retry = store.claim_due_logouts(400, 30, 10).await.unwrap();
-    assert_eq!(
-        retry,
-        [LogoutNotice {
-            attempts: 2,
-            ..n1.clone()
-        }]
-    );
+    assert_eq!(retry, [LogoutNotice { attempts: 2, ..n1.clone() }]);
 
     store.logout_delivered(n1.id).await.unwrap();
     assert!(store.claim_due_logouts(10_000, 30, 10).await.unwrap().is_empty());
@@ -689,14 +498,277 @@ pub async fn session_revocations(store: &dyn Store) {
         store.request_session_revocation(user, at).await.unwrap();
     }
     assert_eq!(store.take_session_revocations().await.unwrap(), ["u-1", "u-2", "u-3"]);
-    assert!(
-        store.take_session_revocations().await.unwrap().is_empty(),
-        "taken means gone"
-    );
+    assert!(store.take_session_revocations().await.unwrap().is_empty(), "taken means gone");
 
     store.request_session_revocation("u-3", 6).await.unwrap();
     store.request_session_revocation("u-1", 7).await.unwrap();
     assert_eq!(store.take_session_revocations().await.unwrap(), ["u-3", "u-1"]);
+}
+
+/// What `wardkey store migrate` does: copy every durable record of
+/// `source` into the empty `target` (keys oldest first, audit oldest first).
+async fn copy_store(source: &dyn Store, target: &dyn Store) {
+    for user in source.list_users().await.unwrap() {
+        let mut creds = Vec::new();
+        for kind in [CredentialKind::Password, CredentialKind::Pin] {
+            if let Some(hash) = source.credential(&user.id, kind).await.unwrap() {
+                creds.push((kind, hash));
+            }
+        }
+        target.import_user(&user, &creds).await.unwrap();
+    }
+    for client in source.list_clients().await.unwrap() {
+        target.create_client(&client).await.unwrap();
+    }
+    for key in source.signing_keys().await.unwrap().iter().rev() {
+        target.import_signing_key(key).await.unwrap();
+    }
+    for ws in source.list_workstations().await.unwrap() {
+        target.import_workstation(&ws).await.unwrap();
+    }
+    let badge_key = source.server_secret("badge-key", b"unused").await.unwrap();
+    assert_eq!(target.server_secret("badge-key", &badge_key).await.unwrap(), badge_key);
+    for badge in source.list_badges().await.unwrap() {
+        target.add_badge(&badge).await.unwrap();
+    }
+    for event in source.recent_audit(u32::MAX).await.unwrap().iter().rev() {
+        target.append_audit(event).await.unwrap();
+    }
+}
+
+/// Everything `wardkey store migrate` moves reads back from the target
+/// exactly as from the source: ids, counters, timestamps, hashes, retired
+/// keys, enrolled and disabled workstations, badges and the audit log.
+pub async fn migrate_round_trip(source: &dyn Store, target: &dyn Store) {
+    // Users: with a password and a PIN, disabled, with failed logins, bare.
+    let alice = source.create_user(&new_user("alice"), Some("$argon2id$alice-pw"), 10).await.unwrap();
+    source.set_credential(&alice.id, CredentialKind::Pin, "$argon2id$alice-pin", 11).await.unwrap();
+    let bob = source.create_user(&new_user("bob"), Some("$argon2id$bob-pw"), 20).await.unwrap();
+    source.set_user_disabled("bob", true, 21).await.unwrap();
+    let carol = source.create_user(&new_user("carol"), Some("$argon2id$carol-pw"), 30).await.unwrap();
+    source.record_login_failure(&carol.id, 500).await.unwrap();
+    source.record_login_failure(&carol.id, 510).await.unwrap();
+    let dave =
+        source.create_user(&NewUser { username: "dave".to_string(), ..NewUser::default() }, None, 40).await.unwrap();
+    source.set_credential(&dave.id, CredentialKind::Pin, "$argon2id$dave-pin", 41).await.unwrap();
+
+    for c in [
+        client("epr", ClientAuth::Secret { digest: vec![0, 1, 2, 254, 255] }),
+        Client { start_url: Some("https://spa.example/".to_string()), ..client("spa", ClientAuth::None) },
+        client("agent:ward-7", ClientAuth::JwksUri { uri: "https://agent.example/jwks".to_string() }),
+    ] {
+        source.create_client(&c).await.unwrap();
+    }
+
+    // Two keys created in the same second, then a rotation retiring one.
+    source
+        .rotate_signing_keys(&[key("es-1", SigningAlg::ES256, 100), key("rs-1", SigningAlg::RS256, 100)], 100)
+        .await
+        .unwrap();
+    source.rotate_signing_keys(&[key("es-2", SigningAlg::ES256, 200)], 200).await.unwrap();
+
+    // Workstations: enrolled with a key; disabled and still awaiting one.
+    source.create_workstation(&workstation("ws-a", "ward7-a", "Ward 7", 50), b"code-a", 1_000).await.unwrap();
+    source.enrol_workstation(b"code-a", &[7; 32], 60).await.unwrap();
+    source.create_workstation(&workstation("ws-b", "ward7-b", "Ward 7", 51), b"code-b", 1_000).await.unwrap();
+    source.set_workstation_enabled("ward7-b", false).await.unwrap();
+    let enrolled_disabled = Workstation { enabled: false, ..workstation("ws-c", "icu-1", "ICU", 52) };
+    source.create_workstation(&enrolled_disabled, b"code-c", 1_000).await.unwrap();
+    source.enrol_workstation(b"code-c", &[9; 32], 61).await.unwrap();
+
+    assert_eq!(source.server_secret("badge-key", &[0, 255, 1, 2]).await.unwrap(), [0, 255, 1, 2]);
+    for b in [badge(&[0xc1; 32], &carol.id, 72), badge(&[0xa2; 32], &alice.id, 71), badge(&[0xa1; 32], &alice.id, 70)] {
+        source.add_badge(&b).await.unwrap();
+    }
+    source.record_pin_failure(&[0xa2; 32]).await.unwrap();
+    source.record_pin_failure(&[0xa2; 32]).await.unwrap();
+
+    for e in [
+        audit(10, "user.add", "alice"),
+        audit(20, "user.add", "bob"),
+        audit(20, "user.disable", "bob"),
+        AuditEvent {
+            detail: serde_json::json!({ "nested": { "k": [1, 2, null] } }),
+            ..audit(30, "badge.add", "carol")
+        },
+    ] {
+        source.append_audit(&e).await.unwrap();
+    }
+
+    copy_store(source, target).await;
+
+    // Users, by id and by list, with their counters and timestamps.
+    let users = source.list_users().await.unwrap();
+    assert_eq!(users.len(), 4);
+    assert_eq!(target.list_users().await.unwrap(), users);
+    for user in &users {
+        assert_eq!(target.user_by_id(&user.id).await.unwrap().as_ref(), Some(user));
+        assert_eq!(target.user_by_username(&user.username).await.unwrap().as_ref(), Some(user));
+        for kind in [CredentialKind::Password, CredentialKind::Pin] {
+            assert_eq!(
+                target.credential(&user.id, kind).await.unwrap(),
+                source.credential(&user.id, kind).await.unwrap(),
+                "{} {kind:?}",
+                user.username
+            );
+        }
+    }
+    let bob = target.user_by_id(&bob.id).await.unwrap().unwrap();
+    assert!(bob.disabled);
+    let carol = target.user_by_id(&carol.id).await.unwrap().unwrap();
+    assert_eq!((carol.failed_logins, carol.last_failed_at), (2, Some(510)));
+    assert_eq!(
+        target.credential(&alice.id, CredentialKind::Pin).await.unwrap().as_deref(),
+        Some("$argon2id$alice-pin")
+    );
+    assert_eq!(target.credential(&dave.id, CredentialKind::Password).await.unwrap(), None);
+    // The counters carry on from where they were.
+    assert_eq!(target.record_login_failure(&carol.id, 520).await.unwrap(), 3);
+
+    let clients = source.list_clients().await.unwrap();
+    assert_eq!(clients.len(), 3);
+    assert_eq!(target.list_clients().await.unwrap(), clients);
+
+    // Keys in the same order, the retired one still retired.
+    let keys = source.signing_keys().await.unwrap();
+    assert_eq!(kids(&keys), ["es-2", "rs-1", "es-1"]);
+    assert_eq!(keys[2].retired_at, Some(200));
+    assert_eq!(target.signing_keys().await.unwrap(), keys);
+
+    let workstations = source.list_workstations().await.unwrap();
+    assert_eq!(workstations.len(), 3);
+    assert_eq!(target.list_workstations().await.unwrap(), workstations);
+    for ws in &workstations {
+        assert_eq!(target.workstation(&ws.id).await.unwrap().as_ref(), Some(ws));
+    }
+    let ws_a = target.workstation("ws-a").await.unwrap().unwrap();
+    assert_eq!((ws_a.public_key.as_deref(), ws_a.enrolled_at), (Some(&[7; 32][..]), Some(60)));
+    // Pending enrolment codes are not moved: ws-b's works only on the source.
+    let err = target.enrol_workstation(b"code-b", &[8; 32], 100).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(target.workstation("ws-b").await.unwrap().as_ref(), workstations.iter().find(|w| w.id == "ws-b"));
+    source.enrol_workstation(b"code-b", &[8; 32], 100).await.unwrap();
+
+    // Badges: every one, with its wrong-PIN count, by user then age.
+    let badges = source.list_badges().await.unwrap();
+    assert_eq!(badges.len(), 3);
+    let owners: Vec<&str> = badges.iter().map(|b| b.user_id.as_str()).collect();
+    let alice_badges: Vec<i64> = badges.iter().filter(|b| b.user_id == alice.id).map(|b| b.created_at).collect();
+    assert_eq!(alice_badges, [70, 71], "a user's badges oldest first");
+    assert!(owners == [&alice.id, &alice.id, &carol.id] || owners == [&carol.id, &alice.id, &alice.id], "{owners:?}");
+    assert_eq!(badges.iter().find(|b| b.digest == [0xa2; 32]).unwrap().failed_pins, 2);
+    assert_eq!(target.list_badges().await.unwrap(), badges);
+    for b in &badges {
+        assert_eq!(target.badge(&b.digest).await.unwrap().as_ref(), Some(b));
+    }
+    assert_eq!(target.server_secret("badge-key", b"other").await.unwrap(), [0, 255, 1, 2]);
+
+    let events = source.recent_audit(u32::MAX).await.unwrap();
+    assert_eq!(events.len(), 4);
+    assert_eq!(target.recent_audit(u32::MAX).await.unwrap(), events);
+}
+
+/// Imports store exactly what they are given, refuse duplicates with
+/// `Conflict`, and never leave part of a failed import behind.
+pub async fn imports_conflict_and_write_nothing(store: &dyn Store) {
+    let erin = User {
+        id: "u-erin".to_string(),
+        username: "erin".to_string(),
+        name: Some("Erin".to_string()),
+        email: None,
+        roles: vec!["R8000".to_string()],
+        disabled: true,
+        failed_logins: 4,
+        last_failed_at: Some(90),
+        created_at: 80,
+    };
+    store.import_user(&erin, &[(CredentialKind::Pin, "$argon2id$pin".to_string())]).await.unwrap();
+    assert_eq!(store.user_by_id("u-erin").await.unwrap(), Some(erin.clone()));
+    assert_eq!(store.credential("u-erin", CredentialKind::Pin).await.unwrap().as_deref(), Some("$argon2id$pin"));
+    assert_eq!(store.credential("u-erin", CredentialKind::Password).await.unwrap(), None);
+
+    // A taken id or username; the credentials do not land on the existing user.
+    for (clash, names) in [
+        (User { username: "erin2".to_string(), ..erin.clone() }, "user id"),
+        (User { id: "u-erin2".to_string(), ..erin.clone() }, "\"erin\""),
+    ] {
+        let err =
+            store.import_user(&clash, &[(CredentialKind::Password, "$argon2id$pw".to_string())]).await.unwrap_err();
+        let StoreError::Conflict(what) = &err else { panic!("{err:?}") };
+        assert!(what.contains(names), "{what:?} should name {names}");
+    }
+    assert_eq!(store.list_users().await.unwrap(), std::slice::from_ref(&erin));
+    assert_eq!(store.credential("u-erin", CredentialKind::Password).await.unwrap(), None);
+    assert_eq!(store.user_by_username("erin2").await.unwrap(), None);
+
+    // A credential insert that fails takes the user row with it.
+    let fay = User { id: "u-fay".to_string(), username: "fay".to_string(), ..erin.clone() };
+    let twice = [
+        (CredentialKind::Password, "$argon2id$one".to_string()),
+        (CredentialKind::Password, "$argon2id$two".to_string()),
+    ];
+    let err = store.import_user(&fay, &twice).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.user_by_id("u-fay").await.unwrap(), None);
+    assert_eq!(store.user_by_username("fay").await.unwrap(), None);
+    assert_eq!(store.credential("u-fay", CredentialKind::Password).await.unwrap(), None);
+    assert_eq!(store.list_users().await.unwrap(), std::slice::from_ref(&erin));
+    store.import_user(&fay, &twice[..1]).await.unwrap();
+    assert_eq!(store.user_by_id("u-fay").await.unwrap(), Some(fay.clone()));
+    assert_eq!(store.credential("u-fay", CredentialKind::Password).await.unwrap().as_deref(), Some("$argon2id$one"));
+
+    // Signing keys keep their times; a taken kid changes nothing.
+    let old = SigningKey { retired_at: Some(150), ..key("k-old", SigningAlg::ES256, 100) };
+    let new = key("k-new", SigningAlg::ES256, 150);
+    store.import_signing_key(&old).await.unwrap();
+    store.import_signing_key(&new).await.unwrap();
+    let err = store.import_signing_key(&key("k-old", SigningAlg::RS256, 300)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.signing_keys().await.unwrap(), [new.clone(), old.clone()]);
+
+    // Workstations: enrolled or not, with no enrolment code.
+    let enrolled = Workstation {
+        public_key: Some(vec![5; 32]),
+        enabled: false,
+        enrolled_at: Some(70),
+        ..workstation("ws-1", "ward7-a", "Ward 7", 60)
+    };
+    let waiting = workstation("ws-2", "ward7-b", "Ward 7", 61);
+    store.import_workstation(&enrolled).await.unwrap();
+    store.import_workstation(&waiting).await.unwrap();
+    assert_eq!(store.workstation("ws-1").await.unwrap(), Some(enrolled.clone()));
+    for (clash, names) in [
+        (workstation("ws-1", "ward7-c", "Ward 7", 62), "workstation id"),
+        (workstation("ws-3", "ward7-b", "Ward 7", 62), "\"ward7-b\""),
+    ] {
+        let err = store.import_workstation(&clash).await.unwrap_err();
+        let StoreError::Conflict(what) = &err else { panic!("{err:?}") };
+        assert!(what.contains(names), "{what:?} should name {names}");
+    }
+    assert_eq!(store.list_workstations().await.unwrap(), [enrolled.clone(), waiting.clone()]);
+    // Codes issued afterwards work as usual alongside the imported ones.
+    store.create_workstation(&workstation("ws-3", "ward7-c", "Ward 7", 63), b"code", 1_000).await.unwrap();
+    let err =
+        store.create_workstation(&workstation("ws-2", "ward7-d", "Ward 7", 63), b"other", 1_000).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let ws3 = store.enrol_workstation(b"code", &[6; 32], 500).await.unwrap();
+    assert_eq!(ws3.id, "ws-3");
+
+    // Every badge, by owner then age, whatever order they were added in.
+    assert!(store.list_badges().await.unwrap().is_empty());
+    let added = [
+        badge(&[4; 32], "u-fay", 5),
+        badge(&[3; 32], "u-erin", 30),
+        Badge { failed_pins: 2, ..badge(&[2; 32], "u-erin", 10) },
+        badge(&[1; 32], "u-fay", 1),
+    ];
+    for b in &added {
+        store.add_badge(b).await.unwrap();
+    }
+    assert_eq!(
+        store.list_badges().await.unwrap(),
+        [added[2].clone(), added[1].clone(), added[3].clone(), added[0].clone()]
+    );
 }
 
 /// Runs each named suite function against a fresh store from `$open`, one
@@ -708,6 +780,21 @@ macro_rules! store_suite {
             async fn $case() {
                 let (_guard, store) = $open().await;
                 $crate::suite::$case(&store).await;
+            }
+        )+
+    };
+}
+
+/// Runs each named two-store suite function (`source`, `target`) against
+/// two fresh, separate stores from `$open`, one `#[tokio::test]` per function.
+macro_rules! store_pair_suite {
+    ($open:path; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (_source_guard, source) = $open().await;
+                let (_target_guard, target) = $open().await;
+                $crate::suite::$case(&source, &target).await;
             }
         )+
     };
@@ -734,9 +821,15 @@ macro_rules! all_cases {
             logout_outbox,
             logout_notices_are_one_per_client_and_session,
             session_revocations,
+            imports_conflict_and_write_nothing,
+        );
+        $crate::suite::store_pair_suite!(
+            $open;
+            migrate_round_trip,
         );
     };
 }
 
 pub(crate) use all_cases;
+pub(crate) use store_pair_suite;
 pub(crate) use store_suite;

@@ -1,0 +1,191 @@
+//! The workstation agent (the `wardkey-agent` library, fed by its line
+//! reader exactly as the stdin reader feeds it) against a real server:
+//! enrolment with a code from the `wardkey` CLI, first tap and PIN, the
+//! broker's tokens, a switch, lock, tap-to-active reports, and failing
+//! closed while the server is down.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use wardkey_agent::enrol::{EnrolOptions, enrol};
+use wardkey_agent::{Agent, AgentConfig, Lines, PinSource};
+use wardkey_core::client::GrantType;
+use wardkey_core::keys::SigningAlg;
+use wardkey_proto::broker::{BrokerEvent, WorkstationState};
+
+use crate::helpers::*;
+use crate::tap::enrol_badge;
+
+const PIN: &str = "246810";
+
+/// A one-time enrolment code from the `wardkey` CLI, against `app`'s store.
+fn enrolment_code(app: &TestApp, name: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wardkey"))
+        .args(["--json", "workstation", "enrol", name, "--ward", "Ward 10"])
+        .env("WARDKEY_STORE__URL", &app.state.settings.store.url)
+        .output()
+        .expect("run wardkey");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["code"].as_str().unwrap().to_string()
+}
+
+/// Enrol an agent in `dir` (agent.toml, key) and load it.
+async fn enrolled_agent(app: &TestApp, dir: &Path) -> (Agent, PathBuf) {
+    let config_path = dir.join("agent.toml");
+    let socket = dir.join("broker.sock");
+    std::fs::write(&config_path, format!("broker = \"unix:{}\"\ndebounce = \"100ms\"\n", socket.display())).unwrap();
+    let code = enrolment_code(app, "pc-agent");
+    let options = EnrolOptions { config_path: config_path.clone(), server: app.base.clone(), code, force: false };
+    enrol(&options).await.expect("enrol");
+    let mode = std::fs::metadata(dir.join("agent.key")).unwrap().permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600, "the key file is private");
+    let agent = Agent::new(AgentConfig::load(&config_path).unwrap()).unwrap();
+    (agent, socket)
+}
+
+async fn wait_for(agent: &Agent, state: WorkstationState, user: Option<&str>) {
+    for _ in 0..100 {
+        let info = agent.state();
+        if info.state == state && info.user.as_ref().map(|u| u.username.as_str()) == user {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("agent never reached {state:?} for {user:?}: {:?}", agent.state());
+}
+
+/// `POST /v1/token` over the broker's Unix socket: (status, body).
+async fn broker_token(socket: &Path, client_id: &str) -> (u16, Value) {
+    let body = serde_json::json!({ "client_id": client_id }).to_string();
+    let mut stream = tokio::net::UnixStream::connect(socket).await.expect("broker socket");
+    let request = format!(
+        "POST /v1/token HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// The verified claims of an access token, checked against `/jwks`.
+async fn verified_claims(app: &TestApp, token: &str, audience: &str) -> Value {
+    let jwks: Value = app.get("/jwks").await.json().await.unwrap();
+    let kid = jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid).unwrap().clone();
+    let key = jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(jwk).unwrap()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[&app.issuer]);
+    jsonwebtoken::decode::<Value>(token, &key, &validation).expect("token verifies against /jwks").claims
+}
+
+#[tokio::test]
+async fn tap_pin_broker_tokens_switch_and_lock() {
+    let app = spawn_app().await;
+    enrol_badge(&app, "alice", "04A1A1A1").await;
+    enrol_badge(&app, "bob", "04B2B2B2").await;
+    app.add_client("epr", Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, socket) = enrolled_agent(&app, dir.path()).await;
+    let mut events = agent.subscribe();
+
+    let shutdown = CancellationToken::new();
+    let (taps, lines) = Lines::channel();
+    let listener = wardkey_agent::broker::bind(&socket).await.expect("bind the broker socket");
+    tokio::spawn(wardkey_agent::broker::serve_listener(listener, agent.clone(), shutdown.clone()));
+    let runner = agent.clone();
+    let run_shutdown = shutdown.clone();
+    tokio::spawn(async move { runner.run(lines, PinSource::reader(), run_shutdown).await });
+    assert_eq!(broker_token(&socket, "epr").await.0, 409, "no token while locked");
+
+    // First tap of the shift: the next line is the PIN (no terminal).
+    taps.send("04:a1:a1:a1".into()).await.unwrap();
+    taps.send(PIN.into()).await.unwrap();
+    wait_for(&agent, WorkstationState::Active, Some("alice")).await;
+    let session = wardkey_agent::broker::fetch_session(&socket).await.unwrap();
+    assert_eq!(session.state, WorkstationState::Active);
+    let (status, tokens) = broker_token(&socket, "epr").await;
+    assert_eq!(status, 200, "{tokens}");
+    let alice = app.state.store.user_by_username("alice").await.unwrap().unwrap();
+    let claims = verified_claims(&app, tokens["access_token"].as_str().unwrap(), "epr").await;
+    assert_eq!(claims["sub"], alice.id);
+
+    // Another clinician taps over: switched, and the broker serves only them.
+    taps.send("04B2B2B2".into()).await.unwrap();
+    taps.send(PIN.into()).await.unwrap();
+    wait_for(&agent, WorkstationState::Active, Some("bob")).await;
+    let (status, tokens) = broker_token(&socket, "epr").await;
+    assert_eq!(status, 200);
+    let bob = app.state.store.user_by_username("bob").await.unwrap().unwrap();
+    assert_eq!(verified_claims(&app, tokens["access_token"].as_str().unwrap(), "epr").await["sub"], bob.id);
+
+    // The same clinician again: locked, and no tokens.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    taps.send("04B2B2B2".into()).await.unwrap();
+    wait_for(&agent, WorkstationState::Locked, None).await;
+    assert_eq!(broker_token(&socket, "epr").await.0, 409);
+
+    // Events for desktop apps, in order.
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen.push(event);
+    }
+    assert!(matches!(seen.first(), Some(BrokerEvent::Unlock { user }) if user.username == "alice"), "{seen:?}");
+    assert!(seen.iter().any(|e| matches!(e, BrokerEvent::Switch { user, previous } if user.username == "bob" && previous.username == "alice")), "{seen:?}");
+    assert!(matches!(seen.last(), Some(BrokerEvent::Lock)), "{seen:?}");
+
+    // Tap-to-active times reached the server's histogram.
+    let mut reported = false;
+    for _ in 0..50 {
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        if metrics.lines().any(|l| l.starts_with("wardkey_tap_to_active_seconds_count") && !l.ends_with(" 0")) {
+            reported = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reported, "tap-to-active reported to the server");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn the_agent_fails_closed_while_the_server_is_down_and_recovers() {
+    let port = wardkey_testsupport::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let app = spawn_app_with(|s| s.server.listen = address.clone()).await;
+    enrol_badge(&app, "carl", "0C0C0C0C").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, _) = enrolled_agent(&app, dir.path()).await;
+    let stopped = app.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Server gone: a plain error, still locked, never a crash.
+    let refused = agent.handle_tap("0C0C0C0C").await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(agent.state().state, WorkstationState::Locked);
+    assert!(agent.server_unreachable());
+
+    // The server comes back where the agent expects it: the next tap works.
+    let app = spawn_app_again_at(stopped, &address).await;
+    let mut answer = agent.handle_tap("0C0C0C0C").await;
+    for _ in 0..20 {
+        if answer.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        answer = agent.handle_tap("0C0C0C0C").await;
+    }
+    assert_eq!(answer.expect("recovered").state, WorkstationState::PinRequired);
+    let active = agent.submit_pin(secrecy::SecretString::from(PIN.to_string())).await.unwrap();
+    assert_eq!(active.state, WorkstationState::Active);
+    assert!(!agent.server_unreachable());
+    drop(app);
+}
