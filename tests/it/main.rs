@@ -8,5 +8,6 @@ mod cluster;
 mod helpers;
 mod oidc_errors;
 mod oidc_flow;
+mod serve;
 mod tap;
 mod tls;

@@ -155,13 +155,31 @@ struct UnknownFailures {
 /// against a dummy hash and counted in the cache, so they look like known
 /// ones in time and message.
 async fn check_password(state: &AppState, username: &str, password: &str) -> Result<Verdict, PageError> {
+    let unknown_key = keys::unknown_user_failures(&digest_b64(&username.to_lowercase()));
+    // One check per username at a time, taken before the counters are read:
+    // concurrent guesses would otherwise all read the same counters and all
+    // pass the backoff test before any failure is recorded.
+    let inflight = keys::login_in_flight(&unknown_key);
+    if !state.cache.put_if_absent(&inflight, b"1", LOGIN_IN_FLIGHT_TTL).await? {
+        return Ok(Verdict::Throttled(1));
+    }
+    let verdict = throttle_and_verify(state, username, password, &unknown_key).await;
+    state.cache.delete(&inflight).await?;
+    verdict
+}
+
+async fn throttle_and_verify(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    unknown_key: &str,
+) -> Result<Verdict, PageError> {
     let cfg = &state.settings.password;
     let now = state.now();
     let user = state.store.user_by_username(username).await?;
-    let unknown_key = keys::unknown_user_failures(&digest_b64(&username.to_lowercase()));
     let (failures, last_failed) = match &user {
         Some(u) => (u.failed_logins, u.last_failed_at),
-        None => get_json::<UnknownFailures>(state.cache.as_ref(), &unknown_key)
+        None => get_json::<UnknownFailures>(state.cache.as_ref(), unknown_key)
             .await?
             .map_or((0, None), |f| (f.count, Some(f.last))),
     };
@@ -174,15 +192,7 @@ async fn check_password(state: &AppState, username: &str, password: &str) -> Res
             return Ok(Verdict::Throttled(wait));
         }
     }
-    // One check per username at a time: concurrent guesses would otherwise
-    // all pass the backoff test above before any failure is recorded.
-    let inflight = keys::login_in_flight(&unknown_key);
-    if !state.cache.put_if_absent(&inflight, b"1", LOGIN_IN_FLIGHT_TTL).await? {
-        return Ok(Verdict::Throttled(1));
-    }
-    let verdict = verify_and_record(state, user, username, password, failures, now, &unknown_key).await;
-    state.cache.delete(&inflight).await?;
-    verdict
+    verify_and_record(state, user, username, password, failures, now, unknown_key).await
 }
 
 async fn verify_and_record(

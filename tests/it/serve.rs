@@ -1,0 +1,164 @@
+//! The `wardkey serve` binary as an operator runs it: JSON logs that never
+//! carry a secret, graceful shutdown on SIGTERM, and data that survives a
+//! restart.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+fn start_server(dir: &std::path::Path, port: u16) -> Server {
+    let base = format!("http://127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_wardkey"))
+        .arg("serve")
+        .current_dir(dir)
+        .env("WARDKEY_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("WARDKEY_SERVER__PUBLIC_URL", &base)
+        .env("WARDKEY_PASSWORD__M_COST", "1024")
+        .env("WARDKEY_PASSWORD__T_COST", "1")
+        .env("WARDKEY_LOG__FORMAT", "json")
+        .env("WARDKEY_LOG__LEVEL", "debug")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wardkey serve");
+    Server { child, base }
+}
+
+async fn wait_healthy(http: &reqwest::Client, base: &str) {
+    for _ in 0..100 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("wardkey serve did not come up at {base}");
+}
+
+fn cli(dir: &std::path::Path, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wardkey"))
+        .args(args)
+        .current_dir(dir)
+        .env("WARDKEY_PASSWORD__M_COST", "1024")
+        .env("WARDKEY_PASSWORD__T_COST", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// SIGTERM, then the exit status and everything the server logged.
+fn terminate(mut server: Server) -> (std::process::ExitStatus, Vec<String>) {
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let stderr = server.child.stderr.take().unwrap();
+    let lines: Vec<String> = BufReader::new(stderr).lines().map_while(Result::ok).collect();
+    let status = server.child.wait().unwrap();
+    (status, lines)
+}
+
+#[tokio::test]
+async fn json_logs_without_secrets_sigterm_and_a_restart() {
+    install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let port = wardkey_testsupport::free_port();
+    let server = start_server(dir.path(), port);
+    let http = no_redirects(false);
+    wait_healthy(&http, &server.base).await;
+
+    // The admin CLI on the same default store (./data/wardkey.db).
+    cli(dir.path(), &["user", "add", "nurse", "--password-stdin"], &format!("{PASSWORD}\n"));
+    let client: Value =
+        serde_json::from_str(&cli(dir.path(), &["--json", "client", "add", "epr", "--redirect-uri", REDIRECT], ""))
+            .unwrap();
+    let secret = client["client_secret"].as_str().unwrap().to_string();
+
+    // A login and a code redemption through the running binary.
+    let browser = no_redirects(true);
+    let (verifier, challenge) = pkce_pair();
+    let authorize = format!(
+        "{}/authorize?response_type=code&client_id=epr&redirect_uri={REDIRECT}&scope=openid&code_challenge={challenge}&code_challenge_method=S256&state=s",
+        server.base
+    );
+    let r = browser.get(&authorize).send().await.unwrap();
+    let login = browser.get(format!("{}{}", server.base, location(&r))).send().await.unwrap().text().await.unwrap();
+    let r = browser
+        .post(format!("{}/login", server.base))
+        .form(&[
+            ("csrf", hidden_input(&login, "csrf").as_str()),
+            ("request", hidden_input(&login, "request").as_str()),
+            ("username", "nurse"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let back = url::Url::parse(&location(&r)).unwrap();
+    let code = query_param(&back, "code").unwrap();
+    let tokens: Value = http
+        .post(format!("{}/token", server.base))
+        .basic_auth("epr", Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let jwks_before: Value = http.get(format!("{}/jwks", server.base)).send().await.unwrap().json().await.unwrap();
+
+    let (status, lines) = terminate(server);
+    assert!(status.success(), "graceful exit on SIGTERM: {status:?}");
+    assert!(lines.iter().any(|l| l.contains("shutting down")), "{lines:?}");
+    assert!(lines.len() > 3, "debug logs were written: {lines:?}");
+    for line in &lines {
+        let _: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        for secret in [PASSWORD, secret.as_str(), code.as_str(), access.as_str(), verifier.as_str()] {
+            assert!(!line.contains(secret), "a secret reached the logs: {line}");
+        }
+    }
+
+    // Data survives a restart: the same keys, user and client.
+    let server = start_server(dir.path(), port);
+    wait_healthy(&http, &server.base).await;
+    let jwks_after: Value = http.get(format!("{}/jwks", server.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jwks_before, jwks_after);
+    let users: Value = serde_json::from_str(&cli(dir.path(), &["--json", "user", "list"], "")).unwrap();
+    assert_eq!(users[0]["username"], "nurse");
+    let r = http
+        .post(format!("{}/token", server.base))
+        .basic_auth("epr", Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", "stale"),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(r, 400, "invalid_grant").await; // the client secret still authenticates
+    let (status, _) = terminate(server);
+    assert!(status.success());
+}
