@@ -189,3 +189,19 @@ async fn the_agent_fails_closed_while_the_server_is_down_and_recovers() {
     assert!(!agent.server_unreachable());
     drop(app);
 }
+
+#[tokio::test]
+async fn an_unknown_badge_can_be_self_enrolled_from_the_agent() {
+    let app = spawn_app_with(|s| s.tap.self_enrolment = true).await;
+    app.add_user("nia").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, _) = enrolled_agent(&app, dir.path()).await;
+    assert!(agent.handle_tap("0A1B2C3D").await.is_err(), "unknown badge");
+    assert_eq!(agent.state().state, WorkstationState::Locked);
+    let info = agent
+        .self_enrol("0A1B2C3D", "nia", secrecy::SecretString::from(PASSWORD.to_string()))
+        .await
+        .expect("self-enrol");
+    assert_eq!(info.state, WorkstationState::Active);
+    assert_eq!(info.user.unwrap().username, "nia");
+}

@@ -498,3 +498,34 @@ async fn back_channel_logout_when_a_session_expires_and_only_once() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(rp.received.lock().unwrap().len(), 1, "one logout token per session and RP");
 }
+
+#[tokio::test]
+async fn self_enrolment_is_off_by_default_and_audited_when_on() {
+    let app = spawn_app().await;
+    app.add_user("mo").await;
+    let ws = TestWorkstation::enrol(&app, "pc", "Ward 11").await;
+    let r = ws.send(&app, "/tap/self-enrol", json!({"badge": "5E1F", "username": "mo", "password": PASSWORD})).await;
+    assert_eq!(error_code(r, 403).await, "not_allowed");
+
+    let app = spawn_app_with(|s| s.tap.self_enrolment = true).await;
+    app.add_user("mo").await;
+    let ws = TestWorkstation::enrol(&app, "pc", "Ward 11").await;
+    assert_eq!(error_code(ws.send(&app, "/tap", json!({"badge": "5E1F"})).await, 404).await, "unknown_badge");
+    let wrong = ws.send(&app, "/tap/self-enrol", json!({"badge": "5E1F", "username": "mo", "password": "nope"})).await;
+    assert_eq!(error_code(wrong, 401).await, "wrong_password");
+    let unknown =
+        ws.send(&app, "/tap/self-enrol", json!({"badge": "5E1F", "username": "ghost", "password": "x"})).await;
+    assert_eq!(error_code(unknown, 401).await, "wrong_password", "no user enumeration");
+    // The right password enrols the badge and signs the clinician in.
+    let answer =
+        ws.call(&app, "/tap/self-enrol", json!({"badge": "5E1F", "username": "mo", "password": PASSWORD})).await;
+    assert_eq!(answer["state"], "active", "{answer}");
+    assert_eq!(answer["user"]["username"], "mo");
+    assert!(app.state.store.recent_audit(20).await.unwrap().iter().any(|e| e.event == "badge.self_enrol"));
+    // From now on the badge works like any other; it cannot be enrolled twice.
+    assert_eq!(ws.call(&app, "/tap", json!({"badge": "5E1F"})).await["state"], "locked");
+    assert_eq!(ws.call(&app, "/tap", json!({"badge": "5E1F"})).await["state"], "active");
+    let again =
+        ws.send(&app, "/tap/self-enrol", json!({"badge": "5e1f", "username": "mo", "password": PASSWORD})).await;
+    assert_eq!(error_code(again, 400).await, "invalid_request");
+}

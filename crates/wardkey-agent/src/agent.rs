@@ -322,6 +322,29 @@ impl Agent {
         result.map(|_| info).map_err(AgentError::Server)
     }
 
+    /// Enrol an unknown badge for the clinician at the keyboard with their
+    /// username and password (after a tap answered `unknown_badge`, where
+    /// the server allows self-enrolment); on success they are signed in.
+    pub async fn self_enrol(
+        &self,
+        badge: &str,
+        username: &str,
+        password: SecretString,
+    ) -> Result<SessionInfo, AgentError> {
+        let _op = self.inner.ops.lock().await;
+        self.touch();
+        let read_at = Instant::now();
+        let result = self.inner.client.self_enrol(badge, username, &password).await;
+        self.inner.link.note(&result, "staying locked, retrying");
+        let input = match &result {
+            Ok(answer) => Input::TapAnswer { answer: answer.clone(), read_at },
+            Err(e) if e.is_refusal() => Input::TapRefused,
+            Err(_) => Input::Unreachable,
+        };
+        let info = self.transition(input).await;
+        result.map(|_| info).map_err(AgentError::Server)
+    }
+
     /// The PIN for the open prompt. A wrong PIN leaves the prompt open;
     /// other refusals close it.
     pub async fn submit_pin(&self, pin: SecretString) -> Result<SessionInfo, AgentError> {

@@ -197,6 +197,22 @@ impl ServerClient {
         self.signed("/tap/pin", PinEntry { tap_id: tap_id.to_string(), pin: pin.expose_secret().to_string() }).await
     }
 
+    /// `POST /tap/self-enrol`: enrol this badge for the clinician who types
+    /// their username and password (where the server allows it).
+    pub async fn self_enrol(
+        &self,
+        badge: &str,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<TapResponse, ServerError> {
+        let request = wardkey_proto::tap::SelfEnrol {
+            badge: badge.to_string(),
+            username: username.to_string(),
+            password: password.expose_secret().to_string(),
+        };
+        self.signed("/tap/self-enrol", request).await
+    }
+
     /// `POST /tap/out`: lock (or with `logout`, sign out everywhere).
     pub async fn tap_out(&self, logout: bool) -> Result<TapResponse, ServerError> {
         self.signed("/tap/out", TapOut { logout }).await

@@ -63,6 +63,9 @@ pub struct TapSettings {
     /// How long an agent has to send the PIN after `pin_required`.
     #[serde(with = "humantime_serde")]
     pub pin_entry_ttl: Duration,
+    /// Let a clinician enrol their own badge at an enrolled workstation with
+    /// their username and password. Off by default; every use is audited.
+    pub self_enrolment: bool,
 }
 
 impl Default for TapSettings {
@@ -73,6 +76,7 @@ impl Default for TapSettings {
             cloned_badge_window: Duration::from_secs(300),
             enrolment_code_ttl: Duration::from_secs(24 * 3600),
             pin_entry_ttl: Duration::from_secs(120),
+            self_enrolment: false,
         }
     }
 }

@@ -341,6 +341,18 @@ pub enum TapApiError {
     /// A backend is down.
     #[error("sign-in is temporarily unavailable; try again in a moment")]
     Unavailable,
+    /// Policy does not allow this (self-enrolment off, account locked).
+    #[error("{0}")]
+    NotAllowed(String),
+    /// Wrong username or password.
+    #[error("the username or password is not right")]
+    WrongPassword,
+    /// Too many failed attempts: wait.
+    #[error("too many unsuccessful attempts; wait {wait} seconds, then try again")]
+    Throttled {
+        /// Seconds to wait.
+        wait: i64,
+    },
 }
 
 impl TapApiError {
@@ -357,6 +369,9 @@ impl TapApiError {
             Self::WrongPin { .. } => "wrong_pin",
             Self::Expired(_) => "expired",
             Self::Unavailable => "unavailable",
+            Self::NotAllowed(_) => "not_allowed",
+            Self::WrongPassword => "wrong_password",
+            Self::Throttled { .. } => "throttled",
         }
     }
 }
@@ -397,7 +412,11 @@ impl IntoResponse for TapApiError {
             Self::InvalidRequest(_) | Self::Stale => StatusCode::BAD_REQUEST,
             Self::InvalidSignature | Self::WrongPin { .. } => StatusCode::UNAUTHORIZED,
             Self::Replayed => StatusCode::CONFLICT,
-            Self::WorkstationDisabled | Self::BadgeLocked | Self::UserDisabled => StatusCode::FORBIDDEN,
+            Self::WorkstationDisabled | Self::BadgeLocked | Self::UserDisabled | Self::NotAllowed(_) => {
+                StatusCode::FORBIDDEN
+            }
+            Self::WrongPassword => StatusCode::UNAUTHORIZED,
+            Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UnknownBadge => StatusCode::NOT_FOUND,
             Self::Expired(_) => StatusCode::GONE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -72,6 +72,25 @@ pub struct PinEntry {
     pub pin: String,
 }
 
+/// `POST /tap/self-enrol`: a clinician whose badge is not yet enrolled
+/// enrols it at an enrolled workstation with their username and password
+/// (only when the server allows self-enrolment). Success signs them in.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelfEnrol {
+    /// The badge UID as read.
+    pub badge: String,
+    /// The clinician's username.
+    pub username: String,
+    /// Their password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for SelfEnrol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SelfEnrol").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
 /// `POST /tap/out`: lock the workstation, or sign the clinician out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TapOut {

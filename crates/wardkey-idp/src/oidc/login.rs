@@ -57,7 +57,7 @@ pub async fn form(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
 }
 
 /// What a password check concluded.
-enum Verdict {
+pub(crate) enum Verdict {
     Success(wardkey_core::user::User),
     Wrong,
     Throttled(i64),
@@ -154,7 +154,7 @@ struct UnknownFailures {
 /// Throttle, verify and record the outcome. Unknown usernames are verified
 /// against a dummy hash and counted in the cache, so they look like known
 /// ones in time and message.
-async fn check_password(state: &AppState, username: &str, password: &str) -> Result<Verdict, PageError> {
+pub(crate) async fn check_password(state: &AppState, username: &str, password: &str) -> Result<Verdict, PageError> {
     let unknown_key = keys::unknown_user_failures(&digest_b64(&username.to_lowercase()));
     // One check per username at a time, taken before the counters are read:
     // concurrent guesses would otherwise all read the same counters and all

@@ -24,11 +24,12 @@ use serde_json::json;
 use wardkey_core::audit::AuditEvent;
 use wardkey_core::badge::{self, MAX_PIN_FAILURES};
 use wardkey_core::secret::{digest, digest_b64, random_token};
-use wardkey_core::session::{ACR_BADGE_PIN, Amr, Session};
+use wardkey_core::session::{ACR_BADGE_PIN, ACR_PASSWORD, Amr, Session};
 use wardkey_core::user::User;
 use wardkey_core::workstation::Workstation;
 use wardkey_proto::tap::{
-    EnrolRequest, EnrolResponse, HandoffRequest, HandoffResponse, PinEntry, Tap, TapOut, TapReport, TapResponse,
+    EnrolRequest, EnrolResponse, HandoffRequest, HandoffResponse, PinEntry, SelfEnrol, Tap, TapOut, TapReport,
+    TapResponse,
 };
 use wardkey_store::CredentialKind;
 
@@ -36,6 +37,7 @@ use crate::cookies::CookieName;
 use crate::error::{BackendError, PageError, TapApiError};
 use crate::metrics::Metrics;
 use crate::oidc::authorize::see_other;
+use crate::oidc::login::{Verdict, check_password};
 use crate::sessions::{get_json, keys, put_json, take_json};
 use crate::state::AppState;
 
@@ -55,6 +57,7 @@ pub fn router() -> Router<AppState> {
         .route("/tap/handoff", post(handoff))
         .route("/tap/handoff/{token}", get(open_handoff))
         .route("/tap/report", post(report))
+        .route("/tap/self-enrol", post(self_enrol))
 }
 
 /// A tap waiting for its PIN.
@@ -292,6 +295,47 @@ async fn redeem_handoff(state: &AppState, token: &str) -> Result<Response, PageE
     let mut response = see_other(&start);
     state.set_cookie(response.headers_mut(), CookieName::Session, &cookie);
     Ok(response)
+}
+
+/// `POST /tap/self-enrol`: a clinician enrols their own badge at this
+/// workstation with their username and password, and is signed in. The
+/// password check is the login page's, throttling included.
+async fn self_enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<TapResponse>, TapApiError> {
+    let (ws, request): (Workstation, SelfEnrol) = verify_tap(&state, &body).await?;
+    if !state.settings.tap.self_enrolment {
+        return Err(TapApiError::NotAllowed(
+            "badges are enrolled by the IT service desk here; ask them to enrol yours".into(),
+        ));
+    }
+    let digest = badge::digest(&state.badge_key, &request.badge).map_err(|e| TapApiError::InvalidRequest(e.message))?;
+    if state.store.badge(&digest).await?.is_some() {
+        return Err(TapApiError::InvalidRequest("this badge is already enrolled".into()));
+    }
+    if request.password.len() > 1024 || request.username.len() > 64 {
+        return Err(TapApiError::InvalidRequest("the username or password is too long".into()));
+    }
+    let user = match check_password(&state, request.username.trim(), &request.password).await {
+        Ok(Verdict::Success(user)) => user,
+        Ok(Verdict::Wrong) => return Err(TapApiError::WrongPassword),
+        Ok(Verdict::Throttled(wait)) => return Err(TapApiError::Throttled { wait }),
+        Ok(Verdict::Locked) => {
+            return Err(TapApiError::NotAllowed("this account is locked; call the IT service desk".into()));
+        }
+        Ok(Verdict::Disabled) => return Err(TapApiError::UserDisabled),
+        Err(_) => return Err(TapApiError::Unavailable),
+    };
+    let record = badge::Badge { digest, user_id: user.id.clone(), failed_pins: 0, created_at: state.now() };
+    match state.store.add_badge(&record).await {
+        Ok(()) => {}
+        Err(wardkey_store::StoreError::Conflict(_)) => {
+            return Err(TapApiError::InvalidRequest("this badge is already enrolled".into()));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    audit(&state, "badge.self_enrol", &user.username, json!({"workstation": ws.name, "ward": ws.ward})).await;
+    // The password was a real check: the clinician is signed in here.
+    let (_, session) = state.create_session(&user.id, vec![Amr::Pwd, Amr::Badge], ACR_PASSWORD).await?;
+    state.activate(&ws, &session, &user).await.map(Json)
 }
 
 /// `POST /tap/report`: the agent's measured tap-to-active time.
