@@ -214,7 +214,7 @@ async fn events(State(state): State<BrokerState>) -> Sse<impl Stream<Item = Resu
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
     /// Nothing listens on the socket.
-    #[error("the agent is not running (nothing answers on {path}): {source}")]
+    #[error("the agent is not running (nothing answers on {path})")]
     NotRunning {
         /// The socket path.
         path: PathBuf,
