@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 mod postgres;
+mod rows;
 mod sqlite;
 
 use std::sync::Arc;

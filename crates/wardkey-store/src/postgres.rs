@@ -3,8 +3,9 @@
 //!
 //! The schema mirrors SQLite's: timestamps are BIGINT Unix seconds, blobs are
 //! BYTEA, flags BOOLEAN, and lists and tagged enums are JSON kept as TEXT,
-//! decoded by one conversion function per table; a row that does not decode
-//! is reported as [`StoreError::Corrupt`], never a panic.
+//! decoded by one conversion function per table (shared with SQLite, in
+//! [`crate::rows`]); a row that does not decode is reported as
+//! [`StoreError::Corrupt`], never a panic.
 //!
 //! Statements that change rows and return them (`… RETURNING`) run inside a
 //! transaction that commits only once every returned row has decoded, so a
@@ -25,16 +26,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Decode, Postgres, Row, Type};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use wardkey_core::audit::AuditEvent;
 use wardkey_core::badge::Badge;
 use wardkey_core::client::Client;
-use wardkey_core::keys::{SigningAlg, SigningKey};
+use wardkey_core::keys::SigningKey;
 use wardkey_core::secret::random_token;
 use wardkey_core::user::{NewUser, User};
 use wardkey_core::workstation::Workstation;
 
+use crate::rows::{
+    AUDIT_COLUMNS, BADGE_COLUMNS, CLIENT_COLUMNS, KEY_COLUMNS, LOGOUT_COLUMNS, MAX_LOGOUT_ERROR_CHARS, USER_COLUMNS,
+    WORKSTATION_COLUMNS, audit_from_row, badge_from_row, checked_count, client_from_row, column, conflict_on_unique,
+    encode_error, logout_notice_from_row, not_found_on_foreign_key, signing_key_from_row, truncate_chars,
+    user_from_row, workstation_from_row,
+};
 use crate::{CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError, StoreResult};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -50,18 +56,6 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `application_name` shown in `pg_stat_activity` unless the URL sets one.
 const APPLICATION_NAME: &str = "wardkey";
-
-const USER_COLUMNS: &str = "id, username, name, email, roles, disabled, failed_logins, last_failed_at, created_at";
-const CLIENT_COLUMNS: &str = "client_id, auth, redirect_uris, post_logout_redirect_uris, \
-     backchannel_logout_uri, grant_types, start_url, id_token_alg, created_at";
-const KEY_COLUMNS: &str = "kid, alg, private_der, created_at, retired_at";
-const WORKSTATION_COLUMNS: &str = "id, name, ward, public_key, enabled, created_at, enrolled_at";
-const BADGE_COLUMNS: &str = "digest, user_id, failed_pins, created_at";
-const LOGOUT_COLUMNS: &str = "id, client_id, sub, sid, attempts, created_at";
-
-/// Longest delivery error kept on an outbox row, in characters: enough to
-/// diagnose, bounded whatever an RP sends back.
-const MAX_LOGOUT_ERROR_CHARS: usize = 500;
 
 /// [`Store`] on a PostgreSQL database, shared by every server node.
 ///
@@ -125,15 +119,6 @@ fn storable_import(what: &str, field: &str, text: &str) -> StoreResult<()> {
     Ok(())
 }
 
-/// A unique-constraint violation becomes `Conflict(what)`; anything else is a
-/// backend failure.
-fn conflict_on_unique(err: sqlx::Error, what: String) -> StoreError {
-    match err {
-        sqlx::Error::Database(ref e) if e.is_unique_violation() => StoreError::Conflict(what),
-        other => StoreError::Backend(other),
-    }
-}
-
 /// `create_workstation`'s and `import_workstation`'s unique violations say
 /// which value is taken: the name (the admin's business), or the id or
 /// enrolment code (a random value that collided). The migrations name
@@ -159,150 +144,6 @@ fn user_conflict(err: sqlx::Error, user: &User) -> StoreError {
         }),
         other => StoreError::Backend(other),
     }
-}
-
-/// A foreign-key violation becomes `NotFound(what)`.
-fn not_found_on_foreign_key(err: sqlx::Error, what: String) -> StoreError {
-    match err {
-        sqlx::Error::Database(ref e) if e.is_foreign_key_violation() => StoreError::NotFound(what),
-        other => StoreError::Backend(other),
-    }
-}
-
-/// Encoding plain data as JSON cannot really fail, but say so if it does.
-fn encode_error(what: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
-    move |e| StoreError::Corrupt(format!("cannot encode {what} as JSON: {e}"))
-}
-
-/// Read one column, reporting a NULL or mistyped value as `Corrupt`.
-fn column<'r, T>(row: &'r PgRow, table: &str, name: &str) -> StoreResult<T>
-where
-    T: Decode<'r, Postgres> + Type<Postgres>,
-{
-    row.try_get(name).map_err(|e| StoreError::Corrupt(format!("{table}.{name}: {e}")))
-}
-
-/// A count read back from `table.name`, which must fit a `u32`.
-fn checked_count(table: &str, name: &str, value: i64) -> StoreResult<u32> {
-    u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{table}.{name} out of range: {value}")))
-}
-
-/// Read a non-negative count column.
-fn count_column(row: &PgRow, table: &str, name: &str) -> StoreResult<u32> {
-    checked_count(table, name, column(row, table, name)?)
-}
-
-/// At most the first `max` characters of `text`.
-fn truncate_chars(text: &str, max: usize) -> &str {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => &text[..end],
-        None => text,
-    }
-}
-
-/// Read a JSON text column; `parse` is `serde_json::from_str` at the type
-/// wanted (passed in so this crate needs no direct `serde` dependency).
-fn json_column<T>(
-    row: &PgRow,
-    table: &str,
-    name: &str,
-    parse: impl FnOnce(&str) -> serde_json::Result<T>,
-) -> StoreResult<T> {
-    let text: &str = column(row, table, name)?;
-    parse(text).map_err(|e| StoreError::Corrupt(format!("{table}.{name}: bad JSON: {e}")))
-}
-
-/// Read a JOSE algorithm name column.
-fn alg_column(row: &PgRow, table: &str, name: &str) -> StoreResult<SigningAlg> {
-    let text: &str = column(row, table, name)?;
-    SigningAlg::parse(text).map_err(|e| StoreError::Corrupt(format!("{table}.{name}: {e}")))
-}
-
-fn user_from_row(row: &PgRow) -> StoreResult<User> {
-    const T: &str = "users";
-    Ok(User {
-        id: column(row, T, "id")?,
-        username: column(row, T, "username")?,
-        name: column(row, T, "name")?,
-        email: column(row, T, "email")?,
-        roles: json_column(row, T, "roles", |s| serde_json::from_str(s))?,
-        disabled: column(row, T, "disabled")?,
-        failed_logins: count_column(row, T, "failed_logins")?,
-        last_failed_at: column(row, T, "last_failed_at")?,
-        created_at: column(row, T, "created_at")?,
-    })
-}
-
-fn client_from_row(row: &PgRow) -> StoreResult<Client> {
-    const T: &str = "clients";
-    Ok(Client {
-        client_id: column(row, T, "client_id")?,
-        auth: json_column(row, T, "auth", |s| serde_json::from_str(s))?,
-        redirect_uris: json_column(row, T, "redirect_uris", |s| serde_json::from_str(s))?,
-        post_logout_redirect_uris: json_column(row, T, "post_logout_redirect_uris", |s| serde_json::from_str(s))?,
-        backchannel_logout_uri: column(row, T, "backchannel_logout_uri")?,
-        grant_types: json_column(row, T, "grant_types", |s| serde_json::from_str(s))?,
-        start_url: column(row, T, "start_url")?,
-        id_token_alg: alg_column(row, T, "id_token_alg")?,
-        created_at: column(row, T, "created_at")?,
-    })
-}
-
-fn signing_key_from_row(row: &PgRow) -> StoreResult<SigningKey> {
-    const T: &str = "signing_keys";
-    Ok(SigningKey {
-        kid: column(row, T, "kid")?,
-        alg: alg_column(row, T, "alg")?,
-        pkcs8: column(row, T, "private_der")?,
-        created_at: column(row, T, "created_at")?,
-        retired_at: column(row, T, "retired_at")?,
-    })
-}
-
-fn workstation_from_row(row: &PgRow) -> StoreResult<Workstation> {
-    const T: &str = "workstations";
-    Ok(Workstation {
-        id: column(row, T, "id")?,
-        name: column(row, T, "name")?,
-        ward: column(row, T, "ward")?,
-        public_key: column(row, T, "public_key")?,
-        enabled: column(row, T, "enabled")?,
-        created_at: column(row, T, "created_at")?,
-        enrolled_at: column(row, T, "enrolled_at")?,
-    })
-}
-
-fn badge_from_row(row: &PgRow) -> StoreResult<Badge> {
-    const T: &str = "badges";
-    Ok(Badge {
-        digest: column(row, T, "digest")?,
-        user_id: column(row, T, "user_id")?,
-        failed_pins: count_column(row, T, "failed_pins")?,
-        created_at: column(row, T, "created_at")?,
-    })
-}
-
-fn logout_notice_from_row(row: &PgRow) -> StoreResult<LogoutNotice> {
-    const T: &str = "logout_outbox";
-    Ok(LogoutNotice {
-        id: column(row, T, "id")?,
-        client_id: column(row, T, "client_id")?,
-        sub: column(row, T, "sub")?,
-        sid: column(row, T, "sid")?,
-        attempts: count_column(row, T, "attempts")?,
-        created_at: column(row, T, "created_at")?,
-    })
-}
-
-fn audit_from_row(row: &PgRow) -> StoreResult<AuditEvent> {
-    const T: &str = "audit_log";
-    Ok(AuditEvent {
-        at: column(row, T, "at")?,
-        event: column(row, T, "event")?,
-        actor: column(row, T, "actor")?,
-        subject: column(row, T, "subject")?,
-        detail: json_column(row, T, "detail", |s| serde_json::from_str(s))?,
-    })
 }
 
 #[async_trait]
@@ -960,7 +801,7 @@ impl Store for PostgresStore {
     /// a record of a strange request is kept, not lost.
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
         let detail = serde_json::to_string(&event.detail).map_err(encode_error("audit detail"))?;
-        sqlx::query("INSERT INTO audit_log (at, event, actor, subject, detail) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query(&format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"))
             .bind(event.at)
             .bind(storable_text(&event.event))
             .bind(storable_text(&event.actor))
@@ -972,7 +813,7 @@ impl Store for PostgresStore {
     }
 
     async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<AuditEvent>> {
-        sqlx::query("SELECT at, event, actor, subject, detail FROM audit_log ORDER BY at DESC, id DESC LIMIT $1")
+        sqlx::query(&format!("SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY at DESC, id DESC LIMIT $1"))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?
