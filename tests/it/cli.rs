@@ -784,9 +784,11 @@ async fn badge_and_pin_from_the_cli_work_at_a_running_server() {
     assert_eq!(list[0]["enrolled"], true);
 
     wardkey(dir, &["workstation", "disable", "w5-pc1"], None).ok();
+    app.sync_directory().await; // what the server's 250 ms poll does
     let r = ws.send(&app, "/tap", json!({"badge": "04D47A01"})).await;
     assert_eq!(tap_error(r).await, (403, "workstation_disabled".into()));
     wardkey(dir, &["workstation", "enable", "w5-pc1"], None).ok();
+    app.sync_directory().await;
     let r = ws.send(&app, "/tap", json!({"badge": "04D47A01"})).await;
     assert_eq!(r.status(), 200);
 }
@@ -844,6 +846,7 @@ async fn user_disable_ends_live_tap_sessions() {
     let fay = app.state.store.user_by_username("fay").await.unwrap().unwrap();
 
     wardkey(dir, &["user", "disable", "fay"], None).ok();
+    app.sync_directory().await; // what the server's 250 ms poll does
     let r = ws.send(&app, "/tap", json!({"badge": "F0F0"})).await;
     assert_eq!(tap_error(r).await, (403, "user_disabled".into()));
 
@@ -859,6 +862,7 @@ async fn user_disable_ends_live_tap_sessions() {
     }
 
     wardkey(dir, &["user", "enable", "fay"], None).ok();
+    app.sync_directory().await;
     let answer = ws.call(&app, "/tap", json!({"badge": "F0F0"})).await;
     assert_eq!(answer["state"], "pin_required", "a disabled user's session does not survive re-enabling: {answer}");
 }

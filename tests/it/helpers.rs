@@ -201,6 +201,13 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// What the server's directory poll does every 250 ms, now: pick up
+    /// changes made to the store behind its back (by the CLI, another node
+    /// or a test fixture).
+    pub async fn sync_directory(&self) {
+        self.state.directory.refresh().await.expect("directory generation");
+    }
+
     /// Create a user with [`PASSWORD`].
     pub async fn add_user(&self, username: &str) -> User {
         let hash = wardkey_core::password::hash(&self.state.settings.password.argon2(), PASSWORD).unwrap();

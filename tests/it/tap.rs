@@ -236,14 +236,17 @@ async fn hostile_and_stale_tap_requests_are_refused() {
     // Revoked badge.
     let user = app.state.store.user_by_username("dan").await.unwrap().unwrap();
     app.state.store.revoke_user_badges(&user.id).await.unwrap();
+    app.sync_directory().await;
     assert_eq!(error_code(ws.send(&app, "/tap", json!({"badge": "D0D0"})).await, 404).await, "unknown_badge");
     // Disabled user.
     enrol_badge(&app, "erin", "E0E0").await;
     app.state.store.set_user_disabled("erin", true, app.clock.now()).await.unwrap();
+    app.sync_directory().await;
     assert_eq!(error_code(ws.send(&app, "/tap", json!({"badge": "E0E0"})).await, 403).await, "user_disabled");
     // Disabled workstation: refused at once.
     enrol_badge(&app, "fay", "F0F0").await;
     app.state.store.set_workstation_enabled("pc", false).await.unwrap();
+    app.sync_directory().await;
     let r = ws.send(&app, "/tap", json!({"badge": "F0F0"})).await;
     assert_eq!(error_code(r, 403).await, "workstation_disabled");
     // A bad enrolment code.
@@ -528,4 +531,23 @@ async fn self_enrolment_is_off_by_default_and_audited_when_on() {
     let again =
         ws.send(&app, "/tap/self-enrol", json!({"badge": "5e1f", "username": "mo", "password": PASSWORD})).await;
     assert_eq!(error_code(again, 400).await, "invalid_request");
+}
+
+#[tokio::test]
+async fn changes_made_behind_the_servers_back_apply_within_the_directory_poll() {
+    let app = spawn_app().await;
+    enrol_badge(&app, "ola", "0101").await;
+    let ws = TestWorkstation::enrol(&app, "pc", "Ward 12").await;
+    assert_eq!(ws.call(&app, "/tap", json!({"badge": "0101"})).await["state"], "pin_required");
+    // As the CLI or another node would: straight into the store.
+    app.state.store.set_workstation_enabled("pc", false).await.unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let r = ws.send(&app, "/tap", json!({"badge": "0101"})).await;
+        if r.status() == 403 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the server never noticed the disabled workstation");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -152,6 +152,7 @@ impl Application {
         let tasks = TaskTracker::new();
         tasks.spawn(reload_keys(self.state.clone(), cancel.clone()));
         tasks.spawn(crate::backchannel::run_outbox(self.state.clone(), cancel.clone()));
+        tasks.spawn(crate::directory::poll_generation(self.state.directory.clone(), cancel.clone()));
 
         let handle = axum_server::Handle::new();
         let signal_handle = handle.clone();

@@ -1,11 +1,18 @@
 //! Directory reads for the hot path (workstation keys, badges, users,
-//! clients) that survive a store outage.
+//! clients): cached on the node, kept correct across nodes, and surviving a
+//! store outage.
 //!
-//! Every read goes to the store first, so a disabled workstation or user is
-//! refused at once. When the store does not answer, the last value this node
-//! read is used instead: a clinician with a live session keeps tapping in
-//! and getting tokens while PostgreSQL restarts. The staleness is bounded by
-//! the outage; nothing is served stale while the store answers.
+//! Every change to those tables bumps a generation counter in the store, in
+//! the same transaction (a trigger), whoever makes it: another node or the
+//! admin CLI. Each node polls that one value every [`POLL_INTERVAL`] and
+//! drops its cache when it moves, so a disabled workstation or user is
+//! refused within a quarter of a second everywhere, while a tap costs no
+//! store round trip. A node's own writes drop its cache at once
+//! ([`Directory::forget`]).
+//!
+//! When the store does not answer, the last values read stay in use: a
+//! clinician with a live session keeps tapping in and getting tokens while
+//! PostgreSQL restarts. Staleness is then bounded by the outage.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -13,13 +20,17 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
 use wardkey_core::badge::Badge;
 use wardkey_core::client::Client;
 use wardkey_core::user::User;
 use wardkey_core::workstation::Workstation;
 use wardkey_store::{Store, StoreResult};
 
-/// Entries kept for outages; past this the memory is cleared and refilled.
+/// How often each node asks the store whether the directory changed: the
+/// bound on how long another node's change (or the CLI's) takes to apply.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Entries kept; past this the cache is cleared and refilled.
 const MAX_ENTRIES: usize = 200_000;
 /// After a failed read, the store is not asked again for this long: a dead
 /// database costs one connection timeout, not one per tap.
@@ -27,18 +38,46 @@ const RETRY_AFTER: Duration = Duration::from_secs(2);
 
 type Entry = Arc<dyn Any + Send + Sync>;
 
-/// Fresh-first directory reads with a last-known fallback.
+#[derive(Default)]
+struct Cached {
+    /// The generation `entries` belong to; `None` until the first poll, and
+    /// while unknown nothing is served from the cache (only as fallback).
+    generation: Option<i64>,
+    entries: HashMap<String, Entry>,
+}
+
+/// Node-local directory cache with a last-known fallback.
 pub struct Directory {
     store: Arc<dyn Store>,
-    last_known: Mutex<HashMap<String, Entry>>,
-    /// While set and in the future, answer from `last_known` at once.
+    cached: Mutex<Cached>,
+    /// While set and in the future, answer from the cache at once.
     down_until: Mutex<Option<Instant>>,
 }
 
 impl Directory {
     /// Reads through `store`.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, last_known: Mutex::new(HashMap::new()), down_until: Mutex::new(None) }
+        Self { store, cached: Mutex::new(Cached::default()), down_until: Mutex::new(None) }
+    }
+
+    fn cached(&self) -> std::sync::MutexGuard<'_, Cached> {
+        self.cached.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drop every cached entry (after this node changed the directory).
+    pub fn forget(&self) {
+        self.cached().entries.clear();
+    }
+
+    /// Ask the store for the generation; drop the cache if it moved.
+    pub async fn refresh(&self) -> StoreResult<()> {
+        let generation = self.store.directory_generation().await?;
+        let mut cached = self.cached();
+        if cached.generation != Some(generation) {
+            cached.entries.clear();
+            cached.generation = Some(generation);
+        }
+        Ok(())
     }
 
     async fn read<T, F>(&self, key: String, fetch: F) -> StoreResult<Option<T>>
@@ -47,34 +86,35 @@ impl Directory {
         F: Future<Output = StoreResult<Option<T>>>,
     {
         let down = self.down_until.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| Instant::now() < t);
-        if down && let Some(value) = self.known::<T>(&key) {
-            return Ok(value);
+        {
+            let cached = self.cached();
+            if (cached.generation.is_some() || down)
+                && let Some(value) = cached.entries.get(&key).and_then(|v| v.downcast_ref::<Option<T>>())
+            {
+                return Ok(value.clone());
+            }
         }
         match fetch.await {
             Ok(value) => {
-                let mut map = self.last_known.lock().unwrap_or_else(|p| p.into_inner());
-                if map.len() >= MAX_ENTRIES {
-                    map.clear();
+                let mut cached = self.cached();
+                if cached.entries.len() >= MAX_ENTRIES {
+                    cached.entries.clear();
                 }
-                map.insert(key, Arc::new(value.clone()));
+                cached.entries.insert(key, Arc::new(value.clone()));
                 Ok(value)
             }
             Err(e) => {
                 *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + RETRY_AFTER);
-                match self.known::<T>(&key) {
+                let cached = self.cached();
+                match cached.entries.get(&key).and_then(|v| v.downcast_ref::<Option<T>>()) {
                     Some(value) => {
                         tracing::warn!(error = %e, "store unavailable; using the last known directory entry");
-                        Ok(value)
+                        Ok(value.clone())
                     }
                     None => Err(e),
                 }
             }
         }
-    }
-
-    fn known<T: Clone + 'static>(&self, key: &str) -> Option<Option<T>> {
-        let map = self.last_known.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key).and_then(|v| v.downcast_ref::<Option<T>>()).cloned()
     }
 
     /// A user by `sub`.
@@ -99,23 +139,54 @@ impl Directory {
     }
 }
 
+/// The poller: runs until `cancel`.
+pub async fn poll_generation(directory: Arc<Directory>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(POLL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = directory.refresh().await {
+                    tracing::debug!(error = %e, "directory generation unavailable; keeping the cache");
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn serves_fresh_values_and_falls_back_only_on_errors() {
-        let dir = Directory::new(wardkey_store::open("sqlite::memory:").await.unwrap());
+    async fn caches_within_a_generation_and_falls_back_only_on_errors() {
+        let store = wardkey_store::open("sqlite::memory:").await.unwrap();
+        let dir = Directory::new(store.clone());
         let ok = |v: Option<u32>| async move { Ok(v) };
         let down = || async { Err::<Option<u32>, _>(wardkey_store::StoreError::NotFound("down".into())) };
+        // Before the first poll nothing is served from the cache.
         assert_eq!(dir.read("k".into(), ok(Some(1))).await.unwrap(), Some(1));
-        assert_eq!(dir.read("k".into(), down()).await.unwrap(), Some(1), "last known on failure");
-        // Right after a failure the store is not asked again for a moment.
-        assert_eq!(dir.read("k".into(), ok(Some(2))).await.unwrap(), Some(1), "store resting after a failure");
-        *dir.down_until.lock().unwrap() = None;
-        assert_eq!(dir.read("k".into(), ok(None)).await.unwrap(), None, "fresh value wins");
-        assert_eq!(dir.read("k".into(), down()).await.unwrap(), None);
+        assert_eq!(dir.read("k".into(), ok(Some(2))).await.unwrap(), Some(2));
+        // Within a generation: the cache answers, the store is not asked.
+        dir.refresh().await.unwrap();
+        assert_eq!(dir.read("k".into(), ok(Some(3))).await.unwrap(), Some(3), "cleared by the first poll");
+        assert_eq!(dir.read("k".into(), ok(Some(4))).await.unwrap(), Some(3), "served from the cache");
+        // A directory change anywhere moves the generation: the next poll
+        // drops the cache.
+        store
+            .create_user(&wardkey_core::user::NewUser { username: "x".into(), ..Default::default() }, None, 1)
+            .await
+            .unwrap();
+        dir.refresh().await.unwrap();
+        assert_eq!(dir.read("k".into(), ok(Some(5))).await.unwrap(), Some(5));
+        assert_eq!(dir.read("k".into(), ok(Some(6))).await.unwrap(), Some(5));
+        // Store down: the last known value, and nothing known is the error.
+        assert_eq!(dir.read("k".into(), down()).await.unwrap(), Some(5), "last known on failure");
         assert!(dir.read("other".into(), down()).await.is_err(), "nothing known: the error");
-        assert!(dir.read("other".into(), ok(Some(3))).await.is_ok(), "nothing known: the store is asked");
+        // This node's own writes drop the cache at once.
+        *dir.down_until.lock().unwrap() = None;
+        dir.forget();
+        assert_eq!(dir.read("k".into(), ok(Some(7))).await.unwrap(), Some(7));
     }
 }

@@ -220,6 +220,11 @@ pub trait Store: Send + Sync + 'static {
     /// id or name exists.
     async fn import_workstation(&self, ws: &Workstation) -> StoreResult<()>;
 
+    /// A number that changes whenever a user, badge, workstation or client
+    /// changes (a trigger bumps it in the same transaction). Nodes cache
+    /// those rows for the hot path and drop the cache when it moves.
+    async fn directory_generation(&self) -> StoreResult<i64>;
+
     /// Append an audit record.
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// The newest `limit` audit records, newest first.

@@ -148,6 +148,10 @@ fn user_conflict(err: sqlx::Error, user: &User) -> StoreError {
 
 #[async_trait]
 impl Store for PostgresStore {
+    async fn directory_generation(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT value FROM directory_generation WHERE id = 1").fetch_one(&self.pool).await?)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

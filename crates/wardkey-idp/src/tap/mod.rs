@@ -121,9 +121,13 @@ async fn audit(state: &AppState, event: &str, subject: &str, detail: serde_json:
     }
 }
 
-/// The enabled user a badge belongs to, refusing locked badges.
-async fn badge_owner(state: &AppState, digest: &[u8]) -> Result<(badge::Badge, User), TapApiError> {
-    let badge = state.directory.badge(digest).await?.ok_or(TapApiError::UnknownBadge)?;
+/// The enabled user a badge belongs to, refusing locked badges. The tap hot
+/// path reads the node's directory cache; PIN entry (`fresh`) reads the
+/// badge from the store, so a lockout made on another node a moment ago
+/// holds.
+async fn badge_owner(state: &AppState, digest: &[u8], fresh: bool) -> Result<(badge::Badge, User), TapApiError> {
+    let badge = if fresh { state.store.badge(digest).await? } else { state.directory.badge(digest).await? };
+    let badge = badge.ok_or(TapApiError::UnknownBadge)?;
     let user = state.directory.user(&badge.user_id).await?.ok_or(TapApiError::UnknownBadge)?;
     if user.disabled {
         return Err(TapApiError::UserDisabled);
@@ -138,7 +142,7 @@ async fn badge_owner(state: &AppState, digest: &[u8]) -> Result<(badge::Badge, U
 async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapResponse>, TapApiError> {
     let (ws, tap): (Workstation, Tap) = verify_tap(&state, &body).await?;
     let digest = badge::digest(&state.badge_key, &tap.badge).map_err(|e| TapApiError::InvalidRequest(e.message))?;
-    let (_, user) = badge_owner(&state, &digest).await?;
+    let (_, user) = badge_owner(&state, &digest, false).await?;
     state.check_cloned_badge(&digest, &ws).await?;
 
     if state.attachment(&ws.id).await?.is_some_and(|a| a.user_id == user.id) {
@@ -173,7 +177,7 @@ async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
         .filter(|p: &PendingTap| p.workstation_id == ws.id)
         .ok_or_else(expired)?;
     let digest = URL_SAFE_NO_PAD.decode(&pending.badge_digest).map_err(|_| expired())?;
-    let (badge, user) = match badge_owner(&state, &digest).await {
+    let (badge, user) = match badge_owner(&state, &digest, true).await {
         Err(TapApiError::BadgeLocked) => {
             state.cache.delete(&key).await?;
             return Err(TapApiError::BadgeLocked);
@@ -188,6 +192,7 @@ async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
     state.metrics.password_verify.observe(seconds);
     if !ok {
         let failures = state.store.record_pin_failure(&digest).await?;
+        state.directory.forget();
         audit(
             &state,
             "tap.pin_failure",
@@ -209,6 +214,7 @@ async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
     }
     if badge.failed_pins > 0 {
         state.store.reset_pin_failures(&user.id).await?;
+        state.directory.forget();
     }
     let amr = vec![Amr::Badge, Amr::Pin];
     let now = state.now();
@@ -326,7 +332,7 @@ async fn self_enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<T
     };
     let record = badge::Badge { digest, user_id: user.id.clone(), failed_pins: 0, created_at: state.now() };
     match state.store.add_badge(&record).await {
-        Ok(()) => {}
+        Ok(()) => state.directory.forget(),
         Err(wardkey_store::StoreError::Conflict(_)) => {
             return Err(TapApiError::InvalidRequest("this badge is already enrolled".into()));
         }

@@ -802,6 +802,35 @@ macro_rules! store_pair_suite {
 
 /// Runs every suite case against a fresh store from `$open` (an async fn
 /// returning `(guard, store)`), one `#[tokio::test]` per case.
+pub async fn directory_generation_moves_with_every_directory_change(store: &dyn Store) {
+    let mut last = store.directory_generation().await.unwrap();
+    let mut moved = |now: i64, what: &str| {
+        assert!(now > last, "{what} must move the directory generation ({last} -> {now})");
+        last = now;
+    };
+    let user = store.create_user(&new_user("gen"), None, 1).await.unwrap();
+    moved(store.directory_generation().await.unwrap(), "a new user");
+    store.set_user_disabled("gen", true, 2).await.unwrap();
+    moved(store.directory_generation().await.unwrap(), "disabling a user");
+    store.add_badge(&badge(b"gen-badge", &user.id, 3)).await.unwrap();
+    moved(store.directory_generation().await.unwrap(), "a new badge");
+    store.record_pin_failure(b"gen-badge").await.unwrap();
+    moved(store.directory_generation().await.unwrap(), "a wrong PIN");
+    store.revoke_badge(b"gen-badge").await.unwrap();
+    moved(store.directory_generation().await.unwrap(), "a revoked badge");
+    store.create_workstation(&workstation("ws-gen", "gen-pc", "W", 4), b"gen-code", 100).await.unwrap();
+    moved(store.directory_generation().await.unwrap(), "a new workstation");
+    store.set_workstation_enabled("gen-pc", false).await.unwrap();
+    moved(store.directory_generation().await.unwrap(), "disabling a workstation");
+    store.create_client(&client("gen-client", ClientAuth::None)).await.unwrap();
+    moved(store.directory_generation().await.unwrap(), "a new client");
+    store.remove_client("gen-client").await.unwrap();
+    moved(store.directory_generation().await.unwrap(), "a removed client");
+    // Unrelated writes leave it alone.
+    store.append_audit(&audit(5, "x", "y")).await.unwrap();
+    assert_eq!(store.directory_generation().await.unwrap(), last);
+}
+
 macro_rules! all_cases {
     ($open:path) => {
         $crate::suite::store_suite!(
@@ -822,6 +851,7 @@ macro_rules! all_cases {
             logout_notices_are_one_per_client_and_session,
             session_revocations,
             imports_conflict_and_write_nothing,
+            directory_generation_moves_with_every_directory_change,
         );
         $crate::suite::store_pair_suite!(
             $open;
