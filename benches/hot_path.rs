@@ -199,6 +199,10 @@ impl Fixture {
         };
         let epr_secret = add_client(&state, "epr", &[GrantType::AuthorizationCode, GrantType::RefreshToken]).await;
         let epr = state.store.client("epr").await.expect("store").expect("epr client");
+        // What the server's directory poll does every 250 ms: from here the
+        // hot path reads workstations, badges, users and clients from the
+        // node-local cache, as in production.
+        state.directory.refresh().await.expect("directory generation");
         Fixture {
             state,
             router,
@@ -456,9 +460,10 @@ fn bench_workstation_jws(c: &mut Criterion, rt: &Runtime, fixtures: &[(&str, &Fi
     group.finish();
 }
 
-/// The store reads on the hot path: the directory's (workstation, badge,
-/// user; three per tap) and the client lookup of client authentication.
-/// The store is SQLite in both fixtures.
+/// The directory reads on the hot path (workstation, badge, user; three per
+/// tap), answered by the node-local cache, against a read that goes to the
+/// store (the client lookup of client authentication; SQLite in both
+/// fixtures).
 fn bench_store_reads(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
     let badge = wardkey_core::badge::digest(&fx.state.badge_key, TAP_BADGE).expect("badge digest");
     let (dir, ws_id, user_id, badge) = (&fx.state.directory, fx.tap_ws.id.as_str(), fx.alice.id.as_str(), &badge);

@@ -115,7 +115,7 @@ impl AppState {
     }
 
     async fn lookup_client(&self, id: &str, basic: bool) -> Result<Client, OAuthError> {
-        self.store
+        self.directory
             .client(id)
             .await?
             .ok_or_else(|| OAuthError::invalid_client("unknown client or wrong credentials", basic))

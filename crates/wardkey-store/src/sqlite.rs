@@ -145,7 +145,11 @@ fn user_conflict(err: sqlx::Error, user: &User) -> StoreError {
 #[async_trait]
 impl Store for SqliteStore {
     async fn directory_generation(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("SELECT value FROM directory_generation WHERE id = 1").fetch_one(&self.pool).await?)
+        // fetch_all, not fetch_one: the statement runs to completion, so no
+        // read transaction is left open on the pooled connection.
+        let values: Vec<i64> =
+            sqlx::query_scalar("SELECT value FROM directory_generation WHERE id = 1").fetch_all(&self.pool).await?;
+        values.first().copied().ok_or_else(|| StoreError::Corrupt("directory_generation: no row".into()))
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -580,6 +584,14 @@ impl Store for SqliteStore {
     /// order. One statement picks and leases them, so concurrent claims
     /// never share a notice.
     async fn claim_due_logouts(&self, now: i64, lease: i64, limit: u32) -> StoreResult<Vec<LogoutNotice>> {
+        // As above: no write transaction when nothing is due.
+        let due: Vec<i64> = sqlx::query_scalar("SELECT 1 FROM logout_outbox WHERE next_attempt_at <= ? LIMIT 1")
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        if due.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(&format!(
             "UPDATE logout_outbox SET next_attempt_at = ? \
@@ -643,6 +655,13 @@ impl Store for SqliteStore {
     /// Each user once, in the order of their first pending request.
     async fn take_session_revocations(&self) -> StoreResult<Vec<String>> {
         const T: &str = "session_revocations";
+        // Servers ask every second; a read first means an idle server never
+        // takes SQLite's single write lock for nothing.
+        let pending: Vec<i64> =
+            sqlx::query_scalar("SELECT 1 FROM session_revocations LIMIT 1").fetch_all(&self.pool).await?;
+        if pending.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query("DELETE FROM session_revocations RETURNING id, user_id").fetch_all(&mut *tx).await?;
         let mut requests = rows

@@ -23,7 +23,7 @@ pub(crate) async fn live_user(state: &AppState, grant: &Grant) -> Result<Option<
         return Err(OAuthError::InvalidGrant("the sign-in session has ended; sign in again".into()));
     }
     let Some(user_id) = &grant.user_id else { return Ok(None) };
-    match state.store.user_by_id(user_id).await? {
+    match state.directory.user(user_id).await? {
         Some(user) if !user.disabled => Ok(Some(user)),
         _ => Err(OAuthError::InvalidGrant("the user is disabled or no longer exists".into())),
     }

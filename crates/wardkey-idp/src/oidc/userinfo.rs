@@ -83,7 +83,7 @@ pub async fn validate_access_token(
     if claims.sub == claims.client_id && claims.sid.is_none() {
         return Ok((claims, None));
     }
-    match state.store.user_by_id(&claims.sub).await? {
+    match state.directory.user(&claims.sub).await? {
         Some(user) if !user.disabled => Ok((claims, Some(user))),
         _ => Err(BearerError::InvalidToken("the user is disabled or no longer exists".into())),
     }
