@@ -54,15 +54,16 @@ impl AppState {
         Ok(get_json(self.cache.as_ref(), &keys::attachment(ws_id)).await?)
     }
 
-    /// Attach `session` to `ws` for `user`, replacing whoever was there;
-    /// returns the new ticket and the attachment it replaced.
+    /// Attach `session` to `ws` for `user`, replacing `previous` (whoever the
+    /// caller just found there, so the hot path reads it once); returns the
+    /// new ticket and the attachment it replaced.
     pub async fn attach(
         &self,
         ws: &Workstation,
         session: &Session,
         user: &User,
+        previous: Option<Attachment>,
     ) -> Result<(String, Option<Attachment>), BackendError> {
-        let previous = self.attachment(&ws.id).await?;
         if let Some(prev) = &previous {
             self.cache.delete(&keys::ticket(&prev.ticket_digest)).await?;
             if prev.sid != session.sid {

@@ -145,7 +145,8 @@ async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
     let (_, user) = badge_owner(&state, &digest, false).await?;
     state.check_cloned_badge(&digest, &ws).await?;
 
-    if state.attachment(&ws.id).await?.is_some_and(|a| a.user_id == user.id) {
+    let current = state.attachment(&ws.id).await?;
+    if current.as_ref().is_some_and(|a| a.user_id == user.id) {
         // The same clinician tapping their own workstation locks it.
         state.detach(&ws.id).await?;
         Metrics::count(&state.metrics.taps, "locked");
@@ -153,7 +154,7 @@ async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
     }
     let grace = state.settings.pin_grace(&ws.ward).as_secs() as i64;
     if let Some(session) = state.latest_session(&user.id, Some(state.now() - grace)).await? {
-        return state.activate(&ws, &session, &user).await.map(Json);
+        return state.activate(&ws, &session, &user, current).await.map(Json);
     }
     let tap_id = random_token(16);
     let pending = PendingTap {
@@ -234,7 +235,8 @@ async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
         Some(s) => s,
         None => state.create_session(&user.id, amr, ACR_BADGE_PIN).await?.1,
     };
-    state.activate(&ws, &session, &user).await.map(Json)
+    let current = state.attachment(&ws.id).await?;
+    state.activate(&ws, &session, &user, current).await.map(Json)
 }
 
 /// `POST /tap/out`: lock, or sign out everywhere.
@@ -341,7 +343,8 @@ async fn self_enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<T
     audit(&state, "badge.self_enrol", &user.username, json!({"workstation": ws.name, "ward": ws.ward})).await;
     // The password was a real check: the clinician is signed in here.
     let (_, session) = state.create_session(&user.id, vec![Amr::Pwd, Amr::Badge], ACR_PASSWORD).await?;
-    state.activate(&ws, &session, &user).await.map(Json)
+    let current = state.attachment(&ws.id).await?;
+    state.activate(&ws, &session, &user, current).await.map(Json)
 }
 
 /// `POST /tap/report`: the agent's measured tap-to-active time.
@@ -373,9 +376,16 @@ impl AppState {
         Ok(None)
     }
 
-    /// Attach `session` to `ws` and answer `active` or `switched`.
-    async fn activate(&self, ws: &Workstation, session: &Session, user: &User) -> Result<TapResponse, TapApiError> {
-        let (session_ticket, previous) = self.attach(ws, session, user).await?;
+    /// Attach `session` to `ws` (where `current` is attached now) and
+    /// answer `active` or `switched`.
+    async fn activate(
+        &self,
+        ws: &Workstation,
+        session: &Session,
+        user: &User,
+        current: Option<attach::Attachment>,
+    ) -> Result<TapResponse, TapApiError> {
+        let (session_ticket, previous) = self.attach(ws, session, user, current).await?;
         let expires_in = self.attachment_ttl(ws).as_secs();
         match previous {
             Some(prev) if prev.user_id != user.id => {
