@@ -327,10 +327,7 @@ impl AppState {
 
     /// Whether the session `sid` is still live (for refresh and userinfo).
     pub async fn session_alive(&self, sid: &str) -> CacheResult<bool> {
-        let Some(stored) = get_json::<StoredSession>(self.cache.as_ref(), &keys::session(sid)).await? else {
-            return Ok(false);
-        };
-        Ok(!stored.session.expired(self.now(), self.settings.session.max_lifetime.as_secs() as i64))
+        Ok(self.session_by_sid(sid).await?.is_some())
     }
 
     /// Record that `client` received tokens in `session`, for logout.

@@ -99,10 +99,23 @@ impl AppState {
         let Some(attachment) = self.attachment(ws_id).await? else {
             return Ok(None);
         };
+        self.detach_known(ws_id, &attachment).await?;
+        Ok(Some(attachment))
+    }
+
+    /// Detach `attachment`, which the caller just read from `ws_id` (the tap
+    /// hot path reads it once).
+    pub async fn detach_known(&self, ws_id: &str, attachment: &Attachment) -> Result<(), BackendError> {
+        self.remove_attachment(ws_id, attachment).await?;
+        self.update_session(&attachment.sid, |s| s.workstations.retain(|w| w != ws_id)).await?;
+        Ok(())
+    }
+
+    /// Delete an attachment record and the ticket it carries.
+    async fn remove_attachment(&self, ws_id: &str, attachment: &Attachment) -> Result<(), BackendError> {
         self.cache.delete(&keys::attachment(ws_id)).await?;
         self.cache.delete(&keys::ticket(&attachment.ticket_digest)).await?;
-        self.update_session(&attachment.sid, |s| s.workstations.retain(|w| w != ws_id)).await?;
-        Ok(Some(attachment))
+        Ok(())
     }
 
     /// Detach session `sid` from `ws_id` if it is the one attached there.
@@ -110,8 +123,7 @@ impl AppState {
         if let Some(attachment) = self.attachment(ws_id).await?
             && attachment.sid == sid
         {
-            self.cache.delete(&keys::attachment(ws_id)).await?;
-            self.cache.delete(&keys::ticket(&attachment.ticket_digest)).await?;
+            self.remove_attachment(ws_id, &attachment).await?;
         }
         Ok(())
     }

@@ -146,9 +146,9 @@ async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
     state.check_cloned_badge(&digest, &ws).await?;
 
     let current = state.attachment(&ws.id).await?;
-    if current.as_ref().is_some_and(|a| a.user_id == user.id) {
+    if let Some(own) = current.as_ref().filter(|a| a.user_id == user.id) {
         // The same clinician tapping their own workstation locks it.
-        state.detach(&ws.id).await?;
+        state.detach_known(&ws.id, own).await?;
         Metrics::count(&state.metrics.taps, "locked");
         return Ok(Json(TapResponse::Locked));
     }
