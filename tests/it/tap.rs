@@ -551,3 +551,40 @@ async fn changes_made_behind_the_servers_back_apply_within_the_directory_poll() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn workstation_assertions_at_the_token_endpoint_are_single_use_and_timely() {
+    let app = spawn_app().await;
+    enrol_badge(&app, "pat", "9A7A").await;
+    app.add_client("epr", Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
+    let ws = TestWorkstation::enrol(&app, "pc", "Ward 13").await;
+    let ticket = tap_in(&app, &ws, "9A7A").await;
+    let exchange_with = |assertion: String| {
+        let (app, ws, ticket) = (&app, &ws, ticket.clone());
+        async move {
+            app.post_form(
+                "/token",
+                &[
+                    ("grant_type", TOKEN_EXCHANGE_GRANT),
+                    ("client_id", &ws.id),
+                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                    ("client_assertion", &assertion),
+                    ("subject_token", &ticket),
+                    ("subject_token_type", SESSION_TICKET_TOKEN_TYPE),
+                    ("audience", "epr"),
+                ],
+                None,
+            )
+            .await
+        }
+    };
+    let now = app.clock.now();
+    let claims = |jti: &str, exp: i64| json!({"iss": ws.id, "sub": ws.id, "aud": format!("{}/token", app.issuer), "jti": jti, "iat": now, "exp": exp});
+    let once = ws.sign("JWT", &claims("assertion-0000001", now + 60));
+    assert_eq!(exchange_with(once.clone()).await.status(), 200);
+    assert_oauth_error(exchange_with(once).await, 401, "invalid_client").await;
+    let stale = ws.sign("JWT", &claims("assertion-0000002", now - 120));
+    assert_oauth_error(exchange_with(stale).await, 401, "invalid_client").await;
+    let far = ws.sign("JWT", &claims("assertion-0000003", now + 7200));
+    assert_oauth_error(exchange_with(far).await, 401, "invalid_client").await;
+}

@@ -194,25 +194,43 @@ impl AppState {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         let claims = jsonwebtoken::decode::<AssertionClaims>(jwt, &key, &validation)
-            .map_err(|e| bad(e.kind_description()))?
+            .map_err(|e| bad(describe_jwt_error(&e)))?
             .claims;
+        match self.accept_assertion(id, claims.exp, claims.nbf, claims.jti.as_deref()).await? {
+            Ok(()) => Ok(client),
+            Err(why) => Err(bad(why)),
+        }
+    }
+
+    /// The time and replay rules every client assertion obeys (RFC 7523
+    /// §3), EPR clients' and workstations' alike: `exp` not past and at most
+    /// an hour ahead, `nbf` reached (both with `oidc.clock_skew`, on the
+    /// server's clock), and `jti` seen once. The inner error says which
+    /// rule failed; the outer one is a cache failure.
+    pub(crate) async fn accept_assertion(
+        &self,
+        issuer: &str,
+        exp: i64,
+        nbf: Option<i64>,
+        jti: Option<&str>,
+    ) -> Result<Result<(), &'static str>, OAuthError> {
         let now = self.now();
         let skew = self.settings.oidc.clock_skew.as_secs() as i64;
-        if claims.exp + skew < now {
-            return Err(bad("expired"));
+        if exp + skew < now {
+            return Ok(Err("expired"));
         }
-        if claims.nbf.is_some_and(|nbf| nbf - skew > now) {
-            return Err(bad("not yet valid"));
+        if nbf.is_some_and(|nbf| nbf - skew > now) {
+            return Ok(Err("not yet valid"));
         }
-        if claims.exp > now + MAX_ASSERTION_LIFETIME {
-            return Err(bad("exp is too far in the future"));
+        if exp > now + MAX_ASSERTION_LIFETIME {
+            return Ok(Err("exp is too far in the future"));
         }
-        let jti = claims.jti.ok_or_else(|| bad("no jti claim"))?;
-        let ttl = Duration::from_secs((claims.exp - now).max(0) as u64 + self.settings.oidc.clock_skew.as_secs() + 1);
-        if !self.cache.put_if_absent(&keys::assertion_jti(id, &jti), b"1", ttl).await? {
-            return Err(bad("this assertion was already used (jti replay)"));
+        let Some(jti) = jti else { return Ok(Err("no jti claim")) };
+        let ttl = Duration::from_secs((exp - now).max(0) as u64 + skew as u64 + 1);
+        if !self.cache.put_if_absent(&keys::assertion_jti(issuer, jti), b"1", ttl).await? {
+            return Ok(Err("this assertion was already used (jti replay)"));
         }
-        Ok(client)
+        Ok(Ok(()))
     }
 
     async fn client_jwks(&self, uri: &str, refresh: bool) -> Result<JwkSet, OAuthError> {
@@ -240,23 +258,17 @@ impl AppState {
     }
 }
 
-trait KindDescription {
-    fn kind_description(&self) -> &'static str;
-}
-
-impl KindDescription for jsonwebtoken::errors::Error {
-    fn kind_description(&self) -> &'static str {
-        use jsonwebtoken::errors::ErrorKind as K;
-        match self.kind() {
-            K::ExpiredSignature => "expired",
-            K::InvalidAudience => "wrong aud (use the token endpoint URL)",
-            K::InvalidIssuer => "iss must be the client_id",
-            K::InvalidSubject => "sub must be the client_id",
-            K::InvalidSignature => "bad signature",
-            K::ImmatureSignature => "not yet valid",
-            K::MissingRequiredClaim(_) => "a required claim (exp, iss, sub, aud) is missing",
-            K::InvalidAlgorithm => "alg does not match the registered key",
-            _ => "invalid JWT",
-        }
+/// What a developer needs to fix in a rejected assertion. Times are checked
+/// by [`AppState::accept_assertion`], not here.
+fn describe_jwt_error(e: &jsonwebtoken::errors::Error) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::InvalidAudience => "wrong aud (use the token endpoint URL)",
+        K::InvalidIssuer => "iss must be the client_id",
+        K::InvalidSubject => "sub must be the client_id",
+        K::InvalidSignature => "bad signature",
+        K::MissingRequiredClaim(_) => "a required claim (exp, iss, sub, aud) is missing",
+        K::InvalidAlgorithm => "alg does not match the registered key",
+        _ => "invalid JWT",
     }
 }

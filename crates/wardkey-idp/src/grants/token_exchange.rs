@@ -14,7 +14,7 @@ use wardkey_proto::tap::SESSION_TICKET_TOKEN_TYPE;
 
 use crate::error::{OAuthError, TapApiError};
 use crate::params::Params;
-use crate::sessions::{Grant, keys};
+use crate::sessions::Grant;
 use crate::state::AppState;
 use crate::tap::signed::verify_workstation_jws;
 use crate::tokens::filter_scope;
@@ -51,18 +51,12 @@ pub async fn authenticate_workstation(state: &AppState, params: &Params) -> Resu
     if !aud_matches {
         return Err(bad("aud must be the token endpoint"));
     }
-    let now = state.now();
-    let skew = state.settings.oidc.clock_skew.as_secs() as i64;
     let exp = claims.get("exp").and_then(Value::as_i64).ok_or_else(|| bad("exp is missing"))?;
-    if exp + skew < now || exp > now + 3600 {
-        return Err(bad("expired, or exp too far ahead"));
+    let nbf = claims.get("nbf").and_then(Value::as_i64);
+    match state.accept_assertion(&ws.id, exp, nbf, text("jti")).await? {
+        Ok(()) => Ok(ws),
+        Err(why) => Err(bad(why)),
     }
-    let jti = text("jti").ok_or_else(|| bad("jti is missing"))?;
-    let ttl = std::time::Duration::from_secs((exp - now).max(0) as u64 + skew as u64 + 1);
-    if !state.cache.put_if_absent(&keys::assertion_jti(&ws.id, jti), b"1", ttl).await? {
-        return Err(bad("this assertion was already used (jti replay)"));
-    }
-    Ok(ws)
 }
 
 /// Exchange a session ticket for tokens addressed to the `audience` client.
