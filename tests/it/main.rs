@@ -8,6 +8,7 @@ mod cluster;
 mod helpers;
 mod oidc_errors;
 mod oidc_flow;
+mod round_trips;
 mod serve;
 mod tap;
 mod tls;

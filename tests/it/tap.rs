@@ -90,25 +90,27 @@ impl TestWorkstation {
 
     /// Token exchange for `audience` with `ticket`.
     pub async fn exchange(&self, app: &TestApp, ticket: &str, audience: &str) -> reqwest::Response {
+        self.exchange_at(app, &app.base, ticket, audience).await
+    }
+
+    /// [`TestWorkstation::exchange`] sent to the server at `base`, which
+    /// serves `app`'s issuer.
+    pub async fn exchange_at(&self, app: &TestApp, base: &str, ticket: &str, audience: &str) -> reqwest::Response {
         let now = app.clock.now();
         let assertion = self.sign(
             "JWT",
             &json!({"iss": self.id, "sub": self.id, "aud": format!("{}/token", app.issuer), "jti": random_token(16), "iat": now, "exp": now + 60}),
         );
-        app.post_form(
-            "/token",
-            &[
-                ("grant_type", TOKEN_EXCHANGE_GRANT),
-                ("client_id", &self.id),
-                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
-                ("client_assertion", &assertion),
-                ("subject_token", ticket),
-                ("subject_token_type", SESSION_TICKET_TOKEN_TYPE),
-                ("audience", audience),
-            ],
-            None,
-        )
-        .await
+        let form = [
+            ("grant_type", TOKEN_EXCHANGE_GRANT),
+            ("client_id", &self.id),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", &assertion),
+            ("subject_token", ticket),
+            ("subject_token_type", SESSION_TICKET_TOKEN_TYPE),
+            ("audience", audience),
+        ];
+        app.http.post(format!("{base}/token")).form(&form).send().await.unwrap()
     }
 }
 
@@ -587,4 +589,30 @@ async fn workstation_assertions_at_the_token_endpoint_are_single_use_and_timely(
     assert_oauth_error(exchange_with(stale).await, 401, "invalid_client").await;
     let far = ws.sign("JWT", &claims("assertion-0000003", now + 7200));
     assert_oauth_error(exchange_with(far).await, 401, "invalid_client").await;
+}
+
+#[tokio::test]
+async fn a_tap_on_a_session_that_idled_out_asks_for_the_pin_and_leaves_the_workstation_alone() {
+    let app = spawn_app().await;
+    enrol_badge(&app, "kim", "4B11").await;
+    enrol_badge(&app, "lee", "1EE1").await;
+    app.add_client("epr", Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
+    let pc1 = TestWorkstation::enrol(&app, "pc1", "Ward 2").await;
+    let pc2 = TestWorkstation::enrol(&app, "pc2", "Ward 2").await;
+    tap_in(&app, &pc1, "4B11").await;
+    let lee_ticket = tap_in(&app, &pc2, "1EE1").await;
+    // Kim's session idles out in the cache while still within the PIN
+    // grace by the clock: her index entry says "recent", the session is gone.
+    let kim = app.state.store.user_by_username("kim").await.unwrap().unwrap();
+    let session = app.state.latest_session(&kim.id).await.unwrap().unwrap();
+    app.state.cache.delete(&wardkey_idp::sessions::keys::session(&session.sid)).await.unwrap();
+
+    let answer = pc2.call(&app, "/tap", json!({"badge": "4B11"})).await;
+    assert_eq!(answer["state"], "pin_required", "{answer}");
+    // Nothing was attached for the dead session: Lee is still at pc2.
+    assert_eq!(pc2.exchange(&app, &lee_ticket, "epr").await.status(), 200);
+    let answer = pc2.call(&app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": PIN})).await;
+    assert_eq!(answer["state"], "switched", "{answer}");
+    assert_eq!(answer["previous"]["username"], "lee");
+    assert_oauth_error(pc2.exchange(&app, &lee_ticket, "epr").await, 400, "invalid_grant").await;
 }

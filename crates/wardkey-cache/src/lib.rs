@@ -7,6 +7,10 @@
 //! one-to-one onto Redis commands (`GET`, `SET EX`, `SET NX EX`, `GETDEL`,
 //! `DEL`, `INCR`+`EXPIRE`, `EXPIRE`), so that every method is atomic on
 //! every backend. [`MemoryCache`] is the in-process default.
+//!
+//! [`Cache::batch`] runs several of those commands as one atomic unit in one
+//! round trip, optionally only if a guard key exists. With Redis every round
+//! trip is a network hop, and the tap hot path is budgeted at two of them.
 
 #![warn(missing_docs)]
 
@@ -40,6 +44,52 @@ pub enum CacheError {
 /// Result alias for cache calls.
 pub type CacheResult<T> = Result<T, CacheError>;
 
+/// One command of a [`Cache::batch`]. Owned, so that callers can build a
+/// batch from keys they compute on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// As [`Cache::get`]; answers [`Reply::Value`].
+    Get(String),
+    /// As [`Cache::put`]; answers [`Reply::Done`].
+    Put(String, Vec<u8>, Duration),
+    /// As [`Cache::put_if_absent`]; answers [`Reply::Flag`] (stored).
+    PutIfAbsent(String, Vec<u8>, Duration),
+    /// Append bytes to a value (creating it), then set its TTL (`APPEND` +
+    /// `PEXPIRE`): a list that many writers extend without reading it first.
+    /// Answers [`Reply::Done`].
+    Append(String, Vec<u8>, Duration),
+    /// As [`Cache::delete`]; answers [`Reply::Done`].
+    Delete(String),
+    /// As [`Cache::touch`]; answers [`Reply::Flag`] (existed).
+    Touch(String, Duration),
+}
+
+/// The answer to one [`Op`] of a batch, in the batch's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A `Get`'s value, if present.
+    Value(Option<Vec<u8>>),
+    /// `PutIfAbsent`: whether it stored; `Touch`: whether the key existed.
+    Flag(bool),
+    /// A write without an answer.
+    Done,
+}
+
+impl Reply {
+    /// The value of a `Get` (`None` for any other reply).
+    pub fn into_value(self) -> Option<Vec<u8>> {
+        match self {
+            Reply::Value(v) => v,
+            _ => None,
+        }
+    }
+
+    /// The flag of a `PutIfAbsent` or `Touch` (`false` for any other reply).
+    pub fn flag(&self) -> bool {
+        matches!(self, Reply::Flag(true))
+    }
+}
+
 /// A key-value cache with per-entry TTLs. Values are opaque bytes; typed
 /// access lives with the caller.
 #[async_trait]
@@ -63,6 +113,16 @@ pub trait Cache: Send + Sync + 'static {
     async fn touch(&self, key: &str, ttl: Duration) -> CacheResult<bool>;
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> CacheResult<()>;
+    /// Run `ops` in order as one atomic unit (no other client sees a state
+    /// in between) and one round trip, but only if `guard` is `None` or
+    /// names a live key; `None` when the guard was missing and nothing ran.
+    /// The guard lets a caller write "attach this session" only while the
+    /// session still exists, without a read-then-write race.
+    async fn batch_if(&self, guard: Option<&str>, ops: &[Op]) -> CacheResult<Option<Vec<Reply>>>;
+    /// [`Cache::batch_if`] without a guard: one reply per op.
+    async fn batch(&self, ops: &[Op]) -> CacheResult<Vec<Reply>> {
+        Ok(self.batch_if(None, ops).await?.unwrap_or_default())
+    }
 }
 
 /// Open the cache named by `url`: `memory://`, or a Redis URL (`redis://`,

@@ -17,15 +17,18 @@
 //! the connection is in.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{Cmd, ConnectionAddr, FromRedisValue, IntoConnectionInfo, Pipeline, RedisError, ServerErrorKind, Value};
+use redis::{
+    Cmd, ConnectionAddr, FromRedisValue, IntoConnectionInfo, Pipeline, RedisError, Script, ScriptInvocation,
+    ServerErrorKind, Value,
+};
 
-use crate::{Cache, CacheError, CacheResult};
+use crate::{Cache, CacheError, CacheResult, Op, Reply};
 
 /// Each TCP (or TLS) connection attempt gives up after this long, so a
 /// blackholed address fails instead of waiting for the kernel's minutes.
@@ -93,12 +96,51 @@ enum Source {
     Sentinel(tokio::sync::Mutex<SentinelClient>),
 }
 
-/// A request: one command or one pipeline (here always a transaction).
+/// A request: one command, one pipeline (here always a transaction) or one
+/// script.
 #[derive(Clone, Copy)]
 enum Request<'a> {
     Cmd(&'a Cmd),
     Pipe(&'a Pipeline),
+    Script(&'a ScriptInvocation<'a>),
 }
+
+/// [`Cache::batch_if`] as one Lua script, which Redis runs atomically: a
+/// `MULTI` transaction cannot make its writes depend on a guard key, and a
+/// `WATCH` would need a connection of its own per caller. Every key is
+/// passed in `KEYS` (as Redis asks of scripts); `KEYS[1]` is the guard, or
+/// the empty string for none. `ARGV` holds each op's name, value and TTL in
+/// milliseconds. Replies: nil when the guard is missing, else one entry per
+/// op (a `GET`'s value or false, 1/0 for flags, 1 for plain writes).
+const BATCH_SCRIPT: &str = r"
+if KEYS[1] ~= '' and redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local out = {}
+for i = 2, #KEYS do
+  local key, op, value, ttl = KEYS[i], ARGV[3*i-5], ARGV[3*i-4], ARGV[3*i-3]
+  if op == 'GET' then
+    out[i-1] = redis.call('GET', key)
+  elseif op == 'SET' then
+    redis.call('SET', key, value, 'PX', ttl)
+    out[i-1] = 1
+  elseif op == 'SETNX' then
+    out[i-1] = redis.call('SET', key, value, 'NX', 'PX', ttl) and 1 or 0
+  elseif op == 'APPEND' then
+    redis.call('APPEND', key, value)
+    redis.call('PEXPIRE', key, ttl)
+    out[i-1] = 1
+  elseif op == 'DEL' then
+    redis.call('DEL', key)
+    out[i-1] = 1
+  elseif op == 'PEXPIRE' then
+    out[i-1] = redis.call('PEXPIRE', key, ttl)
+  else
+    return redis.error_reply('unknown batch op ' .. op)
+  end
+end
+return out
+";
+
+static BATCH: LazyLock<Script> = LazyLock::new(|| Script::new(BATCH_SCRIPT));
 
 /// Why a call failed, as far as replacing the connection is concerned.
 enum Failure {
@@ -183,6 +225,7 @@ impl RedisCache {
             let result = match req {
                 Request::Cmd(cmd) => cmd.query_async(&mut manager).await,
                 Request::Pipe(pipe) => pipe.query_async(&mut manager).await,
+                Request::Script(script) => script.invoke_async(&mut manager).await,
             };
             match result {
                 Ok(v) => return Ok(v),
@@ -448,11 +491,48 @@ impl Cache for RedisCache {
 
     async fn ping(&self) -> CacheResult<()> {
         let reply: String = self.call("PING", Request::Cmd(&redis::cmd("PING"))).await?;
-        if reply == "PONG" {
-            Ok(())
-        } else {
-            Err(CacheError::Unavailable(format!("redis PING at {}: unexpected reply {reply:?}", self.display)))
+        if reply == "PONG" { Ok(()) } else { Err(self.unexpected("PING", &Value::SimpleString(reply))) }
+    }
+
+    async fn batch_if(&self, guard: Option<&str>, ops: &[Op]) -> CacheResult<Option<Vec<Reply>>> {
+        let mut invocation = BATCH.prepare_invoke();
+        invocation.key(guard.unwrap_or(""));
+        for op in ops {
+            let (name, key, value, ttl): (&str, &str, &[u8], Option<Duration>) = match op {
+                Op::Get(k) => ("GET", k, b"", None),
+                Op::Put(k, v, t) => ("SET", k, v, Some(*t)),
+                Op::PutIfAbsent(k, v, t) => ("SETNX", k, v, Some(*t)),
+                Op::Append(k, v, t) => ("APPEND", k, v, Some(*t)),
+                Op::Delete(k) => ("DEL", k, b"", None),
+                Op::Touch(k, t) => ("PEXPIRE", k, b"", Some(*t)),
+            };
+            invocation.key(key).arg(name).arg(value).arg(ttl.map(ttl_ms).unwrap_or(0));
         }
+        let reply: Value = self.call("batch", Request::Script(&invocation)).await?;
+        let items = match reply {
+            Value::Nil => return Ok(None),
+            Value::Array(items) => items,
+            other => return Err(self.unexpected("batch", &other)),
+        };
+        if items.len() != ops.len() {
+            return Err(self.unexpected("batch", &Value::Array(items)));
+        }
+        let replies = ops.iter().zip(items).map(|(op, item)| match (op, item) {
+            (Op::Get(_), Value::BulkString(v)) => Ok(Reply::Value(Some(v))),
+            (Op::Get(_), Value::Nil) => Ok(Reply::Value(None)),
+            (Op::PutIfAbsent(..) | Op::Touch(..), Value::Int(n)) => Ok(Reply::Flag(n == 1)),
+            (Op::Put(..) | Op::Append(..) | Op::Delete(_), Value::Int(_)) => Ok(Reply::Done),
+            (_, other) => Err(self.unexpected("batch", &other)),
+        });
+        replies.collect::<CacheResult<Vec<_>>>().map(Some)
+    }
+}
+
+impl RedisCache {
+    /// A reply of a shape the command never gives: not a security decision
+    /// to guess at, so the call fails as if Redis were unavailable.
+    fn unexpected(&self, what: &str, reply: &Value) -> CacheError {
+        CacheError::Unavailable(format!("redis {what} at {}: unexpected reply {reply:?}", self.display))
     }
 }
 

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wardkey_cache::{Cache, CacheError, RedisCache};
+use wardkey_cache::{Cache, CacheError, Op, RedisCache, Reply};
 use wardkey_testsupport::redis::TestRedis;
 
 /// Tolerance on the backend's fail-fast promise (1.5 s backstop): a busy
@@ -45,6 +45,82 @@ async fn round_trips_binary_values() {
     c.delete("bin").await.unwrap();
     c.delete("bin").await.unwrap();
     assert_eq!(c.get("bin").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn batches_run_in_one_script_and_respect_their_guard() {
+    let redis = TestRedis::start();
+    let c = open(&redis);
+    let ttl = Duration::from_secs(10);
+    let binary = vec![0u8, 255, b'\n'];
+    let ops = [
+        Op::PutIfAbsent("jti".into(), b"1".to_vec(), ttl),
+        Op::PutIfAbsent("jti".into(), b"2".to_vec(), ttl),
+        Op::Get("jti".into()),
+        Op::Get("missing".into()),
+        Op::Put("bin".into(), binary.clone(), ttl),
+        Op::Append("list".into(), b"a,".to_vec(), ttl),
+        Op::Append("list".into(), b"b,".to_vec(), Duration::from_millis(600)),
+        Op::Touch("missing".into(), ttl),
+        Op::Touch("bin".into(), ttl),
+        Op::Delete("jti".into()),
+    ];
+    let replies = c.batch(&ops).await.unwrap();
+    assert_eq!(
+        replies,
+        [
+            Reply::Flag(true),
+            Reply::Flag(false),
+            Reply::Value(Some(b"1".to_vec())),
+            Reply::Value(None),
+            Reply::Done,
+            Reply::Done,
+            Reply::Done,
+            Reply::Flag(false),
+            Reply::Flag(true),
+            Reply::Done,
+        ]
+    );
+    assert_eq!(c.get("bin").await.unwrap(), Some(binary));
+    assert_eq!(c.get("list").await.unwrap().as_deref(), Some(&b"a,b,"[..]));
+    assert_eq!(c.get("jti").await.unwrap(), None);
+    assert_eq!(c.batch(&[]).await.unwrap(), []);
+
+    let write = [Op::Put("k".into(), b"v".to_vec(), ttl), Op::Get("k".into())];
+    assert_eq!(c.batch_if(Some("absent"), &write).await.unwrap(), None);
+    assert_eq!(c.get("k").await.unwrap(), None, "a failed guard runs nothing");
+    assert_eq!(
+        c.batch_if(Some("list"), &write).await.unwrap(),
+        Some(vec![Reply::Done, Reply::Value(Some(b"v".to_vec()))])
+    );
+    sleep_ms(800).await;
+    assert_eq!(c.batch_if(Some("list"), &write).await.unwrap(), None, "the append set the list's TTL");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guarded_batch_and_a_delete_of_its_guard_never_interleave() {
+    // The session-attach race: one client writes "attached" only while the
+    // session exists, another ends the session. Either the write happened
+    // before the delete (and the cleanup below finds it) or not at all.
+    let redis = TestRedis::start();
+    let c = open(&redis);
+    let ttl = Duration::from_secs(10);
+    for round in 0..50 {
+        c.put("sess", b"live", ttl).await.unwrap();
+        let writer = {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.batch_if(Some("sess"), &[Op::Put(format!("ws:{round}"), b"sess".to_vec(), ttl)]).await.unwrap()
+            })
+        };
+        let ender = {
+            let c = c.clone();
+            tokio::spawn(async move { c.batch(&[Op::Delete("sess".into()), Op::Get(format!("ws:{round}"))]).await })
+        };
+        let wrote = writer.await.unwrap().is_some();
+        let seen_by_ender = ender.await.unwrap().unwrap()[1].clone().into_value().is_some();
+        assert_eq!(wrote, seen_by_ender, "round {round}: a write slipped in after its guard was deleted");
+    }
 }
 
 #[tokio::test]

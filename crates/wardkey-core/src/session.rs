@@ -56,11 +56,9 @@ pub struct Session {
     pub acr: String,
     /// When the session began; bounds its life (`session.max_lifetime`).
     pub created_at: i64,
-    /// Clients that received tokens in this session, for logout.
-    pub clients: Vec<String>,
-    /// Workstations the session is attached to (tap-and-go).
-    #[serde(default)]
-    pub workstations: Vec<String>,
+    // The clients that got tokens in the session and the workstations it was
+    // attached to are kept beside it in the cache as append-only lists, so
+    // that the tap hot path records them without rewriting the session.
 }
 
 impl Session {

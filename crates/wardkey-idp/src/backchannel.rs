@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use wardkey_cache::{Op, Reply};
 use wardkey_core::audit::AuditEvent;
 use wardkey_core::secret::random_token;
 use wardkey_store::{LogoutNotice, NewLogoutNotice};
 
 use crate::error::BackendError;
-use crate::sessions::keys;
+use crate::sessions::{keys, parse_list};
 use crate::state::AppState;
 
 /// OIDC Back-Channel Logout 1.0 §2.4: the `events` member.
@@ -61,12 +62,24 @@ impl AppState {
         let Some(session) = self.session_by_sid(sid).await? else {
             return Ok(());
         };
-        self.cache.delete(&keys::session(sid)).await?;
-        for ws in &session.workstations {
+        // One atomic step ends the session and collects what it touched.
+        let replies = self
+            .cache
+            .batch(&[
+                Op::Delete(keys::session(sid)),
+                Op::Get(keys::session_workstations(sid)),
+                Op::Get(keys::session_clients(sid)),
+                Op::Delete(keys::session_workstations(sid)),
+                Op::Delete(keys::session_clients(sid)),
+            ])
+            .await?;
+        let list = |i: usize| parse_list(replies.get(i).cloned().and_then(Reply::into_value).as_deref());
+        let (workstations, clients) = (list(1), list(2));
+        for ws in &workstations {
             self.detach_if(ws, sid).await?;
         }
         let mut notices = Vec::new();
-        for client_id in &session.clients {
+        for client_id in &clients {
             if let Some(client) = self.store.client(client_id).await?
                 && client.backchannel_logout_uri.is_some()
             {
@@ -94,12 +107,12 @@ impl AppState {
 
     /// End every session of a user (admin revoke, disable).
     pub async fn logout_user(&self, user_id: &str, why: &str) -> Result<usize, BackendError> {
-        let sids = self.user_session_ids(user_id).await?;
-        for sid in &sids {
-            self.logout_session(sid, why).await?;
+        let sessions = self.user_sessions(user_id).await?;
+        for entry in &sessions {
+            self.logout_session(&entry.sid, why).await?;
         }
         self.cache.delete(&keys::user_sessions(user_id)).await?;
-        Ok(sids.len())
+        Ok(sessions.len())
     }
 
     async fn deliver(&self, notice: &LogoutNotice) -> Delivery {

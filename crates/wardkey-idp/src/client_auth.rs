@@ -18,9 +18,11 @@ use wardkey_core::secret::matches_digest;
 
 use crate::error::OAuthError;
 use crate::params::Params;
-use crate::sessions::keys;
+use crate::sessions::{Nonce, keys};
 use crate::state::AppState;
 
+/// Why an assertion whose `jti` was seen before is refused.
+pub(crate) const REPLAYED_ASSERTION: &str = "this assertion was already used (jti replay)";
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// How long a fetched client JWKS is trusted before it is fetched again.
 const JWKS_TTL: Duration = Duration::from_secs(300);
@@ -214,23 +216,40 @@ impl AppState {
         nbf: Option<i64>,
         jti: Option<&str>,
     ) -> Result<Result<(), &'static str>, OAuthError> {
+        let nonce = match self.assertion_nonce(issuer, exp, nbf, jti) {
+            Ok(nonce) => nonce,
+            Err(why) => return Ok(Err(why)),
+        };
+        if !nonce.record(self.cache.as_ref()).await? {
+            return Ok(Err(REPLAYED_ASSERTION));
+        }
+        Ok(Ok(()))
+    }
+
+    /// [`AppState::accept_assertion`]'s time rules, leaving the `jti` to
+    /// record to the caller (token exchange batches it with its reads); a
+    /// used one is [`REPLAYED_ASSERTION`].
+    pub(crate) fn assertion_nonce(
+        &self,
+        issuer: &str,
+        exp: i64,
+        nbf: Option<i64>,
+        jti: Option<&str>,
+    ) -> Result<Nonce, &'static str> {
         let now = self.now();
         let skew = self.settings.oidc.clock_skew.as_secs() as i64;
         if exp + skew < now {
-            return Ok(Err("expired"));
+            return Err("expired");
         }
         if nbf.is_some_and(|nbf| nbf - skew > now) {
-            return Ok(Err("not yet valid"));
+            return Err("not yet valid");
         }
         if exp > now + MAX_ASSERTION_LIFETIME {
-            return Ok(Err("exp is too far in the future"));
+            return Err("exp is too far in the future");
         }
-        let Some(jti) = jti else { return Ok(Err("no jti claim")) };
+        let jti = jti.ok_or("no jti claim")?;
         let ttl = Duration::from_secs((exp - now).max(0) as u64 + skew as u64 + 1);
-        if !self.cache.put_if_absent(&keys::assertion_jti(issuer, jti), b"1", ttl).await? {
-            return Ok(Err("this assertion was already used (jti replay)"));
-        }
-        Ok(Ok(()))
+        Ok(Nonce::new(keys::assertion_jti(issuer, jti), ttl))
     }
 
     async fn client_jwks(&self, uri: &str, refresh: bool) -> Result<JwkSet, OAuthError> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use wardkey_cache::{Cache, CacheResult};
+use wardkey_cache::{Cache, CacheResult, Op, Reply};
 use wardkey_core::client::Client;
 use wardkey_core::secret::{digest, digest_b64, matches_digest, new_secret, random_token};
 use wardkey_core::session::{Amr, Session};
@@ -29,10 +29,19 @@ pub async fn take_json<T: DeserializeOwned>(cache: &dyn Cache, key: &str) -> Cac
     Ok(cache.take(key).await?.and_then(|v| serde_json::from_slice(&v).ok()))
 }
 
+/// A value as stored: JSON.
+pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Decode a batch's `Get` reply, as [`get_json`] does a single read.
+pub fn from_reply<T: DeserializeOwned>(reply: Option<Reply>) -> Option<T> {
+    reply.and_then(Reply::into_value).and_then(|v| serde_json::from_slice(&v).ok())
+}
+
 /// Store a JSON value.
 pub async fn put_json<T: Serialize>(cache: &dyn Cache, key: &str, value: &T, ttl: Duration) -> CacheResult<()> {
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    cache.put(key, &bytes, ttl).await
+    cache.put(key, &to_json(value), ttl).await
 }
 
 fn secs(d: i64) -> Duration {
@@ -166,6 +175,14 @@ pub mod keys {
     pub fn user_sessions(user_id: &str) -> String {
         format!("user-sessions:{user_id}")
     }
+    /// The clients that got tokens in a session (an append-only list).
+    pub fn session_clients(sid: &str) -> String {
+        format!("sess-clients:{sid}")
+    }
+    /// The workstations a session was attached to (an append-only list).
+    pub fn session_workstations(sid: &str) -> String {
+        format!("sess-ws:{sid}")
+    }
     /// Who is at a workstation.
     pub fn attachment(workstation_id: &str) -> String {
         format!("ws:{workstation_id}")
@@ -208,6 +225,65 @@ pub mod keys {
     }
 }
 
+/// A single-use identifier (a signed request's or assertion's `jti`) to be
+/// recorded for its lifetime: recording it a second time fails. Kept as a
+/// value so that the hot paths can record it in the same round trip as
+/// their first reads ([`Nonce::op`]).
+#[derive(Debug, Clone)]
+pub struct Nonce {
+    key: String,
+    ttl: Duration,
+}
+
+impl Nonce {
+    /// The nonce under `key` (see [`keys`]), remembered for `ttl`.
+    pub fn new(key: String, ttl: Duration) -> Self {
+        Self { key, ttl }
+    }
+
+    /// The op that records it; its reply goes to [`Nonce::fresh`].
+    pub fn op(&self) -> Op {
+        Op::PutIfAbsent(self.key.clone(), b"1".to_vec(), self.ttl)
+    }
+
+    /// Whether [`Nonce::op`]'s reply says this is the first use.
+    pub fn fresh(reply: Option<&Reply>) -> bool {
+        reply.is_some_and(Reply::flag)
+    }
+
+    /// Record it on its own; whether this is the first use.
+    pub async fn record(&self, cache: &dyn Cache) -> CacheResult<bool> {
+        cache.put_if_absent(&self.key, b"1", self.ttl).await
+    }
+}
+
+/// One session in a user's index (`user-sessions:{user_id}`), with its
+/// `auth_time` so that a tap can pick the session to resume without reading
+/// each session first (a Redis round trip apiece).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// The session.
+    pub sid: String,
+    /// Its `auth_time`, kept equal to the session's by every writer of it.
+    pub auth_time: i64,
+}
+
+/// An item for an append-only list ([`Op::Append`]): newline-terminated.
+pub fn list_item(item: &str) -> Vec<u8> {
+    format!("{item}\n").into_bytes()
+}
+
+/// The distinct items of an append-only list, in first-seen order.
+pub fn parse_list(bytes: Option<&[u8]>) -> Vec<String> {
+    let mut items: Vec<String> = Vec::new();
+    for item in String::from_utf8_lossy(bytes.unwrap_or_default()).lines() {
+        if !item.is_empty() && !items.iter().any(|i| i == item) {
+            items.push(item.to_owned());
+        }
+    }
+    items
+}
+
 /// The cookie value `sid.secret`: `sid` finds the session, `secret` proves
 /// the browser holds it.
 fn split_cookie(value: &str) -> Option<(&str, &str)> {
@@ -228,44 +304,62 @@ impl AppState {
             amr,
             acr: acr.to_string(),
             created_at: now,
-            clients: Vec::new(),
-            workstations: Vec::new(),
         };
         let stored = StoredSession { secret_digests: vec![digest(&secret).to_vec()], session: session.clone() };
         let ttl = self.session_ttl(&session);
         put_json(self.cache.as_ref(), &keys::session(&sid), &stored, ttl).await?;
-        self.index_user_session(user_id, &sid).await?;
+        self.index_user_session(user_id, &sid, now).await?;
         Ok((format!("{sid}.{secret}"), session))
     }
 
-    /// Add `sid` to the user's session index, dropping ids whose sessions
-    /// have ended.
-    async fn index_user_session(&self, user_id: &str, sid: &str) -> CacheResult<()> {
-        let mut sids = self.user_session_ids(user_id).await?;
-        let mut live = Vec::with_capacity(sids.len() + 1);
-        for s in sids.drain(..) {
-            if s != sid && self.session_alive(&s).await? {
-                live.push(s);
+    /// A fresh authentication in session `sid` (PIN at a tap, step-up):
+    /// new `auth_time`, `amr` and `acr`, in the session and in its user's
+    /// index. `None` if the session has ended.
+    pub async fn reauthenticate(&self, sid: &str, amr: Vec<Amr>, acr: &str) -> CacheResult<Option<Session>> {
+        let now = self.now();
+        let session = self
+            .update_session(sid, |s| {
+                s.auth_time = now;
+                s.amr = amr;
+                s.acr = acr.to_string();
+            })
+            .await?;
+        if let Some(s) = &session {
+            self.index_user_session(&s.user_id, sid, now).await?;
+        }
+        Ok(session)
+    }
+
+    /// Record (or refresh) `sid` with `auth_time` in the user's session
+    /// index, newest last, dropping sessions that have ended.
+    async fn index_user_session(&self, user_id: &str, sid: &str, auth_time: i64) -> CacheResult<()> {
+        let mut live = Vec::new();
+        for entry in self.user_sessions(user_id).await? {
+            if entry.sid != sid && self.session_alive(&entry.sid).await? {
+                live.push(entry);
             }
         }
-        live.push(sid.to_string());
+        live.push(IndexEntry { sid: sid.to_string(), auth_time });
         let ttl = self.settings.session.max_lifetime;
         put_json(self.cache.as_ref(), &keys::user_sessions(user_id), &live, ttl).await
     }
 
-    /// The session ids recorded for a user, oldest first (some may have
-    /// ended since).
-    pub async fn user_session_ids(&self, user_id: &str) -> CacheResult<Vec<String>> {
-        Ok(get_json::<Vec<String>>(self.cache.as_ref(), &keys::user_sessions(user_id)).await?.unwrap_or_default())
+    /// The sessions recorded for a user, oldest first (some may have ended
+    /// since).
+    pub async fn user_sessions(&self, user_id: &str) -> CacheResult<Vec<IndexEntry>> {
+        Ok(get_json(self.cache.as_ref(), &keys::user_sessions(user_id)).await?.unwrap_or_default())
     }
 
     /// A live session by `sid`.
     pub async fn session_by_sid(&self, sid: &str) -> CacheResult<Option<Session>> {
-        let Some(stored) = get_json::<StoredSession>(self.cache.as_ref(), &keys::session(sid)).await? else {
-            return Ok(None);
-        };
+        Ok(self.live_session(self.cache.get(&keys::session(sid)).await?))
+    }
+
+    /// The live session in a read of `sess:{sid}` (alone or in a batch).
+    pub fn live_session(&self, value: Option<Vec<u8>>) -> Option<Session> {
+        let stored: StoredSession = serde_json::from_slice(&value?).ok()?;
         let max = self.settings.session.max_lifetime.as_secs() as i64;
-        Ok(Some(stored.session).filter(|s| !s.expired(self.now(), max)))
+        Some(stored.session).filter(|s| !s.expired(self.now(), max))
     }
 
     /// Change a live session with `f` and store it back, resetting its idle
@@ -330,22 +424,30 @@ impl AppState {
         Ok(self.session_by_sid(sid).await?.is_some())
     }
 
-    /// Record that `client` received tokens in `session`, for logout.
-    /// Costs nothing when the session already lists the client. For a
-    /// client with a back-channel logout URI, a notice is also queued in the
-    /// store to watch for the session's expiry (see `backchannel`); that is
-    /// best effort, so a store outage never blocks a token.
-    pub async fn note_session_client(&self, session: &Session, client: &Client) -> CacheResult<()> {
+    /// The clients that got tokens in session `sid`.
+    pub async fn session_clients(&self, sid: &str) -> CacheResult<Vec<String>> {
+        Ok(parse_list(self.cache.get(&keys::session_clients(sid)).await?.as_deref()))
+    }
+
+    /// Record that `client` received tokens in `session`, for logout;
+    /// `listed` is the session's client list as the caller read it (see
+    /// [`AppState::session_clients`]), and nothing is written when it names
+    /// the client already. For a client with a back-channel logout URI, a
+    /// notice is also queued in the store to watch for the session's expiry
+    /// (see `backchannel`); that is best effort, so a store outage never
+    /// blocks a token.
+    pub async fn note_session_client(&self, session: &Session, client: &Client, listed: &[String]) -> CacheResult<()> {
         let client_id = client.client_id.as_str();
-        if session.clients.iter().any(|c| c == client_id) {
+        if listed.iter().any(|c| c == client_id) {
             return Ok(());
         }
-        self.update_session(&session.sid, |s| {
-            if !s.clients.iter().any(|c| c == client_id) {
-                s.clients.push(client_id.to_string());
-            }
-        })
-        .await?;
+        // An append, not a rewrite of the session: two apps opened at once
+        // both get listed. Guarded, so an ended session's list stays gone.
+        let append =
+            Op::Append(keys::session_clients(&session.sid), list_item(client_id), self.settings.session.max_lifetime);
+        if self.cache.batch_if(Some(&keys::session(&session.sid)), &[append]).await?.is_none() {
+            return Ok(());
+        }
         if client.backchannel_logout_uri.is_some() {
             let notice = NewLogoutNotice {
                 client_id: client_id.to_string(),

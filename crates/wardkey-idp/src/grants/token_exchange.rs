@@ -3,27 +3,33 @@
 //!
 //! The workstation authenticates with `private_key_jwt` signed by its own
 //! Ed25519 key. This is on the hot path (every EPR app the clinician opens
-//! after a tap): no argon2 and no store write here.
+//! after a tap): no argon2, no store write, and one cache round trip (the
+//! assertion's `jti`, the ticket and its session read together), plus one
+//! the first time an app gets tokens in a session.
 
 use serde_json::Value;
+use wardkey_cache::{Op, Reply};
 use wardkey_core::client::GrantType;
-use wardkey_core::secret::random_token;
+use wardkey_core::secret::{digest_b64, random_token};
 use wardkey_core::workstation::Workstation;
 use wardkey_proto::oauth::TokenResponse;
 use wardkey_proto::tap::SESSION_TICKET_TOKEN_TYPE;
 
+use crate::client_auth::REPLAYED_ASSERTION;
 use crate::error::{OAuthError, TapApiError};
 use crate::params::Params;
-use crate::sessions::Grant;
+use crate::sessions::{Grant, Nonce, from_reply, keys, parse_list};
 use crate::state::AppState;
+use crate::tap::attach::{Ticket, ticket_sid};
 use crate::tap::signed::verify_workstation_jws;
 use crate::tokens::filter_scope;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
-/// Authenticate a workstation by its client assertion (RFC 7523 §3).
-pub async fn authenticate_workstation(state: &AppState, params: &Params) -> Result<Workstation, OAuthError> {
+/// Authenticate a workstation by its client assertion (RFC 7523 §3),
+/// leaving its `jti` for [`exchange`] to record.
+pub async fn authenticate_workstation(state: &AppState, params: &Params) -> Result<(Workstation, Nonce), OAuthError> {
     let bad = |why: &str| OAuthError::invalid_client(format!("workstation assertion rejected: {why}"), false);
     if params.get("client_assertion_type") != Some(ASSERTION_TYPE) {
         return Err(bad("token exchange needs a private_key_jwt client assertion"));
@@ -53,14 +59,18 @@ pub async fn authenticate_workstation(state: &AppState, params: &Params) -> Resu
     }
     let exp = claims.get("exp").and_then(Value::as_i64).ok_or_else(|| bad("exp is missing"))?;
     let nbf = claims.get("nbf").and_then(Value::as_i64);
-    match state.accept_assertion(&ws.id, exp, nbf, text("jti")).await? {
-        Ok(()) => Ok(ws),
-        Err(why) => Err(bad(why)),
-    }
+    let nonce = state.assertion_nonce(&ws.id, exp, nbf, text("jti")).map_err(bad)?;
+    Ok((ws, nonce))
 }
 
-/// Exchange a session ticket for tokens addressed to the `audience` client.
-pub async fn exchange(state: &AppState, ws: &Workstation, params: &Params) -> Result<TokenResponse, OAuthError> {
+/// Exchange a session ticket for tokens addressed to the `audience` client,
+/// recording the workstation's assertion `nonce` on the way.
+pub async fn exchange(
+    state: &AppState,
+    ws: &Workstation,
+    nonce: &Nonce,
+    params: &Params,
+) -> Result<TokenResponse, OAuthError> {
     let missing = |p: &str| OAuthError::InvalidRequest(format!("{p} is missing"));
     match params.get("subject_token_type") {
         Some(SESSION_TICKET_TOKEN_TYPE) => {}
@@ -74,22 +84,36 @@ pub async fn exchange(state: &AppState, ws: &Workstation, params: &Params) -> Re
     if params.get("requested_token_type").is_some_and(|t| t != ACCESS_TOKEN_TYPE) {
         return Err(OAuthError::InvalidRequest(format!("only {ACCESS_TOKEN_TYPE} can be requested")));
     }
-    let ticket = state.ticket(subject, &ws.id).await?.ok_or_else(|| {
-        OAuthError::InvalidGrant(
-            "the session ticket is not valid for this workstation (locked, switched or expired)".into(),
-        )
-    })?;
     let client =
         state.directory.client(audience).await?.filter(|c| c.allows(GrantType::TokenExchange)).ok_or_else(|| {
             OAuthError::InvalidTarget(format!("{audience:?} is not a client registered for token exchange"))
         })?;
+    let sid = ticket_sid(subject).unwrap_or_default();
+    let replies = state
+        .cache
+        .batch(&[
+            nonce.op(),
+            Op::Get(keys::ticket(&digest_b64(subject))),
+            Op::Get(keys::session(sid)),
+            Op::Get(keys::session_clients(sid)),
+        ])
+        .await?;
+    let mut replies = replies.into_iter();
+    if !Nonce::fresh(replies.next().as_ref()) {
+        return Err(OAuthError::invalid_client(format!("workstation assertion rejected: {REPLAYED_ASSERTION}"), false));
+    }
+    from_reply::<Ticket>(replies.next()).filter(|t| t.workstation_id == ws.id && t.sid == sid).ok_or_else(|| {
+        OAuthError::InvalidGrant(
+            "the session ticket is not valid for this workstation (locked, switched or expired)".into(),
+        )
+    })?;
     let session = state
-        .session_by_sid(&ticket.sid)
-        .await?
+        .live_session(replies.next().and_then(Reply::into_value))
         .ok_or_else(|| OAuthError::InvalidGrant("the clinician's session has ended".into()))?;
+    let listed = parse_list(replies.next().and_then(Reply::into_value).as_deref());
     let user = state
         .directory
-        .user(&ticket.user_id)
+        .user(&session.user_id)
         .await?
         .filter(|u| !u.disabled)
         .ok_or_else(|| OAuthError::InvalidGrant("the user is disabled or no longer exists".into()))?;
@@ -103,7 +127,7 @@ pub async fn exchange(state: &AppState, ws: &Workstation, params: &Params) -> Re
         acr: Some(session.acr.clone()),
         amr: session.amr.clone(),
     };
-    state.note_session_client(&session, &client).await?;
+    state.note_session_client(&session, &client, &listed).await?;
     let mut response = state.issue_tokens(&client, &grant, Some(&user), None, false).await?;
     response.issued_token_type = Some(ACCESS_TOKEN_TYPE.into());
     Ok(response)

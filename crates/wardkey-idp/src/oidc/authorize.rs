@@ -229,7 +229,12 @@ pub async fn complete(state: &AppState, pending: &PendingAuthorization, session:
         Err(e) => return PageError::from(e).into_response(),
     };
     let noted = match state.store.client(&pending.client_id).await {
-        Ok(Some(client)) => state.note_session_client(session, &client).await.map_err(PageError::from),
+        Ok(Some(client)) => async {
+            let listed = state.session_clients(&session.sid).await?;
+            state.note_session_client(session, &client, &listed).await
+        }
+        .await
+        .map_err(PageError::from),
         Ok(None) => Err(PageError::BadRequest("The application was removed while you were signing in.".into())),
         Err(e) => Err(e.into()),
     };

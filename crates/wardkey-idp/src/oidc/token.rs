@@ -40,8 +40,8 @@ async fn handle(
         Some("refresh_token") => GrantType::RefreshToken,
         Some("client_credentials") => GrantType::ClientCredentials,
         Some(wardkey_proto::tap::TOKEN_EXCHANGE_GRANT) => {
-            let ws = grants::token_exchange::authenticate_workstation(state, &params).await?;
-            let response = grants::token_exchange::exchange(state, &ws, &params).await?;
+            let (ws, nonce) = grants::token_exchange::authenticate_workstation(state, &params).await?;
+            let response = grants::token_exchange::exchange(state, &ws, &nonce, &params).await?;
             return Ok((GrantType::TokenExchange, response));
         }
         Some(other) => {

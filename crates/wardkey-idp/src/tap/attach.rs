@@ -9,14 +9,14 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use wardkey_cache::Op;
 use wardkey_core::secret::{digest_b64, new_secret};
-use wardkey_core::session::Session;
 use wardkey_core::user::User;
 use wardkey_core::workstation::Workstation;
 use wardkey_proto::tap::UserSummary;
 
 use crate::error::BackendError;
-use crate::sessions::{get_json, keys, put_json};
+use crate::sessions::{get_json, keys, list_item, to_json};
 use crate::state::AppState;
 
 /// A session attached to a workstation.
@@ -54,39 +54,39 @@ impl AppState {
         Ok(get_json(self.cache.as_ref(), &keys::attachment(ws_id)).await?)
     }
 
-    /// Attach `session` to `ws` for `user`, replacing `previous` (whoever the
-    /// caller just found there, so the hot path reads it once); returns the
-    /// new ticket and the attachment it replaced.
+    /// Attach session `sid` to `ws` for `user`, replacing `previous` (whoever
+    /// the caller found there, so the hot path reads it once), together with
+    /// the caller's `extra` writes: one atomic round trip, run only if the
+    /// session still exists. Returns the new ticket, or `None` when the
+    /// session has ended (and nothing was written).
     pub async fn attach(
         &self,
         ws: &Workstation,
-        session: &Session,
+        sid: &str,
         user: &User,
-        previous: Option<Attachment>,
-    ) -> Result<(String, Option<Attachment>), BackendError> {
-        if let Some(prev) = &previous {
-            self.cache.delete(&keys::ticket(&prev.ticket_digest)).await?;
-            if prev.sid != session.sid {
-                self.update_session(&prev.sid, |s| s.workstations.retain(|w| *w != ws.id)).await?;
-            }
-        }
-        let ticket = new_secret();
+        previous: Option<&Attachment>,
+        extra: &[Op],
+    ) -> Result<Option<String>, BackendError> {
+        let ticket = new_ticket(sid);
         let ticket_digest = digest_b64(&ticket);
         let ttl = self.attachment_ttl(ws);
-        let record = Ticket { sid: session.sid.clone(), user_id: user.id.clone(), workstation_id: ws.id.clone() };
-        put_json(self.cache.as_ref(), &keys::ticket(&ticket_digest), &record, ttl).await?;
+        let record = Ticket { sid: sid.to_owned(), user_id: user.id.clone(), workstation_id: ws.id.clone() };
         let attachment =
-            Attachment { sid: session.sid.clone(), user_id: user.id.clone(), user: summary(user), ticket_digest };
-        put_json(self.cache.as_ref(), &keys::attachment(&ws.id), &attachment, ttl).await?;
-        if !session.workstations.contains(&ws.id) {
-            self.update_session(&session.sid, |s| {
-                if !s.workstations.contains(&ws.id) {
-                    s.workstations.push(ws.id.clone());
-                }
-            })
-            .await?;
+            Attachment { sid: sid.to_owned(), user_id: user.id.clone(), user: summary(user), ticket_digest };
+        let mut ops = Vec::with_capacity(5 + extra.len());
+        if let Some(prev) = previous {
+            ops.push(Op::Delete(keys::ticket(&prev.ticket_digest)));
         }
-        Ok((ticket, previous))
+        ops.push(Op::Put(keys::ticket(&attachment.ticket_digest), to_json(&record), ttl));
+        ops.push(Op::Put(keys::attachment(&ws.id), to_json(&attachment), ttl));
+        // For logout to find; a list the session may repeat ids in.
+        let lifetime = self.settings.session.max_lifetime;
+        ops.push(Op::Append(keys::session_workstations(sid), list_item(&ws.id), lifetime));
+        // Work at a workstation keeps the session from idling out (its
+        // maximum lifetime is checked on every read).
+        ops.push(Op::Touch(keys::session(sid), self.settings.session.idle_timeout));
+        ops.extend_from_slice(extra);
+        Ok(self.cache.batch_if(Some(&keys::session(sid)), &ops).await?.map(|_| ticket))
     }
 
     /// How long an attachment lives without a tap: the ward's idle timeout.
@@ -99,22 +99,17 @@ impl AppState {
         let Some(attachment) = self.attachment(ws_id).await? else {
             return Ok(None);
         };
-        self.detach_known(ws_id, &attachment).await?;
+        self.detach_known(ws_id, &attachment, &[]).await?;
         Ok(Some(attachment))
     }
 
     /// Detach `attachment`, which the caller just read from `ws_id` (the tap
-    /// hot path reads it once).
-    pub async fn detach_known(&self, ws_id: &str, attachment: &Attachment) -> Result<(), BackendError> {
-        self.remove_attachment(ws_id, attachment).await?;
-        self.update_session(&attachment.sid, |s| s.workstations.retain(|w| w != ws_id)).await?;
-        Ok(())
-    }
-
-    /// Delete an attachment record and the ticket it carries.
-    async fn remove_attachment(&self, ws_id: &str, attachment: &Attachment) -> Result<(), BackendError> {
-        self.cache.delete(&keys::attachment(ws_id)).await?;
-        self.cache.delete(&keys::ticket(&attachment.ticket_digest)).await?;
+    /// hot path reads it once): delete it and the ticket it carries, with
+    /// the caller's `extra` writes, in one round trip.
+    pub async fn detach_known(&self, ws_id: &str, attachment: &Attachment, extra: &[Op]) -> Result<(), BackendError> {
+        let mut ops = vec![Op::Delete(keys::attachment(ws_id)), Op::Delete(keys::ticket(&attachment.ticket_digest))];
+        ops.extend_from_slice(extra);
+        self.cache.batch(&ops).await?;
         Ok(())
     }
 
@@ -123,15 +118,22 @@ impl AppState {
         if let Some(attachment) = self.attachment(ws_id).await?
             && attachment.sid == sid
         {
-            self.remove_attachment(ws_id, &attachment).await?;
+            self.detach_known(ws_id, &attachment, &[]).await?;
         }
         Ok(())
     }
+}
 
-    /// The ticket `ticket` presented by workstation `ws_id`, if it is live
-    /// and bound to that workstation.
-    pub async fn ticket(&self, ticket: &str, ws_id: &str) -> Result<Option<Ticket>, BackendError> {
-        let record: Option<Ticket> = get_json(self.cache.as_ref(), &keys::ticket(&digest_b64(ticket))).await?;
-        Ok(record.filter(|t| t.workstation_id == ws_id))
-    }
+/// A session ticket: `{sid}.{secret}`. The sid lets token exchange fetch the
+/// session in the same round trip as the ticket; the secret is what opens
+/// it (only its digest is stored), so the sid, which ID tokens carry
+/// anyway, gives nothing away.
+fn new_ticket(sid: &str) -> String {
+    format!("{sid}.{}", new_secret())
+}
+
+/// The sid a ticket names, to prefetch its session; whether the ticket is
+/// good is decided by its stored record alone.
+pub fn ticket_sid(ticket: &str) -> Option<&str> {
+    ticket.split_once('.').map(|(sid, _)| sid).filter(|sid| !sid.is_empty())
 }

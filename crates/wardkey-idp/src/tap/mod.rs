@@ -3,8 +3,9 @@
 //!
 //! The hot path is `POST /tap` for a clinician whose session had a real
 //! check (PIN or password) within the PIN grace: it verifies one Ed25519
-//! signature, reads the badge, user and workstation, and attaches the
-//! session. No argon2 and no store write happen on it.
+//! signature, reads the badge, user and workstation from the node's
+//! directory cache, and attaches the session in two session-cache round
+//! trips (see [`tap`]). No argon2 and no store write happen on it.
 
 pub mod attach;
 pub mod signed;
@@ -21,6 +22,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use wardkey_cache::Op;
 use wardkey_core::audit::AuditEvent;
 use wardkey_core::badge::{self, MAX_PIN_FAILURES};
 use wardkey_core::secret::{digest, digest_b64, random_token};
@@ -38,11 +40,11 @@ use crate::error::{BackendError, PageError, TapApiError};
 use crate::metrics::Metrics;
 use crate::oidc::authorize::see_other;
 use crate::oidc::login::{Verdict, check_password};
-use crate::sessions::{get_json, keys, put_json, take_json};
+use crate::sessions::{IndexEntry, from_reply, get_json, keys, put_json, take_json, to_json};
 use crate::state::AppState;
 
 use attach::summary;
-use signed::verify_tap;
+use signed::{SignedTap, verify_signed_tap, verify_tap};
 
 /// How long a browser handoff link works.
 const HANDOFF_TTL: Duration = Duration::from_secs(30);
@@ -138,23 +140,48 @@ async fn badge_owner(state: &AppState, digest: &[u8], fresh: bool) -> Result<(ba
     Ok((badge, user))
 }
 
-/// `POST /tap`.
+/// `POST /tap`: the hot path. With Redis each cache round trip is a network
+/// hop, so it makes two: one to record the `jti` and read what the decision
+/// needs (who is at the workstation, the clinician's sessions, where the
+/// badge was last seen), one to write the outcome.
 async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapResponse>, TapApiError> {
-    let (ws, tap): (Workstation, Tap) = verify_tap(&state, &body).await?;
-    let digest = badge::digest(&state.badge_key, &tap.badge).map_err(|e| TapApiError::InvalidRequest(e.message))?;
+    let signed: SignedTap<Tap> = verify_signed_tap(&state, &body).await?;
+    let ws = &signed.ws;
+    let digest =
+        badge::digest(&state.badge_key, &signed.action.badge).map_err(|e| TapApiError::InvalidRequest(e.message))?;
     let (_, user) = badge_owner(&state, &digest, false).await?;
-    state.check_cloned_badge(&digest, &ws).await?;
+    let seen_key = keys::badge_seen(&URL_SAFE_NO_PAD.encode(&digest));
+    let replies = state
+        .cache
+        .batch(&[
+            signed.nonce.op(),
+            Op::Get(keys::attachment(&ws.id)),
+            Op::Get(keys::user_sessions(&user.id)),
+            Op::Get(seen_key.clone()),
+        ])
+        .await?;
+    let mut replies = replies.into_iter();
+    signed::check_fresh(replies.next().as_ref())?;
+    let current: Option<attach::Attachment> = from_reply(replies.next());
+    let sessions: Vec<IndexEntry> = from_reply(replies.next()).unwrap_or_default();
+    state.check_cloned_badge(from_reply(replies.next()), &digest, ws).await;
+    let seen = Seen { ward: ws.ward.clone(), workstation_id: ws.id.clone() };
+    let seen = [Op::Put(seen_key, to_json(&seen), state.settings.tap.cloned_badge_window)];
 
-    let current = state.attachment(&ws.id).await?;
     if let Some(own) = current.as_ref().filter(|a| a.user_id == user.id) {
         // The same clinician tapping their own workstation locks it.
-        state.detach_known(&ws.id, own).await?;
+        state.detach_known(&ws.id, own, &seen).await?;
         Metrics::count(&state.metrics.taps, "locked");
         return Ok(Json(TapResponse::Locked));
     }
-    let grace = state.settings.pin_grace(&ws.ward).as_secs() as i64;
-    if let Some(session) = state.latest_session(&user.id, Some(state.now() - grace)).await? {
-        return state.activate(&ws, &session, &user, current).await.map(Json);
+    // The newest session with a real check within the PIN grace; an older
+    // one only if that has ended since (a round trip per try, off the hot
+    // path).
+    let checked_since = state.now() - state.settings.pin_grace(&ws.ward).as_secs() as i64;
+    for entry in sessions.iter().rev().filter(|e| e.auth_time >= checked_since) {
+        if let Some(response) = state.activate(ws, &entry.sid, &user, current.as_ref(), &seen).await? {
+            return Ok(Json(response));
+        }
     }
     let tap_id = random_token(16);
     let pending = PendingTap {
@@ -163,7 +190,9 @@ async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
         badge_digest: URL_SAFE_NO_PAD.encode(&digest),
     };
     let ttl = state.settings.tap.pin_entry_ttl;
-    put_json(state.cache.as_ref(), &keys::pending_tap(&tap_id), &pending, ttl).await?;
+    let mut ops = vec![Op::Put(keys::pending_tap(&tap_id), to_json(&pending), ttl)];
+    ops.extend(seen);
+    state.cache.batch(&ops).await?;
     Metrics::count(&state.metrics.taps, "pin_required");
     Ok(Json(TapResponse::PinRequired { tap_id, user: summary(&user), expires_in: ttl.as_secs() }))
 }
@@ -218,25 +247,15 @@ async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
         state.directory.forget();
     }
     let amr = vec![Amr::Badge, Amr::Pin];
-    let now = state.now();
-    let session = match state.latest_session(&user.id, None).await? {
-        Some(s) => {
-            state
-                .update_session(&s.sid, |s| {
-                    s.auth_time = now;
-                    s.amr = amr.clone();
-                    s.acr = ACR_BADGE_PIN.into();
-                })
-                .await?
-        }
+    let session = match state.latest_session(&user.id).await? {
+        Some(s) => state.reauthenticate(&s.sid, amr.clone(), ACR_BADGE_PIN).await?,
         None => None,
     };
     let session = match session {
         Some(s) => s,
         None => state.create_session(&user.id, amr, ACR_BADGE_PIN).await?.1,
     };
-    let current = state.attachment(&ws.id).await?;
-    state.activate(&ws, &session, &user, current).await.map(Json)
+    state.activate_fresh(&ws, &session, &user).await.map(Json)
 }
 
 /// `POST /tap/out`: lock, or sign out everywhere.
@@ -343,8 +362,7 @@ async fn self_enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<T
     audit(&state, "badge.self_enrol", &user.username, json!({"workstation": ws.name, "ward": ws.ward})).await;
     // The password was a real check: the clinician is signed in here.
     let (_, session) = state.create_session(&user.id, vec![Amr::Pwd, Amr::Badge], ACR_PASSWORD).await?;
-    let current = state.attachment(&ws.id).await?;
-    state.activate(&ws, &session, &user, current).await.map(Json)
+    state.activate_fresh(&ws, &session, &user).await.map(Json)
 }
 
 /// `POST /tap/report`: the agent's measured tap-to-active time.
@@ -359,72 +377,80 @@ async fn report(State(state): State<AppState>, body: Bytes) -> Result<StatusCode
 }
 
 impl AppState {
-    /// The user's newest live session, if any; with `checked_since`, only
-    /// one whose last real check (PIN, password) is that recent.
-    pub async fn latest_session(
-        &self,
-        user_id: &str,
-        checked_since: Option<i64>,
-    ) -> Result<Option<Session>, BackendError> {
-        for sid in self.user_session_ids(user_id).await?.iter().rev() {
-            if let Some(session) = self.session_by_sid(sid).await?
-                && checked_since.is_none_or(|t| session.auth_time >= t)
-            {
+    /// The user's newest live session, if any.
+    pub async fn latest_session(&self, user_id: &str) -> Result<Option<Session>, BackendError> {
+        for entry in self.user_sessions(user_id).await?.iter().rev() {
+            if let Some(session) = self.session_by_sid(&entry.sid).await? {
                 return Ok(Some(session));
             }
         }
         Ok(None)
     }
 
-    /// Attach `session` to `ws` (where `current` is attached now) and
-    /// answer `active` or `switched`.
+    /// Attach session `sid` to `ws` (where `current` is attached now), with
+    /// the caller's `extra` writes, and answer `active` or `switched`;
+    /// `None` if the session has ended.
     async fn activate(
         &self,
         ws: &Workstation,
-        session: &Session,
+        sid: &str,
         user: &User,
-        current: Option<attach::Attachment>,
-    ) -> Result<TapResponse, TapApiError> {
-        let (session_ticket, previous) = self.attach(ws, session, user, current).await?;
+        current: Option<&attach::Attachment>,
+        extra: &[Op],
+    ) -> Result<Option<TapResponse>, TapApiError> {
+        let Some(session_ticket) = self.attach(ws, sid, user, current, extra).await? else {
+            return Ok(None);
+        };
         let expires_in = self.attachment_ttl(ws).as_secs();
-        match previous {
+        match current {
             Some(prev) if prev.user_id != user.id => {
                 if self.settings.tap.logout_on_switch {
                     self.logout_session(&prev.sid, "switch").await?;
                 }
                 Metrics::count(&self.metrics.taps, "switched");
-                Ok(TapResponse::Switched { user: summary(user), previous: prev.user, session_ticket, expires_in })
+                let previous = prev.user.clone();
+                Ok(Some(TapResponse::Switched { user: summary(user), previous, session_ticket, expires_in }))
             }
             _ => {
                 Metrics::count(&self.metrics.taps, "active");
-                Ok(TapResponse::Active { user: summary(user), session_ticket, expires_in })
+                Ok(Some(TapResponse::Active { user: summary(user), session_ticket, expires_in }))
             }
         }
     }
 
+    /// [`AppState::activate`] with a session the caller has just created or
+    /// re-checked (PIN entry, self-enrolment).
+    async fn activate_fresh(
+        &self,
+        ws: &Workstation,
+        session: &Session,
+        user: &User,
+    ) -> Result<TapResponse, TapApiError> {
+        let current = self.attachment(&ws.id).await?;
+        self.activate(ws, &session.sid, user, current.as_ref(), &[])
+            .await?
+            .ok_or_else(|| TapApiError::Expired("the session ended while signing in; tap your badge again".into()))
+    }
+
     /// Raise an alert when one badge is tapped on two wards within
     /// `tap.cloned_badge_window`: a prox card copied in a corridor shows up
-    /// exactly like this.
-    async fn check_cloned_badge(&self, digest: &[u8], ws: &Workstation) -> Result<(), BackendError> {
-        let key = keys::badge_seen(&URL_SAFE_NO_PAD.encode(digest));
-        if let Some(seen) = get_json::<Seen>(self.cache.as_ref(), &key).await?
-            && seen.ward != ws.ward
-        {
-            self.metrics.cloned_badge.inc();
-            tracing::warn!(ward = %ws.ward, previous_ward = %seen.ward, "badge tapped on two wards: possible clone");
-            audit(
-                self,
-                "badge.cloned_suspected",
-                &URL_SAFE_NO_PAD.encode(&digest[..8]),
-                json!({
-                    "ward": ws.ward, "workstation_id": ws.id,
-                    "previous_ward": seen.ward, "previous_workstation_id": seen.workstation_id,
-                }),
-            )
-            .await;
-        }
-        let seen = Seen { ward: ws.ward.clone(), workstation_id: ws.id.clone() };
-        put_json(self.cache.as_ref(), &key, &seen, self.settings.tap.cloned_badge_window).await?;
-        Ok(())
+    /// exactly like this. `seen` is where the badge was last tapped; the
+    /// caller records this tap.
+    async fn check_cloned_badge(&self, seen: Option<Seen>, digest: &[u8], ws: &Workstation) {
+        let Some(seen) = seen.filter(|s| s.ward != ws.ward) else {
+            return;
+        };
+        self.metrics.cloned_badge.inc();
+        tracing::warn!(ward = %ws.ward, previous_ward = %seen.ward, "badge tapped on two wards: possible clone");
+        audit(
+            self,
+            "badge.cloned_suspected",
+            &URL_SAFE_NO_PAD.encode(&digest[..8]),
+            json!({
+                "ward": ws.ward, "workstation_id": ws.id,
+                "previous_ward": seen.ward, "previous_workstation_id": seen.workstation_id,
+            }),
+        )
+        .await;
     }
 }

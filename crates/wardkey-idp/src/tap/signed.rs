@@ -1,17 +1,20 @@
 //! Verifying requests signed by a workstation's Ed25519 key: tap requests
 //! (`typ: wardkey-tap+jwt`) and token-exchange client assertions.
 
+use std::time::Duration;
+
 use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use wardkey_cache::Reply;
 use wardkey_core::workstation::Workstation;
 use wardkey_proto::tap::Envelope;
 
 use crate::error::TapApiError;
-use crate::sessions::keys;
+use crate::sessions::{Nonce, keys};
 use crate::state::AppState;
 
 /// JWS `typ` of tap requests.
@@ -56,9 +59,30 @@ pub async fn verify_workstation_jws(
     Ok((ws, claims, header.typ))
 }
 
+/// A tap request with a good signature and claims whose `jti` is not yet
+/// recorded: its [`Nonce`] does that, so the hot path can do
+/// that in the same round trip as its first reads.
+pub struct SignedTap<A> {
+    /// The workstation that signed it.
+    pub ws: Workstation,
+    /// What it asks for.
+    pub action: A,
+    /// Its `jti`, to record.
+    pub nonce: Nonce,
+}
+
+/// Refuse a tap request whose [`Nonce::op`] reply says its `jti` was used.
+pub fn check_fresh(reply: Option<&Reply>) -> Result<(), TapApiError> {
+    if Nonce::fresh(reply) { Ok(()) } else { Err(TapApiError::Replayed) }
+}
+
 /// Verify a signed tap request and decode its action: signature, `iss`,
-/// `aud`, `iat` within the clock skew, and `jti` seen only once.
-pub async fn verify_tap<A: DeserializeOwned>(state: &AppState, body: &[u8]) -> Result<(Workstation, A), TapApiError> {
+/// `aud` and `iat` within the clock skew. The `jti` is left to the caller
+/// (see [`SignedTap`]); [`verify_tap`] does both.
+pub async fn verify_signed_tap<A: DeserializeOwned>(
+    state: &AppState,
+    body: &[u8],
+) -> Result<SignedTap<A>, TapApiError> {
     let jws = std::str::from_utf8(body).map_err(|_| TapApiError::InvalidRequest("the body is not text".into()))?;
     let (ws, claims, typ) = verify_workstation_jws(state, jws).await?;
     if typ.as_deref() != Some(TAP_TYP) {
@@ -80,9 +104,16 @@ pub async fn verify_tap<A: DeserializeOwned>(state: &AppState, body: &[u8]) -> R
         return Err(TapApiError::InvalidRequest("jti must be 16 to 128 characters".into()));
     }
     // Remembered for twice the skew: an older `iat` is refused as stale.
-    let ttl = std::time::Duration::from_secs(2 * skew as u64 + 1);
-    if !state.cache.put_if_absent(&keys::tap_jti(&ws.id, &envelope.jti), b"1", ttl).await? {
+    let nonce = Nonce::new(keys::tap_jti(&ws.id, &envelope.jti), Duration::from_secs(2 * skew as u64 + 1));
+    Ok(SignedTap { ws, action: envelope.action, nonce })
+}
+
+/// Verify a signed tap request, record its `jti` (refusing a replay) and
+/// decode its action.
+pub async fn verify_tap<A: DeserializeOwned>(state: &AppState, body: &[u8]) -> Result<(Workstation, A), TapApiError> {
+    let signed = verify_signed_tap(state, body).await?;
+    if !signed.nonce.record(state.cache.as_ref()).await? {
         return Err(TapApiError::Replayed);
     }
-    Ok((ws, envelope.action))
+    Ok((signed.ws, signed.action))
 }
