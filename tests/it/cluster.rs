@@ -337,3 +337,42 @@ async fn store_migrate_moves_a_one_machine_install_to_postgres() {
     assert_eq!(ws.call(&app, "/tap", json!({"badge": "4A4A"})).await["state"], "active");
     assert!(app.state.store.recent_audit(u32::MAX).await.unwrap().len() > audit_before);
 }
+
+#[tokio::test]
+async fn a_badge_locked_on_one_node_is_refused_by_the_other_through_pub_sub_alone() {
+    let pg = TestPostgres::start();
+    let redis = TestRedis::start();
+    // Store polls an hour apart: only the Redis channel can carry the news.
+    let hourly = |s: &mut Settings| {
+        node_settings(s, pg.url(), &redis.url());
+        s.store.directory_poll = Duration::from_secs(3600);
+    };
+    let a = spawn_app_with(hourly).await;
+    let issuer = a.issuer.clone();
+    let b = spawn_app_with(|s| {
+        hourly(s);
+        s.server.public_url = issuer;
+    })
+    .await;
+    enrol_badge(&a, "dan", "DA11").await;
+    let ws = TestWorkstation::enrol(&a, "pc", "Ward 3").await;
+    // B reads Dan's badge into its directory cache: unlocked.
+    assert_eq!(ws.call(&b, "/tap", json!({"badge": "DA11"})).await["state"], "pin_required");
+    // Five wrong PINs on A lock the badge.
+    let tap_id = ws.call(&a, "/tap", json!({"badge": "DA11"})).await["tap_id"].clone();
+    for _ in 0..5 {
+        ws.send(&a, "/tap/pin", json!({"tap_id": tap_id, "pin": "000000"})).await;
+    }
+    // B refuses the badge (pub/sub is asynchronous: allow it a moment).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = ws.send(&b, "/tap", json!({"badge": "DA11"})).await;
+        let body: Value = r.json().await.unwrap();
+        if body["error"] == "badge_locked" {
+            break;
+        }
+        assert_eq!(body["state"], "pin_required", "{body}");
+        assert!(std::time::Instant::now() < deadline, "node B never heard that the badge was locked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

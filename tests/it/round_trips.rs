@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use wardkey_cache::{Cache, CacheResult, Op, Reply};
+use wardkey_cache::{Cache, CacheResult, Op, Reply, Subscription};
 use wardkey_core::client::GrantType;
 use wardkey_core::keys::SigningAlg;
 use wardkey_proto::tap::JOSE_CONTENT_TYPE;
@@ -68,6 +68,13 @@ impl Cache for Counting {
     async fn ping(&self) -> CacheResult<()> {
         self.count();
         self.inner.ping().await
+    }
+    async fn publish(&self, channel: &str, message: &[u8]) -> CacheResult<()> {
+        self.count();
+        self.inner.publish(channel, message).await
+    }
+    async fn subscribe(&self, channel: &str) -> CacheResult<Option<Subscription>> {
+        self.inner.subscribe(channel).await
     }
     async fn batch_if(&self, guard: Option<&str>, ops: &[Op]) -> CacheResult<Option<Vec<Reply>>> {
         self.count();

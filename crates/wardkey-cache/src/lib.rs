@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::stream::BoxStream;
 
 pub use memory::MemoryCache;
 pub use redis::RedisCache;
@@ -43,6 +44,10 @@ pub enum CacheError {
 
 /// Result alias for cache calls.
 pub type CacheResult<T> = Result<T, CacheError>;
+
+/// The messages of a [`Cache::subscribe`]; ends when the subscription is
+/// lost (the connection dropped), and the subscriber subscribes again.
+pub type Subscription = BoxStream<'static, Vec<u8>>;
 
 /// One command of a [`Cache::batch`]. Owned, so that callers can build a
 /// batch from keys they compute on the way.
@@ -119,6 +124,14 @@ pub trait Cache: Send + Sync + 'static {
     /// The guard lets a caller write "attach this session" only while the
     /// session still exists, without a read-then-write race.
     async fn batch_if(&self, guard: Option<&str>, ops: &[Op]) -> CacheResult<Option<Vec<Reply>>>;
+    /// Send `message` to the subscribers of `channel` on every node (Redis
+    /// `PUBLISH`), fire and forget: a node that is not listening misses it,
+    /// so it only ever speeds up what a node also learns another way.
+    async fn publish(&self, channel: &str, message: &[u8]) -> CacheResult<()>;
+    /// The messages published on `channel` from now on, by any node; `None`
+    /// when the backend is this process alone (the in-process cache), so
+    /// there is nobody else to hear from.
+    async fn subscribe(&self, channel: &str) -> CacheResult<Option<Subscription>>;
     /// [`Cache::batch_if`] without a guard: one reply per op.
     async fn batch(&self, ops: &[Op]) -> CacheResult<Vec<Reply>> {
         Ok(self.batch_if(None, ops).await?.unwrap_or_default())

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use crate::{Cache, CacheResult, Op, Reply};
+use crate::{Cache, CacheResult, Op, Reply, Subscription};
 
 struct Entry {
     value: Vec<u8>,
@@ -190,6 +190,14 @@ impl Cache for MemoryCache {
 
     async fn ping(&self) -> CacheResult<()> {
         Ok(())
+    }
+
+    async fn publish(&self, _channel: &str, _message: &[u8]) -> CacheResult<()> {
+        Ok(())
+    }
+
+    async fn subscribe(&self, _channel: &str) -> CacheResult<Option<Subscription>> {
+        Ok(None)
     }
 
     async fn batch_if(&self, guard: Option<&str>, ops: &[Op]) -> CacheResult<Option<Vec<Reply>>> {

@@ -21,6 +21,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
@@ -28,7 +29,7 @@ use redis::{
     ServerErrorKind, Value,
 };
 
-use crate::{Cache, CacheError, CacheResult, Op, Reply};
+use crate::{Cache, CacheError, CacheResult, Op, Reply, Subscription};
 
 /// Each TCP (or TLS) connection attempt gives up after this long, so a
 /// blackholed address fails instead of waiting for the kernel's minutes.
@@ -229,12 +230,17 @@ impl RedisCache {
             };
             match result {
                 Ok(v) => return Ok(v),
-                // Refused means the command was never sent, so a retry
-                // cannot apply it twice. This happens once after Redis comes
-                // back: the manager still holds its failed reconnection and
-                // hands out that error while starting a fresh attempt, which
-                // the retry waits for instead of failing the caller.
-                Err(e) if !retried && e.is_connection_refusal() => retried = true,
+                // A refused or dropped connection is retried once, on the
+                // connection the manager is rebuilding. This happens after
+                // Redis comes back: the manager hands out its failed
+                // reconnection, or its old socket to the stopped server,
+                // once more. Refused means the command was never sent; a
+                // dropped one may have been applied, and every command here
+                // is safe to see twice: writes are idempotent, a repeated
+                // SET NX or GETDEL errs on the side of refusing (a nonce
+                // "replayed", a code spent), a repeated INCR counts a
+                // failure twice.
+                Err(e) if !retried && (e.is_connection_refusal() || e.is_connection_dropped()) => retried = true,
                 Err(e) => return Err(Ok(e)),
             }
         }
@@ -492,6 +498,32 @@ impl Cache for RedisCache {
     async fn ping(&self) -> CacheResult<()> {
         let reply: String = self.call("PING", Request::Cmd(&redis::cmd("PING"))).await?;
         if reply == "PONG" { Ok(()) } else { Err(self.unexpected("PING", &Value::SimpleString(reply))) }
+    }
+
+    async fn publish(&self, channel: &str, message: &[u8]) -> CacheResult<()> {
+        let cmd = redis::cmd("PUBLISH").arg(channel).arg(message).to_owned();
+        let _receivers: i64 = self.call("PUBLISH", Request::Cmd(&cmd)).await?;
+        Ok(())
+    }
+
+    async fn subscribe(&self, channel: &str) -> CacheResult<Option<Subscription>> {
+        // A subscribed connection can do nothing else, so it is its own,
+        // not the shared one; connecting is bounded like every other call.
+        let subscribed = async {
+            let client = match &self.source {
+                Source::Direct(client) => client.clone(),
+                Source::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await?,
+            };
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(channel).await?;
+            Ok::<_, RedisError>(pubsub)
+        };
+        let unavailable = |why: String| CacheError::Unavailable(format!("redis SUBSCRIBE at {}: {why}", self.display));
+        let pubsub = tokio::time::timeout(CALL_TIMEOUT, subscribed)
+            .await
+            .map_err(|_| unavailable(format!("no answer within {CALL_TIMEOUT:?}")))?
+            .map_err(|e| unavailable(e.to_string()))?;
+        Ok(Some(pubsub.into_on_message().map(|m| m.get_payload_bytes().to_vec()).boxed()))
     }
 
     async fn batch_if(&self, guard: Option<&str>, ops: &[Op]) -> CacheResult<Option<Vec<Reply>>> {

@@ -123,6 +123,43 @@ async fn a_guarded_batch_and_a_delete_of_its_guard_never_interleave() {
     }
 }
 
+/// The next message of a subscription, or `None` when it ended.
+async fn next(s: &mut wardkey_cache::Subscription) -> Option<Vec<u8>> {
+    use futures_util::StreamExt;
+    tokio::time::timeout(Duration::from_secs(5), s.next()).await.expect("a message within 5 s")
+}
+
+#[tokio::test]
+async fn published_messages_reach_every_subscriber_until_redis_goes_away() {
+    let mut redis = TestRedis::start();
+    let node_a = open(&redis);
+    let node_b = open(&redis);
+    let mut heard = node_b.subscribe("directory").await.unwrap().expect("redis subscriptions");
+    let mut also = node_a.subscribe("directory").await.unwrap().expect("redis subscriptions");
+    node_a.publish("directory", b"changed").await.unwrap();
+    node_a.publish("elsewhere", b"not for us").await.unwrap();
+    node_a.publish("directory", b"again").await.unwrap();
+    assert_eq!(next(&mut heard).await.as_deref(), Some(&b"changed"[..]));
+    assert_eq!(next(&mut heard).await.as_deref(), Some(&b"again"[..]));
+    assert_eq!(next(&mut also).await.as_deref(), Some(&b"changed"[..]));
+    // A stopped Redis ends the subscription, so the subscriber knows to
+    // subscribe again; until it is back, subscribing fails fast.
+    redis.stop();
+    assert_eq!(next(&mut heard).await, None);
+    assert_fails_fast("subscribe", async { node_b.subscribe("directory").await.map(|_| ()) }).await;
+    redis.start_again();
+    let mut heard = node_b.subscribe("directory").await.unwrap().expect("redis subscriptions");
+    node_a.publish("directory", b"back").await.unwrap();
+    assert_eq!(next(&mut heard).await.as_deref(), Some(&b"back"[..]));
+}
+
+#[tokio::test]
+async fn the_memory_cache_has_nobody_to_publish_to() {
+    let c = wardkey_cache::open("memory://").unwrap();
+    c.publish("directory", b"changed").await.unwrap();
+    assert!(c.subscribe("directory").await.unwrap().is_none());
+}
+
 #[tokio::test]
 async fn entries_expire() {
     let redis = TestRedis::start();

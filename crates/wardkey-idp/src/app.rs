@@ -152,7 +152,9 @@ impl Application {
         let tasks = TaskTracker::new();
         tasks.spawn(reload_keys(self.state.clone(), cancel.clone()));
         tasks.spawn(crate::backchannel::run_outbox(self.state.clone(), cancel.clone()));
-        tasks.spawn(crate::directory::poll_generation(self.state.directory.clone(), cancel.clone()));
+        let poll = self.state.settings.store.directory_poll;
+        tasks.spawn(crate::directory::poll_generation(self.state.directory.clone(), poll, cancel.clone()));
+        tasks.spawn(crate::directory::listen(self.state.directory.clone(), self.state.cache.clone(), cancel.clone()));
 
         let handle = axum_server::Handle::new();
         let signal_handle = handle.clone();

@@ -126,17 +126,26 @@ pub struct StoreSettings {
     /// `sqlite://PATH` or `postgres://…`. May hold a password: redacted in
     /// `Debug`.
     pub url: String,
+    /// How often each node asks the store whether users, badges,
+    /// workstations or clients changed: the bound on how long a change made
+    /// elsewhere (the CLI, or another node when Redis pub/sub missed it)
+    /// takes to apply on this node.
+    #[serde(with = "humantime_serde")]
+    pub directory_poll: Duration,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        Self { url: "sqlite://./data/wardkey.db".into() }
+        Self { url: "sqlite://./data/wardkey.db".into(), directory_poll: Duration::from_millis(250) }
     }
 }
 
 impl std::fmt::Debug for StoreSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreSettings").field("url", &redact_url(&self.url)).finish()
+        f.debug_struct("StoreSettings")
+            .field("url", &redact_url(&self.url))
+            .field("directory_poll", &self.directory_poll)
+            .finish()
     }
 }
 
@@ -390,6 +399,12 @@ impl Settings {
             return Err(invalid(
                 "store.url",
                 format!("{:?} is not supported: use sqlite://PATH or postgres://…", redact_url(&self.store.url)),
+            ));
+        }
+        if !(Duration::from_millis(10)..=Duration::from_secs(3600)).contains(&self.store.directory_poll) {
+            return Err(invalid(
+                "store.directory_poll",
+                "must be between 10ms and 1h: it bounds how long a change made with the CLI takes to apply",
             ));
         }
         if !(self.cache.url.starts_with("memory:")

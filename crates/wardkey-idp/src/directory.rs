@@ -4,11 +4,17 @@
 //!
 //! Every change to those tables bumps a generation counter in the store, in
 //! the same transaction (a trigger), whoever makes it: another node or the
-//! admin CLI. Each node polls that one value every [`POLL_INTERVAL`] and
-//! drops its cache when it moves, so a disabled workstation or user is
-//! refused within a quarter of a second everywhere, while a tap costs no
-//! store round trip. A node's own writes drop its cache at once
-//! ([`Directory::forget`]).
+//! admin CLI. Each node polls that one value every `store.directory_poll`
+//! (250 ms by default) and drops its cache when it moves, so a disabled
+//! workstation or user is refused within a quarter of a second everywhere,
+//! while a tap costs no store round trip.
+//!
+//! A node's own writes drop its cache at once and are announced to the
+//! other nodes on a Redis channel ([`AppState::directory_changed`],
+//! [`listen`]), so they apply everywhere within a round trip. The channel
+//! only speeds things up: a message lost with a dropped connection (Redis
+//! pub/sub keeps no backlog) is made up for by the poll, which stays the
+//! bound.
 //!
 //! When the store does not answer, the last values read stay in use: a
 //! clinician with a live session keeps tapping in and getting tokens while
@@ -20,16 +26,19 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
+use wardkey_cache::Cache;
 use wardkey_core::badge::Badge;
 use wardkey_core::client::Client;
 use wardkey_core::user::User;
 use wardkey_core::workstation::Workstation;
 use wardkey_store::{Store, StoreResult};
 
-/// How often each node asks the store whether the directory changed: the
-/// bound on how long another node's change (or the CLI's) takes to apply.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+use crate::state::AppState;
+
+/// The cache channel on which nodes announce their directory changes.
+pub const CHANNEL: &str = "wardkey:directory";
 /// Entries kept; past this the cache is cleared and refilled.
 const MAX_ENTRIES: usize = 200_000;
 /// After a failed read, the store is not asked again for this long: a dead
@@ -139,9 +148,10 @@ impl Directory {
     }
 }
 
-/// The poller: runs until `cancel`.
-pub async fn poll_generation(directory: Arc<Directory>, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(POLL_INTERVAL);
+/// The poller, every `interval` (`store.directory_poll`): runs until
+/// `cancel`.
+pub async fn poll_generation(directory: Arc<Directory>, interval: Duration, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -151,6 +161,53 @@ pub async fn poll_generation(directory: Arc<Directory>, cancel: CancellationToke
                     tracing::debug!(error = %e, "directory generation unavailable; keeping the cache");
                 }
             }
+        }
+    }
+}
+
+/// Hear other nodes' directory changes on [`CHANNEL`] and drop the cache
+/// for each: runs until `cancel`, or returns at once on the in-process
+/// cache, where there are no other nodes. A lost subscription is taken up
+/// again every [`RETRY_AFTER`].
+pub async fn listen(directory: Arc<Directory>, cache: Arc<dyn Cache>, cancel: CancellationToken) {
+    loop {
+        let subscribed = tokio::select! {
+            _ = cancel.cancelled() => return,
+            s = cache.subscribe(CHANNEL) => s,
+        };
+        match subscribed {
+            Ok(None) => return,
+            Ok(Some(mut messages)) => {
+                // Changes made while nobody was listening are news too.
+                directory.forget();
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        message = messages.next() => match message {
+                            Some(_) => directory.forget(),
+                            None => break,
+                        },
+                    }
+                }
+                tracing::warn!("lost the directory-change subscription; the store poll bounds staleness meanwhile");
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot subscribe to directory changes yet"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(RETRY_AFTER) => {}
+        }
+    }
+}
+
+impl AppState {
+    /// After this node changed the directory: drop its own cached entries
+    /// at once and tell the other nodes. Telling them is best effort; the
+    /// store poll catches what a lost message misses.
+    pub async fn directory_changed(&self) {
+        self.directory.forget();
+        if let Err(e) = self.cache.publish(CHANNEL, b"changed").await {
+            tracing::debug!(error = %e, "could not announce a directory change; other nodes will poll it");
         }
     }
 }

@@ -224,7 +224,7 @@ async fn verify_and_record(
             if let Err(e) = state.store.reset_pin_failures(&user.id).await {
                 tracing::warn!(error = %e, "could not reset badge PIN failures");
             }
-            state.directory.forget();
+            state.directory_changed().await;
             Ok(Verdict::Success(user))
         }
         Some(user) => {

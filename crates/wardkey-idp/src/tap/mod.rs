@@ -222,7 +222,7 @@ async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
     state.metrics.password_verify.observe(seconds);
     if !ok {
         let failures = state.store.record_pin_failure(&digest).await?;
-        state.directory.forget();
+        state.directory_changed().await;
         audit(
             &state,
             "tap.pin_failure",
@@ -244,7 +244,7 @@ async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
     }
     if badge.failed_pins > 0 {
         state.store.reset_pin_failures(&user.id).await?;
-        state.directory.forget();
+        state.directory_changed().await;
     }
     let amr = vec![Amr::Badge, Amr::Pin];
     let session = match state.latest_session(&user.id).await? {
@@ -353,7 +353,7 @@ async fn self_enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<T
     };
     let record = badge::Badge { digest, user_id: user.id.clone(), failed_pins: 0, created_at: state.now() };
     match state.store.add_badge(&record).await {
-        Ok(()) => state.directory.forget(),
+        Ok(()) => state.directory_changed().await,
         Err(wardkey_store::StoreError::Conflict(_)) => {
             return Err(TapApiError::InvalidRequest("this badge is already enrolled".into()));
         }
