@@ -5,6 +5,7 @@
 mod agent;
 mod cli;
 mod cluster;
+mod faults;
 mod helpers;
 mod oidc_errors;
 mod oidc_flow;
