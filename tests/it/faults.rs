@@ -66,7 +66,7 @@ impl Traffic {
     async fn round(&mut self, n: usize, nodes: [&TestApp; 2], ack: &Acknowledged, tally: &mut Tally) {
         let [node, other] = nodes;
         // A code redeemed on both nodes at once.
-        if n % 2 == 0
+        if n.is_multiple_of(2)
             && let Some((code, verifier)) = self.codes.pop()
         {
             let form = [
@@ -194,7 +194,7 @@ async fn faults_under_traffic_keep_every_counter_at_zero() {
     let run_traffic = async {
         let mut round = 0usize;
         while !ack.done.load(Ordering::SeqCst) {
-            let nodes = if round % 2 == 0 { [&a, &b] } else { [&b, &a] };
+            let nodes = if round.is_multiple_of(2) { [&a, &b] } else { [&b, &a] };
             let guarded = tokio::time::timeout(Duration::from_secs(15), traffic.round(round, nodes, &ack, &mut tally));
             guarded.await.expect("a traffic round hung");
             round += 1;
