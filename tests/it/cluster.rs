@@ -33,10 +33,20 @@ fn node_settings(s: &mut Settings, store: &str, cache: &str) {
 
 /// Two nodes behind one issuer (node A's address).
 async fn two_nodes(store: &str, cache: &str) -> (TestApp, TestApp) {
-    let a = spawn_app_with(|s| node_settings(s, store, cache)).await;
+    two_nodes_with(store, cache, |_| {}).await
+}
+
+/// [`two_nodes`] with `tweak` applied to both nodes' settings.
+pub async fn two_nodes_with(store: &str, cache: &str, tweak: impl Fn(&mut Settings)) -> (TestApp, TestApp) {
+    let a = spawn_app_with(|s| {
+        node_settings(s, store, cache);
+        tweak(s);
+    })
+    .await;
     let issuer = a.issuer.clone();
     let b = spawn_app_with(|s| {
         node_settings(s, store, cache);
+        tweak(s);
         s.server.public_url = issuer;
     })
     .await;
@@ -343,17 +353,8 @@ async fn a_badge_locked_on_one_node_is_refused_by_the_other_through_pub_sub_alon
     let pg = TestPostgres::start();
     let redis = TestRedis::start();
     // Store polls an hour apart: only the Redis channel can carry the news.
-    let hourly = |s: &mut Settings| {
-        node_settings(s, pg.url(), &redis.url());
-        s.store.directory_poll = Duration::from_secs(3600);
-    };
-    let a = spawn_app_with(hourly).await;
-    let issuer = a.issuer.clone();
-    let b = spawn_app_with(|s| {
-        hourly(s);
-        s.server.public_url = issuer;
-    })
-    .await;
+    let hourly = |s: &mut Settings| s.store.directory_poll = Duration::from_secs(3600);
+    let (a, b) = two_nodes_with(pg.url(), &redis.url(), hourly).await;
     enrol_badge(&a, "dan", "DA11").await;
     let ws = TestWorkstation::enrol(&a, "pc", "Ward 3").await;
     // B reads Dan's badge into its directory cache: unlocked.

@@ -13,6 +13,7 @@ use wardkey_core::keys::SigningAlg;
 use wardkey_testsupport::postgres::TestPostgres;
 use wardkey_testsupport::redis::TestRedis;
 
+use crate::cluster::two_nodes_with;
 use crate::helpers::*;
 use crate::tap::{TestWorkstation, enrol_badge, post_jws};
 
@@ -149,17 +150,7 @@ impl Traffic {
 async fn faults_under_traffic_keep_every_counter_at_zero() {
     let pg = TestPostgres::start_local();
     let mut redis = TestRedis::start();
-    let node = |s: &mut wardkey_idp::Settings| {
-        s.store.url = pg.url().to_string();
-        s.cache.url = redis.url();
-    };
-    let a = spawn_app_with(node).await;
-    let issuer = a.issuer.clone();
-    let b = spawn_app_with(|s| {
-        node(s);
-        s.server.public_url = issuer;
-    })
-    .await;
+    let (a, b) = two_nodes_with(pg.url(), &redis.url(), |_| {}).await;
     let secret = a.add_epr("web").await;
     a.add_client("epr", Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
     for user in ["ivy", "jay", "kay"] {

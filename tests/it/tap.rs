@@ -616,3 +616,24 @@ async fn a_tap_on_a_session_that_idled_out_asks_for_the_pin_and_leaves_the_works
     assert_eq!(answer["previous"]["username"], "lee");
     assert_oauth_error(pc2.exchange(&app, &lee_ticket, "epr").await, 400, "invalid_grant").await;
 }
+
+#[tokio::test]
+async fn apps_opened_at_once_are_all_told_of_the_logout() {
+    // The first tokens for each app in a session list the app for logout;
+    // four apps opened in the same instant must all be listed.
+    let app = spawn_app().await;
+    let rps = [spawn_rp(0).await, spawn_rp(0).await, spawn_rp(0).await, spawn_rp(0).await];
+    let ids = ["epr-a", "epr-b", "epr-c", "epr-d"];
+    for (id, rp) in ids.iter().zip(&rps) {
+        add_bcl_client(&app, id, &rp.uri).await;
+    }
+    enrol_badge(&app, "mo", "3011").await;
+    let ws = TestWorkstation::enrol(&app, "pc", "Ward 10").await;
+    let ticket = tap_in(&app, &ws, "3011").await;
+    let opened = futures_util::future::join_all(ids.iter().map(|id| ws.exchange(&app, &ticket, id))).await;
+    assert!(opened.iter().all(|r| r.status() == 200));
+    assert_eq!(ws.call(&app, "/tap/out", json!({"logout": true})).await["state"], "logged_out");
+    for rp in &rps {
+        wait_for_tokens(&app, rp, 1).await;
+    }
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use wardkey_cache::{Op, Reply};
+use wardkey_cache::Op;
 use wardkey_core::audit::AuditEvent;
 use wardkey_core::secret::random_token;
 use wardkey_store::{LogoutNotice, NewLogoutNotice};
@@ -73,8 +73,8 @@ impl AppState {
                 Op::Delete(keys::session_clients(sid)),
             ])
             .await?;
-        let list = |i: usize| parse_list(replies.get(i).cloned().and_then(Reply::into_value).as_deref());
-        let (workstations, clients) = (list(1), list(2));
+        let mut lists = replies.into_iter().skip(1).map(|r| parse_list(r.into_value()));
+        let (workstations, clients) = (lists.next().unwrap_or_default(), lists.next().unwrap_or_default());
         for ws in &workstations {
             self.detach_if(ws, sid).await?;
         }

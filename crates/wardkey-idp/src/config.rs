@@ -533,6 +533,12 @@ mod tests {
         let e =
             Settings::load_from(None, false, env(&[("WARDKEY_SESSION__PIN_GRACE", "soon")])).unwrap_err().to_string();
         assert!(e.contains("pin_grace"), "{e}");
+        for poll in ["0s", "2h"] {
+            let e = Settings::load_from(None, false, env(&[("WARDKEY_STORE__DIRECTORY_POLL", poll)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("store.directory_poll"), "{poll}: {e}");
+        }
     }
 
     #[test]

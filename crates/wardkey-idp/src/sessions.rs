@@ -273,10 +273,11 @@ pub fn list_item(item: &str) -> Vec<u8> {
     format!("{item}\n").into_bytes()
 }
 
-/// The distinct items of an append-only list, in first-seen order.
-pub fn parse_list(bytes: Option<&[u8]>) -> Vec<String> {
+/// The distinct items of an append-only list (a read of one, alone or a
+/// batch's `Get` reply's value), in first-seen order.
+pub fn parse_list(bytes: Option<Vec<u8>>) -> Vec<String> {
     let mut items: Vec<String> = Vec::new();
-    for item in String::from_utf8_lossy(bytes.unwrap_or_default()).lines() {
+    for item in String::from_utf8_lossy(&bytes.unwrap_or_default()).lines() {
         if !item.is_empty() && !items.iter().any(|i| i == item) {
             items.push(item.to_owned());
         }
@@ -426,7 +427,7 @@ impl AppState {
 
     /// The clients that got tokens in session `sid`.
     pub async fn session_clients(&self, sid: &str) -> CacheResult<Vec<String>> {
-        Ok(parse_list(self.cache.get(&keys::session_clients(sid)).await?.as_deref()))
+        Ok(parse_list(self.cache.get(&keys::session_clients(sid)).await?))
     }
 
     /// Record that `client` received tokens in `session`, for logout;

@@ -110,7 +110,7 @@ pub async fn exchange(
     let session = state
         .live_session(replies.next().and_then(Reply::into_value))
         .ok_or_else(|| OAuthError::InvalidGrant("the clinician's session has ended".into()))?;
-    let listed = parse_list(replies.next().and_then(Reply::into_value).as_deref());
+    let listed = parse_list(replies.next().and_then(Reply::into_value));
     let user = state
         .directory
         .user(&session.user_id)
