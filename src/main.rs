@@ -9,6 +9,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The server allocates and frees small buffers on every request (headers,
+/// JSON, tokens): under load glibc's malloc took 15 % of the server's CPU
+/// (BENCHMARKS.md, "Where the Redis time goes"); mimalloc is built for this.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     // Both ring (via reqwest) and aws-lc-rs are compiled in; rustls needs to
