@@ -506,6 +506,7 @@ async fn migrate(source: &dyn Store, target: &dyn Store) -> anyhow::Result<serde
     }
     let users = source.list_users().await?;
     let mut credentials = 0;
+    let mut webauthn_credentials = 0;
     for user in &users {
         let mut creds = Vec::new();
         for kind in [CredentialKind::Password, CredentialKind::Pin] {
@@ -515,6 +516,16 @@ async fn migrate(source: &dyn Store, target: &dyn Store) -> anyhow::Result<serde
         }
         credentials += creds.len();
         target.import_user(user, &creds).await.with_context(|| format!("user {:?}", user.username))?;
+        // Passkeys and security keys, with their signature counters and
+        // last use, so nobody registers theirs again.
+        let authenticators = source.webauthn_credentials(&user.id).await?;
+        for credential in &authenticators {
+            target
+                .add_webauthn_credential(credential)
+                .await
+                .with_context(|| format!("WebAuthn credential {:?} of user {:?}", credential.name, user.username))?;
+        }
+        webauthn_credentials += authenticators.len();
     }
     let clients = source.list_clients().await?;
     for client in &clients {
@@ -545,6 +556,7 @@ async fn migrate(source: &dyn Store, target: &dyn Store) -> anyhow::Result<serde
     Ok(json!({
         "users": users.len(),
         "credentials": credentials,
+        "webauthn_credentials": webauthn_credentials,
         "clients": clients.len(),
         "signing_keys": keys.len(),
         "workstations": workstations.len(),

@@ -1,5 +1,5 @@
-//! Wardkey's durable directory: users, credentials, clients, signing keys and
-//! the audit log.
+//! Wardkey's durable directory: users, credentials (secrets and WebAuthn
+//! authenticators), clients, signing keys and the audit log.
 //!
 //! Callers hold an `Arc<dyn Store>` and never know which engine is behind it.
 //! [`open`] picks the backend from the configured URL: SQLite (the embedded
@@ -18,6 +18,7 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use wardkey_core::audit::AuditEvent;
 use wardkey_core::badge::Badge;
 use wardkey_core::client::Client;
@@ -72,6 +73,64 @@ impl CredentialKind {
             Self::Pin => "pin",
         }
     }
+}
+
+/// Which kind of WebAuthn authenticator a credential lives on; decides the
+/// acr a sign-in with it reaches (a synced passkey is a software key, a FIDO2
+/// security key a hardware one), so it is stored with the credential rather
+/// than guessed from the opaque credential data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthenticatorKind {
+    /// A passkey (platform or synced; webauthn-rs `Passkey`).
+    Passkey,
+    /// A FIDO2 security key (webauthn-rs `SecurityKey`).
+    SecurityKey,
+}
+
+impl AuthenticatorKind {
+    /// Column value; the same words as the serde names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Passkey => "passkey",
+            Self::SecurityKey => "security_key",
+        }
+    }
+
+    /// The kind a column value names, if any.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "passkey" => Some(Self::Passkey),
+            "security_key" => Some(Self::SecurityKey),
+            _ => None,
+        }
+    }
+}
+
+/// A registered WebAuthn credential (a passkey or a FIDO2 security key). The
+/// store keeps what webauthn-rs needs to verify the next sign-in (`data`) as
+/// opaque JSON, and alongside it only what the store itself must look up or
+/// show: the credential id an assertion names, the owner, the kind and the
+/// user's label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebauthnCredential {
+    /// The WebAuthn credential id, unique across all users: an assertion
+    /// names only this, so it must lead to exactly one owner.
+    pub id: Vec<u8>,
+    /// The owner's `sub`.
+    pub user_id: String,
+    /// Passkey or security key.
+    pub kind: AuthenticatorKind,
+    /// The label the user gave it ("Blue YubiKey"), to tell their
+    /// authenticators apart.
+    pub name: String,
+    /// The webauthn-rs credential (`Passkey` or `SecurityKey`) as JSON,
+    /// signature counter included; opaque to the store.
+    pub data: String,
+    /// When it was registered (Unix seconds).
+    pub created_at: i64,
+    /// When it last signed someone in (Unix seconds), if ever.
+    pub last_used_at: Option<i64>,
 }
 
 /// A back-channel logout to deliver (OIDC Back-Channel Logout 1.0). Kept in
@@ -206,6 +265,26 @@ pub trait Store: Send + Sync + 'static {
     /// Take (read and delete) the pending revocation requests: user ids.
     async fn take_session_revocations(&self) -> StoreResult<Vec<String>>;
 
+    /// Register a WebAuthn credential, every field stored as given (so
+    /// `wardkey store migrate` copies one with it too). `Conflict` if a
+    /// credential with this id exists (for any user); `NotFound` if the
+    /// owner does not exist.
+    async fn add_webauthn_credential(&self, credential: &WebauthnCredential) -> StoreResult<()>;
+    /// A user's WebAuthn credentials, oldest first (ties by id); none for an
+    /// unknown user.
+    async fn webauthn_credentials(&self, user_id: &str) -> StoreResult<Vec<WebauthnCredential>>;
+    /// Look a WebAuthn credential up by its id (what a sign-in assertion
+    /// names).
+    async fn webauthn_credential(&self, id: &[u8]) -> StoreResult<Option<WebauthnCredential>>;
+    /// After a sign-in: replace the credential's `data` (webauthn-rs updates
+    /// the signature counter, so a cloned authenticator shows) and set
+    /// `last_used_at`. `NotFound` if the credential is gone.
+    async fn update_webauthn_credential(&self, id: &[u8], data: &str, used_at: i64) -> StoreResult<()>;
+    /// Remove one of a user's WebAuthn credentials. `NotFound` unless that
+    /// user holds a credential with this id, so nobody removes another
+    /// user's.
+    async fn remove_webauthn_credential(&self, user_id: &str, id: &[u8]) -> StoreResult<()>;
+
     /// Every enrolled badge, for `wardkey store migrate`.
     async fn list_badges(&self) -> StoreResult<Vec<Badge>>;
     /// Insert a user exactly as given (id, counters, timestamps) with its
@@ -223,6 +302,8 @@ pub trait Store: Send + Sync + 'static {
     /// A number that changes whenever a user, badge, workstation or client
     /// changes (a trigger bumps it in the same transaction). Nodes cache
     /// those rows for the hot path and drop the cache when it moves.
+    /// WebAuthn credentials do not move it: no node caches them, a WebAuthn
+    /// sign-in reads the store.
     async fn directory_generation(&self) -> StoreResult<i64>;
 
     /// Append an audit record.

@@ -18,7 +18,8 @@
 //! asking the database (as SQLite would) instead of failing; free text that
 //! is only recorded (audit fields, delivery errors) is stored with U+FFFD in
 //! its place. Imports (`wardkey store migrate`), which must copy every value
-//! unchanged, refuse text holding one as [`StoreError::Corrupt`].
+//! unchanged, refuse text holding one as [`StoreError::Corrupt`]; so do
+//! WebAuthn credential writes, since the same call registers and imports one.
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -37,11 +38,11 @@ use wardkey_core::workstation::Workstation;
 
 use crate::rows::{
     AUDIT_COLUMNS, BADGE_COLUMNS, CLIENT_COLUMNS, KEY_COLUMNS, LOGOUT_COLUMNS, MAX_LOGOUT_ERROR_CHARS, USER_COLUMNS,
-    WORKSTATION_COLUMNS, audit_from_row, badge_from_row, checked_count, client_from_row, column, conflict_on_unique,
-    encode_error, logout_notice_from_row, not_found_on_foreign_key, signing_key_from_row, truncate_chars,
-    user_from_row, workstation_from_row,
+    WEBAUTHN_COLUMNS, WORKSTATION_COLUMNS, audit_from_row, badge_from_row, checked_count, client_from_row, column,
+    conflict_on_unique, encode_error, logout_notice_from_row, not_found_on_foreign_key, signing_key_from_row,
+    truncate_chars, user_from_row, webauthn_credential_from_row, workstation_from_row,
 };
-use crate::{CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError, StoreResult};
+use crate::{CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError, StoreResult, WebauthnCredential};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -711,6 +712,93 @@ impl Store for PostgresStore {
             .collect::<StoreResult<Vec<String>>>()?;
         tx.commit().await?;
         Ok(user_ids)
+    }
+
+    /// An owner id holding U+0000 names no user: `NotFound`. A `name` or
+    /// `data` holding U+0000, which PostgreSQL text cannot store, is refused
+    /// as `Corrupt` before anything is written, rather than altered (this
+    /// also imports credentials, which must arrive unchanged).
+    async fn add_webauthn_credential(&self, credential: &WebauthnCredential) -> StoreResult<()> {
+        let owner_not_found = || StoreError::NotFound(format!("user id {:?}", credential.user_id));
+        if names_nothing(&credential.user_id) {
+            return Err(owner_not_found());
+        }
+        storable_import("webauthn credential", "name", &credential.name)?;
+        storable_import("webauthn credential", "data", &credential.data)?;
+        sqlx::query(&format!(
+            "INSERT INTO webauthn_credentials ({WEBAUTHN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(&credential.id)
+        .bind(&credential.user_id)
+        .bind(credential.kind.as_str())
+        .bind(&credential.name)
+        .bind(&credential.data)
+        .bind(credential.created_at)
+        .bind(credential.last_used_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(ref db) if db.is_foreign_key_violation() => owner_not_found(),
+            other => conflict_on_unique(other, "webauthn credential".to_string()),
+        })?;
+        Ok(())
+    }
+
+    async fn webauthn_credentials(&self, user_id: &str) -> StoreResult<Vec<WebauthnCredential>> {
+        if names_nothing(user_id) {
+            return Ok(Vec::new());
+        }
+        sqlx::query(&format!(
+            "SELECT {WEBAUTHN_COLUMNS} FROM webauthn_credentials WHERE user_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(webauthn_credential_from_row)
+        .collect()
+    }
+
+    async fn webauthn_credential(&self, id: &[u8]) -> StoreResult<Option<WebauthnCredential>> {
+        sqlx::query(&format!("SELECT {WEBAUTHN_COLUMNS} FROM webauthn_credentials WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(webauthn_credential_from_row)
+            .transpose()
+    }
+
+    /// `data` holding U+0000 is refused as `Corrupt`, as in
+    /// `add_webauthn_credential`.
+    async fn update_webauthn_credential(&self, id: &[u8], data: &str, used_at: i64) -> StoreResult<()> {
+        storable_import("webauthn credential", "data", data)?;
+        let done = sqlx::query("UPDATE webauthn_credentials SET data = $1, last_used_at = $2 WHERE id = $3")
+            .bind(data)
+            .bind(used_at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("webauthn credential".to_string()));
+        }
+        Ok(())
+    }
+
+    async fn remove_webauthn_credential(&self, user_id: &str, id: &[u8]) -> StoreResult<()> {
+        let not_found = || StoreError::NotFound(format!("webauthn credential of user id {user_id:?}"));
+        if names_nothing(user_id) {
+            return Err(not_found());
+        }
+        let done = sqlx::query("DELETE FROM webauthn_credentials WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found());
+        }
+        Ok(())
     }
 
     async fn list_badges(&self) -> StoreResult<Vec<Badge>> {

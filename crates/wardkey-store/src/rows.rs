@@ -19,7 +19,7 @@ use wardkey_core::keys::{SigningAlg, SigningKey};
 use wardkey_core::user::User;
 use wardkey_core::workstation::Workstation;
 
-use crate::{LogoutNotice, StoreError, StoreResult};
+use crate::{AuthenticatorKind, LogoutNotice, StoreError, StoreResult, WebauthnCredential};
 
 /// The `users` columns [`user_from_row`] reads, in the order inserts bind them.
 pub(crate) const USER_COLUMNS: &str =
@@ -33,6 +33,8 @@ pub(crate) const KEY_COLUMNS: &str = "kid, alg, private_der, created_at, retired
 pub(crate) const WORKSTATION_COLUMNS: &str = "id, name, ward, public_key, enabled, created_at, enrolled_at";
 /// The `badges` columns [`badge_from_row`] reads, in the order inserts bind them.
 pub(crate) const BADGE_COLUMNS: &str = "digest, user_id, failed_pins, created_at";
+/// The `webauthn_credentials` columns [`webauthn_credential_from_row`] reads, in the order inserts bind them.
+pub(crate) const WEBAUTHN_COLUMNS: &str = "id, user_id, kind, name, data, created_at, last_used_at";
 /// The `logout_outbox` columns [`logout_notice_from_row`] reads.
 pub(crate) const LOGOUT_COLUMNS: &str = "id, client_id, sub, sid, attempts, created_at";
 /// The `audit_log` columns [`audit_from_row`] reads, in the order inserts bind them.
@@ -98,7 +100,7 @@ where
 }
 
 /// Read a JSON text column; `parse` is `serde_json::from_str` at the type
-/// wanted (passed in so this crate needs no direct `serde` dependency).
+/// wanted.
 fn json_column<R, T>(
     row: &R,
     table: &str,
@@ -123,6 +125,18 @@ where
 {
     let text: &str = column(row, table, name)?;
     SigningAlg::parse(text).map_err(|e| StoreError::Corrupt(format!("{table}.{name}: {e}")))
+}
+
+/// Read a WebAuthn authenticator kind column.
+fn authenticator_kind_column<R>(row: &R, table: &str, name: &str) -> StoreResult<AuthenticatorKind>
+where
+    R: Row,
+    for<'n> &'n str: ColumnIndex<R>,
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let text: &str = column(row, table, name)?;
+    AuthenticatorKind::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("{table}.{name}: unknown authenticator kind {text:?}")))
 }
 
 /// A [`User`] from a row of [`USER_COLUMNS`].
@@ -229,6 +243,28 @@ where
         user_id: column(row, T, "user_id")?,
         failed_pins: count_column(row, T, "failed_pins")?,
         created_at: column(row, T, "created_at")?,
+    })
+}
+
+/// A [`WebauthnCredential`] from a row of [`WEBAUTHN_COLUMNS`].
+pub(crate) fn webauthn_credential_from_row<R>(row: &R) -> StoreResult<WebauthnCredential>
+where
+    R: Row,
+    for<'n> &'n str: ColumnIndex<R>,
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    Vec<u8>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+{
+    const T: &str = "webauthn_credentials";
+    Ok(WebauthnCredential {
+        id: column(row, T, "id")?,
+        user_id: column(row, T, "user_id")?,
+        kind: authenticator_kind_column(row, T, "kind")?,
+        name: column(row, T, "name")?,
+        data: column(row, T, "data")?,
+        created_at: column(row, T, "created_at")?,
+        last_used_at: column(row, T, "last_used_at")?,
     })
 }
 

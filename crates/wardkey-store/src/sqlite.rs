@@ -28,11 +28,11 @@ use wardkey_core::workstation::Workstation;
 
 use crate::rows::{
     AUDIT_COLUMNS, BADGE_COLUMNS, CLIENT_COLUMNS, KEY_COLUMNS, LOGOUT_COLUMNS, MAX_LOGOUT_ERROR_CHARS, USER_COLUMNS,
-    WORKSTATION_COLUMNS, audit_from_row, badge_from_row, checked_count, client_from_row, column, conflict_on_unique,
-    encode_error, logout_notice_from_row, not_found_on_foreign_key, signing_key_from_row, truncate_chars,
-    user_from_row, workstation_from_row,
+    WEBAUTHN_COLUMNS, WORKSTATION_COLUMNS, audit_from_row, badge_from_row, checked_count, client_from_row, column,
+    conflict_on_unique, encode_error, logout_notice_from_row, not_found_on_foreign_key, signing_key_from_row,
+    truncate_chars, user_from_row, webauthn_credential_from_row, workstation_from_row,
 };
-use crate::{CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError, StoreResult};
+use crate::{CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError, StoreResult, WebauthnCredential};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -673,6 +673,73 @@ impl Store for SqliteStore {
         requests.sort_by_key(|(id, _)| *id);
         let mut seen = HashSet::new();
         Ok(requests.into_iter().filter_map(|(_, user_id)| seen.insert(user_id.clone()).then_some(user_id)).collect())
+    }
+
+    async fn add_webauthn_credential(&self, credential: &WebauthnCredential) -> StoreResult<()> {
+        sqlx::query(&format!("INSERT INTO webauthn_credentials ({WEBAUTHN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"))
+            .bind(&credential.id)
+            .bind(&credential.user_id)
+            .bind(credential.kind.as_str())
+            .bind(&credential.name)
+            .bind(&credential.data)
+            .bind(credential.created_at)
+            .bind(credential.last_used_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(ref db) if db.is_foreign_key_violation() => {
+                    StoreError::NotFound(format!("user id {:?}", credential.user_id))
+                }
+                other => conflict_on_unique(other, "webauthn credential".to_string()),
+            })?;
+        Ok(())
+    }
+
+    async fn webauthn_credentials(&self, user_id: &str) -> StoreResult<Vec<WebauthnCredential>> {
+        sqlx::query(&format!(
+            "SELECT {WEBAUTHN_COLUMNS} FROM webauthn_credentials WHERE user_id = ? ORDER BY created_at, id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(webauthn_credential_from_row)
+        .collect()
+    }
+
+    async fn webauthn_credential(&self, id: &[u8]) -> StoreResult<Option<WebauthnCredential>> {
+        sqlx::query(&format!("SELECT {WEBAUTHN_COLUMNS} FROM webauthn_credentials WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(webauthn_credential_from_row)
+            .transpose()
+    }
+
+    async fn update_webauthn_credential(&self, id: &[u8], data: &str, used_at: i64) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE webauthn_credentials SET data = ?, last_used_at = ? WHERE id = ?")
+            .bind(data)
+            .bind(used_at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("webauthn credential".to_string()));
+        }
+        Ok(())
+    }
+
+    async fn remove_webauthn_credential(&self, user_id: &str, id: &[u8]) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM webauthn_credentials WHERE id = ? AND user_id = ?")
+            .bind(id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("webauthn credential of user id {user_id:?}")));
+        }
+        Ok(())
     }
 
     async fn list_badges(&self) -> StoreResult<Vec<Badge>> {

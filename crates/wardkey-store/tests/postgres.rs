@@ -11,11 +11,14 @@ mod suite;
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
-use suite::{audit, badge, client, key, new_user, notice, notice_ids, workstation};
+use suite::{audit, badge, client, key, new_user, notice, notice_ids, webauthn, workstation};
 use wardkey_core::audit::AuditEvent;
 use wardkey_core::client::ClientAuth;
 use wardkey_core::keys::SigningAlg;
-use wardkey_store::{CredentialKind, LogoutNotice, NewLogoutNotice, PostgresStore, Store, StoreError};
+use wardkey_store::{
+    AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, PostgresStore, Store, StoreError,
+    WebauthnCredential,
+};
 use wardkey_testsupport::postgres::TestPostgres;
 
 /// A store on a fresh database; the guard keeps the server alive.
@@ -219,7 +222,30 @@ async fn keys_holding_nul_name_nothing() {
     ] {
         assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     }
-    assert_eq!(store.user_by_id(&alice.id).await.unwrap(), Some(alice));
+    assert_eq!(store.user_by_id(&alice.id).await.unwrap(), Some(alice.clone()));
+
+    // WebAuthn: an owner id holding one names nobody; a label or data
+    // holding one cannot be stored unchanged, so it is refused.
+    assert!(store.webauthn_credentials(odd).await.unwrap().is_empty());
+    for err in [
+        store.add_webauthn_credential(&webauthn(&[3; 16], odd, AuthenticatorKind::Passkey, 1)).await.unwrap_err(),
+        store.remove_webauthn_credential(odd, &[3; 16]).await.unwrap_err(),
+    ] {
+        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    }
+    let passkey = webauthn(&[4; 16], &alice.id, AuthenticatorKind::Passkey, 1);
+    for bad in [
+        WebauthnCredential { name: "Blue\0YubiKey".to_string(), ..passkey.clone() },
+        WebauthnCredential { data: "{\0}".to_string(), ..passkey.clone() },
+    ] {
+        let err = store.add_webauthn_credential(&bad).await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    }
+    assert_eq!(store.webauthn_credential(&passkey.id).await.unwrap(), None);
+    store.add_webauthn_credential(&passkey).await.unwrap();
+    let err = store.update_webauthn_credential(&passkey.id, "{\0}", 2).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert_eq!(store.webauthn_credential(&passkey.id).await.unwrap(), Some(passkey));
 
     // A failed login with a strange name is still audited.
     let event = AuditEvent { detail: serde_json::json!({ "tried": "a\0b" }), ..audit(5, "login.failure\0", odd) };
@@ -228,6 +254,31 @@ async fn keys_holding_nul_name_nothing() {
     assert_eq!(kept.event, "login.failure\u{fffd}");
     assert_eq!(kept.subject, "alice\u{fffd}");
     assert_eq!(kept.detail, event.detail, "JSON escapes NUL itself");
+}
+
+/// Deleting a user deletes their WebAuthn credentials (no store call
+/// deletes users yet; the schema must already); an unknown kind is `Corrupt`.
+#[tokio::test]
+async fn webauthn_credentials_go_with_their_user_and_bad_kinds_are_corrupt() {
+    let (pg, store) = pg_store().await;
+    let alice = store.create_user(&new_user("alice"), None, 1).await.unwrap();
+    let bob = store.create_user(&new_user("bob"), None, 1).await.unwrap();
+    let alices = webauthn(&[0xa1; 16], &alice.id, AuthenticatorKind::SecurityKey, 2);
+    let bobs = webauthn(&[0xb1; 16], &bob.id, AuthenticatorKind::Passkey, 2);
+    store.add_webauthn_credential(&alices).await.unwrap();
+    store.add_webauthn_credential(&bobs).await.unwrap();
+
+    let mut side = side_connection(&pg).await;
+    sqlx::query("DELETE FROM users WHERE id = $1").bind(&alice.id).execute(&mut side).await.unwrap();
+    assert_eq!(store.webauthn_credential(&alices.id).await.unwrap(), None);
+    assert_eq!(store.webauthn_credential(&bobs.id).await.unwrap(), Some(bobs.clone()));
+
+    exec(&mut side, "ALTER TABLE webauthn_credentials DROP CONSTRAINT webauthn_credentials_kind_check").await;
+    exec(&mut side, "UPDATE webauthn_credentials SET kind = 'platform'").await;
+    let err = store.webauthn_credential(&bobs.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    let err = store.webauthn_credentials(&bob.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
 }
 
 #[tokio::test]
@@ -250,6 +301,8 @@ async fn data_survives_reopening() {
     store.server_secret("badge-key", b"first").await.unwrap();
     store.enqueue_logouts(&[notice("epr", "s", "sid")], 3, 3).await.unwrap();
     store.request_session_revocation(&erin.id, 4).await.unwrap();
+    let passkey = webauthn(&[5; 16], &erin.id, AuthenticatorKind::Passkey, 4);
+    store.add_webauthn_credential(&passkey).await.unwrap();
     let erin = store.user_by_id(&erin.id).await.unwrap().unwrap();
     store.close().await;
     assert!(store.ping().await.is_err(), "closed");
@@ -268,6 +321,7 @@ async fn data_survives_reopening() {
     assert_eq!(store.badge(&b.digest).await.unwrap(), Some(b));
     assert_eq!(store.server_secret("badge-key", b"second").await.unwrap(), b"first");
     assert_eq!(store.claim_due_logouts(3, 30, 10).await.unwrap().len(), 1);
+    assert_eq!(store.webauthn_credentials(&erin.id).await.unwrap(), [passkey]);
     assert_eq!(store.take_session_revocations().await.unwrap(), [erin.id]);
 }
 

@@ -6,10 +6,10 @@ mod suite;
 use std::path::Path;
 
 use sqlx::Connection;
-use suite::{audit, badge, client, key, new_user, notice, notice_ids, workstation};
+use suite::{audit, badge, client, key, new_user, notice, notice_ids, webauthn, workstation};
 use wardkey_core::client::ClientAuth;
 use wardkey_core::keys::SigningAlg;
-use wardkey_store::{CredentialKind, LogoutNotice, NewLogoutNotice, SqliteStore, Store, StoreError};
+use wardkey_store::{AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, SqliteStore, Store, StoreError};
 
 // ---------------------------------------------------------------------------
 // SQLite
@@ -270,6 +270,8 @@ async fn tap_data_survives_reopening() {
     store.server_secret("badge-key", b"first").await.unwrap();
     store.enqueue_logouts(&[notice("epr", "s", "sid")], 3, 3).await.unwrap();
     store.request_session_revocation(&alice.id, 4).await.unwrap();
+    let passkey = webauthn(&[5; 16], &alice.id, AuthenticatorKind::Passkey, 4);
+    store.add_webauthn_credential(&passkey).await.unwrap();
     store.close().await;
 
     let store = SqliteStore::open(&url).await.unwrap();
@@ -278,5 +280,33 @@ async fn tap_data_survives_reopening() {
     assert_eq!(store.badge(&b.digest).await.unwrap(), Some(b));
     assert_eq!(store.server_secret("badge-key", b"second").await.unwrap(), b"first");
     assert_eq!(store.claim_due_logouts(3, 30, 10).await.unwrap().len(), 1);
+    assert_eq!(store.webauthn_credentials(&alice.id).await.unwrap(), [passkey]);
     assert_eq!(store.take_session_revocations().await.unwrap(), [alice.id]);
+}
+
+/// Deleting a user deletes their WebAuthn credentials (no store call
+/// deletes users yet; the schema must already); an unknown kind is `Corrupt`.
+#[tokio::test]
+async fn webauthn_credentials_go_with_their_user_and_bad_kinds_are_corrupt() {
+    let (dir, store) = temp_file_store().await;
+    let url = file_url(&dir.path().join("wardkey.db"));
+    let alice = store.create_user(&new_user("alice"), None, 1).await.unwrap();
+    let bob = store.create_user(&new_user("bob"), None, 1).await.unwrap();
+    let alices = webauthn(&[0xa1; 16], &alice.id, AuthenticatorKind::SecurityKey, 2);
+    let bobs = webauthn(&[0xb1; 16], &bob.id, AuthenticatorKind::Passkey, 2);
+    store.add_webauthn_credential(&alices).await.unwrap();
+    store.add_webauthn_credential(&bobs).await.unwrap();
+
+    let mut side = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut side).await.unwrap();
+    sqlx::query("DELETE FROM users WHERE id = ?").bind(&alice.id).execute(&mut side).await.unwrap();
+    assert_eq!(store.webauthn_credential(&alices.id).await.unwrap(), None);
+    assert_eq!(store.webauthn_credential(&bobs.id).await.unwrap(), Some(bobs.clone()));
+
+    sqlx::query("PRAGMA ignore_check_constraints = ON").execute(&mut side).await.unwrap();
+    sqlx::query("UPDATE webauthn_credentials SET kind = 'platform'").execute(&mut side).await.unwrap();
+    let err = store.webauthn_credential(&bobs.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    let err = store.webauthn_credentials(&bob.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
 }

@@ -13,7 +13,9 @@ use wardkey_core::client::{Client, ClientAuth, GrantType};
 use wardkey_core::keys::{SigningAlg, SigningKey};
 use wardkey_core::user::{NewUser, User};
 use wardkey_core::workstation::Workstation;
-use wardkey_store::{CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError};
+use wardkey_store::{
+    AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError, WebauthnCredential,
+};
 
 // ---------------------------------------------------------------------------
 // Fixtures
@@ -69,6 +71,18 @@ pub fn workstation(id: &str, name: &str, ward: &str, created_at: i64) -> Worksta
 
 pub fn badge(digest: &[u8], user_id: &str, created_at: i64) -> Badge {
     Badge { digest: digest.to_vec(), user_id: user_id.to_string(), failed_pins: 0, created_at }
+}
+
+pub fn webauthn(id: &[u8], user_id: &str, kind: AuthenticatorKind, created_at: i64) -> WebauthnCredential {
+    WebauthnCredential {
+        id: id.to_vec(),
+        user_id: user_id.to_string(),
+        kind,
+        name: format!("key {created_at}"),
+        data: format!(r#"{{"cred":{{"counter":0,"made":{created_at}}}}}"#),
+        created_at,
+        last_used_at: None,
+    }
 }
 
 pub fn notice(client_id: &str, sub: &str, sid: &str) -> NewLogoutNotice {
@@ -505,6 +519,76 @@ pub async fn session_revocations(store: &dyn Store) {
     assert_eq!(store.take_session_revocations().await.unwrap(), ["u-3", "u-1"]);
 }
 
+pub async fn webauthn_credentials(store: &dyn Store) {
+    let alice = store.create_user(&new_user("alice"), None, 1).await.unwrap();
+    let bob = store.create_user(&new_user("bob"), None, 1).await.unwrap();
+    assert!(store.webauthn_credentials(&alice.id).await.unwrap().is_empty());
+
+    // Added newest first; listed oldest first, each user's own only.
+    let yubikey = WebauthnCredential {
+        name: "Blue YubiKey".to_string(),
+        ..webauthn(&[0x0b; 48], &alice.id, AuthenticatorKind::SecurityKey, 20)
+    };
+    let phone = webauthn(&[0x0a, 0, 0xff], &alice.id, AuthenticatorKind::Passkey, 10);
+    let bobs = webauthn(&[0xb0; 16], &bob.id, AuthenticatorKind::Passkey, 5);
+    for c in [&yubikey, &phone, &bobs] {
+        store.add_webauthn_credential(c).await.unwrap();
+    }
+    assert_eq!(store.webauthn_credentials(&alice.id).await.unwrap(), [phone.clone(), yubikey.clone()]);
+    assert_eq!(store.webauthn_credentials(&bob.id).await.unwrap(), std::slice::from_ref(&bobs));
+    assert!(store.webauthn_credentials("ghost").await.unwrap().is_empty());
+
+    assert_eq!(store.webauthn_credential(&yubikey.id).await.unwrap(), Some(yubikey.clone()));
+    assert_eq!(store.webauthn_credential(&phone.id).await.unwrap(), Some(phone.clone()));
+    assert_eq!(store.webauthn_credential(&[0x0a]).await.unwrap(), None, "a prefix is not the id");
+
+    // A credential id is registered once, to anyone; nothing changes.
+    for dup in [
+        webauthn(&phone.id, &alice.id, AuthenticatorKind::SecurityKey, 30),
+        webauthn(&phone.id, &bob.id, AuthenticatorKind::Passkey, 30),
+    ] {
+        let err = store.add_webauthn_credential(&dup).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    }
+    assert_eq!(store.webauthn_credential(&phone.id).await.unwrap(), Some(phone.clone()), "unchanged");
+
+    // The owner must exist.
+    let err = store
+        .add_webauthn_credential(&webauthn(&[0xee; 16], "ghost", AuthenticatorKind::Passkey, 30))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(store.webauthn_credential(&[0xee; 16]).await.unwrap(), None);
+
+    // A sign-in replaces the data (new signature counter) and the time of use.
+    let counted = r#"{"cred":{"counter":7}}"#;
+    store.update_webauthn_credential(&yubikey.id, counted, 100).await.unwrap();
+    let used = WebauthnCredential { data: counted.to_string(), last_used_at: Some(100), ..yubikey.clone() };
+    assert_eq!(store.webauthn_credential(&yubikey.id).await.unwrap(), Some(used.clone()));
+    assert_eq!(store.webauthn_credential(&phone.id).await.unwrap(), Some(phone.clone()), "others untouched");
+    let err = store.update_webauthn_credential(&[0xee; 16], counted, 101).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+    // Only the owner removes a credential, once.
+    let err = store.remove_webauthn_credential(&bob.id, &phone.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(store.webauthn_credential(&phone.id).await.unwrap(), Some(phone.clone()), "still alice's");
+    store.remove_webauthn_credential(&alice.id, &phone.id).await.unwrap();
+    assert_eq!(store.webauthn_credential(&phone.id).await.unwrap(), None);
+    let err = store.remove_webauthn_credential(&alice.id, &phone.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let err = store.remove_webauthn_credential("ghost", &bobs.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let err = store.update_webauthn_credential(&phone.id, counted, 102).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(store.webauthn_credentials(&alice.id).await.unwrap(), [used]);
+    assert_eq!(store.webauthn_credentials(&bob.id).await.unwrap(), [bobs]);
+
+    // A removed id can be registered again.
+    store.add_webauthn_credential(&webauthn(&phone.id, &bob.id, AuthenticatorKind::Passkey, 40)).await.unwrap();
+    assert_eq!(store.webauthn_credential(&phone.id).await.unwrap().unwrap().user_id, bob.id);
+}
+
 /// What `wardkey store migrate` does: copy every durable record of
 /// `source` into the empty `target` (keys oldest first, audit oldest first).
 async fn copy_store(source: &dyn Store, target: &dyn Store) {
@@ -516,6 +600,9 @@ async fn copy_store(source: &dyn Store, target: &dyn Store) {
             }
         }
         target.import_user(&user, &creds).await.unwrap();
+        for credential in source.webauthn_credentials(&user.id).await.unwrap() {
+            target.add_webauthn_credential(&credential).await.unwrap();
+        }
     }
     for client in source.list_clients().await.unwrap() {
         target.create_client(&client).await.unwrap();
@@ -537,8 +624,9 @@ async fn copy_store(source: &dyn Store, target: &dyn Store) {
 }
 
 /// Everything `wardkey store migrate` moves reads back from the target
-/// exactly as from the source: ids, counters, timestamps, hashes, retired
-/// keys, enrolled and disabled workstations, badges and the audit log.
+/// exactly as from the source: ids, counters, timestamps, hashes, WebAuthn
+/// credentials, retired keys, enrolled and disabled workstations, badges and
+/// the audit log.
 pub async fn migrate_round_trip(source: &dyn Store, target: &dyn Store) {
     // Users: with a password and a PIN, disabled, with failed logins, bare.
     let alice = source.create_user(&new_user("alice"), Some("$argon2id$alice-pw"), 10).await.unwrap();
@@ -551,6 +639,15 @@ pub async fn migrate_round_trip(source: &dyn Store, target: &dyn Store) {
     let dave =
         source.create_user(&NewUser { username: "dave".to_string(), ..NewUser::default() }, None, 40).await.unwrap();
     source.set_credential(&dave.id, CredentialKind::Pin, "$argon2id$dave-pin", 41).await.unwrap();
+
+    // WebAuthn credentials: used (counter moved on) and never used.
+    let alice_key = webauthn(&[0xa5; 64], &alice.id, AuthenticatorKind::SecurityKey, 12);
+    let alice_phone = webauthn(&[0xa6; 16], &alice.id, AuthenticatorKind::Passkey, 13);
+    let dave_phone = webauthn(&[0xd6; 16], &dave.id, AuthenticatorKind::Passkey, 42);
+    for c in [&alice_phone, &alice_key, &dave_phone] {
+        source.add_webauthn_credential(c).await.unwrap();
+    }
+    source.update_webauthn_credential(&alice_key.id, r#"{"cred":{"counter":3}}"#, 300).await.unwrap();
 
     for c in [
         client("epr", ClientAuth::Secret { digest: vec![0, 1, 2, 254, 255] }),
@@ -624,6 +721,27 @@ pub async fn migrate_round_trip(source: &dyn Store, target: &dyn Store) {
     assert_eq!(target.credential(&dave.id, CredentialKind::Password).await.unwrap(), None);
     // The counters carry on from where they were.
     assert_eq!(target.record_login_failure(&carol.id, 520).await.unwrap(), 3);
+
+    // WebAuthn credentials: each user's, in order, data and last use kept.
+    for user in &users {
+        let credentials = source.webauthn_credentials(&user.id).await.unwrap();
+        assert_eq!(target.webauthn_credentials(&user.id).await.unwrap(), credentials, "{}", user.username);
+        for c in &credentials {
+            assert_eq!(target.webauthn_credential(&c.id).await.unwrap().as_ref(), Some(c));
+        }
+    }
+    let moved_key = target.webauthn_credential(&alice_key.id).await.unwrap().unwrap();
+    assert_eq!(
+        moved_key,
+        WebauthnCredential {
+            data: r#"{"cred":{"counter":3}}"#.to_string(),
+            last_used_at: Some(300),
+            ..alice_key.clone()
+        }
+    );
+    assert_eq!(target.webauthn_credentials(&alice.id).await.unwrap(), [moved_key, alice_phone]);
+    assert_eq!(target.webauthn_credentials(&dave.id).await.unwrap(), [dave_phone]);
+    assert!(target.webauthn_credentials(&bob.id).await.unwrap().is_empty());
 
     let clients = source.list_clients().await.unwrap();
     assert_eq!(clients.len(), 3);
@@ -826,8 +944,13 @@ pub async fn directory_generation_moves_with_every_directory_change(store: &dyn 
     moved(store.directory_generation().await.unwrap(), "a new client");
     store.remove_client("gen-client").await.unwrap();
     moved(store.directory_generation().await.unwrap(), "a removed client");
-    // Unrelated writes leave it alone.
+    // Unrelated writes leave it alone; WebAuthn credentials are read from
+    // the store, never cached, so they are unrelated too.
     store.append_audit(&audit(5, "x", "y")).await.unwrap();
+    let passkey = webauthn(b"gen-passkey", &user.id, AuthenticatorKind::Passkey, 6);
+    store.add_webauthn_credential(&passkey).await.unwrap();
+    store.update_webauthn_credential(&passkey.id, "{}", 7).await.unwrap();
+    store.remove_webauthn_credential(&user.id, &passkey.id).await.unwrap();
     assert_eq!(store.directory_generation().await.unwrap(), last);
 }
 
@@ -840,6 +963,7 @@ macro_rules! all_cases {
             duplicate_username_conflicts,
             disable_unknown_user_is_not_found,
             credentials,
+            webauthn_credentials,
             login_failures,
             clients,
             signing_key_rotation,
