@@ -1,13 +1,15 @@
 //! Real backing services for tests. Each test starts its own `redis-server`
 //! or PostgreSQL cluster (`initdb` + `pg_ctl`) in a temporary directory on a
 //! free port and stops it when the handle drops, so tests never depend on a
-//! service someone left running and pass on a fresh machine.
+//! service someone left running and pass on a fresh machine. Browser tests
+//! get a headless Chromium the same way ([`chromium`]).
 //!
 //! Under `CI=true` a missing binary is a failure, never a skip: the README's
 //! test command installs the packages.
 
 #![warn(missing_docs)]
 
+pub mod chromium;
 pub mod postgres;
 pub mod redis;
 
