@@ -14,6 +14,12 @@ pub enum Amr {
     Hwk,
     /// User presence test.
     User,
+    /// Proof of possession of a software-secured key (a passkey: its
+    /// private key may be synced between a person's devices).
+    Swk,
+    /// More than one factor: a WebAuthn authenticator that verified the
+    /// user (its PIN or a fingerprint) on top of proving possession.
+    Mfa,
     /// A badge was tapped (a prox card UID: possession, but not proof of
     /// possession, so never `hwk`).
     Badge,
@@ -27,6 +33,8 @@ impl Amr {
             Self::Pin => "pin",
             Self::Hwk => "hwk",
             Self::User => "user",
+            Self::Swk => "swk",
+            Self::Mfa => "mfa",
             Self::Badge => "badge",
         }
     }
@@ -38,6 +46,25 @@ pub const ACR_PASSWORD: &str = "urn:wardkey:acr:pwd";
 /// authenticator, so this is still AAL1 (the PIN is the memorised secret);
 /// the enrolled workstation key adds device binding.
 pub const ACR_BADGE_PIN: &str = "urn:wardkey:acr:badge-pin";
+
+/// `acr` for a passkey with user verification (WebAuthn): a multi-factor
+/// cryptographic authenticator that resists phishing, NIST SP 800-63B AAL2
+/// (a synced key is not AAL3's hardware-bound key, §4.3.2).
+pub const ACR_PASSKEY: &str = "urn:wardkey:acr:passkey";
+/// `acr` for a FIDO2 hardware security key with user verification: a
+/// multi-factor cryptographic device whose key never leaves the hardware,
+/// NIST SP 800-63B AAL3 (§4.3).
+pub const ACR_SECURITY_KEY: &str = "urn:wardkey:acr:security-key";
+
+/// Every `acr` Wardkey issues, weakest first: a request for one is met by
+/// it or anything after it.
+pub const ACR_LEVELS: [&str; 4] = [ACR_PASSWORD, ACR_BADGE_PIN, ACR_PASSKEY, ACR_SECURITY_KEY];
+
+/// The strength of `acr` in [`ACR_LEVELS`], or `None` for a value Wardkey
+/// does not issue.
+pub fn acr_rank(acr: &str) -> Option<usize> {
+    ACR_LEVELS.iter().position(|a| *a == acr)
+}
 
 /// An SSO session, kept in the session cache under a digest of its cookie.
 /// Losing the cache logs people out and nothing else.

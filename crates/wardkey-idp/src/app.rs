@@ -42,6 +42,15 @@ pub struct Application {
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
+/// `GET /static/webauthn.js`: the passkey pages' script, cacheable for an
+/// hour (it changes only with a release).
+async fn webauthn_js() -> impl axum::response::IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        crate::pages::WEBAUTHN_JS,
+    )
+}
+
 /// Every route, with the layers that apply to all of them. Tests may call
 /// this without a socket.
 pub fn router(state: AppState) -> Router {
@@ -60,6 +69,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(oidc::browser_router())
         .merge(crate::tap::router())
+        .merge(crate::webauthn::router())
+        .route("/static/webauthn.js", get(webauthn_js))
         .merge(api)
         .merge(ops)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
@@ -67,7 +78,10 @@ pub fn router(state: AppState) -> Router {
         // RFC 9700 §4.16: no page of ours may be framed.
         .layer(static_header(
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+            // No form-action: browsers apply it to the redirect after a form
+            // post, which for /login is the application's redirect URI.
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
         ))
         .layer(static_header(header::X_FRAME_OPTIONS, "DENY"))
         // Pages carry CSRF tokens and token responses carry secrets; nothing
@@ -128,6 +142,7 @@ impl Application {
             jwks_cache: Arc::new(JwksCache::default()),
             badge_key: badge_key.into(),
             outbox: Arc::new(crate::backchannel::Outbox::default()),
+            webauthn: crate::webauthn::relying_party(&settings.issuer()),
         };
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;

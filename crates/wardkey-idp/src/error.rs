@@ -429,3 +429,82 @@ impl IntoResponse for TapApiError {
         no_store(response)
     }
 }
+
+/// A refused step of a WebAuthn ceremony (the JSON API behind the sign-in
+/// and security-key pages). `message` is shown to the person as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum WebauthnApiError {
+    /// The request is malformed.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// No signed-in session where one is needed.
+    #[error("you are not signed in (or your session has ended); sign in and try again")]
+    NotSignedIn,
+    /// The ceremony is unknown, used or timed out.
+    #[error("this request has expired; try again")]
+    Expired,
+    /// The authenticator's answer did not verify, or names no key we know.
+    #[error("{0}")]
+    Refused(String),
+    /// Passkeys are not available on this server's address.
+    #[error("passkeys need the server to be reached by a host name, not an IP address; ask IT")]
+    NotConfigured,
+    /// The cache or the store is unavailable.
+    #[error("Wardkey is temporarily unavailable; try again in a moment")]
+    Unavailable,
+}
+
+impl WebauthnApiError {
+    /// The stable code in the JSON answer.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::NotSignedIn => "not_signed_in",
+            Self::Expired => "expired",
+            Self::Refused(_) => "refused",
+            Self::NotConfigured => "not_configured",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl From<CacheError> for WebauthnApiError {
+    fn from(e: CacheError) -> Self {
+        tracing::error!(error = %e, "session cache failed");
+        Self::Unavailable
+    }
+}
+
+impl From<StoreError> for WebauthnApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failed");
+        Self::Unavailable
+    }
+}
+
+impl From<PageError> for WebauthnApiError {
+    fn from(e: PageError) -> Self {
+        match e {
+            PageError::BadRequest(m) => Self::InvalidRequest(m),
+            _ => Self::Unavailable,
+        }
+    }
+}
+
+impl IntoResponse for WebauthnApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotSignedIn | Self::Refused(_) => StatusCode::UNAUTHORIZED,
+            Self::Expired => StatusCode::GONE,
+            Self::NotConfigured => StatusCode::NOT_FOUND,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let body = serde_json::json!({"error": self.code(), "message": self.to_string()});
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        no_store(response)
+    }
+}

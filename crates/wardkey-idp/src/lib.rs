@@ -35,6 +35,7 @@ pub mod sessions;
 pub mod state;
 pub mod tap;
 pub mod tokens;
+pub mod webauthn;
 
 pub use app::{Application, router, shutdown_signal};
 pub use config::Settings;

@@ -24,7 +24,11 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:28rem;margi
 h1{font-size:1.5rem}label{display:block;margin-top:1rem;font-weight:600}\
 input[type=text],input[type=password]{width:100%;padding:.5rem;font-size:1.1rem;box-sizing:border-box}\
 button{margin-top:1.5rem;padding:.6rem 1.2rem;font-size:1.1rem;background:#005eb8;color:#fff;border:0;border-radius:4px}\
-.error{border-left:6px solid #d5281b;padding:.5rem 1rem;background:#fde8e6}";
+.error{border-left:6px solid #d5281b;padding:.5rem 1rem;background:#fde8e6}.secondary{background:#fff;color:#005eb8;border:2px solid #005eb8}table{width:100%;border-collapse:collapse}td,th{text-align:left;padding:.4rem .2rem;border-bottom:1px solid #d8dde0}select{font-size:1.1rem;padding:.4rem}";
+
+/// The script behind the passkey buttons, served as `/static/webauthn.js`
+/// (the content security policy allows same-origin scripts only).
+pub const WEBAUTHN_JS: &str = include_str!("../static/webauthn.js");
 
 fn layout(title: &str, body: &str) -> Html<String> {
     Html(format!(
@@ -36,17 +40,49 @@ fn layout(title: &str, body: &str) -> Html<String> {
     ))
 }
 
+/// How the sign-in page is offered: which ways in it shows.
+pub struct LoginOptions<'a> {
+    /// Passkeys are set up on this server (its issuer is a host name).
+    pub passkeys: bool,
+    /// The application needs more than a password; the page says so in
+    /// these words and shows no password form.
+    pub needs: Option<&'a str>,
+}
+
 /// The sign-in form. `request` is the pending authorization id (empty for a
-/// direct visit); `csrf` the anti-forgery token bound to the browser.
-pub fn login_page(username: &str, request: &str, csrf: &str, error: Option<&str>) -> Html<String> {
+/// direct visit); `csrf` the anti-forgery token bound to the browser. The
+/// passkey button comes first, shown by its script where the browser can
+/// use it; the password form works without JavaScript.
+pub fn login_page(username: &str, request: &str, csrf: &str, error: Option<&str>, with: &LoginOptions) -> Html<String> {
     let error = error
         .map(|e| format!("<div class=\"error\" role=\"alert\" id=\"login-error\"><p>{}</p></div>", escape(e)))
         .unwrap_or_default();
     let autofocus = if username.is_empty() { ("autofocus", "") } else { ("", "autofocus") };
+    let or = if with.needs.is_none() { "<p>Or sign in with your username and password:</p>" } else { "" };
+    let passkey = if with.passkeys {
+        format!(
+            "<section id=\"passkey-sign-in\" data-request=\"{request}\" hidden>\
+<button type=\"button\">Sign in with a passkey or security key</button>\
+<div class=\"error\" role=\"alert\" id=\"passkey-error\" tabindex=\"-1\" hidden><p></p></div>\
+{or}</section><script src=\"/static/webauthn.js\" defer></script>",
+            request = escape(request)
+        )
+    } else {
+        String::new()
+    };
+    if let Some(needs) = with.needs {
+        let unavailable = if with.passkeys {
+            ""
+        } else {
+            "<p>Passkeys and security keys are not available on this server's address: call the IT service desk.</p>"
+        };
+        let body = format!("<h1>Sign in</h1><p id=\"needs\">{}</p>{error}{passkey}{unavailable}", escape(needs));
+        return layout("Sign in", &body);
+    }
     layout(
         "Sign in",
         &format!(
-            "<h1>Sign in</h1>{error}\
+            "<h1>Sign in</h1>{error}{passkey}\
 <form method=\"post\" action=\"/login\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
 <input type=\"hidden\" name=\"request\" value=\"{request}\">\
@@ -60,6 +96,89 @@ pub fn login_page(username: &str, request: &str, csrf: &str, error: Option<&str>
             username = escape(username),
             a1 = autofocus.0,
             a2 = autofocus.1,
+        ),
+    )
+}
+
+/// One row of the keys page.
+pub struct KeyRow {
+    /// Credential id, base64url.
+    pub id: String,
+    /// The name its owner gave it.
+    pub name: String,
+    /// Passkey or security key.
+    pub kind: wardkey_store::AuthenticatorKind,
+    /// When it was added (Unix seconds).
+    pub created_at: i64,
+    /// When it last signed in.
+    pub last_used_at: Option<i64>,
+}
+
+fn date(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The account page for passkeys and security keys: what is registered,
+/// a form to add one (driven by the script) and a button to remove each.
+pub fn keys_page(username: &str, keys: &[KeyRow], csrf: &str, enabled: bool) -> Html<String> {
+    let rows: String = keys
+        .iter()
+        .map(|k| {
+            let kind = match k.kind {
+                wardkey_store::AuthenticatorKind::Passkey => "Passkey",
+                wardkey_store::AuthenticatorKind::SecurityKey => "Security key",
+            };
+            format!(
+                "<tr><td>{name}</td><td>{kind}</td><td>{added}</td><td>{used}</td><td>\
+<form method=\"post\" action=\"/account/keys/revoke\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<input type=\"hidden\" name=\"id\" value=\"{id}\"><button type=\"submit\" class=\"secondary\" \
+aria-label=\"Remove {name}\">Remove</button></form></td></tr>",
+                name = escape(&k.name),
+                added = date(k.created_at),
+                used = k.last_used_at.map(date).unwrap_or_else(|| "never".into()),
+                csrf = escape(csrf),
+                id = escape(&k.id),
+            )
+        })
+        .collect();
+    let table = if keys.is_empty() {
+        "<p id=\"no-keys\">You have no passkeys or security keys yet.</p>".to_string()
+    } else {
+        format!(
+            "<table><caption>Your keys</caption><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Kind</th>\
+<th scope=\"col\">Added</th><th scope=\"col\">Last used</th><th scope=\"col\"><span hidden>Remove</span></th></tr></thead>\
+<tbody>{rows}</tbody></table>"
+        )
+    };
+    let add = if enabled {
+        "<h2>Add a key</h2><form id=\"add-key\"><label for=\"key-name\">Name</label>\
+<input type=\"text\" id=\"key-name\" name=\"name\" maxlength=\"64\" required placeholder=\"e.g. Blue YubiKey\">\
+<label for=\"key-kind\">Kind</label><select id=\"key-kind\" name=\"kind\">\
+<option value=\"passkey\">Passkey (this device, or your phone)</option>\
+<option value=\"security_key\">Security key or FIDO2 badge (plugged in or tapped)</option></select>\
+<button type=\"submit\">Add the key</button></form>\
+<div class=\"error\" role=\"alert\" id=\"key-error\" tabindex=\"-1\" hidden><p></p></div>\
+<script src=\"/static/webauthn.js\" defer></script>"
+    } else {
+        "<p>Passkeys are not available on this server's address. Ask the IT service desk.</p>"
+    };
+    layout(
+        "Passkeys and security keys",
+        &format!(
+            "<h1>Passkeys and security keys</h1><p>Signed in as {user}. A passkey or security key signs you in \
+with one touch, and cannot be phished.</p>{table}{add}",
+            user = escape(username)
         ),
     )
 }
@@ -102,8 +221,26 @@ mod tests {
 
     #[test]
     fn escapes_hostile_values() {
-        let page = login_page("\"><script>alert(1)</script>", "r", "c", Some("<b>"));
+        let with = LoginOptions { passkeys: true, needs: None };
+        let page = login_page("\"><script>alert(1)</script>", "\"><x", "c", Some("<b>"), &with);
         assert!(!page.0.contains("<script>alert"));
         assert!(page.0.contains("&lt;b&gt;"));
+        assert!(!page.0.contains("\"><x"));
+        let row = KeyRow {
+            id: "a\"b".into(),
+            name: "<i>".into(),
+            kind: wardkey_store::AuthenticatorKind::Passkey,
+            created_at: 0,
+            last_used_at: None,
+        };
+        let page = keys_page("<u>", &[row], "c", true);
+        assert!(!page.0.contains("<i>") && !page.0.contains("<u>") && !page.0.contains("a\"b"));
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(1_796_083_200), "2026-12-01");
+        assert_eq!(date(951_782_400), "2000-02-29");
     }
 }

@@ -93,6 +93,10 @@ pub struct PendingAuthorization {
     pub code_challenge: String,
     /// `login_hint`, to prefill the username.
     pub login_hint: Option<String>,
+    /// The weakest `acr` the application accepts (from `acr_values`): a
+    /// session below it must step up first.
+    #[serde(default)]
+    pub min_acr: Option<String>,
 }
 
 /// An issued authorization code, keyed by its digest.
@@ -190,6 +194,10 @@ pub mod keys {
     /// A session ticket by digest.
     pub fn ticket(digest: &str) -> String {
         format!("ticket:{digest}")
+    }
+    /// A WebAuthn ceremony between its start and finish.
+    pub fn webauthn_ceremony(id: &str) -> String {
+        format!("webauthn:{id}")
     }
     /// A tap waiting for its PIN.
     pub fn pending_tap(id: &str) -> String {

@@ -40,6 +40,8 @@ pub struct AppState {
     pub badge_key: Arc<[u8]>,
     /// Wakes the back-channel logout delivery task.
     pub outbox: Arc<crate::backchannel::Outbox>,
+    /// The WebAuthn relying party, when the issuer has a host name.
+    pub webauthn: Option<Arc<webauthn_rs::prelude::Webauthn>>,
 }
 
 impl AppState {

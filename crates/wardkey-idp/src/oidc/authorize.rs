@@ -14,7 +14,7 @@ use url::Url;
 use wardkey_core::client::GrantType;
 use wardkey_core::pkce::{self, ChallengeError};
 use wardkey_core::secret::random_token;
-use wardkey_core::session::Session;
+use wardkey_core::session::{ACR_PASSWORD, ACR_SECURITY_KEY, Session, acr_rank};
 
 use crate::cookies::CookieName;
 use crate::error::PageError;
@@ -22,6 +22,35 @@ use crate::params::Params;
 use crate::sessions::{CodeRecord, Grant, PendingAuthorization};
 use crate::state::AppState;
 use crate::tokens::filter_scope;
+
+/// Whether a session at `acr` satisfies an application that asked for at
+/// least `min` (`None`: anything does).
+pub fn acr_meets(acr: &str, min: Option<&str>) -> bool {
+    match min.and_then(acr_rank) {
+        None => true,
+        Some(min) => acr_rank(acr).is_some_and(|a| a >= min),
+    }
+}
+
+/// The weakest of the `acr_values` Wardkey knows (OIDC Core §3.1.2.1: any
+/// one of them will do); unknown values are ignored.
+fn requested_acr(acr_values: Option<&str>) -> Option<String> {
+    acr_values?.split(' ').filter_map(|a| acr_rank(a).map(|r| (r, a))).min_by_key(|(r, _)| *r).map(|(_, a)| a.into())
+}
+
+/// What the sign-in page tells a person whose application needs more than a
+/// password (`None` when a password will do).
+pub fn needs_words(min: Option<&str>) -> Option<&'static str> {
+    if acr_meets(ACR_PASSWORD, min) {
+        None
+    } else if min == Some(ACR_SECURITY_KEY) {
+        Some(
+            "This application needs you to sign in with a hardware security key or FIDO2 badge that checks your PIN or fingerprint.",
+        )
+    } else {
+        Some("This application needs you to sign in with a passkey or a security key.")
+    }
+}
 
 /// A 303 See Other: after a POST the browser must follow with GET (RFC 9700
 /// §4.12), and it is correct after a GET too.
@@ -165,12 +194,14 @@ async fn validate_and_decide(
         None => None,
     };
     let scope = filter_scope(params.get("scope").unwrap_or(""));
+    let min_acr = requested_acr(params.get("acr_values"));
 
     let session = current_session(state, headers).await.map_err(|e| e.into_response())?;
     let now = state.now();
     let fresh_enough = |s: &Session| max_age.is_none_or(|m| now - s.auth_time <= i64::from(m));
     let force_login = prompts.contains(&"login") || prompts.contains(&"select_account");
-    let usable = session.filter(|s| !force_login && fresh_enough(s));
+    // A session below the requested acr steps up rather than being used.
+    let usable = session.filter(|s| !force_login && fresh_enough(s) && acr_meets(&s.acr, min_acr.as_deref()));
 
     let pending = PendingAuthorization {
         client_id: client.client_id.clone(),
@@ -180,6 +211,7 @@ async fn validate_and_decide(
         nonce: params.get("nonce").map(str::to_string),
         code_challenge: challenge.unwrap_or_default().to_string(),
         login_hint: params.get("login_hint").map(str::to_string),
+        min_acr,
     };
     match usable {
         Some(session) => Ok(complete(state, &pending, &session).await),

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::state::AppState;
 use crate::tokens::SUPPORTED_SCOPES;
-use wardkey_core::session::{ACR_BADGE_PIN, ACR_PASSWORD};
+use wardkey_core::session::ACR_LEVELS;
 
 /// `GET /.well-known/openid-configuration`: only what the server really does.
 pub async fn configuration(State(state): State<AppState>) -> Json<Value> {
@@ -35,7 +35,7 @@ pub async fn configuration(State(state): State<AppState>) -> Json<Value> {
         "scopes_supported": SUPPORTED_SCOPES,
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "acr", "amr", "at_hash",
             "name", "preferred_username", "email", "email_verified", "roles"],
-        "acr_values_supported": [ACR_PASSWORD, ACR_BADGE_PIN],
+        "acr_values_supported": ACR_LEVELS,
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "claims_parameter_supported": false,

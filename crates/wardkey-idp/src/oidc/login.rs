@@ -21,7 +21,7 @@ use crate::password::backoff_seconds;
 use crate::sessions::{PendingAuthorization, get_json, keys, put_json, take_json};
 use crate::state::AppState;
 
-use super::authorize::{complete, see_other};
+use super::authorize::{complete, needs_words, see_other};
 
 /// Bounds the per-username "check in progress" marker if a node dies
 /// mid-check.
@@ -31,10 +31,19 @@ const UNKNOWN_USER_WINDOW: std::time::Duration = std::time::Duration::from_secs(
 
 const EXPIRED: &str = "This sign-in page has expired. Go back to the application and start signing in again.";
 
-/// Render the form with a fresh CSRF token bound to this browser.
-fn render(state: &AppState, status: StatusCode, username: &str, request: &str, error: Option<&str>) -> Response {
+/// Render the form with a fresh CSRF token bound to this browser, for an
+/// application that needs at least `min_acr`.
+fn render(
+    state: &AppState,
+    status: StatusCode,
+    username: &str,
+    request: &str,
+    error: Option<&str>,
+    min_acr: Option<&str>,
+) -> Response {
     let csrf = random_token(32);
-    let mut response = (status, pages::login_page(username, request, &csrf, error)).into_response();
+    let with = pages::LoginOptions { passkeys: state.webauthn.is_some(), needs: needs_words(min_acr) };
+    let mut response = (status, pages::login_page(username, request, &csrf, error, &with)).into_response();
     state.set_cookie(response.headers_mut(), CookieName::Csrf, &csrf);
     response
 }
@@ -46,14 +55,18 @@ pub async fn form(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
         .and_then(|p| p.get("request").map(str::to_string))
         .unwrap_or_default();
     let mut hint = String::new();
+    let mut min_acr = None;
     if !request.is_empty() {
         match get_json::<PendingAuthorization>(state.cache.as_ref(), &keys::pending(&request)).await {
-            Ok(Some(p)) => hint = p.login_hint.unwrap_or_default(),
+            Ok(Some(p)) => {
+                hint = p.login_hint.unwrap_or_default();
+                min_acr = p.min_acr;
+            }
             Ok(None) => return PageError::BadRequest(EXPIRED.into()).into_response(),
             Err(e) => return PageError::from(e).into_response(),
         }
     }
-    render(&state, StatusCode::OK, &hint, &request, None)
+    render(&state, StatusCode::OK, &hint, &request, None, min_acr.as_deref())
 }
 
 /// What a password check concluded.
@@ -86,6 +99,7 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Byt
             username,
             request,
             Some("This form had expired or did not come from this page. Please sign in again."),
+            None,
         );
     }
     let pending = if request.is_empty() {
@@ -97,12 +111,18 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Byt
             Err(e) => return PageError::from(e).into_response(),
         }
     };
+    let min_acr = pending.as_ref().and_then(|p| p.min_acr.clone());
+    let min_acr = min_acr.as_deref();
+    if let Some(needs) = needs_words(min_acr) {
+        return render(&state, StatusCode::FORBIDDEN, username, request, Some(needs), min_acr);
+    }
     let password = params.get("password").unwrap_or("");
     if username.is_empty() || password.is_empty() {
-        return render(&state, StatusCode::BAD_REQUEST, username, request, Some("Enter your username and password."));
+        let error = Some("Enter your username and password.");
+        return render(&state, StatusCode::BAD_REQUEST, username, request, error, min_acr);
     }
     if password.len() > 1024 {
-        return render(&state, StatusCode::BAD_REQUEST, username, request, Some("That password is too long."));
+        return render(&state, StatusCode::BAD_REQUEST, username, request, Some("That password is too long."), min_acr);
     }
 
     let verdict = match check_password(&state, username, password).await {
@@ -134,7 +154,7 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Byt
         ),
     };
     Metrics::count(&state.metrics.logins, outcome);
-    let mut response = render(&state, status, username, request, Some(&message));
+    let mut response = render(&state, status, username, request, Some(&message), min_acr);
     if let Verdict::Throttled(wait) = verdict
         && let Ok(v) = HeaderValue::from_str(&wait.to_string())
     {

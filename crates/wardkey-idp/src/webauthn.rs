@@ -1,0 +1,517 @@
+//! WebAuthn Level 2 with webauthn-rs: passkeys and FIDO2 security keys,
+//! added on the account page (`/account/keys`) and used on the sign-in page
+//! ("Sign in with a passkey or security key"), including as a step-up when an
+//! application asks for a stronger `acr`.
+//!
+//! Ceremonies are two JSON calls each (start, finish). The state between them
+//! (the challenge) lives in the session cache under a random id for
+//! [`CEREMONY_TTL`] and is taken atomically at finish, so a challenge can be
+//! answered once (WebAuthn L2 §13.4.3). Credentials are registered as
+//! discoverable (resident) so that sign-in needs no username; user
+//! verification (the authenticator's PIN or fingerprint) is required for the
+//! multi-factor `acr` values. Signature-counter regressions are refused and
+//! audited as a possibly cloned authenticator (§6.1.1, §7.2 step 21).
+//!
+//! The relying party id is the issuer's host name: WebAuthn is unavailable
+//! when the issuer is an IP address (browsers refuse IP rp ids).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use url::Url;
+use wardkey_core::audit::AuditEvent;
+use wardkey_core::secret::{constant_time_eq, digest, random_token};
+use wardkey_core::session::{ACR_PASSKEY, ACR_SECURITY_KEY, Amr, Session};
+use wardkey_core::user::User;
+use wardkey_store::{AuthenticatorKind, StoreError, WebauthnCredential};
+use webauthn_rs::prelude::{
+    AuthenticatorAttachment, DiscoverableAuthentication, Passkey, PasskeyRegistration, PublicKeyCredential,
+    RegisterPublicKeyCredential, SecurityKey, SecurityKeyRegistration, Uuid, Webauthn, WebauthnBuilder, WebauthnError,
+};
+
+use crate::cookies::CookieName;
+use crate::error::{PageError, WebauthnApiError};
+use crate::oidc::authorize::{complete, current_session};
+use crate::pages;
+use crate::sessions::{PendingAuthorization, get_json, keys, put_json, take_json};
+use crate::state::AppState;
+
+/// How long a started ceremony can be finished: time to find the key and
+/// touch it, not more.
+pub const CEREMONY_TTL: Duration = Duration::from_secs(300);
+
+/// The relying party for `public_url`, or `None` (with a warning) when its
+/// host is not a domain name.
+pub fn relying_party(public_url: &str) -> Option<Arc<Webauthn>> {
+    let url = Url::parse(public_url).ok()?;
+    let Some(host) = url.domain() else {
+        tracing::warn!(public_url, "passkeys are off: the issuer's host is an IP address, which WebAuthn refuses");
+        return None;
+    };
+    match WebauthnBuilder::new(host, &url).and_then(|b| b.rp_name("Wardkey").build()) {
+        Ok(w) => Some(Arc::new(w)),
+        Err(e) => {
+            tracing::warn!(public_url, error = %e, "passkeys are off");
+            None
+        }
+    }
+}
+
+/// A user's WebAuthn user handle: derived from the user id, so nothing else
+/// is stored and no personal data reaches the authenticator.
+pub fn user_handle(user_id: &str) -> Uuid {
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest(user_id)[..16]);
+    Uuid::from_bytes(bytes)
+}
+
+/// The `acr` and `amr` a sign-in with a key of `kind` reaches.
+pub fn assurance(kind: AuthenticatorKind) -> (&'static str, Vec<Amr>) {
+    match kind {
+        AuthenticatorKind::Passkey => (ACR_PASSKEY, vec![Amr::Swk, Amr::Mfa]),
+        AuthenticatorKind::SecurityKey => (ACR_SECURITY_KEY, vec![Amr::Hwk, Amr::Mfa]),
+    }
+}
+
+/// The routes: the account page and the two ceremonies.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/account/keys", get(keys_page))
+        .route("/account/keys/revoke", post(revoke))
+        .route("/account/keys/register/start", post(register_start))
+        .route("/account/keys/register/finish", post(register_finish))
+        .route("/webauthn/login/start", post(login_start))
+        .route("/webauthn/login/finish", post(login_finish))
+}
+
+/// A registration between start and finish.
+#[derive(Serialize, Deserialize)]
+struct Registration {
+    user_id: String,
+    name: String,
+    pending: PendingKey,
+}
+
+#[derive(Serialize, Deserialize)]
+enum PendingKey {
+    Passkey(PasskeyRegistration),
+    SecurityKey(SecurityKeyRegistration),
+}
+
+/// A sign-in between start and finish.
+#[derive(Serialize, Deserialize)]
+struct Login {
+    /// The pending authorization it completes ("" for a direct sign-in).
+    request: String,
+    state: DiscoverableAuthentication,
+}
+
+/// A stored credential, decoded.
+enum StoredKey {
+    Passkey(Passkey),
+    SecurityKey(SecurityKey),
+}
+
+impl StoredKey {
+    fn decode(credential: &WebauthnCredential) -> Option<Self> {
+        match credential.kind {
+            AuthenticatorKind::Passkey => serde_json::from_str(&credential.data).ok().map(Self::Passkey),
+            AuthenticatorKind::SecurityKey => serde_json::from_str(&credential.data).ok().map(Self::SecurityKey),
+        }
+    }
+
+    fn encode(&self) -> String {
+        match self {
+            Self::Passkey(k) => serde_json::to_string(k),
+            Self::SecurityKey(k) => serde_json::to_string(k),
+        }
+        .unwrap_or_default()
+    }
+}
+
+fn relying(state: &AppState) -> Result<&Webauthn, WebauthnApiError> {
+    state.webauthn.as_deref().ok_or(WebauthnApiError::NotConfigured)
+}
+
+/// Decode a JSON body. Only `application/json` is accepted: a cross-site
+/// page cannot send that without a CORS preflight, which these routes never
+/// grant, so the content type doubles as the CSRF defence (with the
+/// `SameSite` session cookie).
+fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, WebauthnApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
+    if !is_json {
+        return Err(WebauthnApiError::InvalidRequest("send the request as application/json".into()));
+    }
+    serde_json::from_slice(body).map_err(|e| WebauthnApiError::InvalidRequest(format!("the request is not valid: {e}")))
+}
+
+async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<(Session, User), WebauthnApiError> {
+    let session = current_session(state, headers).await?.ok_or(WebauthnApiError::NotSignedIn)?;
+    let user = state.store.user_by_id(&session.user_id).await?.ok_or(WebauthnApiError::NotSignedIn)?;
+    Ok((session, user))
+}
+
+async fn audit(state: &AppState, event: &str, user: &User, detail: Value) {
+    let record = AuditEvent {
+        at: state.now(),
+        event: event.into(),
+        actor: user.username.clone(),
+        subject: user.username.clone(),
+        detail,
+    };
+    if let Err(e) = state.store.append_audit(&record).await {
+        tracing::error!(error = %e, event, "audit write failed");
+    }
+}
+
+/// Ask for a discoverable credential with user verification: passkeys
+/// then sign in without a username, and the key checks its PIN or
+/// fingerprint (webauthn-rs asks for "discouraged" resident keys).
+fn require_discoverable(mut options: Value) -> Value {
+    if let Some(selection) = options.pointer_mut("/publicKey/authenticatorSelection").and_then(Value::as_object_mut) {
+        selection.insert("residentKey".into(), "required".into());
+        selection.insert("requireResidentKey".into(), true.into());
+        selection.insert("userVerification".into(), "required".into());
+    }
+    options
+}
+
+#[derive(Deserialize)]
+struct RegisterStart {
+    kind: AuthenticatorKind,
+    name: String,
+}
+
+/// `POST /account/keys/register/start`: `{kind, name}` → `{ceremony, options}`.
+async fn register_start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, WebauthnApiError> {
+    let request: RegisterStart = json_body(&headers, &body)?;
+    let webauthn = relying(&state)?;
+    let (_, user) = signed_in(&state, &headers).await?;
+    let name = request.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(WebauthnApiError::InvalidRequest("give the key a name of 1 to 64 ordinary characters".into()));
+    }
+    let existing = state.store.webauthn_credentials(&user.id).await?;
+    let exclude = Some(existing.iter().map(|c| c.id.clone()).collect());
+    let display = user.name.clone().unwrap_or_else(|| user.username.clone());
+    let handle = user_handle(&user.id);
+    let refused = |e: WebauthnError| WebauthnApiError::InvalidRequest(format!("cannot start: {e}"));
+    let (options, pending) = match request.kind {
+        AuthenticatorKind::Passkey => {
+            let (options, s) =
+                webauthn.start_passkey_registration(handle, &user.username, &display, exclude).map_err(refused)?;
+            (options, PendingKey::Passkey(s))
+        }
+        AuthenticatorKind::SecurityKey => {
+            let attachment = Some(AuthenticatorAttachment::CrossPlatform);
+            let (options, s) = webauthn
+                .start_securitykey_registration(handle, &user.username, &display, exclude, None, attachment)
+                .map_err(refused)?;
+            (options, PendingKey::SecurityKey(s))
+        }
+    };
+    let ceremony = random_token(24);
+    let record = Registration { user_id: user.id.clone(), name, pending };
+    put_json(state.cache.as_ref(), &keys::webauthn_ceremony(&ceremony), &record, CEREMONY_TTL).await?;
+    let options = require_discoverable(serde_json::to_value(options).unwrap_or_default());
+    Ok(Json(json!({"ceremony": ceremony, "options": options})))
+}
+
+#[derive(Deserialize)]
+struct RegisterFinish {
+    ceremony: String,
+    credential: RegisterPublicKeyCredential,
+}
+
+/// `POST /account/keys/register/finish`: stores the new credential.
+async fn register_finish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, WebauthnApiError> {
+    let request: RegisterFinish = json_body(&headers, &body)?;
+    let webauthn = relying(&state)?;
+    let (_, user) = signed_in(&state, &headers).await?;
+    let record: Registration = take_json(state.cache.as_ref(), &keys::webauthn_ceremony(&request.ceremony))
+        .await?
+        .ok_or(WebauthnApiError::Expired)?;
+    if record.user_id != user.id {
+        return Err(WebauthnApiError::Expired);
+    }
+    let refused = |e: WebauthnError| {
+        tracing::info!(error = %e, "key registration refused");
+        WebauthnApiError::Refused(format!("the key's answer could not be verified ({e}); try again"))
+    };
+    let (kind, key) = match &record.pending {
+        PendingKey::Passkey(s) => (
+            AuthenticatorKind::Passkey,
+            StoredKey::Passkey(webauthn.finish_passkey_registration(&request.credential, s).map_err(refused)?),
+        ),
+        PendingKey::SecurityKey(s) => (
+            AuthenticatorKind::SecurityKey,
+            StoredKey::SecurityKey(webauthn.finish_securitykey_registration(&request.credential, s).map_err(refused)?),
+        ),
+    };
+    let id = match &key {
+        StoredKey::Passkey(k) => k.cred_id().to_vec(),
+        StoredKey::SecurityKey(k) => k.cred_id().to_vec(),
+    };
+    let credential = WebauthnCredential {
+        id: id.clone(),
+        user_id: user.id.clone(),
+        kind,
+        name: record.name.clone(),
+        data: key.encode(),
+        created_at: state.now(),
+        last_used_at: None,
+    };
+    match state.store.add_webauthn_credential(&credential).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            return Err(WebauthnApiError::Refused("this key is already registered".into()));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let id = URL_SAFE_NO_PAD.encode(&id);
+    audit(&state, "webauthn.register", &user, json!({"credential": id, "kind": kind, "name": record.name})).await;
+    Ok(Json(json!({"id": id, "kind": kind, "name": record.name})))
+}
+
+#[derive(Deserialize)]
+struct LoginStart {
+    #[serde(default)]
+    request: String,
+}
+
+/// `POST /webauthn/login/start`: `{request}` → `{ceremony, options}`.
+async fn login_start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, WebauthnApiError> {
+    let request: LoginStart = json_body(&headers, &body)?;
+    let webauthn = relying(&state)?;
+    if !request.request.is_empty()
+        && get_json::<PendingAuthorization>(state.cache.as_ref(), &keys::pending(&request.request)).await?.is_none()
+    {
+        return Err(WebauthnApiError::Expired);
+    }
+    let (mut options, login) = webauthn
+        .start_discoverable_authentication()
+        .map_err(|e| WebauthnApiError::InvalidRequest(format!("cannot start: {e}")))?;
+    // A button press, not autofill: the browser shows its own key prompt.
+    options.mediation = None;
+    let ceremony = random_token(24);
+    let record = Login { request: request.request, state: login };
+    put_json(state.cache.as_ref(), &keys::webauthn_ceremony(&ceremony), &record, CEREMONY_TTL).await?;
+    let mut options = serde_json::to_value(options).unwrap_or_default();
+    if let Some(public_key) = options.get_mut("publicKey").and_then(Value::as_object_mut) {
+        public_key.insert("userVerification".into(), "required".into());
+    }
+    Ok(Json(json!({"ceremony": ceremony, "options": options})))
+}
+
+#[derive(Deserialize)]
+struct LoginFinish {
+    ceremony: String,
+    credential: PublicKeyCredential,
+}
+
+/// `POST /webauthn/login/finish`: signs in (or steps up the session this
+/// browser has) and answers `{redirect}`: where the page goes next.
+async fn login_finish(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    match finish_login(&state, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn finish_login(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, WebauthnApiError> {
+    let request: LoginFinish = json_body(headers, body)?;
+    let webauthn = relying(state)?;
+    let login: Login = take_json(state.cache.as_ref(), &keys::webauthn_ceremony(&request.ceremony))
+        .await?
+        .ok_or(WebauthnApiError::Expired)?;
+    let unknown = || WebauthnApiError::Refused("this key is not registered with Wardkey".into());
+    let (handle, credential_id) =
+        webauthn.identify_discoverable_authentication(&request.credential).map_err(|_| unknown())?;
+    let mut stored = state.store.webauthn_credential(credential_id).await?.ok_or_else(unknown)?;
+    if user_handle(&stored.user_id) != handle {
+        return Err(unknown());
+    }
+    let user = state.store.user_by_id(&stored.user_id).await?.ok_or_else(unknown)?;
+    if user.disabled {
+        return Err(WebauthnApiError::Refused("this account is disabled; call the IT service desk".into()));
+    }
+    let mut key = StoredKey::decode(&stored).ok_or_else(unknown)?;
+    let verified = match &key {
+        StoredKey::Passkey(k) => webauthn.finish_discoverable_authentication_v2(&request.credential, login.state, k),
+        StoredKey::SecurityKey(k) => {
+            webauthn.finish_discoverable_authentication_v2(&request.credential, login.state, k)
+        }
+    };
+    let result = match verified {
+        Ok(r) => r,
+        Err(WebauthnError::CredentialPossibleCompromise) => {
+            let id = URL_SAFE_NO_PAD.encode(&stored.id);
+            audit(state, "webauthn.cloned_suspected", &user, json!({"credential": id})).await;
+            return Err(WebauthnApiError::Refused(
+                "this key's signature counter went backwards, so it may have been copied; it cannot be used \
+                 until the IT service desk has checked it"
+                    .into(),
+            ));
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "key sign-in refused");
+            return Err(WebauthnApiError::Refused(format!("the key's answer could not be verified ({e})")));
+        }
+    };
+    if !result.user_verified() {
+        return Err(WebauthnApiError::Refused(
+            "the key did not check your PIN or fingerprint; set one up on the key and try again".into(),
+        ));
+    }
+    match &mut key {
+        StoredKey::Passkey(k) => k.update_credential(&result),
+        StoredKey::SecurityKey(k) => k.update_credential(&result),
+    };
+    stored.data = key.encode();
+    state.store.update_webauthn_credential(&stored.id, &stored.data, state.now()).await?;
+
+    let (acr, amr) = assurance(stored.kind);
+    let pending = match login.request.as_str() {
+        "" => None,
+        id => Some(
+            take_json::<PendingAuthorization>(state.cache.as_ref(), &keys::pending(id))
+                .await?
+                .ok_or(WebauthnApiError::Expired)?,
+        ),
+    };
+    if let Some(p) = &pending
+        && !crate::oidc::authorize::acr_meets(acr, p.min_acr.as_deref())
+    {
+        return Err(WebauthnApiError::Refused(
+            "this application needs a hardware security key: a passkey is not enough here".into(),
+        ));
+    }
+    // Step-up: the same person with a session in this browser keeps it,
+    // with the new authentication recorded (OIDC Core §3.1.2.1: auth_time,
+    // acr and amr describe the latest one).
+    let existing = current_session(state, headers).await?.filter(|s| s.user_id == user.id);
+    let (session, cookie) = match existing {
+        Some(s) => match state.reauthenticate(&s.sid, amr.clone(), acr).await? {
+            Some(s) => (s, None),
+            None => fresh_session(state, &user, amr.clone(), acr).await?,
+        },
+        None => fresh_session(state, &user, amr.clone(), acr).await?,
+    };
+    let id = URL_SAFE_NO_PAD.encode(&stored.id);
+    audit(state, "login.success", &user, json!({"sid": session.sid, "amr": amr, "credential": id})).await;
+    let redirect = match &pending {
+        Some(p) => {
+            let completed = complete(state, p, &session).await;
+            match completed.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()) {
+                Some(location) => location.to_string(),
+                None => return Ok(completed),
+            }
+        }
+        None => "/account/keys".to_string(),
+    };
+    let mut response = Json(json!({"redirect": redirect})).into_response();
+    if let Some(cookie) = cookie {
+        state.set_cookie(response.headers_mut(), CookieName::Session, &cookie);
+    }
+    Ok(response)
+}
+
+async fn fresh_session(
+    state: &AppState,
+    user: &User,
+    amr: Vec<Amr>,
+    acr: &str,
+) -> Result<(Session, Option<String>), WebauthnApiError> {
+    let (cookie, session) = state.create_session(&user.id, amr, acr).await?;
+    Ok((session, Some(cookie)))
+}
+
+/// `GET /account/keys`: the signed-in person's passkeys and security keys,
+/// with a form to add one and a button to remove each.
+async fn keys_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (_, user) = match signed_in(&state, &headers).await {
+        Ok(s) => s,
+        Err(WebauthnApiError::NotSignedIn) => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                pages::message_page("Sign in first", "Sign in to Wardkey, then come back to this page."),
+            )
+                .into_response();
+        }
+        Err(_) => return PageError::Unavailable.into_response(),
+    };
+    let credentials = match state.store.webauthn_credentials(&user.id).await {
+        Ok(c) => c,
+        Err(e) => return PageError::from(e).into_response(),
+    };
+    let csrf = random_token(32);
+    let listed: Vec<pages::KeyRow> = credentials
+        .iter()
+        .map(|c| pages::KeyRow {
+            id: URL_SAFE_NO_PAD.encode(&c.id),
+            name: c.name.clone(),
+            kind: c.kind,
+            created_at: c.created_at,
+            last_used_at: c.last_used_at,
+        })
+        .collect();
+    let enabled = state.webauthn.is_some();
+    let mut response = pages::keys_page(&user.username, &listed, &csrf, enabled).into_response();
+    state.set_cookie(response.headers_mut(), CookieName::Csrf, &csrf);
+    response
+}
+
+/// `POST /account/keys/revoke`: a plain form (`csrf`, `id`).
+async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let bad = |m: &str| PageError::BadRequest(m.to_string()).into_response();
+    let Ok(params) = crate::params::Params::from_form(&headers, &body) else {
+        return bad("The form was not sent correctly.");
+    };
+    let csrf_ok = match (params.get("csrf"), state.read_cookie(&headers, CookieName::Csrf)) {
+        (Some(form), Some(cookie)) => constant_time_eq(form, cookie),
+        _ => false,
+    };
+    if !csrf_ok {
+        return bad("This form had expired or did not come from this page. Open the page again.");
+    }
+    let (_, user) = match signed_in(&state, &headers).await {
+        Ok(s) => s,
+        Err(WebauthnApiError::NotSignedIn) => return bad("You are not signed in any more. Sign in and try again."),
+        Err(_) => return PageError::Unavailable.into_response(),
+    };
+    let Some(id) = params.get("id").and_then(|id| URL_SAFE_NO_PAD.decode(id).ok()) else {
+        return bad("Which key to remove was not sent.");
+    };
+    match state.store.remove_webauthn_credential(&user.id, &id).await {
+        Ok(()) | Err(StoreError::NotFound(_)) => {}
+        Err(e) => return PageError::from(e).into_response(),
+    }
+    audit(&state, "webauthn.revoke", &user, json!({"credential": URL_SAFE_NO_PAD.encode(&id)})).await;
+    crate::oidc::authorize::see_other("/account/keys")
+}

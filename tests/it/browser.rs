@@ -1,0 +1,346 @@
+//! Passkeys and security keys in a real headless Chromium with the DevTools
+//! virtual authenticator: add a passkey after a password sign-in, sign out,
+//! sign in with the passkey alone and finish an EPR's code flow; add a
+//! security key and step up to it when an application asks for the highest
+//! acr; refuse a replayed and a wrong-origin assertion. The sign-in page's
+//! screenshot lands in `target/screenshots/` for a person to look at.
+
+use serde_json::Value;
+use url::Url;
+use wardkey_core::client::{Client, ClientAuth, GrantType};
+use wardkey_core::clock::Clock;
+use wardkey_core::keys::SigningAlg;
+use wardkey_core::secret::{digest, new_secret};
+use wardkey_testsupport::chromium::{Chromium, Page};
+
+use crate::helpers::*;
+
+/// A server whose issuer is `http://localhost:PORT`: browsers accept
+/// `localhost` as a WebAuthn relying party id, never an IP address.
+async fn spawn_on_localhost() -> TestApp {
+    let port = wardkey_testsupport::free_port();
+    let mut app = spawn_app_with(|s| {
+        s.server.listen = format!("127.0.0.1:{port}");
+        s.server.public_url = format!("http://localhost:{port}");
+    })
+    .await;
+    app.base = app.issuer.clone();
+    app
+}
+
+/// A relying party's redirect target that just says "ok", so the browser
+/// lands somewhere real with the code in its address bar.
+async fn spawn_callback() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://localhost:{}", listener.local_addr().unwrap().port());
+    let app = axum::Router::new().fallback(|| async { "ok" });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+/// Register the EPR `epr` with `callback` as its redirect URI; its secret.
+async fn add_epr_at(app: &TestApp, callback: &str) -> String {
+    let secret = new_secret();
+    let client = Client {
+        client_id: "epr".into(),
+        auth: ClientAuth::Secret { digest: digest(&secret).to_vec() },
+        redirect_uris: vec![callback.into()],
+        post_logout_redirect_uris: vec![],
+        backchannel_logout_uri: None,
+        grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        id_token_alg: SigningAlg::ES256,
+        start_url: None,
+        created_at: app.clock.now(),
+    };
+    app.state.store.create_client(&client).await.unwrap();
+    secret
+}
+
+fn authorize(app: &TestApp, callback: &str, acr_values: Option<&str>) -> (String, String) {
+    let (verifier, challenge) = pkce_pair();
+    let mut url = Url::parse(&app.url("/authorize")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", "epr")
+        .append_pair("redirect_uri", callback)
+        .append_pair("scope", "openid profile")
+        .append_pair("state", "s")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    if let Some(acr) = acr_values {
+        url.query_pairs_mut().append_pair("acr_values", acr);
+    }
+    (url.to_string(), verifier)
+}
+
+/// Wait for the browser to land on `callback` and redeem the code there;
+/// the ID token's claims.
+async fn redeem(app: &TestApp, page: &Page, callback: &str, verifier: &str, secret: &str) -> Value {
+    page.wait_for(&format!("location.href.startsWith({:?})", format!("{callback}?"))).await;
+    let landed = Url::parse(&page.url().await).unwrap();
+    let code = query_param(&landed, "code").expect("a code at the callback");
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", callback),
+        ("code_verifier", verifier),
+    ];
+    let r = app.post_form("/token", &form, Some(("epr", secret))).await;
+    assert_eq!(r.status(), 200);
+    let tokens: Value = r.json().await.unwrap();
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let payload = id_token.split('.').nth(1).unwrap();
+    use base64::Engine;
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// Add a key named `name` of `kind` on the account page, as a person would.
+async fn add_key(app: &TestApp, page: &Page, name: &str, kind: &str) {
+    page.navigate(&app.url("/account/keys")).await;
+    page.eval(&format!(
+        "document.getElementById('key-name').value = {name:?}; document.getElementById('key-kind').value = {kind:?}; \
+         document.querySelector('#add-key button').click(); true"
+    ))
+    .await
+    .unwrap();
+    page.wait_for(&format!("document.body.innerText.includes({name:?})")).await;
+}
+
+fn screenshot_path(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkeys_and_security_keys_in_a_real_browser() {
+    let app = spawn_on_localhost().await;
+    let callback = format!("{}/cb", spawn_callback().await);
+    app.add_user("nia").await;
+    let secret = add_epr_at(&app, &callback).await;
+    let chromium = Chromium::start().await;
+    let page = chromium.new_page().await;
+    let laptop = page.add_virtual_authenticator("internal", true).await;
+
+    // Password first: the sign-in page offers the passkey, then the form.
+    let (url, verifier) = authorize(&app, &callback, None);
+    page.navigate(&url).await;
+    page.wait_for("!document.getElementById('passkey-sign-in').hidden").await;
+    page.screenshot(&screenshot_path("sign-in.png")).await;
+    page.eval(&format!(
+        "document.getElementById('username').value = 'nia'; document.getElementById('password').value = {PASSWORD:?}; \
+         document.querySelector('form[action=\"/login\"]').submit(); true"
+    ))
+    .await
+    .unwrap();
+    let claims = redeem(&app, &page, &callback, &verifier, &secret).await;
+    assert_eq!(claims["acr"], "urn:wardkey:acr:pwd");
+
+    // Add a passkey, then sign out.
+    add_key(&app, &page, "Ward laptop", "passkey").await;
+    assert_eq!(page.credentials(&laptop).await.len(), 1);
+    page.screenshot(&screenshot_path("keys.png")).await;
+    page.navigate(&app.url("/logout")).await;
+    page.eval("document.querySelector('form').submit(); true").await.unwrap();
+    page.wait_for("document.body.innerText.includes('You have signed out')").await;
+
+    // The passkey alone signs in and completes the EPR's code flow.
+    let (url, verifier) = authorize(&app, &callback, None);
+    page.navigate(&url).await;
+    page.wait_for("!document.getElementById('passkey-sign-in').hidden").await;
+    page.eval("document.querySelector('#passkey-sign-in button').click(); true").await.unwrap();
+    let claims = redeem(&app, &page, &callback, &verifier, &secret).await;
+    assert_eq!(claims["acr"], "urn:wardkey:acr:passkey");
+    assert_eq!(claims["amr"], serde_json::json!(["swk", "mfa"]));
+    let passkey_time = claims["auth_time"].as_i64().unwrap();
+
+    // A roaming security key; an application that needs the highest acr
+    // makes the passkey session step up to it, without a password form.
+    page.remove_virtual_authenticator(&laptop).await;
+    let _usb = page.add_virtual_authenticator("usb", true).await;
+    add_key(&app, &page, "Blue key", "security_key").await;
+    app.clock.advance(5);
+    let (url, verifier) = authorize(&app, &callback, Some("urn:wardkey:acr:security-key"));
+    page.navigate(&url).await;
+    page.wait_for("!document.getElementById('passkey-sign-in').hidden").await;
+    let text = page.eval("document.body.innerText").await.unwrap();
+    assert!(text.as_str().unwrap().contains("hardware security key"), "{text}");
+    assert_eq!(page.eval("document.getElementById('password') === null").await.unwrap(), true);
+    page.eval("document.querySelector('#passkey-sign-in button').click(); true").await.unwrap();
+    let claims = redeem(&app, &page, &callback, &verifier, &secret).await;
+    assert_eq!(claims["acr"], "urn:wardkey:acr:security-key");
+    assert_eq!(claims["amr"], serde_json::json!(["hwk", "mfa"]));
+    assert!(claims["auth_time"].as_i64().unwrap() > passkey_time, "auth_time moves with the step-up");
+    assert!(claims["sid"].is_string());
+
+    // A replayed assertion: the ceremony is single use, and a fresh
+    // ceremony's challenge does not match the old answer.
+    page.navigate(&app.url("/account/keys")).await;
+    let replay = page
+        .eval(
+            "(async () => {
+               const post = (u, b) => fetch(u, {method: 'POST', headers: {'content-type': 'application/json'},
+                                                 body: JSON.stringify(b)});
+               const s = await (await post('/webauthn/login/start', {request: ''})).json();
+               const c = await navigator.credentials.get({publicKey:
+                 PublicKeyCredential.parseRequestOptionsFromJSON(s.options.publicKey)});
+               const body = {ceremony: s.ceremony, credential: c.toJSON()};
+               const first = (await post('/webauthn/login/finish', body)).status;
+               const again = (await post('/webauthn/login/finish', body)).status;
+               const s2 = await (await post('/webauthn/login/start', {request: ''})).json();
+               const other = (await post('/webauthn/login/finish', {...body, ceremony: s2.ceremony})).status;
+               return [first, again, other];
+             })()",
+        )
+        .await
+        .unwrap();
+    assert_eq!(replay, serde_json::json!([200, 410, 401]), "first use, same ceremony again, old answer to a new one");
+
+    // An assertion made on another origin (same rp id, another port) for
+    // a challenge of ours is refused.
+    let start: Value = app
+        .http
+        .post(app.url("/webauthn/login/start"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page.navigate(&callback).await;
+    let foreign = page
+        .eval(&format!(
+            "(async () => {{
+               const c = await navigator.credentials.get({{publicKey:
+                 PublicKeyCredential.parseRequestOptionsFromJSON({options})}});
+               return c.toJSON();
+             }})()",
+            options = start["options"]["publicKey"]
+        ))
+        .await
+        .unwrap();
+    let r = app
+        .http
+        .post(app.url("/webauthn/login/finish"))
+        .json(&serde_json::json!({"ceremony": start["ceremony"], "credential": foreign}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a wrong-origin assertion");
+    let audit = app.state.store.recent_audit(100).await.unwrap();
+    assert!(audit.iter().any(|e| e.event == "webauthn.register"));
+}
+
+#[tokio::test]
+async fn webauthn_endpoints_refuse_hostile_and_out_of_order_input() {
+    let app = spawn_on_localhost().await;
+    app.add_user("omar").await;
+    let post = |path: &str, content_type: &str, body: &str| {
+        app.http.post(app.url(path)).header("content-type", content_type).body(body.to_string()).send()
+    };
+    let error = |r: reqwest::Response, status: u16| async move {
+        assert_eq!(r.status(), status);
+        let body: Value = r.json().await.unwrap();
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+        body["error"].as_str().unwrap().to_string()
+    };
+    // A form post (what a cross-site page can send without CORS) is refused.
+    let r = post("/webauthn/login/start", "application/x-www-form-urlencoded", "request=").await.unwrap();
+    assert_eq!(error(r, 400).await, "invalid_request");
+    let r = post("/webauthn/login/start", "application/json", "{not json").await.unwrap();
+    assert_eq!(error(r, 400).await, "invalid_request");
+    // A sign-in for a pending request that does not exist.
+    let r = post("/webauthn/login/start", "application/json", r#"{"request":"nope"}"#).await.unwrap();
+    assert_eq!(error(r, 410).await, "expired");
+    // Finishing a ceremony nobody started, or with a malformed credential.
+    let credential = r#"{"id":"AA","rawId":"AA","type":"public-key","extensions":{},
+        "response":{"authenticatorData":"AA","clientDataJSON":"AA","signature":"AA","userHandle":null}}"#;
+    let body = format!(r#"{{"ceremony":"never-started","credential":{credential}}}"#);
+    let r = post("/webauthn/login/finish", "application/json", &body).await.unwrap();
+    assert_eq!(error(r, 410).await, "expired");
+    let r = post("/webauthn/login/finish", "application/json", r#"{"ceremony":"x","credential":42}"#).await.unwrap();
+    assert_eq!(error(r, 400).await, "invalid_request");
+    // A started ceremony answered with garbage: refused, and used up.
+    let start: Value = post("/webauthn/login/start", "application/json", "{}").await.unwrap().json().await.unwrap();
+    let body = format!(r#"{{"ceremony":{},"credential":{credential}}}"#, start["ceremony"]);
+    let r = post("/webauthn/login/finish", "application/json", &body).await.unwrap();
+    assert_eq!(error(r, 401).await, "refused");
+    let r = post("/webauthn/login/finish", "application/json", &body).await.unwrap();
+    assert_eq!(error(r, 410).await, "expired");
+    // Registration and the account page need a signed-in session.
+    let r = post("/account/keys/register/start", "application/json", r#"{"kind":"passkey","name":"x"}"#).await.unwrap();
+    assert_eq!(error(r, 401).await, "not_signed_in");
+    assert_eq!(app.get("/account/keys").await.status(), 401);
+    let r = app.post_form("/account/keys/revoke", &[("id", "AA")], None).await;
+    assert_eq!(r.status(), 400, "no CSRF token");
+    // Signed in: an unknown kind, an empty name, a registration nobody started.
+    let browser = no_redirects(true);
+    let (url, _) = authorize_url(&app, "web", &[]);
+    app.add_epr("web").await;
+    app.browser_authorize(&browser, &url, "omar").await;
+    let signed_in = |path: &str, body: &str| {
+        browser.post(app.url(path)).header("content-type", "application/json").body(body.to_string()).send()
+    };
+    let r = signed_in("/account/keys/register/start", r#"{"kind":"usb-stick","name":"x"}"#).await.unwrap();
+    assert_eq!(error(r, 400).await, "invalid_request");
+    let r = signed_in("/account/keys/register/start", r#"{"kind":"passkey","name":"  "}"#).await.unwrap();
+    assert_eq!(error(r, 400).await, "invalid_request");
+    let r = signed_in("/account/keys/register/finish", r#"{"ceremony":"x","credential":{}}"#).await.unwrap();
+    assert_eq!(error(r, 400).await, "invalid_request");
+    let r = browser.get(app.url("/account/keys")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("no passkeys or security keys yet"));
+    // Discovery lists every acr, weakest first.
+    let discovery: Value = app.get("/.well-known/openid-configuration").await.json().await.unwrap();
+    assert_eq!(
+        discovery["acr_values_supported"],
+        serde_json::json!([
+            "urn:wardkey:acr:pwd",
+            "urn:wardkey:acr:badge-pin",
+            "urn:wardkey:acr:passkey",
+            "urn:wardkey:acr:security-key"
+        ])
+    );
+}
+
+#[tokio::test]
+async fn an_application_that_needs_a_key_is_not_given_a_password_sign_in() {
+    let app = spawn_on_localhost().await;
+    app.add_user("pat").await;
+    let secret = app.add_epr("web").await;
+    // A password session exists…
+    let browser = no_redirects(true);
+    let (url, _) = authorize_url(&app, "web", &[]);
+    app.browser_authorize(&browser, &url, "pat").await;
+    // …but the application asks for a passkey: the browser is sent to sign
+    // in again, prompt=none fails, and the password form is refused.
+    let (url, _) = authorize_url(&app, "web", &[("acr_values", "urn:wardkey:acr:passkey")]);
+    let r = browser.get(&url).send().await.unwrap();
+    let login = location(&r);
+    assert!(login.starts_with("/login?request="), "{login}");
+    let page = browser.get(app.url(&login)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("needs you to sign in with a passkey"), "{page}");
+    assert!(!page.contains("name=\"password\""));
+    let (url, _) = authorize_url(&app, "web", &[("acr_values", "urn:wardkey:acr:passkey"), ("prompt", "none")]);
+    let back = Url::parse(&location(&browser.get(&url).send().await.unwrap())).unwrap();
+    assert_eq!(query_param(&back, "error").as_deref(), Some("login_required"));
+    let request = login.trim_start_matches("/login?request=");
+    // A password form from elsewhere, posted for this request, is refused.
+    let plain = browser.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
+    let csrf = hidden_input(&plain, "csrf");
+    let r = browser
+        .post(app.url("/login"))
+        .form(&[("csrf", csrf.as_str()), ("request", request), ("username", "pat"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("needs you to sign in with a passkey"));
+    // Unknown acr values are ignored: the password session serves.
+    let (url, _) = authorize_url(&app, "web", &[("acr_values", "urn:example:unknown")]);
+    let back = Url::parse(&location(&browser.get(&url).send().await.unwrap())).unwrap();
+    assert!(query_param(&back, "code").is_some());
+    let _ = secret;
+}
