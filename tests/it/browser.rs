@@ -154,6 +154,27 @@ async fn passkeys_and_security_keys_in_a_real_browser() {
     assert_eq!(claims["amr"], serde_json::json!(["swk", "mfa"]));
     let passkey_time = claims["auth_time"].as_i64().unwrap();
 
+    // A copy of the passkey elsewhere shows as a signature counter that goes
+    // backwards (WebAuthn L2 §6.1.1): refused, audited, and the page says why.
+    let nia = app.state.store.user_by_username("nia").await.unwrap().unwrap();
+    let stored = app.state.store.webauthn_credentials(&nia.id).await.unwrap().remove(0);
+    let mut data: Value = serde_json::from_str(&stored.data).unwrap();
+    data["cred"]["counter"] = 1000.into();
+    app.state.store.update_webauthn_credential(&stored.id, &data.to_string(), 0).await.unwrap();
+    // (Asking for the security-key level sends the passkey session back to
+    // the sign-in page.)
+    let (url, _) = authorize(&app, &callback, Some("urn:wardkey:acr:security-key"));
+    page.navigate(&url).await;
+    page.wait_for("!document.getElementById('passkey-sign-in').hidden").await;
+    page.eval("document.querySelector('#passkey-sign-in button').click(); true").await.unwrap();
+    page.wait_for("!document.getElementById('passkey-error').hidden").await;
+    let said = page.eval("document.getElementById('passkey-error').innerText").await.unwrap();
+    assert!(said.as_str().unwrap().contains("may have been copied"), "{said}");
+    let audit = app.state.store.recent_audit(100).await.unwrap();
+    assert!(audit.iter().any(|e| e.event == "webauthn.cloned_suspected"));
+    data["cred"]["counter"] = 0.into();
+    app.state.store.update_webauthn_credential(&stored.id, &data.to_string(), 0).await.unwrap();
+
     // A roaming security key; an application that needs the highest acr
     // makes the passkey session step up to it, without a password form.
     page.remove_virtual_authenticator(&laptop).await;
