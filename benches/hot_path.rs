@@ -329,6 +329,7 @@ async fn add_client(state: &AppState, id: &str, grants: &[GrantType]) -> String 
         start_url: None,
         id_token_alg: SigningAlg::ES256,
         created_at: state.now(),
+        min_acr: None,
     };
     state.store.create_client(&client).await.expect("create client");
     secret

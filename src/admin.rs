@@ -3,8 +3,11 @@
 
 use std::io::BufRead;
 use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 use wardkey_core::audit::AuditEvent;
 use wardkey_core::badge::Badge;
@@ -65,6 +68,60 @@ fn explain(e: StoreError, kind: &str, name: &str) -> anyhow::Error {
         StoreError::NotFound(_) => anyhow!("{kind} {name:?} does not exist"),
         StoreError::Conflict(_) => anyhow!("{kind} {name:?} already exists"),
         other => anyhow::Error::new(other),
+    }
+}
+
+/// How long an invite link may work: long enough to reach a clinician on a
+/// night shift or over a weekend, short enough that a link forgotten in an
+/// inbox does not open the account for weeks.
+const INVITE_VALIDITY: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(5 * 60)..=Duration::from_secs(7 * 24 * 3600);
+
+/// Parse `--valid-for` (humantime: `30m`, `24h`, `3d`) and check it is
+/// within [`INVITE_VALIDITY`].
+fn invite_validity(text: &str) -> anyhow::Result<Duration> {
+    let valid_for = humantime::parse_duration(text)
+        .map_err(|e| anyhow!("valid-for: {text:?} is not a duration ({e}); give one like 30m, 24h or 3d"))?;
+    if !INVITE_VALIDITY.contains(&valid_for) {
+        bail!("valid-for: {text:?} is out of range: an invite link works for at least 5m and at most 7d");
+    }
+    Ok(valid_for)
+}
+
+/// A Unix time as RFC 3339 UTC, for people. A value no clock gives (before
+/// 1970 or after 9999, from a damaged row) is shown as the bare number
+/// rather than failing the listing.
+fn show_time(secs: i64) -> String {
+    match u64::try_from(secs) {
+        Ok(s) if s < 253_402_300_800 => {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string()
+        }
+        _ => secs.to_string(),
+    }
+}
+
+/// Text someone else chose (a key's label, typed on the account page) made
+/// safe for one line of a terminal: control characters are shown escaped,
+/// so a label cannot forge lines or columns or send escape sequences, and
+/// bidirectional overrides too, so it cannot make itself read differently.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+                c.escape_unicode().to_string()
+            }
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// A WebAuthn credential id as `wardkey user keys` shows it (base64url,
+/// unpadded; padding is tolerated).
+fn decode_key_id(id: &str) -> anyhow::Result<Vec<u8>> {
+    match URL_SAFE_NO_PAD.decode(id.trim_end_matches('=')) {
+        Ok(raw) if !raw.is_empty() => Ok(raw),
+        _ => bail!("id: {id:?} is not a key id: copy the base64url id that `wardkey user keys USERNAME` shows"),
     }
 }
 
@@ -152,6 +209,98 @@ pub async fn user(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyh
                 format!("password set for {username}")
             });
         }
+        UserCommand::Invite { username, valid_for } => {
+            let valid_for = invite_validity(&valid_for)?;
+            let store = open_store(settings).await?;
+            let user = find_user(store.as_ref(), &username).await?;
+            if user.disabled {
+                bail!("user {username:?} is disabled: enable them first with `wardkey user enable {username}`");
+            }
+            let now = SystemClock.now();
+            let expires_at = now.saturating_add(valid_for.as_secs() as i64);
+            // Only the digest is stored and nothing but the link carries the
+            // token: it is not logged or audited, so the link works only for
+            // whoever it is given to.
+            let token = new_secret();
+            store.create_invite(&digest(&token), &user.id, now, expires_at).await.map_err(|e| match e {
+                StoreError::NotFound(_) => anyhow!("user {username:?} does not exist"),
+                other => anyhow::Error::new(other),
+            })?;
+            audit(store.as_ref(), "user.invite", &username, json!({"sub": user.id, "expires_at": expires_at})).await?;
+            let url = format!("{}/account/invite/{token}", settings.issuer());
+            print(json_out, json!({"username": username, "url": url, "expires_at": expires_at}), || {
+                format!(
+                    "invite link for {username}, valid once until {}:\n  {url}\nGive it to {username} in person or over a channel you trust: whoever opens it first sets up the account.",
+                    show_time(expires_at)
+                )
+            });
+        }
+        UserCommand::Keys { username } => {
+            let store = open_store(settings).await?;
+            let user = find_user(store.as_ref(), &username).await?;
+            let keys = store.webauthn_credentials(&user.id).await?;
+            let rows: Vec<_> = keys
+                .iter()
+                .map(|k| {
+                    json!({"id": URL_SAFE_NO_PAD.encode(&k.id), "kind": k.kind.as_str(), "name": k.name,
+                        "created_at": k.created_at, "last_used_at": k.last_used_at})
+                })
+                .collect();
+            print(json_out, json!(rows), || {
+                if keys.is_empty() {
+                    return format!("{username} has no passkeys or security keys");
+                }
+                keys.iter()
+                    .map(|k| {
+                        let last_used = k.last_used_at.map_or_else(|| "never used".to_string(), show_time);
+                        format!(
+                            "{}\t{}\t{}\t{}\t{last_used}",
+                            URL_SAFE_NO_PAD.encode(&k.id),
+                            k.kind.as_str(),
+                            if k.name.is_empty() { "-".to_string() } else { one_line(&k.name) },
+                            show_time(k.created_at)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        UserCommand::RemoveKey { username, id } => {
+            // Check the id before the store is even opened.
+            let raw = decode_key_id(&id)?;
+            let id = URL_SAFE_NO_PAD.encode(&raw);
+            let no_such_key = || {
+                anyhow!(
+                    "user {username:?} has no passkey or security key with id {id:?}; `wardkey user keys {username}` lists theirs"
+                )
+            };
+            let store = open_store(settings).await?;
+            let user = find_user(store.as_ref(), &username).await?;
+            let key = store
+                .webauthn_credentials(&user.id)
+                .await?
+                .into_iter()
+                .find(|k| k.id == raw)
+                .ok_or_else(no_such_key)?;
+            store.remove_webauthn_credential(&user.id, &raw).await.map_err(|e| match e {
+                StoreError::NotFound(_) => no_such_key(),
+                other => anyhow::Error::new(other),
+            })?;
+            audit(
+                store.as_ref(),
+                "webauthn.revoke",
+                &username,
+                json!({"credential": id, "kind": key.kind.as_str(), "name": key.name}),
+            )
+            .await?;
+            print(json_out, json!({"username": username, "id": id, "removed": true}), || {
+                format!(
+                    "removed {} \"{}\" of {username}\nsessions it already signed in stay open until they end; `wardkey session revoke {username}` ends them now",
+                    key.kind.as_str().replace('_', " "),
+                    one_line(&key.name)
+                )
+            });
+        }
     }
     Ok(())
 }
@@ -213,6 +362,9 @@ fn build_client(args: ClientAddArgs) -> anyhow::Result<(Client, Option<String>)>
         bail!("grant-type: a --public client cannot use client_credentials (it has no credentials)");
     }
     let id_token_alg = SigningAlg::parse(&args.id_token_alg)?;
+    if let Some(acr) = &args.min_acr {
+        client::validate_min_acr(acr)?;
+    }
     let (auth, secret) = if args.public {
         (ClientAuth::None, None)
     } else if let Some(uri) = args.jwks_uri {
@@ -239,6 +391,7 @@ fn build_client(args: ClientAddArgs) -> anyhow::Result<(Client, Option<String>)>
         start_url: args.start_url,
         id_token_alg,
         created_at: SystemClock.now(),
+        min_acr: args.min_acr,
     };
     Ok((client, secret))
 }
@@ -255,10 +408,11 @@ fn auth_method(c: &Client) -> &'static str {
 pub async fn client(settings: &Settings, cmd: ClientCommand, json_out: bool) -> anyhow::Result<()> {
     match cmd {
         ClientCommand::Add(args) => {
-            let (client, secret) = build_client(args)?;
+            let (client, secret) = build_client(*args)?;
             let store = open_store(settings).await?;
             store.create_client(&client).await.map_err(|e| explain(e, "client", &client.client_id))?;
-            audit(store.as_ref(), "client.add", &client.client_id, json!({"auth": auth_method(&client)})).await?;
+            let detail = json!({"auth": auth_method(&client), "min_acr": client.min_acr});
+            audit(store.as_ref(), "client.add", &client.client_id, detail).await?;
             print(json_out, json!({"client_id": client.client_id, "client_secret": secret}), || match &secret {
                 Some(s) => format!(
                     "client_id: {}\nclient_secret: {s}\nStore this secret now: it is not kept and cannot be shown again.",
@@ -274,13 +428,16 @@ pub async fn client(settings: &Settings, cmd: ClientCommand, json_out: bool) -> 
                 .iter()
                 .map(|c| {
                     json!({"client_id": c.client_id, "auth": auth_method(c), "redirect_uris": c.redirect_uris,
-                        "grant_types": c.grant_types, "id_token_alg": c.id_token_alg.as_str()})
+                        "grant_types": c.grant_types, "id_token_alg": c.id_token_alg.as_str(), "min_acr": c.min_acr})
                 })
                 .collect();
             print(json_out, json!(rows), || {
                 clients
                     .iter()
-                    .map(|c| format!("{}\t{}\t{}", c.client_id, auth_method(c), c.redirect_uris.join(" ")))
+                    .map(|c| {
+                        let min_acr = c.min_acr.as_deref().unwrap_or("-");
+                        format!("{}\t{}\t{min_acr}\t{}", c.client_id, auth_method(c), c.redirect_uris.join(" "))
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             });
@@ -494,8 +651,8 @@ pub async fn store(cmd: StoreCommand, json_out: bool) -> anyhow::Result<()> {
 }
 
 /// Copy every durable record from `source` into the empty `target`; returns
-/// how many of each kind moved. Pending workstation enrolment codes are not
-/// moved (only digests exist): issue new ones.
+/// how many of each kind moved. Pending workstation enrolment codes and
+/// invites are not moved (only digests exist): issue new ones.
 async fn migrate(source: &dyn Store, target: &dyn Store) -> anyhow::Result<serde_json::Value> {
     let empty = target.list_users().await?.is_empty()
         && target.list_clients().await?.is_empty()

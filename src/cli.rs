@@ -175,13 +175,37 @@ pub enum UserCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Print a one-time link with which a user who has no password yet sets
+    /// up their account.
+    Invite {
+        /// Login name.
+        username: String,
+        /// How long the link works: 5m to 7d, e.g. 30m, 24h, 3d.
+        #[arg(long, default_value = "24h", value_name = "DURATION")]
+        valid_for: String,
+    },
+    /// List a user's passkeys and security keys.
+    Keys {
+        /// Login name.
+        username: String,
+    },
+    /// Remove one of a user's passkeys or security keys (a lost or stolen one).
+    RemoveKey {
+        /// Login name.
+        username: String,
+        /// The key's id, as `wardkey user keys` shows it (base64url).
+        // A base64url id may begin with '-': it is still the id, not an option.
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
 }
 
 /// `wardkey client …`.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// Register a client; prints its generated secret once.
-    Add(ClientAddArgs),
+    // Boxed: the arguments dwarf the other variants (clippy::large_enum_variant).
+    Add(Box<ClientAddArgs>),
     /// List clients.
     List,
     /// Remove a client.
@@ -223,6 +247,10 @@ pub struct ClientAddArgs {
     /// ID token signing algorithm: ES256, RS256 or EdDSA.
     #[arg(long, default_value = "ES256", value_name = "ALG")]
     pub id_token_alg: String,
+    /// The weakest acr the app accepts (e.g. urn:wardkey:acr:passkey); weaker
+    /// sessions step up first [default: any]
+    #[arg(long, value_name = "ACR")]
+    pub min_acr: Option<String>,
 }
 
 /// `wardkey keys …`.

@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
@@ -12,6 +13,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use wardkey_core::clock::{Clock, SystemClock};
+use wardkey_core::secret::digest;
+use wardkey_core::session::{ACR_LEVELS, ACR_PASSKEY};
+use wardkey_store::{AuthenticatorKind, Store, WebauthnCredential};
 
 use crate::helpers::*;
 use crate::tap::TestWorkstation;
@@ -102,6 +106,19 @@ fn wardkey(dir: &Path, args: &[&str], stdin: Option<&str>) -> Run {
 /// `user list --json` as an array.
 fn users(dir: &Path) -> Vec<Value> {
     wardkey(dir, &["user", "list", "--json"], None).ok().json().as_array().expect("an array").clone()
+}
+
+/// The store the CLI uses in `dir` (see [`wardkey_env`]), opened by the
+/// test to set up what only a server writes and to look behind the CLI's back.
+async fn cli_store(dir: &Path) -> Arc<dyn Store> {
+    wardkey_store::open(&format!("sqlite://{}", dir.join("wardkey.db").display())).await.expect("open the CLI's store")
+}
+
+/// The audit records of `event`, oldest first.
+async fn audited(store: &dyn Store, event: &str) -> Vec<wardkey_core::audit::AuditEvent> {
+    let mut all = store.recent_audit(u32::MAX).await.unwrap();
+    all.reverse();
+    all.into_iter().filter(|e| e.event == event).collect()
 }
 
 /// `client list --json` as an array.
@@ -242,8 +259,9 @@ fn client_add_prints_its_secret_once() {
     assert_eq!(list[0]["redirect_uris"], serde_json::json!(["https://epr.example/cb", "http://127.0.0.1:9000/cb"]));
     assert_eq!(list[0]["grant_types"], serde_json::json!(["authorization_code", "refresh_token"]));
     assert_eq!(list[0]["id_token_alg"], "ES256");
+    assert_eq!(list[0]["min_acr"], Value::Null, "any session will do unless --min-acr says otherwise");
     let human = wardkey(dir, &["client", "list"], None).ok();
-    assert_eq!(human.stdout, "epr\tclient_secret\thttps://epr.example/cb http://127.0.0.1:9000/cb\n");
+    assert_eq!(human.stdout, "epr\tclient_secret\t-\thttps://epr.example/cb http://127.0.0.1:9000/cb\n");
     for listing in [&human.stdout, &list[0].to_string()] {
         assert!(!listing.contains(secret), "the secret is shown only once");
     }
@@ -324,6 +342,85 @@ fn bad_client_input_is_refused_with_a_reason() {
         .fails_with(&["key.pem", "not JSON"]);
     add(&["--redirect-uri", "https://epr.example/cb", "--jwks-file", "missing.json"]).fails_with(&["missing.json"]);
 
+    assert_eq!(clients(dir), Vec::<Value>::new(), "no bad attempt registered a client");
+}
+
+/// `--min-acr` takes exactly the acr values Wardkey issues; `client list`
+/// shows it; the store keeps it; `store migrate` moves it.
+#[tokio::test]
+async fn client_min_acr() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let add = |id: &str, extra: &[&str]| {
+        let mut args = vec!["client", "add", id, "--redirect-uri", "https://epr.example/cb"];
+        args.extend_from_slice(extra);
+        wardkey(dir, &args, None)
+    };
+
+    add("epr", &["--min-acr", ACR_PASSKEY]).ok();
+    add("pacs", &[]).ok();
+    for (i, acr) in ACR_LEVELS.iter().enumerate() {
+        add(&format!("app-{i}"), &["--min-acr", acr]).ok();
+    }
+    let list = clients(dir);
+    let by_id = |id: &str| list.iter().find(|c| c["client_id"] == id).unwrap_or_else(|| panic!("{id}: {list:?}"));
+    assert_eq!(by_id("epr")["min_acr"], ACR_PASSKEY);
+    assert_eq!(by_id("pacs")["min_acr"], Value::Null);
+    for (i, acr) in ACR_LEVELS.iter().enumerate() {
+        assert_eq!(by_id(&format!("app-{i}"))["min_acr"], *acr);
+    }
+    let human = wardkey(dir, &["client", "list"], None).ok();
+    let line = |id: &str| human.stdout.lines().find(|l| l.starts_with(&format!("{id}\t"))).unwrap().to_string();
+    assert_eq!(line("epr"), format!("epr\tclient_secret\t{ACR_PASSKEY}\thttps://epr.example/cb"));
+    assert_eq!(line("pacs"), "pacs\tclient_secret\t-\thttps://epr.example/cb");
+
+    // What the server reads is what the CLI was given; the audit says so.
+    let store = cli_store(dir).await;
+    assert_eq!(store.client("epr").await.unwrap().unwrap().min_acr.as_deref(), Some(ACR_PASSKEY));
+    assert_eq!(store.client("pacs").await.unwrap().unwrap().min_acr, None);
+    let added = audited(store.as_ref(), "client.add").await;
+    assert_eq!(added[0].detail["min_acr"], ACR_PASSKEY, "{added:?}");
+
+    // `store migrate` moves it (SQLite to SQLite here; cluster.rs moves a
+    // whole install to PostgreSQL).
+    let to = format!("sqlite://{}", dir.join("moved.db").display());
+    let from = format!("sqlite://{}", dir.join("wardkey.db").display());
+    wardkey(dir, &["store", "migrate", "--from", &from, "--to", &to], None).ok();
+    let moved = wardkey_store::open(&to).await.unwrap();
+    assert_eq!(moved.list_clients().await.unwrap(), store.list_clients().await.unwrap());
+    assert_eq!(moved.client("epr").await.unwrap().unwrap().min_acr.as_deref(), Some(ACR_PASSKEY));
+}
+
+#[test]
+fn bad_min_acr_is_refused_with_the_values_that_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let add = |acr: &str| {
+        wardkey(dir, &["client", "add", "epr", "--redirect-uri", "https://epr.example/cb", "--min-acr", acr], None)
+    };
+
+    let upper = ACR_PASSKEY.to_uppercase();
+    let padded = format!(" {ACR_PASSKEY}");
+    let forged = format!("{ACR_PASSKEY}\nerror: forged");
+    let long = format!("urn:wardkey:acr:{}", "x".repeat(10_000));
+    for bad in ["passkey", "", "urn:wardkey:acr:otp", "aal3", "\u{1b}[31m", &upper, &padded, &forged, &long] {
+        let run = add(bad).fails_with(&[
+            "min-acr",
+            "is not an acr Wardkey issues",
+            "urn:wardkey:acr:pwd, urn:wardkey:acr:badge-pin, urn:wardkey:acr:passkey, urn:wardkey:acr:security-key",
+        ]);
+        assert_eq!(run.stderr.lines().count(), 1, "a newline in the input cannot forge a second line: {run:#?}");
+        assert!(!run.stderr.contains('\u{1b}'), "no terminal escape is echoed: {run:#?}");
+    }
+    wardkey(dir, &["client", "add", "epr", "--redirect-uri", "https://epr.example/cb", "--min-acr"], None)
+        .usage_error("--min-acr");
+    // Checked before anything is written, whatever else is wrong.
+    wardkey(
+        dir,
+        &["client", "add", "spa", "--public", "--min-acr", "passkey", "--redirect-uri", "https://spa/cb"],
+        None,
+    )
+    .fails_with(&["min-acr"]);
     assert_eq!(clients(dir), Vec::<Value>::new(), "no bad attempt registered a client");
 }
 
@@ -865,4 +962,248 @@ async fn user_disable_ends_live_tap_sessions() {
     app.sync_directory().await;
     let answer = ws.call(&app, "/tap", json!({"badge": "F0F0"})).await;
     assert_eq!(answer["state"], "pin_required", "a disabled user's session does not survive re-enabling: {answer}");
+}
+
+/// A WebAuthn credential as the server registers one, labelled `name`.
+fn webauthn_key(id: &[u8], user_id: &str, kind: AuthenticatorKind, name: &str, created_at: i64) -> WebauthnCredential {
+    WebauthnCredential {
+        id: id.to_vec(),
+        user_id: user_id.to_string(),
+        kind,
+        name: name.to_string(),
+        data: r#"{"cred":{"counter":0,"public_key":"SECRET-LOOKING-KEY-DATA"}}"#.to_string(),
+        created_at,
+        last_used_at: None,
+    }
+}
+
+/// `user keys` lists a user's own passkeys and security keys, oldest
+/// first; `user remove-key` removes one of theirs, once, and audits it.
+#[tokio::test]
+async fn user_keys_and_remove_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    wardkey(dir, &["user", "add", "alice"], None).ok();
+    wardkey(dir, &["user", "add", "bob"], None).ok();
+    let store = cli_store(dir).await;
+    let alice = store.user_by_username("alice").await.unwrap().unwrap();
+    let bob = store.user_by_username("bob").await.unwrap().unwrap();
+
+    assert_eq!(wardkey(dir, &["user", "keys", "alice"], None).ok().stdout, "alice has no passkeys or security keys\n");
+    assert_eq!(wardkey(dir, &["user", "keys", "alice", "--json"], None).ok().json(), json!([]));
+
+    // 1_700_000_000 is 2023-11-14T22:13:20Z.
+    let yubikey = WebauthnCredential {
+        last_used_at: Some(1_700_003_600),
+        ..webauthn_key(&[0xfb; 20], &alice.id, AuthenticatorKind::SecurityKey, "Blue YubiKey", 1_700_000_000)
+    };
+    let phone = webauthn_key(&[0x0a, 0, 0xff], &alice.id, AuthenticatorKind::Passkey, "Phone", 1_700_000_100);
+    let bobs = webauthn_key(&[0xb0; 16], &bob.id, AuthenticatorKind::Passkey, "Bob's phone", 1_700_000_200);
+    for k in [&phone, &yubikey, &bobs] {
+        store.add_webauthn_credential(k).await.unwrap();
+    }
+    let (yubikey_id, phone_id, bobs_id) =
+        (URL_SAFE_NO_PAD.encode(&yubikey.id), URL_SAFE_NO_PAD.encode(&phone.id), URL_SAFE_NO_PAD.encode(&bobs.id));
+    assert_eq!(phone_id, "CgD_", "base64url, so ids paste into a shell as they are");
+    assert!(yubikey_id.starts_with('-'), "an id may begin with '-': {yubikey_id}");
+
+    let listed = wardkey(dir, &["user", "keys", "alice", "--json"], None).ok().json();
+    assert_eq!(
+        listed,
+        json!([
+            {"id": yubikey_id, "kind": "security_key", "name": "Blue YubiKey", "created_at": 1_700_000_000,
+                "last_used_at": 1_700_003_600},
+            {"id": phone_id, "kind": "passkey", "name": "Phone", "created_at": 1_700_000_100, "last_used_at": null},
+        ])
+    );
+    let human = wardkey(dir, &["user", "keys", "alice"], None).ok();
+    assert_eq!(
+        human.stdout,
+        format!(
+            "{yubikey_id}\tsecurity_key\tBlue YubiKey\t2023-11-14T22:13:20Z\t2023-11-14T23:13:20Z\n\
+             {phone_id}\tpasskey\tPhone\t2023-11-14T22:15:00Z\tnever used\n"
+        )
+    );
+    for listing in [&human.stdout, &listed.to_string()] {
+        assert!(!listing.contains("SECRET-LOOKING"), "the credential data is never shown: {listing}");
+    }
+
+    // Only a key the user holds: bob's id named with alice changes nothing.
+    wardkey(dir, &["user", "remove-key", "alice", &bobs_id], None).fails_with(&[
+        "user \"alice\" has no passkey or security key with id",
+        &bobs_id,
+        "`wardkey user keys alice`",
+    ]);
+    assert_eq!(store.webauthn_credential(&bobs.id).await.unwrap(), Some(bobs.clone()));
+
+    let removed = wardkey(dir, &["user", "remove-key", "alice", &phone_id], None).ok();
+    assert!(removed.stdout.starts_with("removed passkey \"Phone\" of alice\n"), "{removed:#?}");
+    assert!(removed.stdout.contains("wardkey session revoke alice"), "says how to end its sessions: {removed:#?}");
+    wardkey(dir, &["user", "remove-key", "alice", &phone_id], None).fails_with(&["has no passkey or security key"]);
+    // Padding is tolerated.
+    let removed = wardkey(dir, &["user", "remove-key", "alice", &format!("{yubikey_id}="), "--json"], None).ok().json();
+    assert_eq!(removed, json!({"username": "alice", "id": yubikey_id, "removed": true}));
+    assert_eq!(wardkey(dir, &["user", "keys", "alice", "--json"], None).ok().json(), json!([]));
+    assert_eq!(store.webauthn_credentials(&bob.id).await.unwrap(), [bobs], "bob's untouched");
+
+    let revoked = audited(store.as_ref(), "webauthn.revoke").await;
+    assert_eq!(revoked.len(), 2, "{revoked:?}");
+    for (record, (id, kind, name)) in
+        revoked.iter().zip([(&phone_id, "passkey", "Phone"), (&yubikey_id, "security_key", "Blue YubiKey")])
+    {
+        assert_eq!((record.actor.as_str(), record.subject.as_str()), ("admin-cli", "alice"), "{record:?}");
+        assert_eq!(record.detail, json!({"credential": id, "kind": kind, "name": name}), "{record:?}");
+    }
+}
+
+/// Hostile input: a label set on the account page cannot forge lines,
+/// columns or terminal escapes in `user keys`; ids that are not base64url,
+/// and unknown users, are refused with a reason and change nothing.
+#[tokio::test]
+async fn bad_and_hostile_key_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    wardkey(dir, &["user", "add", "alice"], None).ok();
+    let store = cli_store(dir).await;
+    let alice = store.user_by_username("alice").await.unwrap().unwrap();
+    let label = "Blue\nbob\tsecurity_key\u{1b}[2J\u{202e}yek\r";
+    let key = webauthn_key(&[7; 16], &alice.id, AuthenticatorKind::SecurityKey, label, 1_700_000_000);
+    store.add_webauthn_credential(&key).await.unwrap();
+    let key_id = URL_SAFE_NO_PAD.encode(&key.id);
+
+    let human = wardkey(dir, &["user", "keys", "alice"], None).ok();
+    assert_eq!(human.stdout.lines().count(), 1, "{human:#?}");
+    assert_eq!(human.stdout.matches('\t').count(), 4, "five columns, whatever the label: {human:#?}");
+    assert!(!human.stdout.contains(['\u{1b}', '\u{202e}', '\r']), "{human:#?}");
+    assert!(human.stdout.contains(r"Blue\nbob\tsecurity_key\u{1b}[2J\u{202e}yek\r"), "shown escaped: {human:#?}");
+    let listed = wardkey(dir, &["user", "keys", "alice", "--json"], None).ok().json();
+    assert_eq!(listed[0]["name"], label, "JSON carries the label exactly");
+
+    let long = "A".repeat(10_000);
+    for bad in ["", "!!!", "abc$", "a b", "CgD_\n", "+/+/", "A", "===="] {
+        let run = wardkey(dir, &["user", "remove-key", "alice", bad], None).fails_with(&[
+            "id",
+            "is not a key id",
+            "wardkey user keys USERNAME",
+        ]);
+        assert_eq!(run.stderr.lines().count(), 1, "a newline in the input cannot forge a second line: {run:#?}");
+    }
+    wardkey(dir, &["user", "remove-key", "alice", &long], None).fails_with(&["user \"alice\" has no passkey"]);
+    wardkey(dir, &["user", "remove-key", "nosuch", &key_id], None).fails_with(&["user \"nosuch\" does not exist"]);
+    wardkey(dir, &["user", "keys", "nosuch"], None).fails_with(&["user \"nosuch\" does not exist"]);
+    wardkey(dir, &["user", "keys", "bob\n"], None).fails_with(&["user \"bob\\n\" does not exist"]);
+    wardkey(dir, &["user", "remove-key", "alice"], None).usage_error("<ID>");
+    wardkey(dir, &["user", "keys"], None).usage_error("<USERNAME>");
+
+    let removed = wardkey(dir, &["user", "remove-key", "alice", &key_id], None).ok();
+    assert_eq!(removed.stdout.lines().count(), 2, "{removed:#?}");
+    assert!(!removed.stdout.contains(['\u{1b}', '\u{202e}', '\r']), "{removed:#?}");
+    assert_eq!(audited(store.as_ref(), "webauthn.revoke").await.len(), 1, "only the real removal is audited");
+}
+
+/// `user invite` prints a link carrying a fresh token whose digest, and
+/// only that, the store keeps; the link works once; the token is never
+/// audited.
+#[tokio::test]
+async fn user_invite_prints_a_one_time_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    wardkey(dir, &["user", "add", "alice"], None).ok();
+    let public_url = [("WARDKEY_SERVER__PUBLIC_URL", "https://sso.trust.example/")];
+    let invite = |extra: &[&str]| {
+        let mut args = vec!["user", "invite", "alice"];
+        args.extend_from_slice(extra);
+        wardkey_env(dir, &public_url, &args, None)
+    };
+
+    let before = SystemClock.now();
+    let out = invite(&["--json"]).ok().json();
+    let after = SystemClock.now();
+    let mut fields: Vec<&str> = out.as_object().expect("an object").keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["expires_at", "url", "username"], "{out}");
+    assert_eq!(out["username"], "alice");
+    let url = out["url"].as_str().expect("url");
+    let token = url.strip_prefix("https://sso.trust.example/account/invite/").unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(token.len(), 43, "256 bits, base64url without padding: {token}");
+    assert!(token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{token}");
+    let expires_at = out["expires_at"].as_i64().expect("expires_at");
+    assert!((before + 24 * 3600..=after + 24 * 3600).contains(&expires_at), "24 h by default: {out}");
+
+    let mut tokens = vec![token.to_string()];
+    for (valid_for, secs) in [("5m", 300), ("7d", 7 * 24 * 3600), ("1h 30m", 5400)] {
+        let before = SystemClock.now();
+        let out = invite(&["--valid-for", valid_for, "--json"]).ok().json();
+        let expires_at = out["expires_at"].as_i64().unwrap();
+        assert!((before + secs..=SystemClock.now() + secs).contains(&expires_at), "{valid_for}: {out}");
+        tokens.push(out["url"].as_str().unwrap().rsplit('/').next().unwrap().to_string());
+    }
+
+    // Human output: the link, when it stops working, and whom to give it.
+    let human = invite(&[]).ok();
+    let mut lines = human.stdout.lines();
+    assert!(lines.next().unwrap().starts_with("invite link for alice, valid once until 20"), "{human:#?}");
+    let link = lines.next().unwrap().trim();
+    assert!(link.starts_with("https://sso.trust.example/account/invite/"), "{human:#?}");
+    assert!(lines.next().unwrap().contains("whoever opens it first"), "{human:#?}");
+    tokens.push(link.rsplit('/').next().unwrap().to_string());
+    let mut distinct = tokens.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), tokens.len(), "every invite gets its own token: {tokens:?}");
+
+    // The store holds the digest of the printed token: the link works once.
+    let store = cli_store(dir).await;
+    let alice = store.user_by_username("alice").await.unwrap().unwrap();
+    let now = SystemClock.now();
+    assert_eq!(store.take_invite(&digest(token), now).await.unwrap().as_ref(), Some(&alice.id));
+    assert_eq!(store.take_invite(&digest(token), now).await.unwrap(), None, "once");
+    assert_eq!(store.take_invite(token.as_bytes(), now).await.unwrap(), None, "the token itself is not stored");
+
+    let invited = audited(store.as_ref(), "user.invite").await;
+    assert_eq!(invited.len(), tokens.len(), "{invited:?}");
+    assert_eq!((invited[0].actor.as_str(), invited[0].subject.as_str()), ("admin-cli", "alice"));
+    assert_eq!(invited[0].detail, json!({"sub": alice.id, "expires_at": expires_at}));
+    let everything = format!("{:?}", store.recent_audit(u32::MAX).await.unwrap());
+    for token in &tokens {
+        assert!(!everything.contains(token.as_str()), "a token is never audited");
+    }
+}
+
+#[tokio::test]
+async fn bad_invite_input_is_refused_with_a_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    wardkey(dir, &["user", "add", "alice"], None).ok();
+    wardkey(dir, &["user", "add", "dora"], None).ok();
+    wardkey(dir, &["user", "disable", "dora"], None).ok();
+    // `--valid-for=…`, so that clap passes on "-1h" too.
+    let invite = |username: &str, valid_for: &str| {
+        wardkey(dir, &["user", "invite", username, &format!("--valid-for={valid_for}")], None)
+    };
+
+    for short_or_long in ["4m", "4m 59s", "0s", "7d 1s", "8d", "1y", "100000000000000000000s"] {
+        let needles: &[&str] = if short_or_long.starts_with("1000") {
+            &["valid-for", "is not a duration"]
+        } else {
+            &["valid-for", "out of range", "at least 5m and at most 7d"]
+        };
+        invite("alice", short_or_long).fails_with(needles);
+    }
+    for not_a_duration in ["", "forever", "-1h", "24", "1e3h", "24h\nerror: forged", "\u{1b}[31m1h"] {
+        let run = invite("alice", not_a_duration).fails_with(&["valid-for", "is not a duration", "like 30m, 24h"]);
+        assert_eq!(run.stderr.lines().count(), 1, "a newline in the input cannot forge a second line: {run:#?}");
+        assert!(!run.stderr.contains('\u{1b}'), "{run:#?}");
+    }
+    invite("nosuch", "1h").fails_with(&["user \"nosuch\" does not exist"]);
+    invite("dora", "1h").fails_with(&["user \"dora\" is disabled", "wardkey user enable dora"]);
+    wardkey(dir, &["user", "invite"], None).usage_error("<USERNAME>");
+    wardkey(dir, &["user", "invite", "alice", "--valid-for"], None).usage_error("--valid-for");
+    wardkey(dir, &["user", "invite", "alice", "--token", "chosen"], None).usage_error("--token");
+
+    let store = cli_store(dir).await;
+    assert!(audited(store.as_ref(), "user.invite").await.is_empty(), "no bad attempt made an invite");
+    // Re-enabled, she can be invited.
+    wardkey(dir, &["user", "enable", "dora"], None).ok();
+    invite("dora", "1h").ok();
 }

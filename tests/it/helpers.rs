@@ -241,6 +241,7 @@ impl TestApp {
             start_url: None,
             id_token_alg: alg,
             created_at: self.clock_now(),
+            min_acr: None,
         };
         self.state.store.create_client(&client).await.unwrap();
         secret

@@ -5,6 +5,7 @@ use url::Url;
 
 use crate::ValidationError;
 use crate::keys::SigningAlg;
+use crate::session::{ACR_LEVELS, acr_rank};
 
 /// OAuth grant types a client may be registered for. A client gets only the
 /// grants it was registered with (RFC 9700 §2.4 least privilege).
@@ -101,6 +102,10 @@ pub struct Client {
     pub start_url: Option<String>,
     /// Signing algorithm for this client's ID tokens.
     pub id_token_alg: SigningAlg,
+    /// The weakest `acr` this application accepts; sessions below it step up
+    /// first. One of [`ACR_LEVELS`] (see [`validate_min_acr`]); `None`
+    /// accepts any session, as before the field existed.
+    pub min_acr: Option<String>,
     /// When the client was registered (Unix seconds).
     pub created_at: i64,
 }
@@ -138,6 +143,19 @@ pub fn validate_client_id(id: &str) -> Result<(), ValidationError> {
         Err(ValidationError::new(
             "client_id",
             format!("{id:?} is not a valid client id: use 1 to 128 letters, digits, '.', '_', '-' or ':'"),
+        ))
+    }
+}
+
+/// A client's minimum `acr` must be one Wardkey issues: no session could
+/// ever meet any other value, so a typo would lock everyone out of the app.
+pub fn validate_min_acr(acr: &str) -> Result<(), ValidationError> {
+    if acr_rank(acr).is_some() {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            "min-acr",
+            format!("{acr:?} is not an acr Wardkey issues: use one of {} (weakest first)", ACR_LEVELS.join(", ")),
         ))
     }
 }
@@ -181,6 +199,18 @@ mod tests {
         assert!(validate_redirect_uri("redirect-uri", "http://evil.example/cb").is_err());
         assert!(validate_redirect_uri("redirect-uri", "https://epr.example/cb#x").is_err());
         assert!(validate_redirect_uri("redirect-uri", "javascript:alert(1)").is_err());
+    }
+
+    #[test]
+    fn min_acr_is_one_wardkey_issues() {
+        for acr in ACR_LEVELS {
+            assert!(validate_min_acr(acr).is_ok(), "{acr}");
+        }
+        for bad in ["", "passkey", "urn:wardkey:acr:PASSKEY", "urn:wardkey:acr:pwd ", "urn:wardkey:acr:otp"] {
+            let err = validate_min_acr(bad).unwrap_err();
+            assert_eq!(err.field, "min-acr");
+            assert!(err.message.contains("urn:wardkey:acr:security-key"), "{err}");
+        }
     }
 
     #[test]

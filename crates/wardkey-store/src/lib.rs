@@ -1,5 +1,6 @@
 //! Wardkey's durable directory: users, credentials (secrets and WebAuthn
-//! authenticators), clients, signing keys and the audit log.
+//! authenticators), enrolment invites, clients, signing keys and the audit
+//! log.
 //!
 //! Callers hold an `Arc<dyn Store>` and never know which engine is behind it.
 //! [`open`] picks the backend from the configured URL: SQLite (the embedded
@@ -284,6 +285,18 @@ pub trait Store: Send + Sync + 'static {
     /// user holds a credential with this id, so nobody removes another
     /// user's.
     async fn remove_webauthn_credential(&self, user_id: &str, id: &[u8]) -> StoreResult<()>;
+
+    /// Record an invite whose token has SHA-256 `digest`, for `user_id`,
+    /// valid until `expires_at`. Invites that expired before `now` are
+    /// deleted in the same transaction, so unused ones do not pile up.
+    /// `NotFound` if the user does not exist; `Conflict` if the digest is
+    /// taken (a random token that collided).
+    async fn create_invite(&self, digest: &[u8], user_id: &str, now: i64, expires_at: i64) -> StoreResult<()>;
+    /// Use an invite once: the user id if it exists and has not expired at
+    /// `now` (it is valid while `now < expires_at`), deleting it in the same
+    /// statement/transaction (so two concurrent uses cannot both succeed);
+    /// None otherwise.
+    async fn take_invite(&self, digest: &[u8], now: i64) -> StoreResult<Option<String>>;
 
     /// Every enrolled badge, for `wardkey store migrate`.
     async fn list_badges(&self) -> StoreResult<Vec<Badge>>;

@@ -40,7 +40,7 @@ use crate::rows::{
     AUDIT_COLUMNS, BADGE_COLUMNS, CLIENT_COLUMNS, KEY_COLUMNS, LOGOUT_COLUMNS, MAX_LOGOUT_ERROR_CHARS, USER_COLUMNS,
     WEBAUTHN_COLUMNS, WORKSTATION_COLUMNS, audit_from_row, badge_from_row, checked_count, client_from_row, column,
     conflict_on_unique, encode_error, logout_notice_from_row, not_found_on_foreign_key, signing_key_from_row,
-    truncate_chars, user_from_row, webauthn_credential_from_row, workstation_from_row,
+    storable_client, truncate_chars, user_from_row, webauthn_credential_from_row, workstation_from_row,
 };
 use crate::{CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError, StoreResult, WebauthnCredential};
 
@@ -323,25 +323,31 @@ impl Store for PostgresStore {
         row.as_ref().map(|row| column(row, "credentials", "secret")).transpose()
     }
 
+    /// A `min_acr` that is not an acr Wardkey issues is refused as `Corrupt`
+    /// (it could never be met, and would read back as a corrupt row).
     async fn create_client(&self, client: &Client) -> StoreResult<()> {
+        storable_client(client)?;
         let auth = serde_json::to_string(&client.auth).map_err(encode_error("auth"))?;
         let redirect_uris = serde_json::to_string(&client.redirect_uris).map_err(encode_error("redirect_uris"))?;
         let post_logout_redirect_uris = serde_json::to_string(&client.post_logout_redirect_uris)
             .map_err(encode_error("post_logout_redirect_uris"))?;
         let grant_types = serde_json::to_string(&client.grant_types).map_err(encode_error("grant_types"))?;
-        sqlx::query(&format!("INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
-            .bind(&client.client_id)
-            .bind(auth)
-            .bind(redirect_uris)
-            .bind(post_logout_redirect_uris)
-            .bind(&client.backchannel_logout_uri)
-            .bind(grant_types)
-            .bind(&client.start_url)
-            .bind(client.id_token_alg.as_str())
-            .bind(client.created_at)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| conflict_on_unique(e, format!("client {:?}", client.client_id)))?;
+        sqlx::query(&format!(
+            "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(&client.client_id)
+        .bind(auth)
+        .bind(redirect_uris)
+        .bind(post_logout_redirect_uris)
+        .bind(&client.backchannel_logout_uri)
+        .bind(grant_types)
+        .bind(&client.start_url)
+        .bind(client.id_token_alg.as_str())
+        .bind(client.created_at)
+        .bind(&client.min_acr)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_on_unique(e, format!("client {:?}", client.client_id)))?;
         Ok(())
     }
 
@@ -799,6 +805,44 @@ impl Store for PostgresStore {
             return Err(not_found());
         }
         Ok(())
+    }
+
+    /// A user id holding U+0000 names no user: `NotFound`.
+    async fn create_invite(&self, digest: &[u8], user_id: &str, now: i64, expires_at: i64) -> StoreResult<()> {
+        let not_found = || StoreError::NotFound(format!("user id {user_id:?}"));
+        if names_nothing(user_id) {
+            return Err(not_found());
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM invites WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO invites (digest, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(digest)
+            .bind(user_id)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(ref db) if db.is_foreign_key_violation() => not_found(),
+                other => conflict_on_unique(other, "invite".to_string()),
+            })?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One `DELETE … RETURNING`: of two nodes taking the same invite at
+    /// once, the second waits for the first's row lock, then finds the row
+    /// gone.
+    async fn take_invite(&self, digest: &[u8], now: i64) -> StoreResult<Option<String>> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("DELETE FROM invites WHERE digest = $1 AND expires_at > $2 RETURNING user_id")
+            .bind(digest)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let user_id = row.as_ref().map(|row| column(row, "invites", "user_id")).transpose()?;
+        tx.commit().await?;
+        Ok(user_id)
     }
 
     async fn list_badges(&self) -> StoreResult<Vec<Badge>> {

@@ -14,7 +14,7 @@
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use wardkey_core::audit::AuditEvent;
 use wardkey_core::badge::Badge;
-use wardkey_core::client::Client;
+use wardkey_core::client::{Client, validate_min_acr};
 use wardkey_core::keys::{SigningAlg, SigningKey};
 use wardkey_core::user::User;
 use wardkey_core::workstation::Workstation;
@@ -26,7 +26,7 @@ pub(crate) const USER_COLUMNS: &str =
     "id, username, name, email, roles, disabled, failed_logins, last_failed_at, created_at";
 /// The `clients` columns [`client_from_row`] reads, in the order inserts bind them.
 pub(crate) const CLIENT_COLUMNS: &str = "client_id, auth, redirect_uris, post_logout_redirect_uris, \
-     backchannel_logout_uri, grant_types, start_url, id_token_alg, created_at";
+     backchannel_logout_uri, grant_types, start_url, id_token_alg, created_at, min_acr";
 /// The `signing_keys` columns [`signing_key_from_row`] reads, in the order inserts bind them.
 pub(crate) const KEY_COLUMNS: &str = "kid, alg, private_der, created_at, retired_at";
 /// The `workstations` columns [`workstation_from_row`] reads, in the order inserts bind them.
@@ -139,6 +139,33 @@ where
         .ok_or_else(|| StoreError::Corrupt(format!("{table}.{name}: unknown authenticator kind {text:?}")))
 }
 
+/// Read a client's `min_acr` column: NULL, or an acr Wardkey issues. Any
+/// other value could never be met, so it is a corrupt row, not a client
+/// nobody can sign in to.
+fn min_acr_column<R>(row: &R, table: &str, name: &str) -> StoreResult<Option<String>>
+where
+    R: Row,
+    for<'n> &'n str: ColumnIndex<R>,
+    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+{
+    let acr: Option<String> = column(row, table, name)?;
+    if let Some(acr) = &acr {
+        validate_min_acr(acr).map_err(|e| StoreError::Corrupt(format!("{table}.{name}: {}", e.message)))?;
+    }
+    Ok(acr)
+}
+
+/// Refuse to store a client that [`client_from_row`] would read back as
+/// corrupt (a `min_acr` Wardkey does not issue): `Corrupt`, before anything
+/// is written, so one bad registration cannot break `list_clients`.
+pub(crate) fn storable_client(client: &Client) -> StoreResult<()> {
+    match &client.min_acr {
+        Some(acr) => validate_min_acr(acr)
+            .map_err(|e| StoreError::Corrupt(format!("client {:?}: {}", client.client_id, e.message))),
+        None => Ok(()),
+    }
+}
+
 /// A [`User`] from a row of [`USER_COLUMNS`].
 pub(crate) fn user_from_row<R>(row: &R) -> StoreResult<User>
 where
@@ -183,6 +210,7 @@ where
         start_url: column(row, T, "start_url")?,
         id_token_alg: alg_column(row, T, "id_token_alg")?,
         created_at: column(row, T, "created_at")?,
+        min_acr: min_acr_column(row, T, "min_acr")?,
     })
 }
 

@@ -30,7 +30,7 @@ use crate::rows::{
     AUDIT_COLUMNS, BADGE_COLUMNS, CLIENT_COLUMNS, KEY_COLUMNS, LOGOUT_COLUMNS, MAX_LOGOUT_ERROR_CHARS, USER_COLUMNS,
     WEBAUTHN_COLUMNS, WORKSTATION_COLUMNS, audit_from_row, badge_from_row, checked_count, client_from_row, column,
     conflict_on_unique, encode_error, logout_notice_from_row, not_found_on_foreign_key, signing_key_from_row,
-    truncate_chars, user_from_row, webauthn_credential_from_row, workstation_from_row,
+    storable_client, truncate_chars, user_from_row, webauthn_credential_from_row, workstation_from_row,
 };
 use crate::{CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError, StoreResult, WebauthnCredential};
 
@@ -301,13 +301,16 @@ impl Store for SqliteStore {
         row.as_ref().map(|row| column(row, "credentials", "secret")).transpose()
     }
 
+    /// A `min_acr` that is not an acr Wardkey issues is refused as `Corrupt`
+    /// (it could never be met, and would read back as a corrupt row).
     async fn create_client(&self, client: &Client) -> StoreResult<()> {
+        storable_client(client)?;
         let auth = serde_json::to_string(&client.auth).map_err(encode_error("auth"))?;
         let redirect_uris = serde_json::to_string(&client.redirect_uris).map_err(encode_error("redirect_uris"))?;
         let post_logout_redirect_uris = serde_json::to_string(&client.post_logout_redirect_uris)
             .map_err(encode_error("post_logout_redirect_uris"))?;
         let grant_types = serde_json::to_string(&client.grant_types).map_err(encode_error("grant_types"))?;
-        sqlx::query(&format!("INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+        sqlx::query(&format!("INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
             .bind(&client.client_id)
             .bind(auth)
             .bind(redirect_uris)
@@ -317,6 +320,7 @@ impl Store for SqliteStore {
             .bind(&client.start_url)
             .bind(client.id_token_alg.as_str())
             .bind(client.created_at)
+            .bind(&client.min_acr)
             .execute(&self.pool)
             .await
             .map_err(|e| conflict_on_unique(e, format!("client {:?}", client.client_id)))?;
@@ -740,6 +744,40 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound(format!("webauthn credential of user id {user_id:?}")));
         }
         Ok(())
+    }
+
+    async fn create_invite(&self, digest: &[u8], user_id: &str, now: i64, expires_at: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM invites WHERE expires_at <= ?").bind(now).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO invites (digest, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(digest)
+            .bind(user_id)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(ref db) if db.is_foreign_key_violation() => {
+                    StoreError::NotFound(format!("user id {user_id:?}"))
+                }
+                other => conflict_on_unique(other, "invite".to_string()),
+            })?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One `DELETE … RETURNING`: SQLite has one writer at a time, so of two
+    /// callers taking the same invite the second finds it gone.
+    async fn take_invite(&self, digest: &[u8], now: i64) -> StoreResult<Option<String>> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("DELETE FROM invites WHERE digest = ? AND expires_at > ? RETURNING user_id")
+            .bind(digest)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let user_id = row.as_ref().map(|row| column(row, "invites", "user_id")).transpose()?;
+        tx.commit().await?;
+        Ok(user_id)
     }
 
     async fn list_badges(&self) -> StoreResult<Vec<Badge>> {

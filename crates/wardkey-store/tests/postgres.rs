@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection};
 use suite::{audit, badge, client, key, new_user, notice, notice_ids, webauthn, workstation};
 use wardkey_core::audit::AuditEvent;
-use wardkey_core::client::ClientAuth;
+use wardkey_core::client::{Client, ClientAuth};
 use wardkey_core::keys::SigningAlg;
+use wardkey_core::session::ACR_BADGE_PIN;
 use wardkey_store::{
     AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, PostgresStore, Store, StoreError,
     WebauthnCredential,
@@ -100,12 +101,14 @@ async fn corrupt_rows_are_errors_not_panics() {
     let (pg, store) = pg_store().await;
     let dave = store.create_user(&new_user("dave"), None, 1).await.unwrap();
     store.create_client(&client("epr", ClientAuth::None)).await.unwrap();
+    store.create_client(&client("pacs", ClientAuth::None)).await.unwrap();
     store.rotate_signing_keys(&[key("k1", SigningAlg::ES256, 1)], 1).await.unwrap();
 
     let mut side = side_connection(&pg).await;
     for sql in [
         "UPDATE users SET roles = 'not json'",
-        "UPDATE clients SET grant_types = '[\"implicit\"]'",
+        "UPDATE clients SET grant_types = '[\"implicit\"]' WHERE client_id = 'epr'",
+        "UPDATE clients SET min_acr = 'urn:wardkey:acr:otp' WHERE client_id = 'pacs'",
         "UPDATE signing_keys SET alg = 'HS256'",
         "INSERT INTO audit_log (at, event, actor, subject, detail) VALUES (1, 'x', 'y', 'z', '{')",
     ] {
@@ -118,6 +121,8 @@ async fn corrupt_rows_are_errors_not_panics() {
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     let err = store.client("epr").await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    let err = store.client("pacs").await.unwrap_err();
+    assert!(matches!(&err, StoreError::Corrupt(m) if m.contains("clients.min_acr")), "{err:?}");
     let err = store.signing_keys().await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     let err = store.recent_audit(5).await.unwrap_err();
@@ -219,6 +224,7 @@ async fn keys_holding_nul_name_nothing() {
         store.remove_client(odd).await.unwrap_err(),
         store.set_workstation_enabled(odd, false).await.unwrap_err(),
         store.add_badge(&badge(&[2; 32], odd, 1)).await.unwrap_err(),
+        store.create_invite(&[2; 32], odd, 1, 10).await.unwrap_err(),
     ] {
         assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     }
@@ -289,12 +295,16 @@ async fn data_survives_reopening() {
     let erin = store.create_user(&new_user("erin"), Some("$argon2id$e"), 5).await.unwrap();
     store.record_login_failure(&erin.id, 6).await.unwrap();
     store.set_credential(&erin.id, CredentialKind::Pin, "$argon2id$pin", 7).await.unwrap();
-    let epr = client("epr", ClientAuth::Secret { digest: vec![9; 32] });
+    let epr = Client {
+        min_acr: Some(ACR_BADGE_PIN.to_string()),
+        ..client("epr", ClientAuth::Secret { digest: vec![9; 32] })
+    };
     store.create_client(&epr).await.unwrap();
     let k1 = key("k1", SigningAlg::RS256, 8);
     store.rotate_signing_keys(std::slice::from_ref(&k1), 8).await.unwrap();
     let event = audit(9, "user.add", "erin");
     store.append_audit(&event).await.unwrap();
+    store.create_invite(&[0xe1; 32], &erin.id, 9, 100).await.unwrap();
     store.create_workstation(&workstation("ws-1", "ward7-a", "Ward 7", 1), b"code", 100).await.unwrap();
     let b = badge(&[1; 32], &erin.id, 2);
     store.add_badge(&b).await.unwrap();
@@ -322,7 +332,24 @@ async fn data_survives_reopening() {
     assert_eq!(store.server_secret("badge-key", b"second").await.unwrap(), b"first");
     assert_eq!(store.claim_due_logouts(3, 30, 10).await.unwrap().len(), 1);
     assert_eq!(store.webauthn_credentials(&erin.id).await.unwrap(), [passkey]);
+    assert_eq!(store.take_invite(&[0xe1; 32], 50).await.unwrap().as_ref(), Some(&erin.id));
     assert_eq!(store.take_session_revocations().await.unwrap(), [erin.id]);
+}
+
+/// Deleting a user deletes their invites (no store call deletes users yet;
+/// the schema must already).
+#[tokio::test]
+async fn invites_go_with_their_user() {
+    let (pg, store) = pg_store().await;
+    let alice = store.create_user(&new_user("alice"), None, 1).await.unwrap();
+    let bob = store.create_user(&new_user("bob"), None, 1).await.unwrap();
+    store.create_invite(&[0xa1; 32], &alice.id, 1, 100).await.unwrap();
+    store.create_invite(&[0xb1; 32], &bob.id, 1, 100).await.unwrap();
+
+    let mut side = side_connection(&pg).await;
+    sqlx::query("DELETE FROM users WHERE id = $1").bind(&alice.id).execute(&mut side).await.unwrap();
+    assert_eq!(store.take_invite(&[0xa1; 32], 2).await.unwrap(), None);
+    assert_eq!(store.take_invite(&[0xb1; 32], 2).await.unwrap(), Some(bob.id));
 }
 
 /// Three nodes (separate pools), each with several tasks, draining one
@@ -384,6 +411,17 @@ async fn concurrent_nodes_agree_on_secrets_and_never_share_claims() {
         outcomes.iter().filter_map(|o| o.as_ref().err()).all(|e| matches!(e, StoreError::NotFound(_))),
         "{outcomes:?}"
     );
+
+    // So does an invite, used from every node at once.
+    let alice = nodes[0].create_user(&new_user("alice"), None, 1).await.unwrap();
+    nodes[0].create_invite(&[0xa1; 32], &alice.id, 10, 100).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..9 {
+        let node = nodes[i % nodes.len()].clone();
+        tasks.spawn(async move { node.take_invite(&[0xa1; 32], 20).await.unwrap() });
+    }
+    let won: Vec<String> = tasks.join_all().await.into_iter().flatten().collect();
+    assert_eq!(won, [alice.id], "exactly one use succeeds");
 }
 
 /// A claim does not wait for notices another node holds locked: it takes

@@ -4,11 +4,13 @@
 mod suite;
 
 use std::path::Path;
+use std::str::FromStr;
 
 use sqlx::Connection;
 use suite::{audit, badge, client, key, new_user, notice, notice_ids, webauthn, workstation};
-use wardkey_core::client::ClientAuth;
+use wardkey_core::client::{Client, ClientAuth};
 use wardkey_core::keys::SigningAlg;
+use wardkey_core::session::ACR_BADGE_PIN;
 use wardkey_store::{AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, SqliteStore, Store, StoreError};
 
 // ---------------------------------------------------------------------------
@@ -100,12 +102,14 @@ async fn corrupt_rows_are_errors_not_panics() {
     let url = file_url(&dir.path().join("wardkey.db"));
     let dave = store.create_user(&new_user("dave"), None, 1).await.unwrap();
     store.create_client(&client("epr", ClientAuth::None)).await.unwrap();
+    store.create_client(&client("pacs", ClientAuth::None)).await.unwrap();
     store.rotate_signing_keys(&[key("k1", SigningAlg::ES256, 1)], 1).await.unwrap();
 
     let mut side = sqlx::SqliteConnection::connect(&url).await.unwrap();
     for sql in [
         "UPDATE users SET roles = 'not json'",
-        "UPDATE clients SET grant_types = '[\"implicit\"]'",
+        "UPDATE clients SET grant_types = '[\"implicit\"]' WHERE client_id = 'epr'",
+        "UPDATE clients SET min_acr = 'urn:wardkey:acr:otp' WHERE client_id = 'pacs'",
         "UPDATE signing_keys SET alg = 'HS256'",
         "INSERT INTO audit_log (at, event, actor, subject, detail) VALUES (1, 'x', 'y', 'z', '{')",
     ] {
@@ -118,6 +122,8 @@ async fn corrupt_rows_are_errors_not_panics() {
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     let err = store.client("epr").await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    let err = store.client("pacs").await.unwrap_err();
+    assert!(matches!(&err, StoreError::Corrupt(m) if m.contains("clients.min_acr")), "{err:?}");
     let err = store.signing_keys().await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     let err = store.recent_audit(5).await.unwrap_err();
@@ -133,12 +139,16 @@ async fn data_survives_reopening() {
     let erin = store.create_user(&new_user("erin"), Some("$argon2id$e"), 5).await.unwrap();
     store.record_login_failure(&erin.id, 6).await.unwrap();
     store.set_credential(&erin.id, CredentialKind::Pin, "$argon2id$pin", 7).await.unwrap();
-    let epr = client("epr", ClientAuth::Secret { digest: vec![9; 32] });
+    let epr = Client {
+        min_acr: Some(ACR_BADGE_PIN.to_string()),
+        ..client("epr", ClientAuth::Secret { digest: vec![9; 32] })
+    };
     store.create_client(&epr).await.unwrap();
     let k1 = key("k1", SigningAlg::RS256, 8);
     store.rotate_signing_keys(std::slice::from_ref(&k1), 8).await.unwrap();
     let event = audit(9, "user.add", "erin");
     store.append_audit(&event).await.unwrap();
+    store.create_invite(&[0xe1; 32], &erin.id, 9, 100).await.unwrap();
     let erin = store.user_by_id(&erin.id).await.unwrap().unwrap();
     store.close().await;
 
@@ -151,6 +161,56 @@ async fn data_survives_reopening() {
     assert_eq!(store.list_clients().await.unwrap(), [epr]);
     assert_eq!(store.signing_keys().await.unwrap(), [k1]);
     assert_eq!(store.recent_audit(10).await.unwrap(), [event]);
+    assert_eq!(store.take_invite(&[0xe1; 32], 50).await.unwrap(), Some(erin.id));
+}
+
+/// A database made before migration 0006 upgrades in place: its clients
+/// read back with no minimum acr (any session will do, as before), and
+/// invites work.
+#[tokio::test]
+async fn clients_from_before_min_acr_upgrade_to_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(&dir.path().join("wardkey.db"));
+    let mut migrator = sqlx::migrate!("./migrations/sqlite");
+    let before_0006: Vec<_> = migrator.migrations.iter().filter(|m| m.version < 6).cloned().collect();
+    assert_eq!(before_0006.len(), 5);
+    migrator.migrations = before_0006.into();
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
+    let mut side = sqlx::SqliteConnection::connect_with(&options).await.unwrap();
+    migrator.run(&mut side).await.unwrap();
+    sqlx::query(
+        "INSERT INTO clients (client_id, auth, redirect_uris, post_logout_redirect_uris, grant_types, \
+         id_token_alg, created_at) VALUES ('epr', '{\"method\":\"none\"}', '[]', '[]', '[]', 'ES256', 1)",
+    )
+    .execute(&mut side)
+    .await
+    .unwrap();
+    side.close().await.unwrap();
+
+    let store = SqliteStore::open(&url).await.unwrap();
+    let epr = store.client("epr").await.unwrap().unwrap();
+    assert_eq!(epr.min_acr, None);
+    let alice = store.create_user(&new_user("alice"), None, 1).await.unwrap();
+    store.create_invite(&[1; 32], &alice.id, 1, 10).await.unwrap();
+    assert_eq!(store.take_invite(&[1; 32], 2).await.unwrap(), Some(alice.id));
+}
+
+/// Deleting a user deletes their invites (no store call deletes users yet;
+/// the schema must already).
+#[tokio::test]
+async fn invites_go_with_their_user() {
+    let (dir, store) = temp_file_store().await;
+    let url = file_url(&dir.path().join("wardkey.db"));
+    let alice = store.create_user(&new_user("alice"), None, 1).await.unwrap();
+    let bob = store.create_user(&new_user("bob"), None, 1).await.unwrap();
+    store.create_invite(&[0xa1; 32], &alice.id, 1, 100).await.unwrap();
+    store.create_invite(&[0xb1; 32], &bob.id, 1, 100).await.unwrap();
+
+    let mut side = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut side).await.unwrap();
+    sqlx::query("DELETE FROM users WHERE id = ?").bind(&alice.id).execute(&mut side).await.unwrap();
+    assert_eq!(store.take_invite(&[0xa1; 32], 2).await.unwrap(), None);
+    assert_eq!(store.take_invite(&[0xb1; 32], 2).await.unwrap(), Some(bob.id));
 }
 
 #[tokio::test]
@@ -231,6 +291,17 @@ async fn concurrent_callers_agree_on_secrets_and_never_share_claims() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 40, "no notice claimed twice");
+
+    // Several connections using one invite at once: exactly one succeeds.
+    let alice = store.create_user(&new_user("alice"), None, 1).await.unwrap();
+    store.create_invite(&[0xa1; 32], &alice.id, 10, 100).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.spawn(async move { store.take_invite(&[0xa1; 32], 20).await.unwrap() });
+    }
+    let won: Vec<String> = tasks.join_all().await.into_iter().flatten().collect();
+    assert_eq!(won, [alice.id], "exactly one use succeeds");
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use wardkey_core::audit::AuditEvent;
 use wardkey_core::badge::{Badge, MAX_PIN_FAILURES};
 use wardkey_core::client::{Client, ClientAuth, GrantType};
 use wardkey_core::keys::{SigningAlg, SigningKey};
+use wardkey_core::session::{ACR_PASSKEY, ACR_SECURITY_KEY};
 use wardkey_core::user::{NewUser, User};
 use wardkey_core::workstation::Workstation;
 use wardkey_store::{
@@ -40,6 +41,7 @@ pub fn client(client_id: &str, auth: ClientAuth) -> Client {
         start_url: None,
         id_token_alg: SigningAlg::RS256,
         created_at: 1_700_000_000,
+        min_acr: None,
     }
 }
 
@@ -213,6 +215,7 @@ pub async fn clients(store: &dyn Store) {
         grant_types: vec![GrantType::AuthorizationCode],
         post_logout_redirect_uris: vec![],
         backchannel_logout_uri: None,
+        min_acr: Some(ACR_PASSKEY.to_string()),
         ..client("spa", ClientAuth::None)
     };
     let agent = Client {
@@ -237,6 +240,15 @@ pub async fn clients(store: &dyn Store) {
     let err = store.create_client(&client("epr", ClientAuth::None)).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(store.client("epr").await.unwrap(), Some(epr.clone()), "unchanged");
+
+    // A minimum acr Wardkey does not issue could never be met: refused,
+    // nothing written.
+    for bad in ["urn:wardkey:acr:otp", "", "urn:wardkey:acr:PASSKEY"] {
+        let odd = Client { min_acr: Some(bad.to_string()), ..client("odd", ClientAuth::None) };
+        let err = store.create_client(&odd).await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    }
+    assert_eq!(store.client("odd").await.unwrap(), None);
 
     store.remove_client("pacs").await.unwrap();
     assert_eq!(store.client("pacs").await.unwrap(), None);
@@ -589,6 +601,52 @@ pub async fn webauthn_credentials(store: &dyn Store) {
     assert_eq!(store.webauthn_credential(&phone.id).await.unwrap().unwrap().user_id, bob.id);
 }
 
+/// One-time enrolment invites: each works once, until it expires, for an
+/// existing user only; of several uses at once exactly one succeeds.
+pub async fn invites(store: &dyn Store) {
+    let alice = store.create_user(&new_user("alice"), None, 1).await.unwrap();
+    let bob = store.create_user(&new_user("bob"), None, 1).await.unwrap();
+    store.create_invite(&[0xa1; 32], &alice.id, 100, 200).await.unwrap();
+    store.create_invite(&[0xa2; 32], &alice.id, 100, 200).await.unwrap();
+    store.create_invite(&[0xb1; 32], &bob.id, 100, 200).await.unwrap();
+    assert_eq!(store.take_invite(&[0xee; 32], 150).await.unwrap(), None, "no such invite");
+    assert_eq!(store.take_invite(&[0xa1; 31], 150).await.unwrap(), None, "a prefix is not the digest");
+
+    // Single use; a user's other invites and other users' are untouched.
+    assert_eq!(store.take_invite(&[0xa1; 32], 150).await.unwrap().as_deref(), Some(alice.id.as_str()));
+    assert_eq!(store.take_invite(&[0xa1; 32], 150).await.unwrap(), None, "used once");
+    assert_eq!(store.take_invite(&[0xb1; 32], 150).await.unwrap().as_deref(), Some(bob.id.as_str()));
+
+    // Valid while now < expires_at; an expired invite stays unusable.
+    assert_eq!(store.take_invite(&[0xa2; 32], 200).await.unwrap(), None, "expired at expires_at");
+    assert_eq!(store.take_invite(&[0xa2; 32], 250).await.unwrap(), None, "and after");
+    store.create_invite(&[0xa3; 32], &alice.id, 100, 200).await.unwrap();
+    assert_eq!(store.take_invite(&[0xa3; 32], 300).await.unwrap(), None, "expired");
+    assert_eq!(store.take_invite(&[0xa3; 32], 199).await.unwrap().as_deref(), Some(alice.id.as_str()));
+
+    // Recording an invite purges the expired ones: even a clock that went
+    // back could not use them.
+    store.create_invite(&[0xa4; 32], &alice.id, 100, 150).await.unwrap();
+    store.create_invite(&[0xa5; 32], &alice.id, 150, 400).await.unwrap();
+    assert_eq!(store.take_invite(&[0xa4; 32], 120).await.unwrap(), None, "purged at 150");
+
+    // Only for an existing user; a taken digest changes nothing.
+    let err = store.create_invite(&[0xc1; 32], "ghost", 100, 200).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(store.take_invite(&[0xc1; 32], 150).await.unwrap(), None);
+    let err = store.create_invite(&[0xa5; 32], &bob.id, 160, 500).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.take_invite(&[0xa5; 32], 300).await.unwrap().as_deref(), Some(alice.id.as_str()), "unchanged");
+
+    // Several uses at once (a double click, two nodes): exactly one wins.
+    store.create_invite(&[0xd1; 32], &bob.id, 100, 1_000).await.unwrap();
+    let take = || store.take_invite(&[0xd1; 32], 500);
+    let outcomes = tokio::join!(take(), take(), take(), take(), take(), take());
+    let outcomes = [outcomes.0, outcomes.1, outcomes.2, outcomes.3, outcomes.4, outcomes.5];
+    let won: Vec<String> = outcomes.into_iter().filter_map(|o| o.unwrap()).collect();
+    assert_eq!(won, [bob.id], "exactly one use succeeds");
+}
+
 /// What `wardkey store migrate` does: copy every durable record of
 /// `source` into the empty `target` (keys oldest first, audit oldest first).
 async fn copy_store(source: &dyn Store, target: &dyn Store) {
@@ -651,7 +709,11 @@ pub async fn migrate_round_trip(source: &dyn Store, target: &dyn Store) {
 
     for c in [
         client("epr", ClientAuth::Secret { digest: vec![0, 1, 2, 254, 255] }),
-        Client { start_url: Some("https://spa.example/".to_string()), ..client("spa", ClientAuth::None) },
+        Client {
+            start_url: Some("https://spa.example/".to_string()),
+            min_acr: Some(ACR_SECURITY_KEY.to_string()),
+            ..client("spa", ClientAuth::None)
+        },
         client("agent:ward-7", ClientAuth::JwksUri { uri: "https://agent.example/jwks".to_string() }),
     ] {
         source.create_client(&c).await.unwrap();
@@ -746,6 +808,7 @@ pub async fn migrate_round_trip(source: &dyn Store, target: &dyn Store) {
     let clients = source.list_clients().await.unwrap();
     assert_eq!(clients.len(), 3);
     assert_eq!(target.list_clients().await.unwrap(), clients);
+    assert_eq!(target.client("spa").await.unwrap().unwrap().min_acr.as_deref(), Some(ACR_SECURITY_KEY));
 
     // Keys in the same order, the retired one still retired.
     let keys = source.signing_keys().await.unwrap();
@@ -964,6 +1027,7 @@ macro_rules! all_cases {
             disable_unknown_user_is_not_found,
             credentials,
             webauthn_credentials,
+            invites,
             login_failures,
             clients,
             signing_key_rotation,
