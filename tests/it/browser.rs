@@ -50,6 +50,7 @@ async fn add_epr_at(app: &TestApp, callback: &str) -> String {
         grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
         id_token_alg: SigningAlg::ES256,
         start_url: None,
+        min_acr: None,
         created_at: app.clock.now(),
     };
     app.state.store.create_client(&client).await.unwrap();
@@ -364,4 +365,73 @@ async fn an_application_that_needs_a_key_is_not_given_a_password_sign_in() {
     let back = Url::parse(&location(&browser.get(&url).send().await.unwrap())).unwrap();
     assert!(query_param(&back, "code").is_some());
     let _ = secret;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invite_lets_a_clinician_without_a_password_add_a_passkey_once() {
+    let app = spawn_on_localhost().await;
+    let callback = format!("{}/cb", spawn_callback().await);
+    let secret = add_epr_at(&app, &callback).await;
+    // A clinician with no password at all.
+    let user = wardkey_core::user::NewUser {
+        username: "quinn".into(),
+        name: Some("Quinn".into()),
+        email: None,
+        roles: vec![],
+    };
+    let quinn = app.state.store.create_user(&user, None, app.clock.now()).await.unwrap();
+    let token = new_secret();
+    let expires = app.clock.now() + 3600;
+    app.state.store.create_invite(&digest(&token), &quinn.id, app.clock.now(), expires).await.unwrap();
+
+    let chromium = Chromium::start().await;
+    let page = chromium.new_page().await;
+    page.add_virtual_authenticator("internal", true).await;
+    // The invite is not a sign-in: applications still ask Quinn to sign in.
+    page.navigate(&app.url(&format!("/account/invite/{token}"))).await;
+    assert!(page.url().await.ends_with("/account/keys"));
+    add_key(&app, &page, "Phone", "passkey").await;
+    let (url, verifier) = authorize(&app, &callback, None);
+    page.navigate(&url).await;
+    assert!(page.url().await.contains("/login?request="), "an invite is no sign-in");
+    page.wait_for("!document.getElementById('passkey-sign-in').hidden").await;
+    page.eval("document.querySelector('#passkey-sign-in button').click(); true").await.unwrap();
+    let claims = redeem(&app, &page, &callback, &verifier, &secret).await;
+    assert_eq!(claims["sub"], quinn.id.as_str());
+    assert_eq!(claims["acr"], "urn:wardkey:acr:passkey");
+
+    // The link worked once.
+    let again = app.http.get(app.url(&format!("/account/invite/{token}"))).send().await.unwrap();
+    assert_eq!(again.status(), 400);
+    assert!(again.text().await.unwrap().contains("already been used or has expired"));
+}
+
+#[tokio::test]
+async fn a_clients_minimum_acr_applies_to_every_sign_in_and_token_exchange() {
+    use crate::tap::{TestWorkstation, enrol_badge, tap_in};
+    let app = spawn_on_localhost().await;
+    enrol_badge(&app, "rae", "5EA1").await;
+    let secret = app.add_epr("web").await;
+    app.add_client("prescribing", Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
+    for id in ["web", "prescribing"] {
+        let client = app.state.store.client(id).await.unwrap().unwrap();
+        app.state.store.remove_client(id).await.unwrap();
+        let client = Client { min_acr: Some("urn:wardkey:acr:security-key".into()), ..client };
+        app.state.store.create_client(&client).await.unwrap();
+    }
+    app.sync_directory().await;
+    // A password session is not enough for "web", without acr_values.
+    let browser = no_redirects(true);
+    let (url, _) = authorize_url(&app, "web", &[]);
+    let r = browser.get(&url).send().await.unwrap();
+    let login = location(&r);
+    let page = browser.get(app.url(&login)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("needs you to sign in with a hardware security key"), "{page}");
+    let _ = secret;
+    // A badge + PIN session gets no token for "prescribing" at the workstation.
+    let ws = TestWorkstation::enrol(&app, "pc", "Ward 11").await;
+    let ticket = tap_in(&app, &ws, "5EA1").await;
+    let r = ws.exchange(&app, &ticket, "prescribing").await;
+    let body = assert_oauth_error(r, 400, "invalid_grant").await;
+    assert!(body["error_description"].as_str().unwrap().contains("security key"), "{body}");
 }

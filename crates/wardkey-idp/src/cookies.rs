@@ -1,5 +1,5 @@
-//! The two cookies Wardkey sets: the SSO session and the login form's
-//! anti-forgery token. Both are HttpOnly and SameSite=Lax; over https they
+//! The cookies Wardkey sets: the SSO session, the forms' anti-forgery token
+//! and an invite's key enrolment. All are HttpOnly and SameSite=Lax; over https they
 //! are Secure with the `__Host-` prefix, which pins them to this host and
 //! path `/` so a sibling subdomain cannot plant one (RFC 6265bis §4.1.3.2).
 
@@ -15,6 +15,8 @@ pub enum CookieName {
     Session,
     /// The login form's CSRF token.
     Csrf,
+    /// A redeemed invite: lets its holder add a key, and nothing else.
+    Enrolment,
 }
 
 impl AppState {
@@ -24,6 +26,8 @@ impl AppState {
             (CookieName::Session, false) => "wardkey_session",
             (CookieName::Csrf, true) => "__Host-wardkey_csrf",
             (CookieName::Csrf, false) => "wardkey_csrf",
+            (CookieName::Enrolment, true) => "__Host-wardkey_enrol",
+            (CookieName::Enrolment, false) => "wardkey_enrol",
         }
     }
 

@@ -195,6 +195,10 @@ pub mod keys {
     pub fn ticket(digest: &str) -> String {
         format!("ticket:{digest}")
     }
+    /// A redeemed invite's enrolment (by cookie digest): a user id.
+    pub fn enrolment(digest: &str) -> String {
+        format!("enrol:{digest}")
+    }
     /// A WebAuthn ceremony between its start and finish.
     pub fn webauthn_ceremony(id: &str) -> String {
         format!("webauthn:{id}")

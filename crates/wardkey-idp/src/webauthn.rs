@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use url::Url;
 use wardkey_core::audit::AuditEvent;
-use wardkey_core::secret::{constant_time_eq, digest, random_token};
+use wardkey_core::secret::{constant_time_eq, digest, digest_b64, new_secret, random_token};
 use wardkey_core::session::{ACR_PASSKEY, ACR_SECURITY_KEY, Amr, Session};
 use wardkey_core::user::User;
 use wardkey_store::{AuthenticatorKind, StoreError, WebauthnCredential};
@@ -88,6 +88,7 @@ pub fn assurance(kind: AuthenticatorKind) -> (&'static str, Vec<Amr>) {
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/account/keys", get(keys_page))
+        .route("/account/invite/{token}", get(redeem_invite))
         .route("/account/keys/revoke", post(revoke))
         .route("/account/keys/register/start", post(register_start))
         .route("/account/keys/register/finish", post(register_finish))
@@ -159,10 +160,23 @@ fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T,
     serde_json::from_slice(body).map_err(|e| WebauthnApiError::InvalidRequest(format!("the request is not valid: {e}")))
 }
 
-async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<(Session, User), WebauthnApiError> {
-    let session = current_session(state, headers).await?.ok_or(WebauthnApiError::NotSignedIn)?;
-    let user = state.store.user_by_id(&session.user_id).await?.ok_or(WebauthnApiError::NotSignedIn)?;
-    Ok((session, user))
+/// Whose keys this browser may manage: the signed-in person's, or the one a
+/// redeemed invite is for (an invite lets its holder add a key and nothing
+/// else: it is no sign-in, so no application accepts it).
+async fn account_holder(state: &AppState, headers: &HeaderMap) -> Result<User, WebauthnApiError> {
+    let user_id = match current_session(state, headers).await? {
+        Some(session) => session.user_id,
+        None => {
+            let cookie = state.read_cookie(headers, CookieName::Enrolment).ok_or(WebauthnApiError::NotSignedIn)?;
+            let key = keys::enrolment(&digest_b64(cookie));
+            get_json::<String>(state.cache.as_ref(), &key).await?.ok_or(WebauthnApiError::NotSignedIn)?
+        }
+    };
+    let user = state.store.user_by_id(&user_id).await?.ok_or(WebauthnApiError::NotSignedIn)?;
+    if user.disabled {
+        return Err(WebauthnApiError::NotSignedIn);
+    }
+    Ok(user)
 }
 
 async fn audit(state: &AppState, event: &str, user: &User, detail: Value) {
@@ -204,7 +218,7 @@ async fn register_start(
 ) -> Result<Json<Value>, WebauthnApiError> {
     let request: RegisterStart = json_body(&headers, &body)?;
     let webauthn = relying(&state)?;
-    let (_, user) = signed_in(&state, &headers).await?;
+    let user = account_holder(&state, &headers).await?;
     let name = request.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         return Err(WebauthnApiError::InvalidRequest("give the key a name of 1 to 64 ordinary characters".into()));
@@ -249,7 +263,7 @@ async fn register_finish(
 ) -> Result<Json<Value>, WebauthnApiError> {
     let request: RegisterFinish = json_body(&headers, &body)?;
     let webauthn = relying(&state)?;
-    let (_, user) = signed_in(&state, &headers).await?;
+    let user = account_holder(&state, &headers).await?;
     let record: Registration = take_json(state.cache.as_ref(), &keys::webauthn_ceremony(&request.ceremony))
         .await?
         .ok_or(WebauthnApiError::Expired)?;
@@ -455,8 +469,8 @@ async fn fresh_session(
 /// `GET /account/keys`: the signed-in person's passkeys and security keys,
 /// with a form to add one and a button to remove each.
 async fn keys_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (_, user) = match signed_in(&state, &headers).await {
-        Ok(s) => s,
+    let user = match account_holder(&state, &headers).await {
+        Ok(u) => u,
         Err(WebauthnApiError::NotSignedIn) => {
             return (
                 StatusCode::UNAUTHORIZED,
@@ -487,6 +501,44 @@ async fn keys_page(State(state): State<AppState>, headers: HeaderMap) -> Respons
     response
 }
 
+/// How long a redeemed invite lets its holder add keys.
+const ENROLMENT_TTL: Duration = Duration::from_secs(1800);
+
+/// `GET /account/invite/{token}`: redeem a one-time invite from the service
+/// desk (`wardkey user invite`): the link works once, before it expires, and
+/// leads to the keys page for that person.
+async fn redeem_invite(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    let gone = || {
+        PageError::BadRequest(
+            "This invite link has already been used or has expired. Ask the IT service desk for a new one.".into(),
+        )
+        .into_response()
+    };
+    if state.webauthn.is_none() {
+        return WebauthnApiError::NotConfigured.into_response();
+    }
+    let user_id = match state.store.take_invite(&digest(&token), state.now()).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return gone(),
+        Err(e) => return PageError::from(e).into_response(),
+    };
+    match state.store.user_by_id(&user_id).await {
+        Ok(Some(user)) if !user.disabled => {
+            audit(&state, "user.invite_redeemed", &user, json!({})).await;
+        }
+        Ok(_) => return gone(),
+        Err(e) => return PageError::from(e).into_response(),
+    }
+    let cookie = new_secret();
+    let key = keys::enrolment(&digest_b64(&cookie));
+    if let Err(e) = put_json(state.cache.as_ref(), &key, &user_id, ENROLMENT_TTL).await {
+        return PageError::from(e).into_response();
+    }
+    let mut response = crate::oidc::authorize::see_other("/account/keys");
+    state.set_cookie(response.headers_mut(), CookieName::Enrolment, &cookie);
+    response
+}
+
 /// `POST /account/keys/revoke`: a plain form (`csrf`, `id`).
 async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let bad = |m: &str| PageError::BadRequest(m.to_string()).into_response();
@@ -500,8 +552,8 @@ async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     if !csrf_ok {
         return bad("This form had expired or did not come from this page. Open the page again.");
     }
-    let (_, user) = match signed_in(&state, &headers).await {
-        Ok(s) => s,
+    let user = match account_holder(&state, &headers).await {
+        Ok(u) => u,
         Err(WebauthnApiError::NotSignedIn) => return bad("You are not signed in any more. Sign in and try again."),
         Err(_) => return PageError::Unavailable.into_response(),
     };

@@ -17,6 +17,7 @@ use wardkey_proto::tap::SESSION_TICKET_TOKEN_TYPE;
 
 use crate::client_auth::REPLAYED_ASSERTION;
 use crate::error::{OAuthError, TapApiError};
+use crate::oidc::authorize::acr_meets;
 use crate::params::Params;
 use crate::sessions::{Grant, Nonce, from_reply, keys, parse_list};
 use crate::state::AppState;
@@ -111,6 +112,12 @@ pub async fn exchange(
         .live_session(replies.next().and_then(Reply::into_value))
         .ok_or_else(|| OAuthError::InvalidGrant("the clinician's session has ended".into()))?;
     let listed = parse_list(replies.next().and_then(Reply::into_value));
+    if !acr_meets(&session.acr, client.min_acr.as_deref()) {
+        return Err(OAuthError::InvalidGrant(format!(
+            "{audience:?} needs a stronger sign-in than this session's ({}): sign in to it with a security key",
+            session.acr
+        )));
+    }
     let user = state
         .directory
         .user(&session.user_id)

@@ -194,7 +194,12 @@ async fn validate_and_decide(
         None => None,
     };
     let scope = filter_scope(params.get("scope").unwrap_or(""));
-    let min_acr = requested_acr(params.get("acr_values"));
+    // The application's own minimum and what this request asks for: the
+    // stronger applies.
+    let min_acr = [requested_acr(params.get("acr_values")), client.min_acr.clone()]
+        .into_iter()
+        .flatten()
+        .max_by_key(|a| acr_rank(a));
 
     let session = current_session(state, headers).await.map_err(|e| e.into_response())?;
     let now = state.now();
