@@ -175,6 +175,15 @@ async fn passkeys_and_security_keys_in_a_real_browser() {
     assert!(audit.iter().any(|e| e.event == "webauthn.cloned_suspected"));
     data["cred"]["counter"] = 0.into();
     app.state.store.update_webauthn_credential(&stored.id, &data.to_string(), 0).await.unwrap();
+    // With the counter mended, the passkey verifies but is below what the
+    // application asked for: refused, in words.
+    page.eval(
+        "document.getElementById('passkey-error').hidden = true; \
+               document.querySelector('#passkey-sign-in button').click(); true",
+    )
+    .await
+    .unwrap();
+    page.wait_for("document.getElementById('passkey-error').innerText.includes('passkey is not enough')").await;
 
     // A roaming security key; an application that needs the highest acr
     // makes the passkey session step up to it, without a password form.

@@ -42,6 +42,7 @@ use webauthn_rs::prelude::{
 
 use crate::cookies::CookieName;
 use crate::error::{PageError, WebauthnApiError};
+use crate::metrics::Metrics;
 use crate::oidc::authorize::{complete, current_session};
 use crate::pages;
 use crate::sessions::{PendingAuthorization, get_json, keys, put_json, take_json};
@@ -411,21 +412,25 @@ async fn finish_login(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
     state.store.update_webauthn_credential(&stored.id, &stored.data, state.now()).await?;
 
     let (acr, amr) = assurance(stored.kind);
-    let pending = match login.request.as_str() {
-        "" => None,
-        id => Some(
-            take_json::<PendingAuthorization>(state.cache.as_ref(), &keys::pending(id))
-                .await?
-                .ok_or(WebauthnApiError::Expired)?,
-        ),
-    };
-    if let Some(p) = &pending
-        && !crate::oidc::authorize::acr_meets(acr, p.min_acr.as_deref())
-    {
-        return Err(WebauthnApiError::Refused(
-            "this application needs a hardware security key: a passkey is not enough here".into(),
-        ));
+    let pending_key = (!login.request.is_empty()).then(|| keys::pending(&login.request));
+    if let Some(key) = &pending_key {
+        let pending: PendingAuthorization =
+            get_json(state.cache.as_ref(), key).await?.ok_or(WebauthnApiError::Expired)?;
+        // Checked before the request is used up, so the person can try
+        // again with the right key.
+        if !crate::oidc::authorize::acr_meets(acr, pending.min_acr.as_deref()) {
+            return Err(WebauthnApiError::Refused(
+                "this application needs a hardware security key: a passkey is not enough here".into(),
+            ));
+        }
     }
+    // Take, not get: a pending request completes once.
+    let pending = match &pending_key {
+        Some(key) => {
+            Some(take_json::<PendingAuthorization>(state.cache.as_ref(), key).await?.ok_or(WebauthnApiError::Expired)?)
+        }
+        None => None,
+    };
     // Step-up: the same person with a session in this browser keeps it,
     // with the new authentication recorded (OIDC Core §3.1.2.1: auth_time,
     // acr and amr describe the latest one).
@@ -437,6 +442,7 @@ async fn finish_login(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
         },
         None => fresh_session(state, &user, amr.clone(), acr).await?,
     };
+    Metrics::count(&state.metrics.logins, "success");
     let id = URL_SAFE_NO_PAD.encode(&stored.id);
     audit(state, "login.success", &user, json!({"sid": session.sid, "amr": amr, "credential": id})).await;
     let redirect = match &pending {
