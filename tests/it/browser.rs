@@ -104,7 +104,7 @@ async fn add_key(app: &TestApp, page: &Page, name: &str, kind: &str) {
     ))
     .await
     .unwrap();
-    page.wait_for(&format!("document.body.innerText.includes({name:?})")).await;
+    page.wait_for(&format!("[...document.querySelectorAll('td')].some(td => td.innerText === {name:?})")).await;
 }
 
 fn screenshot_path(name: &str) -> std::path::PathBuf {
@@ -443,4 +443,127 @@ async fn a_clients_minimum_acr_applies_to_every_sign_in_and_token_exchange() {
     let r = ws.exchange(&app, &ticket, "prescribing").await;
     let body = assert_oauth_error(r, 400, "invalid_grant").await;
     assert!(body["error_description"].as_str().unwrap().contains("security key"), "{body}");
+}
+
+/// A FIDO2 key as the agent's reader would drive one, in software: the
+/// private key of a credential the virtual authenticator made, signing
+/// WebAuthn assertions (authenticator data, then the client data's hash:
+/// WebAuthn L2 §6.3.3) with the issuer as origin.
+struct SoftKey {
+    credential_id: Vec<u8>,
+    user_handle: Vec<u8>,
+    key: aws_lc_rs::signature::EcdsaKeyPair,
+    counter: u32,
+}
+
+impl SoftKey {
+    /// The first credential `authenticator` holds.
+    async fn export(page: &Page, authenticator: &str) -> SoftKey {
+        use base64::Engine;
+        let b64 = |v: &Value| base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap();
+        let credential = page.credentials(authenticator).await.remove(0);
+        let pkcs8 = b64(&credential["privateKey"]);
+        let key = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &pkcs8,
+        )
+        .unwrap();
+        SoftKey {
+            credential_id: b64(&credential["credentialId"]),
+            user_handle: b64(&credential["userHandle"]),
+            key,
+            counter: credential["signCount"].as_u64().unwrap() as u32,
+        }
+    }
+
+    /// An assertion for a `KeyChallenge`'s options, made at `origin`.
+    fn assert(&mut self, options: &Value, origin: &str) -> Value {
+        use base64::Engine;
+        use sha2::Digest;
+        let b64url = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        self.counter += 1;
+        let rp_id = options["publicKey"]["rpId"].as_str().unwrap();
+        let mut auth_data = sha2::Sha256::digest(rp_id.as_bytes()).to_vec();
+        auth_data.push(0x05); // user present, user verified
+        auth_data.extend_from_slice(&self.counter.to_be_bytes());
+        let client_data = serde_json::json!({
+            "type": "webauthn.get",
+            "challenge": options["publicKey"]["challenge"],
+            "origin": origin,
+            "crossOrigin": false,
+        })
+        .to_string();
+        let mut signed = auth_data.clone();
+        signed.extend_from_slice(&sha2::Sha256::digest(client_data.as_bytes()));
+        let signature = self.key.sign(&aws_lc_rs::rand::SystemRandom::new(), &signed).unwrap();
+        serde_json::json!({
+            "id": b64url(&self.credential_id),
+            "rawId": b64url(&self.credential_id),
+            "type": "public-key",
+            "extensions": {},
+            "response": {
+                "authenticatorData": b64url(&auth_data),
+                "clientDataJSON": b64url(client_data.as_bytes()),
+                "signature": b64url(signature.as_ref()),
+                "userHandle": b64url(&self.user_handle),
+            },
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fido2_key_tapped_at_a_workstation_signs_in_at_the_highest_acr() {
+    use crate::tap::TestWorkstation;
+    let app = spawn_on_localhost().await;
+    app.add_user("sam").await;
+    app.add_client("epr", Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
+    // Sam enrols a FIDO2 badge as a security key on the account page.
+    let chromium = Chromium::start().await;
+    let page = chromium.new_page().await;
+    let nfc = page.add_virtual_authenticator("nfc", true).await;
+    let (url, _) = authorize_url(&app, "web", &[]);
+    app.add_epr("web").await;
+    page.navigate(&url).await;
+    page.eval(&format!(
+        "document.getElementById('username').value = 'sam'; document.getElementById('password').value = {PASSWORD:?}; \
+         document.querySelector('form[action=\"/login\"]').submit(); true"
+    ))
+    .await
+    .unwrap();
+    page.wait_for("!location.pathname.startsWith('/login')").await;
+    add_key(&app, &page, "Sam badge 7", "security_key").await;
+    let mut badge = SoftKey::export(&page, &nfc).await;
+
+    // At a ward PC: challenge, the badge's answer, and Sam is in.
+    let ws = TestWorkstation::enrol(&app, "pc", "Ward 12").await;
+    let challenge = ws.call(&app, "/tap/key/start", serde_json::json!({})).await;
+    let credential = badge.assert(&challenge["options"], &app.issuer);
+    let answer = ws
+        .call(&app, "/tap/key", serde_json::json!({"ceremony": challenge["ceremony"], "credential": credential}))
+        .await;
+    assert_eq!(answer["state"], "active", "{answer}");
+    assert_eq!(answer["user"]["username"], "sam");
+    let r = ws.exchange(&app, answer["session_ticket"].as_str().unwrap(), "epr").await;
+    assert_eq!(r.status(), 200);
+    let tokens: Value = r.json().await.unwrap();
+    let payload = tokens["access_token"].as_str().unwrap().split('.').nth(1).unwrap();
+    use base64::Engine;
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["acr"], "urn:wardkey:acr:security-key");
+    assert_eq!(claims["amr"], serde_json::json!(["hwk", "mfa"]));
+
+    // The same answer again, an answer for another origin, and a stale
+    // ceremony are all refused.
+    let again = ws
+        .send(&app, "/tap/key", serde_json::json!({"ceremony": challenge["ceremony"], "credential": credential}))
+        .await;
+    assert_eq!(again.status(), 410);
+    let challenge = ws.call(&app, "/tap/key/start", serde_json::json!({})).await;
+    let phished = badge.assert(&challenge["options"], "https://wardkey.example.net");
+    let r =
+        ws.send(&app, "/tap/key", serde_json::json!({"ceremony": challenge["ceremony"], "credential": phished})).await;
+    assert_eq!(r.status(), 403, "an assertion made for another origin");
+    let r = ws.send(&app, "/tap/key", serde_json::json!({"ceremony": "nope", "credential": {}})).await;
+    assert_eq!(r.status(), 400, "not an assertion");
 }

@@ -113,7 +113,7 @@ enum PendingKey {
 
 /// A sign-in between start and finish.
 #[derive(Serialize, Deserialize)]
-struct Login {
+pub(crate) struct Login {
     /// The pending authorization it completes ("" for a direct sign-in).
     request: String,
     state: DiscoverableAuthentication,
@@ -323,25 +323,32 @@ async fn login_start(
     body: Bytes,
 ) -> Result<Json<Value>, WebauthnApiError> {
     let request: LoginStart = json_body(&headers, &body)?;
-    let webauthn = relying(&state)?;
+    relying(&state)?;
     if !request.request.is_empty()
         && get_json::<PendingAuthorization>(state.cache.as_ref(), &keys::pending(&request.request)).await?.is_none()
     {
         return Err(WebauthnApiError::Expired);
     }
+    Ok(Json(start_ceremony(&state, request.request).await?))
+}
+
+/// Start a discoverable sign-in ceremony that completes pending
+/// authorization `request` ("" for none): `{ceremony, options}`.
+pub(crate) async fn start_ceremony(state: &AppState, request: String) -> Result<Value, WebauthnApiError> {
+    let webauthn = relying(state)?;
     let (mut options, login) = webauthn
         .start_discoverable_authentication()
         .map_err(|e| WebauthnApiError::InvalidRequest(format!("cannot start: {e}")))?;
-    // A button press, not autofill: the browser shows its own key prompt.
+    // A button press or a tap, not autofill: the key is asked at once.
     options.mediation = None;
     let ceremony = random_token(24);
-    let record = Login { request: request.request, state: login };
+    let record = Login { request, state: login };
     put_json(state.cache.as_ref(), &keys::webauthn_ceremony(&ceremony), &record, CEREMONY_TTL).await?;
     let mut options = serde_json::to_value(options).unwrap_or_default();
     if let Some(public_key) = options.get_mut("publicKey").and_then(Value::as_object_mut) {
         public_key.insert("userVerification".into(), "required".into());
     }
-    Ok(Json(json!({"ceremony": ceremony, "options": options})))
+    Ok(json!({"ceremony": ceremony, "options": options}))
 }
 
 #[derive(Deserialize)]
@@ -359,15 +366,23 @@ async fn login_finish(State(state): State<AppState>, headers: HeaderMap, body: B
     }
 }
 
-async fn finish_login(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, WebauthnApiError> {
-    let request: LoginFinish = json_body(headers, body)?;
+/// A verified key: the ceremony it answered, its owner and its record.
+pub(crate) type Verified = (Login, User, WebauthnCredential);
+
+/// Verify `credential`, the answer to sign-in ceremony `ceremony` (taken
+/// from the cache: it can be answered once), and record the key's new
+/// signature counter. Shared by the sign-in page and the workstation's
+/// FIDO2 tap.
+pub(crate) async fn verify_assertion(
+    state: &AppState,
+    ceremony: &str,
+    credential: &PublicKeyCredential,
+) -> Result<Verified, WebauthnApiError> {
     let webauthn = relying(state)?;
-    let login: Login = take_json(state.cache.as_ref(), &keys::webauthn_ceremony(&request.ceremony))
-        .await?
-        .ok_or(WebauthnApiError::Expired)?;
+    let login: Login =
+        take_json(state.cache.as_ref(), &keys::webauthn_ceremony(ceremony)).await?.ok_or(WebauthnApiError::Expired)?;
     let unknown = || WebauthnApiError::Refused("this key is not registered with Wardkey".into());
-    let (handle, credential_id) =
-        webauthn.identify_discoverable_authentication(&request.credential).map_err(|_| unknown())?;
+    let (handle, credential_id) = webauthn.identify_discoverable_authentication(credential).map_err(|_| unknown())?;
     let mut stored = state.store.webauthn_credential(credential_id).await?.ok_or_else(unknown)?;
     if user_handle(&stored.user_id) != handle {
         return Err(unknown());
@@ -377,11 +392,10 @@ async fn finish_login(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
         return Err(WebauthnApiError::Refused("this account is disabled; call the IT service desk".into()));
     }
     let mut key = StoredKey::decode(&stored).ok_or_else(unknown)?;
+    let answered = login.state.clone();
     let verified = match &key {
-        StoredKey::Passkey(k) => webauthn.finish_discoverable_authentication_v2(&request.credential, login.state, k),
-        StoredKey::SecurityKey(k) => {
-            webauthn.finish_discoverable_authentication_v2(&request.credential, login.state, k)
-        }
+        StoredKey::Passkey(k) => webauthn.finish_discoverable_authentication_v2(credential, answered, k),
+        StoredKey::SecurityKey(k) => webauthn.finish_discoverable_authentication_v2(credential, answered, k),
     };
     let result = match verified {
         Ok(r) => r,
@@ -410,7 +424,12 @@ async fn finish_login(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
     };
     stored.data = key.encode();
     state.store.update_webauthn_credential(&stored.id, &stored.data, state.now()).await?;
+    Ok((login, user, stored))
+}
 
+async fn finish_login(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, WebauthnApiError> {
+    let request: LoginFinish = json_body(headers, body)?;
+    let (login, user, stored) = verify_assertion(state, &request.ceremony, &request.credential).await?;
     let (acr, amr) = assurance(stored.kind);
     let pending_key = (!login.request.is_empty()).then(|| keys::pending(&login.request));
     if let Some(key) = &pending_key {

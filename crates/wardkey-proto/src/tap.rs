@@ -91,6 +91,32 @@ impl std::fmt::Debug for SelfEnrol {
     }
 }
 
+/// `POST /tap/key/start`: a FIDO2 security key or FIDO2 badge is about to
+/// be read; the answer is a WebAuthn challenge ([`KeyChallenge`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyTapStart {}
+
+/// The answer to [`KeyTapStart`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyChallenge {
+    /// Names the challenge in [`KeyTap`]; valid once, for 5 minutes.
+    pub ceremony: String,
+    /// WebAuthn `PublicKeyCredentialRequestOptionsJSON` under `publicKey`:
+    /// the challenge, the relying party id and `userVerification`.
+    pub options: serde_json::Value,
+}
+
+/// `POST /tap/key`: the key's answer, a WebAuthn assertion made with the
+/// server's issuer as its origin (`PublicKeyCredential.toJSON()` form). A
+/// phishing-resistant tap: no badge UID, no PIN grace needed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyTap {
+    /// From the [`KeyChallenge`].
+    pub ceremony: String,
+    /// The assertion.
+    pub credential: serde_json::Value,
+}
+
 /// `POST /tap/out`: lock the workstation, or sign the clinician out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TapOut {

@@ -8,6 +8,7 @@
 //! trips (see [`tap`]). No argon2 and no store write happen on it.
 
 pub mod attach;
+pub mod key;
 pub mod signed;
 
 use std::time::Duration;
@@ -60,6 +61,8 @@ pub fn router() -> Router<AppState> {
         .route("/tap/handoff/{token}", get(open_handoff))
         .route("/tap/report", post(report))
         .route("/tap/self-enrol", post(self_enrol))
+        .route("/tap/key/start", post(key::start))
+        .route("/tap/key", post(key::tap))
 }
 
 /// A tap waiting for its PIN.

@@ -1,0 +1,60 @@
+//! The FIDO2 tap: a security key or FIDO2 badge tapped on the workstation's
+//! reader answers a WebAuthn challenge instead of giving a badge UID. The
+//! agent asks for the challenge (`POST /tap/key/start`), has the key sign it
+//! with the issuer as origin, and sends the assertion (`POST /tap/key`); both
+//! are signed by the workstation like every tap request.
+//!
+//! The key proves possession and verifies the user itself, so this tap
+//! reaches the security-key `acr` every time: no PIN and no PIN grace.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use wardkey_proto::tap::{KeyChallenge, KeyTap, KeyTapStart, TapResponse};
+use webauthn_rs::prelude::PublicKeyCredential;
+
+use crate::error::{TapApiError, WebauthnApiError};
+use crate::state::AppState;
+use crate::webauthn::{assurance, start_ceremony, verify_assertion};
+
+use super::signed::verify_tap;
+
+impl From<WebauthnApiError> for TapApiError {
+    fn from(e: WebauthnApiError) -> Self {
+        match e {
+            WebauthnApiError::InvalidRequest(m) => Self::InvalidRequest(m),
+            WebauthnApiError::Expired => Self::Expired("the key took too long to answer; tap it again".into()),
+            WebauthnApiError::Refused(m) => Self::NotAllowed(m),
+            WebauthnApiError::NotConfigured | WebauthnApiError::NotSignedIn => Self::NotAllowed(e.to_string()),
+            WebauthnApiError::Unavailable => Self::Unavailable,
+        }
+    }
+}
+
+/// `POST /tap/key/start`.
+pub async fn start(State(state): State<AppState>, body: Bytes) -> Result<Json<KeyChallenge>, TapApiError> {
+    let _: (_, KeyTapStart) = verify_tap(&state, &body).await?;
+    let started = start_ceremony(&state, String::new()).await?;
+    serde_json::from_value(started)
+        .map(Json)
+        .map_err(|e| TapApiError::InvalidRequest(format!("cannot start the key's challenge: {e}")))
+}
+
+/// `POST /tap/key`: sign in (or re-check the clinician's newest session) at
+/// the security-key level and attach the session to this workstation.
+pub async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapResponse>, TapApiError> {
+    let (ws, request): (_, KeyTap) = verify_tap(&state, &body).await?;
+    let credential: PublicKeyCredential = serde_json::from_value(request.credential)
+        .map_err(|e| TapApiError::InvalidRequest(format!("the key's answer is not a WebAuthn assertion: {e}")))?;
+    let (_, user, stored) = verify_assertion(&state, &request.ceremony, &credential).await?;
+    let (acr, amr) = assurance(stored.kind);
+    let session = match state.latest_session(&user.id).await? {
+        Some(s) => state.reauthenticate(&s.sid, amr.clone(), acr).await?,
+        None => None,
+    };
+    let session = match session {
+        Some(s) => s,
+        None => state.create_session(&user.id, amr, acr).await?.1,
+    };
+    state.activate_fresh(&ws, &session, &user).await.map(Json)
+}
