@@ -34,7 +34,7 @@ fn enrolment_code(app: &TestApp, name: &str) -> String {
 }
 
 /// Enrol an agent in `dir` (agent.toml, key) and load it.
-async fn enrolled_agent(app: &TestApp, dir: &Path) -> (Agent, PathBuf) {
+pub async fn enrolled_agent(app: &TestApp, dir: &Path) -> (Agent, PathBuf) {
     let config_path = dir.join("agent.toml");
     let socket = dir.join("broker.sock");
     std::fs::write(&config_path, format!("broker = \"unix:{}\"\ndebounce = \"100ms\"\n", socket.display())).unwrap();

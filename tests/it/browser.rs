@@ -567,3 +567,59 @@ async fn a_fido2_key_tapped_at_a_workstation_signs_in_at_the_highest_acr() {
     let r = ws.send(&app, "/tap/key", serde_json::json!({"ceremony": "nope", "credential": {}})).await;
     assert_eq!(r.status(), 400, "not an assertion");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_signs_a_clinician_in_with_a_tapped_fido2_key() {
+    use base64::Engine;
+    use wardkey_agent::fido2::{KeyFile, SoftwareKey};
+    let app = spawn_on_localhost().await;
+    app.add_user("tia").await;
+    app.add_client("epr", Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
+    app.add_epr("web").await;
+    // Tia's FIDO2 badge, made by the virtual authenticator on the account
+    // page, then held in a software key file the agent reads.
+    let chromium = Chromium::start().await;
+    let page = chromium.new_page().await;
+    let nfc = page.add_virtual_authenticator("nfc", true).await;
+    let (url, _) = authorize_url(&app, "web", &[]);
+    page.navigate(&url).await;
+    page.eval(&format!(
+        "document.getElementById('username').value = 'tia'; document.getElementById('password').value = {PASSWORD:?}; \
+         document.querySelector('form[action=\"/login\"]').submit(); true"
+    ))
+    .await
+    .unwrap();
+    page.wait_for("!location.pathname.startsWith('/login')").await;
+    add_key(&app, &page, "Tia badge 3", "security_key").await;
+    let exported = page.credentials(&nfc).await.remove(0);
+    let recode = |v: &Value| {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("fido2-key.json");
+    let file = KeyFile {
+        credential_id: recode(&exported["credentialId"]),
+        user_handle: recode(&exported["userHandle"]),
+        private_key: recode(&exported["privateKey"]),
+        counter: exported["signCount"].as_u64().unwrap() as u32,
+    };
+    std::fs::write(&key_path, serde_json::to_string(&file).unwrap()).unwrap();
+
+    let (agent, _) = crate::agent::enrolled_agent(&app, dir.path()).await;
+    // Without a key reader, a key tap is refused in words.
+    let refused = agent.handle_key_tap_at(tokio::time::Instant::now()).await.unwrap_err();
+    assert!(refused.to_string().contains("cannot read FIDO2 keys"), "{refused}");
+    agent.set_key_reader(std::sync::Arc::new(SoftwareKey::load(&key_path).unwrap()));
+    let info = agent.handle_key_tap_at(tokio::time::Instant::now()).await.unwrap();
+    assert_eq!(serde_json::to_value(&info).unwrap()["state"], "active", "{info:?}");
+    let token = agent.token("epr").await.unwrap();
+    let payload = token.access_token.split('.').nth(1).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["acr"], "urn:wardkey:acr:security-key");
+    assert_eq!(claims["amr"], serde_json::json!(["hwk", "mfa"]));
+    // The counter went up in the file, so a copy of the old file is caught.
+    let saved: KeyFile = serde_json::from_str(&std::fs::read_to_string(&key_path).unwrap()).unwrap();
+    assert!(saved.counter > file.counter);
+}

@@ -25,8 +25,9 @@ use wardkey_proto::broker::{BrokerEvent, SessionInfo, WorkstationState};
 use wardkey_proto::oauth::TokenResponse;
 use wardkey_proto::tap::{HandoffResponse, TapResponse};
 
-use crate::client::{ServerClient, ServerError};
+use crate::client::{KeyTapError, ServerClient, ServerError};
 use crate::config::{AgentConfig, ConfigError};
+use crate::fido2::{Authenticator, KEY_TAP_LINE, SoftwareKey};
 use crate::hooks::{HookCall, HookRunner, Hooks};
 use crate::keys::{KeyError, Signer, WorkstationKey};
 use crate::prompt::PinSource;
@@ -71,6 +72,12 @@ pub enum AgentError {
     /// The request needs a clinician signed in.
     #[error("nobody is signed in at this workstation: tap your badge")]
     NotActive,
+    /// A FIDO2 key was tapped but none can be read here.
+    #[error("this workstation cannot read FIDO2 keys yet: tap your badge instead")]
+    NoKeyReader,
+    /// The FIDO2 key could not answer.
+    #[error("your key could not answer: {0}; tap it again")]
+    Fido2(#[from] crate::fido2::Fido2Error),
 }
 
 /// Why the broker could not give a desktop app a token.
@@ -184,6 +191,8 @@ struct Inner {
     hooks: Hooks,
     hook_runner: HookRunner,
     link: Arc<Link>,
+    /// What answers FIDO2 key taps, if this workstation has one.
+    fido2: Mutex<Option<Arc<dyn Authenticator>>>,
     /// Cancelled when the last handle goes: ends the background tasks.
     _stop: DropGuard,
 }
@@ -204,7 +213,11 @@ impl Agent {
         let signer = Signer::new(key, enrolment.workstation_id, enrolment.server);
         let client = ServerClient::new(signer, config.request_timeout)?;
         let name = enrolment.name;
-        Ok(Self::with_client(client, name, &config))
+        let agent = Self::with_client(client, name, &config);
+        if let Some(path) = config.fido2_software_key_path() {
+            agent.set_key_reader(Arc::new(SoftwareKey::load(&path)?));
+        }
+        Ok(agent)
     }
 
     /// An agent around an existing client (tests, or a key kept elsewhere).
@@ -235,6 +248,7 @@ impl Agent {
                 hooks,
                 hook_runner,
                 link,
+                fido2: Mutex::new(None),
                 _stop: stop.drop_guard(),
             }),
         }
@@ -285,6 +299,33 @@ impl Agent {
             Phase::PinRequired(p) => Some(p.deadline),
             _ => None,
         }
+    }
+
+    /// Answer FIDO2 key taps with `key` (a software key, or a reader).
+    pub fn set_key_reader(&self, key: Arc<dyn Authenticator>) {
+        *lock(&self.inner.fido2) = Some(key);
+    }
+
+    /// A FIDO2 key was tapped at `read_at`: it answers the server's
+    /// challenge and the clinician is in at the security-key `acr` (no PIN).
+    /// Refusals and key failures leave the workstation as it was.
+    pub async fn handle_key_tap_at(&self, read_at: Instant) -> Result<SessionInfo, AgentError> {
+        let key = lock(&self.inner.fido2).clone().ok_or(AgentError::NoKeyReader)?;
+        let _op = self.inner.ops.lock().await;
+        self.touch();
+        let result = match self.inner.client.key_tap(key.as_ref()).await {
+            Ok(answer) => Ok(answer),
+            Err(KeyTapError::Key(e)) => return Err(AgentError::Fido2(e)),
+            Err(KeyTapError::Server(e)) => Err(e),
+        };
+        self.inner.link.note(&result, "staying as it was, retrying");
+        let input = match &result {
+            Ok(answer) => Input::TapAnswer { answer: answer.clone(), read_at },
+            Err(e) if e.is_refusal() => Input::TapRefused,
+            Err(_) => Input::Unreachable,
+        };
+        let info = self.transition(input).await;
+        result.map(|_| info).map_err(AgentError::Server)
     }
 
     /// A badge was read just now.
@@ -665,8 +706,17 @@ impl Agent {
     }
 
     async fn tap_line(&self, badge: &str, read_at: Instant, pins: &PinSource) {
-        match self.handle_tap_at(badge, read_at).await {
+        let tapped = if badge == KEY_TAP_LINE {
+            self.handle_key_tap_at(read_at).await
+        } else {
+            self.handle_tap_at(badge, read_at).await
+        };
+        match tapped {
             Ok(info) => greet(pins, &info),
+            Err(e @ (AgentError::NoKeyReader | AgentError::Fido2(_))) => {
+                tracing::warn!("key tap failed: {e}");
+                say(pins, &e.to_string());
+            }
             Err(AgentError::Server(e)) if e.is_refusal() => {
                 tracing::warn!(code = e.code().unwrap_or(""), "tap refused: {e}");
                 say(pins, &e.to_string());

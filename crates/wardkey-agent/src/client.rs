@@ -16,10 +16,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wardkey_proto::oauth::{ErrorResponse, TokenResponse};
 use wardkey_proto::tap::{
-    EnrolRequest, EnrolResponse, HandoffRequest, HandoffResponse, JOSE_CONTENT_TYPE, PinEntry,
-    SESSION_TICKET_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT, Tap, TapError, TapOut, TapReport, TapResponse,
+    EnrolRequest, EnrolResponse, HandoffRequest, HandoffResponse, JOSE_CONTENT_TYPE, KeyChallenge, KeyTap, KeyTapStart,
+    PinEntry, SESSION_TICKET_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT, Tap, TapError, TapOut, TapReport, TapResponse,
 };
 
+use crate::fido2::{self, Authenticator, Fido2Error};
 use crate::keys::{KeyError, Signer};
 
 /// RFC 7523 client assertion type.
@@ -27,6 +28,17 @@ pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-t
 
 /// Bodies larger than this are not read: no honest answer is near it.
 const MAX_BODY: usize = 256 * 1024;
+
+/// Why a FIDO2 key tap failed: at the key, or at the server.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyTapError {
+    /// The key could not answer.
+    #[error(transparent)]
+    Key(#[from] Fido2Error),
+    /// The server refused, failed or could not be reached.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
 
 /// A failed request to the server.
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +202,14 @@ impl ServerClient {
     /// `POST /tap`.
     pub async fn tap(&self, badge: &str) -> Result<TapResponse, ServerError> {
         self.signed("/tap", Tap { badge: badge.to_string() }).await
+    }
+
+    /// A FIDO2 key tap: `POST /tap/key/start`, the key's answer for this
+    /// server's origin, then `POST /tap/key`.
+    pub async fn key_tap(&self, key: &dyn Authenticator) -> Result<TapResponse, KeyTapError> {
+        let challenge: KeyChallenge = self.signed("/tap/key/start", KeyTapStart {}).await?;
+        let credential = fido2::answer(key, &challenge.options, self.signer.issuer())?;
+        Ok(self.signed("/tap/key", KeyTap { ceremony: challenge.ceremony, credential }).await?)
     }
 
     /// `POST /tap/pin`.

@@ -67,6 +67,11 @@ pub struct AgentConfig {
     pub log_level: String,
     /// Commands run when the workstation unlocks, locks or switches user.
     pub hooks: HooksConfig,
+    /// A software FIDO2 key (JSON, see `wardkey_agent::fido2::SoftwareKey`)
+    /// answering key taps (the reader line `fido2`): for demonstrations and
+    /// tests. Keys on a PC/SC reader are not driven over CTAP2 yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fido2_software_key: Option<PathBuf>,
     /// The file this was loaded from (empty for built-in defaults):
     /// relative paths are resolved against its directory.
     #[serde(skip)]
@@ -88,6 +93,7 @@ impl Default for AgentConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             log_level: "info".into(),
             hooks: HooksConfig::default(),
+            fido2_software_key: None,
             path: PathBuf::new(),
         }
     }
@@ -275,6 +281,11 @@ impl AgentConfig {
         self.base_dir().join(&self.key_file)
     }
 
+    /// The software FIDO2 key file, resolved against the config's directory.
+    pub fn fido2_software_key_path(&self) -> Option<PathBuf> {
+        self.fido2_software_key.as_ref().map(|p| self.base_dir().join(p))
+    }
+
     /// The badge reader, with a FIFO path resolved against the config
     /// file's directory.
     pub fn reader_spec(&self) -> ReaderSpec {
@@ -383,6 +394,7 @@ mod tests {
             request_timeout: Duration::from_secs(3),
             log_level: "debug".into(),
             hooks: HooksConfig { on_unlock: None, on_lock: Some("loginctl lock-session".into()), on_switch: None },
+            fido2_software_key: Some("fido2-key.json".into()),
             path: PathBuf::new(),
         };
         let text = toml::to_string(&config).unwrap();

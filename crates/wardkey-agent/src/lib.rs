@@ -41,6 +41,7 @@ pub mod broker;
 pub mod client;
 pub mod config;
 pub mod enrol;
+pub mod fido2;
 pub mod hooks;
 pub mod keys;
 pub mod prompt;
