@@ -318,14 +318,7 @@ impl Agent {
             Err(KeyTapError::Key(e)) => return Err(AgentError::Fido2(e)),
             Err(KeyTapError::Server(e)) => Err(e),
         };
-        self.inner.link.note(&result, "staying as it was, retrying");
-        let input = match &result {
-            Ok(answer) => Input::TapAnswer { answer: answer.clone(), read_at },
-            Err(e) if e.is_refusal() => Input::TapRefused,
-            Err(_) => Input::Unreachable,
-        };
-        let info = self.transition(input).await;
-        result.map(|_| info).map_err(AgentError::Server)
+        self.settle(result, read_at, "staying as it was, retrying").await
     }
 
     /// A badge was read just now.
@@ -353,6 +346,17 @@ impl Agent {
         }
         let consequence =
             if was_active { "locked this workstation to be safe; retrying" } else { "staying locked, retrying" };
+        self.settle(result, read_at, consequence).await
+    }
+
+    /// Move the state machine on the server's answer to a tap read at
+    /// `read_at` (or its failure, reported as leading to `consequence`).
+    async fn settle(
+        &self,
+        result: Result<TapResponse, ServerError>,
+        read_at: Instant,
+        consequence: &str,
+    ) -> Result<SessionInfo, AgentError> {
         self.inner.link.note(&result, consequence);
         let input = match &result {
             Ok(answer) => Input::TapAnswer { answer: answer.clone(), read_at },
@@ -376,14 +380,7 @@ impl Agent {
         self.touch();
         let read_at = Instant::now();
         let result = self.inner.client.self_enrol(badge, username, &password).await;
-        self.inner.link.note(&result, "staying locked, retrying");
-        let input = match &result {
-            Ok(answer) => Input::TapAnswer { answer: answer.clone(), read_at },
-            Err(e) if e.is_refusal() => Input::TapRefused,
-            Err(_) => Input::Unreachable,
-        };
-        let info = self.transition(input).await;
-        result.map(|_| info).map_err(AgentError::Server)
+        self.settle(result, read_at, "staying locked, retrying").await
     }
 
     /// The PIN for the open prompt. A wrong PIN leaves the prompt open;
