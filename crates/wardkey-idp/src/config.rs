@@ -14,6 +14,7 @@ use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use url::Url;
 use wardkey_core::password::Argon2Params;
+use webauthn_rs::prelude::{AttestationCaList, AttestationCaListBuilder, Uuid};
 
 /// Prefix of configuration environment variables.
 const ENV_PREFIX: &str = "WARDKEY_";
@@ -39,6 +40,8 @@ pub struct Settings {
     pub tap: TapSettings,
     /// Per-ward overrides of session policy, keyed by ward name.
     pub wards: BTreeMap<String, WardPolicy>,
+    /// Which passkeys and security keys people may add.
+    pub webauthn: WebauthnSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -78,6 +81,79 @@ impl Default for TapSettings {
             pin_entry_ttl: Duration::from_secs(120),
             self_enrolment: false,
         }
+    }
+}
+
+/// `[webauthn]`: what people may register on `/account/keys`. The policy
+/// applies when a key is added; keys already registered keep working.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebauthnSettings {
+    /// Whether people may add passkeys themselves. A passkey is usually
+    /// synced between devices and sent without attestation, so no model
+    /// allow-list can vouch for it: a trust that issues its own keys turns
+    /// this off.
+    pub passkeys: bool,
+    /// When not empty, a security key is added only if its attestation
+    /// chains to one of these CAs and names one of these models (WebAuthn
+    /// L2 §7.1 steps 20-21). Empty: any security key.
+    pub approved_models: Vec<ApprovedModel>,
+}
+
+impl Default for WebauthnSettings {
+    fn default() -> Self {
+        Self { passkeys: true, approved_models: Vec::new() }
+    }
+}
+
+/// `[[webauthn.approved_models]]`: one authenticator model a trust issues.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovedModel {
+    /// PEM file of the CA certificate that signs this model's attestation
+    /// certificates (the vendor's root, or the trust's own CA).
+    pub ca: PathBuf,
+    /// The model's AAGUID (from the vendor, or the FIDO metadata service),
+    /// like `cb69481e-8ff7-4039-93ec-0a2729a154a8`.
+    pub aaguid: String,
+    /// What the model is, for people reading the configuration and the audit
+    /// log, e.g. "YubiKey 5 NFC".
+    pub description: String,
+}
+
+impl WebauthnSettings {
+    /// The approved models as webauthn-rs's attestation CA list, reading each
+    /// CA file; `None` when no list is configured (any security key). Built
+    /// at start-up (checked by [`Settings::validate`], then kept by the
+    /// server), so a bad file stops the server there, naming the entry,
+    /// instead of refusing every key on a ward later.
+    pub fn attestation_ca_list(&self) -> Result<Option<AttestationCaList>, ConfigError> {
+        if self.approved_models.is_empty() {
+            return Ok(None);
+        }
+        let mut builder = AttestationCaListBuilder::new();
+        for (i, model) in self.approved_models.iter().enumerate() {
+            let bad = |message: String| ConfigError::ApprovedModel {
+                entry: i + 1,
+                description: model.description.clone(),
+                message,
+            };
+            if model.description.trim().is_empty() {
+                return Err(bad("give the model a description, like \"YubiKey 5 NFC\"".into()));
+            }
+            let aaguid = Uuid::parse_str(model.aaguid.trim()).map_err(|_| {
+                bad(format!("aaguid {:?} is not an AAGUID like cb69481e-8ff7-4039-93ec-0a2729a154a8", model.aaguid))
+            })?;
+            if aaguid.is_nil() {
+                return Err(bad("the all-zero AAGUID names no model: keys that send it cannot be told apart".into()));
+            }
+            let pem = std::fs::read(&model.ca)
+                .map_err(|e| bad(format!("cannot read the CA certificate {}: {e}", model.ca.display())))?;
+            builder.insert_device_pem(&pem, aaguid, model.description.clone(), BTreeMap::new()).map_err(|e| {
+                bad(format!("{} is not a PEM certificate (-----BEGIN CERTIFICATE-----): {e}", model.ca.display()))
+            })?;
+        }
+        Ok(Some(builder.build()))
     }
 }
 
@@ -315,6 +391,16 @@ pub enum ConfigError {
         /// What is wrong and what would be right.
         message: String,
     },
+    /// An entry of `[[webauthn.approved_models]]` cannot be used.
+    #[error("configuration: webauthn.approved_models entry {entry} ({description:?}): {message}")]
+    ApprovedModel {
+        /// Which entry, counting from 1 in file order.
+        entry: usize,
+        /// Its description, so the operator finds it.
+        description: String,
+        /// What is wrong and what would be right.
+        message: String,
+    },
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -453,6 +539,7 @@ impl Settings {
         if self.password.lock_after == 0 || self.password.lock_after > 100 {
             return Err(invalid("password.lock_after", "must be between 1 and 100 (NIST SP 800-63B §5.2.2)"));
         }
+        self.webauthn.attestation_ca_list()?;
         Ok(())
     }
 
@@ -601,5 +688,74 @@ mod tests {
     #[test]
     fn urls_are_redacted() {
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:REDACTED@h/db");
+    }
+
+    /// A CA certificate as a trust would hand it over, in PEM.
+    fn ca_pem() -> String {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, "Trust key attestation CA");
+        params.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap().pem()
+    }
+
+    #[test]
+    fn approved_models_are_read_once_and_bad_entries_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("keys-ca.pem");
+        std::fs::write(&ca, ca_pem()).unwrap();
+        let file = dir.path().join("wardkey.toml");
+        let write = |models: &[(&Path, &str, &str)], passkeys: bool| {
+            let mut text = format!("[webauthn]\npasskeys = {passkeys}\n");
+            for (ca, aaguid, description) in models {
+                text.push_str(&format!(
+                    "[[webauthn.approved_models]]\nca = {:?}\naaguid = {aaguid:?}\ndescription = {description:?}\n",
+                    ca.display().to_string()
+                ));
+            }
+            std::fs::write(&file, text).unwrap();
+        };
+        let load = || Settings::load_from(Some(&file), true, env(&[]));
+        let yubikey = "cb69481e-8ff7-4039-93ec-0a2729a154a8";
+        let badge = "0f2c1a9e-3c5d-4b7e-9a61-2d8e5f4c7b10";
+
+        // Two models under one CA: one CA in the list, knowing both.
+        write(&[(&ca, yubikey, "YubiKey 5 NFC"), (&ca, badge, "Ward FIDO2 badge")], false);
+        let s = load().unwrap();
+        assert!(!s.webauthn.passkeys);
+        let list = s.webauthn.attestation_ca_list().unwrap().expect("a list");
+        assert_eq!(list.len(), 1);
+        let models = list.cas().values().next().unwrap().aaguids();
+        assert_eq!(models.len(), 2);
+        assert_eq!(models[&Uuid::parse_str(yubikey).unwrap()].description_en(), "YubiKey 5 NFC");
+        assert!(Settings::default().webauthn.attestation_ca_list().unwrap().is_none(), "no list: any key");
+
+        // A malformed AAGUID, the all-zero one, a missing file, a file that is
+        // no certificate: each stops start-up naming the entry.
+        write(&[(&ca, yubikey, "YubiKey 5 NFC"), (&ca, "cb69481e-8ff7", "Ward FIDO2 badge")], false);
+        let e = load().unwrap_err().to_string();
+        assert!(e.contains("approved_models entry 2") && e.contains("Ward FIDO2 badge"), "{e}");
+        assert!(e.contains("is not an AAGUID"), "{e}");
+        write(&[(&ca, "00000000-0000-0000-0000-000000000000", "Anonymous")], false);
+        assert!(load().unwrap_err().to_string().contains("all-zero AAGUID"));
+        let missing = dir.path().join("missing-ca.pem");
+        write(&[(&missing, yubikey, "YubiKey 5 NFC")], false);
+        let e = load().unwrap_err().to_string();
+        assert!(e.contains("entry 1") && e.contains("cannot read") && e.contains("missing-ca.pem"), "{e}");
+        let garbage = dir.path().join("not-a-cert.pem");
+        std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n").unwrap();
+        write(&[(&garbage, yubikey, "YubiKey 5 NFC")], false);
+        let e = load().unwrap_err().to_string();
+        assert!(e.contains("not-a-cert.pem") && e.contains("is not a PEM certificate"), "{e}");
+        std::fs::write(&garbage, "hello").unwrap();
+        assert!(load().unwrap_err().to_string().contains("is not a PEM certificate"));
+        write(&[(&ca, yubikey, " ")], false);
+        assert!(load().unwrap_err().to_string().contains("description"));
+        // A misspelt key in an entry is an error like anywhere else.
+        std::fs::write(&file, "[[webauthn.approved_models]]\ncert = \"x\"\naaguid = \"y\"\ndescription = \"z\"\n")
+            .unwrap();
+        assert!(load().unwrap_err().to_string().contains("cert"));
+        // Passkeys can be turned off from the environment too.
+        let s = Settings::load_from(None, false, env(&[("WARDKEY_WEBAUTHN__PASSKEYS", "false")])).unwrap();
+        assert!(!s.webauthn.passkeys);
     }
 }
