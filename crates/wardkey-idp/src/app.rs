@@ -113,6 +113,13 @@ impl Application {
         listener: std::net::TcpListener,
     ) -> anyhow::Result<Self> {
         settings.validate()?;
+        let attestation = settings.webauthn.attestation_ca_list()?.map(Arc::new);
+        if attestation.is_some() && settings.webauthn.passkeys {
+            tracing::warn!(
+                "webauthn.approved_models is set but webauthn.passkeys is on: people can still add passkeys, \
+                 which no model allow-list can vouch for"
+            );
+        }
         let store = wardkey_store::open(&settings.store.url)
             .await
             .with_context(|| format!("opening the store at {}", crate::config::redact_url(&settings.store.url)))?;
@@ -143,6 +150,7 @@ impl Application {
             badge_key: badge_key.into(),
             outbox: Arc::new(crate::backchannel::Outbox::default()),
             webauthn: crate::webauthn::relying_party(&settings.issuer()),
+            attestation,
         };
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;

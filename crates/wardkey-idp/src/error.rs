@@ -446,6 +446,15 @@ pub enum WebauthnApiError {
     /// The authenticator's answer did not verify, or names no key we know.
     #[error("{0}")]
     Refused(String),
+    /// The key verified but is not a model on the trust's allow-list
+    /// (`webauthn.approved_models`), or would not say which model it is:
+    /// WebAuthn L2 §7.1 step 21 found its attestation not trustworthy.
+    #[error("This key is not one your trust has approved. Use a key issued by IT.")]
+    KeyNotApproved,
+    /// The trust has turned off self-service passkeys (`webauthn.passkeys =
+    /// false`): only security keys can be added.
+    #[error("Your trust does not allow passkeys to be added here. Add a security key issued by IT instead.")]
+    PasskeysOff,
     /// Passkeys are not available on this server's address.
     #[error("passkeys need the server to be reached by a host name, not an IP address; ask IT")]
     NotConfigured,
@@ -462,6 +471,8 @@ impl WebauthnApiError {
             Self::NotSignedIn => "not_signed_in",
             Self::Expired => "expired",
             Self::Refused(_) => "refused",
+            Self::KeyNotApproved => "key_not_approved",
+            Self::PasskeysOff => "passkeys_off",
             Self::NotConfigured => "not_configured",
             Self::Unavailable => "unavailable",
         }
@@ -496,6 +507,7 @@ impl IntoResponse for WebauthnApiError {
         let status = match &self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotSignedIn | Self::Refused(_) => StatusCode::UNAUTHORIZED,
+            Self::KeyNotApproved | Self::PasskeysOff => StatusCode::FORBIDDEN,
             Self::Expired => StatusCode::GONE,
             Self::NotConfigured => StatusCode::NOT_FOUND,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -129,9 +129,21 @@ fn date(unix: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// What the account page offers to add, from the server's set-up and the
+/// trust's key policy (`[webauthn]`).
+pub struct KeysOffer {
+    /// WebAuthn works on this server (its issuer is a host name).
+    pub enabled: bool,
+    /// People may add passkeys themselves (`webauthn.passkeys`).
+    pub passkeys: bool,
+    /// Only approved security-key models can be added
+    /// (`webauthn.approved_models`), so the page says so before anyone tries.
+    pub approved_only: bool,
+}
+
 /// The account page for passkeys and security keys: what is registered,
 /// a form to add one (driven by the script) and a button to remove each.
-pub fn keys_page(username: &str, keys: &[KeyRow], csrf: &str, enabled: bool) -> Html<String> {
+pub fn keys_page(username: &str, keys: &[KeyRow], csrf: &str, offer: &KeysOffer) -> Html<String> {
     let rows: String = keys
         .iter()
         .map(|k| {
@@ -161,17 +173,35 @@ aria-label=\"Remove {name}\">Remove</button></form></td></tr>",
 <tbody>{rows}</tbody></table>"
         )
     };
-    let add = if enabled {
-        "<h2>Add a key</h2><form id=\"add-key\"><label for=\"key-name\">Name</label>\
+    let add = if offer.enabled {
+        let passkey =
+            if offer.passkeys { "<option value=\"passkey\">Passkey (this device, or your phone)</option>" } else { "" };
+        let policy = match (offer.passkeys, offer.approved_only) {
+            (true, false) => "",
+            (true, true) => {
+                "<p id=\"key-policy\">Security keys must be a model your trust has approved: use a key issued by \
+IT.</p>"
+            }
+            (false, false) => {
+                "<p id=\"key-policy\">Your trust does not allow passkeys to be added here: add a security key \
+issued by IT.</p>"
+            }
+            (false, true) => {
+                "<p id=\"key-policy\">Your trust does not allow passkeys to be added here, and security keys \
+must be a model it has approved: use a key issued by IT.</p>"
+            }
+        };
+        format!(
+            "<h2>Add a key</h2>{policy}<form id=\"add-key\"><label for=\"key-name\">Name</label>\
 <input type=\"text\" id=\"key-name\" name=\"name\" maxlength=\"64\" required placeholder=\"e.g. Blue YubiKey\">\
-<label for=\"key-kind\">Kind</label><select id=\"key-kind\" name=\"kind\">\
-<option value=\"passkey\">Passkey (this device, or your phone)</option>\
+<label for=\"key-kind\">Kind</label><select id=\"key-kind\" name=\"kind\">{passkey}\
 <option value=\"security_key\">Security key or FIDO2 badge (plugged in or tapped)</option></select>\
 <button type=\"submit\">Add the key</button></form>\
 <div class=\"error\" role=\"alert\" id=\"key-error\" tabindex=\"-1\" hidden><p></p></div>\
 <script src=\"/static/webauthn.js\" defer></script>"
+        )
     } else {
-        "<p>Passkeys are not available on this server's address. Ask the IT service desk.</p>"
+        "<p>Passkeys are not available on this server's address. Ask the IT service desk.</p>".to_string()
     };
     layout(
         "Passkeys and security keys",
@@ -233,8 +263,22 @@ mod tests {
             created_at: 0,
             last_used_at: None,
         };
-        let page = keys_page("<u>", &[row], "c", true);
+        let offer = KeysOffer { enabled: true, passkeys: true, approved_only: false };
+        let page = keys_page("<u>", &[row], "c", &offer);
         assert!(!page.0.contains("<i>") && !page.0.contains("<u>") && !page.0.contains("a\"b"));
+    }
+
+    #[test]
+    fn the_keys_page_offers_what_the_trust_allows() {
+        let page =
+            |passkeys, approved_only| keys_page("u", &[], "c", &KeysOffer { enabled: true, passkeys, approved_only }).0;
+        let open = page(true, false);
+        assert!(open.contains("value=\"passkey\"") && !open.contains("key-policy"));
+        let issued = page(false, true);
+        assert!(!issued.contains("value=\"passkey\""), "no passkey option when passkeys are off");
+        assert!(issued.contains("does not allow passkeys") && issued.contains("approved"));
+        assert!(page(true, true).contains("value=\"passkey\""));
+        assert!(page(false, false).contains("does not allow passkeys"));
     }
 
     #[test]

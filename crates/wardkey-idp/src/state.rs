@@ -42,6 +42,9 @@ pub struct AppState {
     pub outbox: Arc<crate::backchannel::Outbox>,
     /// The WebAuthn relying party, when the issuer has a host name.
     pub webauthn: Option<Arc<webauthn_rs::prelude::Webauthn>>,
+    /// The security-key models the trust approves (`webauthn.approved_models`),
+    /// built once at start-up; `None` accepts any security key.
+    pub attestation: Option<Arc<webauthn_rs::prelude::AttestationCaList>>,
 }
 
 impl AppState {

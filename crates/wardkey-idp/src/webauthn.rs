@@ -14,6 +14,15 @@
 //!
 //! The relying party id is the issuer's host name: WebAuthn is unavailable
 //! when the issuer is an IP address (browsers refuse IP rp ids).
+//!
+//! A trust that issues its own keys can list the models it approves
+//! (`webauthn.approved_models`): security-key registration then asks for
+//! direct attestation, and a key whose attestation does not chain to a
+//! listed CA with a listed AAGUID is refused and audited
+//! (`webauthn.key_not_approved`). It can also turn self-service passkeys off
+//! (`webauthn.passkeys = false`), since a synced passkey carries no
+//! attestation to check. Both apply when a key is added; keys already
+//! registered keep working.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -230,6 +239,7 @@ async fn register_start(
     let handle = user_handle(&user.id);
     let refused = |e: WebauthnError| WebauthnApiError::InvalidRequest(format!("cannot start: {e}"));
     let (options, pending) = match request.kind {
+        AuthenticatorKind::Passkey if !state.settings.webauthn.passkeys => return Err(WebauthnApiError::PasskeysOff),
         AuthenticatorKind::Passkey => {
             let (options, s) =
                 webauthn.start_passkey_registration(handle, &user.username, &display, exclude).map_err(refused)?;
@@ -237,8 +247,11 @@ async fn register_start(
         }
         AuthenticatorKind::SecurityKey => {
             let attachment = Some(AuthenticatorAttachment::CrossPlatform);
+            // With approved models, webauthn-rs asks for direct attestation
+            // and checks it against them at finish.
+            let approved = state.attestation.as_deref().cloned();
             let (options, s) = webauthn
-                .start_securitykey_registration(handle, &user.username, &display, exclude, None, attachment)
+                .start_securitykey_registration(handle, &user.username, &display, exclude, approved, attachment)
                 .map_err(refused)?;
             (options, PendingKey::SecurityKey(s))
         }
@@ -280,10 +293,23 @@ async fn register_finish(
             AuthenticatorKind::Passkey,
             StoredKey::Passkey(webauthn.finish_passkey_registration(&request.credential, s).map_err(refused)?),
         ),
-        PendingKey::SecurityKey(s) => (
-            AuthenticatorKind::SecurityKey,
-            StoredKey::SecurityKey(webauthn.finish_securitykey_registration(&request.credential, s).map_err(refused)?),
-        ),
+        PendingKey::SecurityKey(s) => match webauthn.finish_securitykey_registration(&request.credential, s) {
+            Ok(key) => (AuthenticatorKind::SecurityKey, StoredKey::SecurityKey(key)),
+            Err(e) if state.attestation.is_some() && untrustworthy(&e) => {
+                let (format, aaguid) = attested_model(&request.credential);
+                tracing::info!(error = ?e, ?format, ?aaguid, "security key refused: not an approved model");
+                let detail = json!({
+                    "kind": AuthenticatorKind::SecurityKey,
+                    "name": record.name,
+                    "format": format,
+                    "aaguid": aaguid,
+                    "reason": e.to_string(),
+                });
+                audit(&state, "webauthn.key_not_approved", &user, detail).await;
+                return Err(WebauthnApiError::KeyNotApproved);
+            }
+            Err(e) => return Err(refused(e)),
+        },
     };
     let id = match &key {
         StoredKey::Passkey(k) => k.cred_id().to_vec(),
@@ -308,6 +334,49 @@ async fn register_finish(
     let id = URL_SAFE_NO_PAD.encode(&id);
     audit(&state, "webauthn.register", &user, json!({"credential": id, "kind": kind, "name": record.name})).await;
     Ok(Json(json!({"id": id, "kind": kind, "name": record.name})))
+}
+
+/// Whether webauthn-rs refused a security key because its attestation is
+/// not trustworthy under the approved models, as opposed to an answer that
+/// does not verify at all. WebAuthn L2 §7.1 step 21 (assess the attestation
+/// trustworthiness): no attestation or self attestation is not acceptable
+/// to an allow-list, and the attestation certificate must chain to an
+/// acceptable trust anchor (step 20: the CAs of `webauthn.approved_models`),
+/// here also listed for the key's AAGUID. A registration whose attestation
+/// verified but is not trustworthy per step 21 SHOULD fail (§7.1's last
+/// step), and here it does.
+fn untrustworthy(e: &WebauthnError) -> bool {
+    matches!(
+        e,
+        WebauthnError::AttestationNotVerifiable
+            | WebauthnError::AttestationChainNotTrusted(_)
+            | WebauthnError::AttestationUntrustedAaguid
+            | WebauthnError::AttestationFormatMissingAaguid
+            | WebauthnError::AttestationNotSupported
+    )
+}
+
+/// The attestation format and the AAGUID a registration claims, read from
+/// its attestation object for the audit log (unverified: it says what the
+/// key claimed to be, so IT can tell a wrong model from a stripped
+/// attestation). Either is `None` when absent or unreadable.
+fn attested_model(credential: &RegisterPublicKeyCredential) -> (Option<String>, Option<String>) {
+    let Ok(ciborium::Value::Map(object)) =
+        ciborium::from_reader::<ciborium::Value, _>(credential.response.attestation_object.as_slice())
+    else {
+        return (None, None);
+    };
+    let field = |name: &str| object.iter().find(|(k, _)| k.as_text() == Some(name)).map(|(_, v)| v);
+    let format = field("fmt").and_then(|v| v.as_text()).map(str::to_string);
+    // authenticatorData: rpIdHash (32), flags (1), signCount (4), then with
+    // the AT flag the attested credential data, which opens with the AAGUID
+    // (WebAuthn L2 §6.1, §6.5.1).
+    let aaguid = field("authData")
+        .and_then(|v| v.as_bytes())
+        .filter(|data| data.len() >= 53 && data[32] & 0x40 != 0)
+        .and_then(|data| Uuid::from_slice(&data[37..53]).ok())
+        .map(|u| u.hyphenated().to_string());
+    (format, aaguid)
 }
 
 #[derive(Deserialize)]
@@ -520,8 +589,12 @@ async fn keys_page(State(state): State<AppState>, headers: HeaderMap) -> Respons
             last_used_at: c.last_used_at,
         })
         .collect();
-    let enabled = state.webauthn.is_some();
-    let mut response = pages::keys_page(&user.username, &listed, &csrf, enabled).into_response();
+    let offer = pages::KeysOffer {
+        enabled: state.webauthn.is_some(),
+        passkeys: state.settings.webauthn.passkeys,
+        approved_only: state.attestation.is_some(),
+    };
+    let mut response = pages::keys_page(&user.username, &listed, &csrf, &offer).into_response();
     state.set_cookie(response.headers_mut(), CookieName::Csrf, &csrf);
     response
 }

@@ -25,7 +25,10 @@ impl From<WebauthnApiError> for TapApiError {
             WebauthnApiError::InvalidRequest(m) => Self::InvalidRequest(m),
             WebauthnApiError::Expired => Self::Expired("the key took too long to answer; tap it again".into()),
             WebauthnApiError::Refused(m) => Self::NotAllowed(m),
-            WebauthnApiError::NotConfigured | WebauthnApiError::NotSignedIn => Self::NotAllowed(e.to_string()),
+            WebauthnApiError::NotConfigured
+            | WebauthnApiError::NotSignedIn
+            | WebauthnApiError::KeyNotApproved
+            | WebauthnApiError::PasskeysOff => Self::NotAllowed(e.to_string()),
             WebauthnApiError::Unavailable => Self::Unavailable,
         }
     }
