@@ -18,14 +18,41 @@ use crate::helpers::*;
 /// A server whose issuer is `http://localhost:PORT`: browsers accept
 /// `localhost` as a WebAuthn relying party id, never an IP address.
 async fn spawn_on_localhost() -> TestApp {
+    spawn_on_localhost_with(|_| {}).await
+}
+
+/// [`spawn_on_localhost`] after `tweak` adjusts its settings.
+pub(crate) async fn spawn_on_localhost_with(tweak: impl FnOnce(&mut wardkey_idp::Settings)) -> TestApp {
     let port = wardkey_testsupport::free_port();
     let mut app = spawn_app_with(|s| {
-        s.server.listen = format!("127.0.0.1:{port}");
-        s.server.public_url = format!("http://localhost:{port}");
+        on_localhost(s, port);
+        tweak(s);
     })
     .await;
     app.base = app.issuer.clone();
     app
+}
+
+/// Listen on `port` with the issuer `http://localhost:PORT`.
+pub(crate) fn on_localhost(s: &mut wardkey_idp::Settings, port: u16) {
+    s.server.listen = format!("127.0.0.1:{port}");
+    s.server.public_url = format!("http://localhost:{port}");
+}
+
+/// Sign in on the sign-in page with a password, as a person would, for
+/// client `web` (registered here).
+async fn sign_in_with_password(app: &TestApp, page: &Page, username: &str) {
+    let (url, _) = authorize_url(app, "web", &[]);
+    app.add_epr("web").await;
+    page.navigate(&url).await;
+    page.eval(&format!(
+        "document.getElementById('username').value = {username:?}; \
+         document.getElementById('password').value = {PASSWORD:?}; \
+         document.querySelector('form[action=\"/login\"]').submit(); true"
+    ))
+    .await
+    .unwrap();
+    page.wait_for("!location.pathname.startsWith('/login')").await;
 }
 
 /// A relying party's redirect target that just says "ok", so the browser
@@ -449,11 +476,11 @@ async fn a_clients_minimum_acr_applies_to_every_sign_in_and_token_exchange() {
 /// private key of a credential the virtual authenticator made, signing
 /// WebAuthn assertions (authenticator data, then the client data's hash:
 /// WebAuthn L2 §6.3.3) with the issuer as origin.
-struct SoftKey {
-    credential_id: Vec<u8>,
-    user_handle: Vec<u8>,
-    key: aws_lc_rs::signature::EcdsaKeyPair,
-    counter: u32,
+pub(crate) struct SoftKey {
+    pub(crate) credential_id: Vec<u8>,
+    pub(crate) user_handle: Vec<u8>,
+    pub(crate) key: aws_lc_rs::signature::EcdsaKeyPair,
+    pub(crate) counter: u32,
 }
 
 impl SoftKey {
@@ -477,7 +504,7 @@ impl SoftKey {
     }
 
     /// An assertion for a `KeyChallenge`'s options, made at `origin`.
-    fn assert(&mut self, options: &Value, origin: &str) -> Value {
+    pub(crate) fn assert(&mut self, options: &Value, origin: &str) -> Value {
         use base64::Engine;
         use sha2::Digest;
         let b64url = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
@@ -521,16 +548,7 @@ async fn a_fido2_key_tapped_at_a_workstation_signs_in_at_the_highest_acr() {
     let chromium = Chromium::start().await;
     let page = chromium.new_page().await;
     let nfc = page.add_virtual_authenticator("nfc", true).await;
-    let (url, _) = authorize_url(&app, "web", &[]);
-    app.add_epr("web").await;
-    page.navigate(&url).await;
-    page.eval(&format!(
-        "document.getElementById('username').value = 'sam'; document.getElementById('password').value = {PASSWORD:?}; \
-         document.querySelector('form[action=\"/login\"]').submit(); true"
-    ))
-    .await
-    .unwrap();
-    page.wait_for("!location.pathname.startsWith('/login')").await;
+    sign_in_with_password(&app, &page, "sam").await;
     add_key(&app, &page, "Sam badge 7", "security_key").await;
     let mut badge = SoftKey::export(&page, &nfc).await;
 
@@ -575,21 +593,12 @@ async fn the_agent_signs_a_clinician_in_with_a_tapped_fido2_key() {
     let app = spawn_on_localhost().await;
     app.add_user("tia").await;
     app.add_client("epr", Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
-    app.add_epr("web").await;
     // Tia's FIDO2 badge, made by the virtual authenticator on the account
     // page, then held in a software key file the agent reads.
     let chromium = Chromium::start().await;
     let page = chromium.new_page().await;
     let nfc = page.add_virtual_authenticator("nfc", true).await;
-    let (url, _) = authorize_url(&app, "web", &[]);
-    page.navigate(&url).await;
-    page.eval(&format!(
-        "document.getElementById('username').value = 'tia'; document.getElementById('password').value = {PASSWORD:?}; \
-         document.querySelector('form[action=\"/login\"]').submit(); true"
-    ))
-    .await
-    .unwrap();
-    page.wait_for("!location.pathname.startsWith('/login')").await;
+    sign_in_with_password(&app, &page, "tia").await;
     add_key(&app, &page, "Tia badge 3", "security_key").await;
     let exported = page.credentials(&nfc).await.remove(0);
     let recode = |v: &Value| {
@@ -598,12 +607,15 @@ async fn the_agent_signs_a_clinician_in_with_a_tapped_fido2_key() {
     };
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("fido2-key.json");
-    let file = KeyFile {
-        credential_id: recode(&exported["credentialId"]),
-        user_handle: recode(&exported["userHandle"]),
-        private_key: recode(&exported["privateKey"]),
-        counter: exported["signCount"].as_u64().unwrap() as u32,
-    };
+    // Written as the file's JSON, the format an operator's tooling writes
+    // (fields the agent does not need are left to their defaults).
+    let file: KeyFile = serde_json::from_value(serde_json::json!({
+        "credential_id": recode(&exported["credentialId"]),
+        "user_handle": recode(&exported["userHandle"]),
+        "private_key": recode(&exported["privateKey"]),
+        "counter": exported["signCount"].as_u64().unwrap(),
+    }))
+    .unwrap();
     std::fs::write(&key_path, serde_json::to_string(&file).unwrap()).unwrap();
 
     let (agent, _) = crate::agent::enrolled_agent(&app, dir.path()).await;
@@ -622,4 +634,64 @@ async fn the_agent_signs_a_clinician_in_with_a_tapped_fido2_key() {
     // The counter went up in the file, so a copy of the old file is caught.
     let saved: KeyFile = serde_json::from_str(&std::fs::read_to_string(&key_path).unwrap()).unwrap();
     assert!(saved.counter > file.counter);
+}
+
+/// Chromium's virtual authenticator attests as Chromium's own test model
+/// (AAGUID 01020304-0506-0708-0102-030405060708, with a certificate of
+/// Chromium's own): never a model a trust approved. With an
+/// allow-list, the page offers security keys only, and adding this key is
+/// refused in words and audited; nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_security_key_the_trust_has_not_approved_is_refused_in_a_real_browser() {
+    use crate::attestation::{APPROVED, TestCa, approved_model};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = TestCa::new("Test Trust key CA").write(dir.path());
+    let app = spawn_on_localhost_with(|s| {
+        s.webauthn.approved_models = vec![approved_model(ca_file.clone(), APPROVED)];
+        s.webauthn.passkeys = false;
+    })
+    .await;
+    let wyn = app.add_user("wyn").await;
+    let chromium = Chromium::start().await;
+    let page = chromium.new_page().await;
+    page.add_virtual_authenticator("usb", true).await;
+    sign_in_with_password(&app, &page, "wyn").await;
+
+    page.navigate(&app.url("/account/keys")).await;
+    let offered = page.eval("[...document.querySelectorAll('#key-kind option')].map(o => o.value)").await.unwrap();
+    assert_eq!(offered, serde_json::json!(["security_key"]), "passkeys are off");
+    let policy = page.eval("document.getElementById('key-policy').innerText").await.unwrap();
+    assert!(policy.as_str().unwrap().contains("does not allow passkeys"), "{policy}");
+    page.eval(
+        "document.getElementById('key-name').value = 'My own key'; \
+         document.querySelector('#add-key button').click(); true",
+    )
+    .await
+    .unwrap();
+    page.wait_for("!document.getElementById('key-error').hidden").await;
+    let said = page.eval("document.getElementById('key-error').innerText").await.unwrap();
+    assert_eq!(said, "This key is not one your trust has approved. Use a key issued by IT.");
+    page.screenshot(&screenshot_path("key-not-approved.png")).await;
+    assert!(app.state.store.webauthn_credentials(&wyn.id).await.unwrap().is_empty());
+    let audit = app.state.store.recent_audit(100).await.unwrap();
+    let refusal = audit.iter().find(|e| e.event == "webauthn.key_not_approved").expect("the refusal is audited");
+    assert_eq!(refusal.detail["name"], "My own key");
+    // Chromium sends its test model's packed attestation when asked for it
+    // directly; its certificate chains to no approved CA.
+    assert_eq!(refusal.detail["format"], "packed", "{refusal:?}");
+    assert_eq!(refusal.detail["aaguid"], "01020304-0506-0708-0102-030405060708", "{refusal:?}");
+    assert!(!audit.iter().any(|e| e.event == "webauthn.register"));
+
+    // A passkey asked for without the page: refused by the server too.
+    let passkey = page
+        .eval(
+            "(async () => {
+               const r = await fetch('/account/keys/register/start', {method: 'POST',
+                 headers: {'content-type': 'application/json'}, body: JSON.stringify({kind: 'passkey', name: 'x'})});
+               return [r.status, (await r.json()).error];
+             })()",
+        )
+        .await
+        .unwrap();
+    assert_eq!(passkey, serde_json::json!([403, "passkeys_off"]));
 }

@@ -93,7 +93,13 @@ pub async fn spawn_app_again(stopped: Stopped) -> TestApp {
 
 /// [`spawn_app_again`] listening on `address` again.
 pub async fn spawn_app_again_at(stopped: Stopped, address: &str) -> TestApp {
-    spawn_app_on(stopped.dir, stopped.engines, |s| s.server.listen = address.to_string()).await
+    spawn_app_again_with(stopped, |s| s.server.listen = address.to_string()).await
+}
+
+/// [`spawn_app_again`] after `tweak` adjusts its settings (a restart with
+/// a new policy).
+pub async fn spawn_app_again_with(stopped: Stopped, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_on(stopped.dir, stopped.engines, tweak).await
 }
 
 impl Drop for TestApp {

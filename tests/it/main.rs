@@ -3,6 +3,7 @@
 //! the `wardkey` binary itself. One test binary, one module per area.
 
 mod agent;
+mod attestation;
 mod browser;
 mod cli;
 mod cluster;

@@ -1,0 +1,373 @@
+//! A trust's allow-list of security-key models (`webauthn.approved_models`)
+//! without a browser: security keys made in software that answer the
+//! server's real registration ceremony with a `packed` attestation (WebAuthn
+//! L2 §8.2) signed by a certificate from a test CA. A key of an approved
+//! model is added and then signs in; another model, a CA that is not on the
+//! list, and a key that sends no attestation are refused in words and
+//! audited; passkeys can be turned off; and a server without the list, and
+//! keys added before it, work as before.
+
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ciborium::Value as Cbor;
+use rcgen::{
+    BasicConstraints, CertificateParams, CustomExtension, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SigningKey,
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use wardkey_idp::config::ApprovedModel;
+
+use crate::browser::{SoftKey, on_localhost, spawn_on_localhost_with};
+use crate::helpers::*;
+
+/// The model the trust approves in these tests.
+pub(crate) const APPROVED: &str = "6d44ba9b-f6ec-2e49-b930-0c8fe920cb73";
+/// Another model, attested by the same CA.
+const OTHER: &str = "2fc0579f-8113-47ea-b116-bb5a8db9202a";
+
+/// `id-fido-gen-ce-aaguid`: the attestation certificate extension that
+/// names the model (WebAuthn L2 §8.2.1).
+const FIDO_GEN_CE_AAGUID: &[u64] = &[1, 3, 6, 1, 4, 1, 45724, 1, 1, 4];
+
+/// An attestation CA, as a vendor or a trust that provisions its own keys
+/// runs one.
+pub(crate) struct TestCa {
+    issuer: Issuer<'static, KeyPair>,
+    /// The CA certificate, for `webauthn.approved_models[].ca`.
+    pub(crate) pem: String,
+}
+
+impl TestCa {
+    /// A CA named `name`. Two CAs made with the same name differ only in
+    /// their key, as a forged CA would.
+    pub(crate) fn new(name: &str) -> TestCa {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CountryName, "GB");
+        params.distinguished_name.push(DnType::OrganizationName, "Test Trust");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // webauthn-rs checks the CA's key usage allows signing certificates.
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        TestCa { issuer: Issuer::new(params, key), pem }
+    }
+
+    /// Write the CA certificate to `dir`; its path.
+    pub(crate) fn write(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join(format!("ca-{}.pem", rand::random::<u32>()));
+        std::fs::write(&path, &self.pem).unwrap();
+        path
+    }
+
+    /// An attestation certificate for model `aaguid` and its key, meeting
+    /// WebAuthn L2 §8.2.1: version 3; subject C, O, OU "Authenticator
+    /// Attestation" and CN; basic constraints with CA false; the AAGUID as a
+    /// non-critical OCTET STRING extension.
+    fn attestation_certificate(&self, aaguid: &str) -> (Vec<u8>, KeyPair) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CountryName, "GB");
+        params.distinguished_name.push(DnType::OrganizationName, "Test Trust");
+        params.distinguished_name.push(DnType::OrganizationalUnitName, "Authenticator Attestation");
+        params.distinguished_name.push(DnType::CommonName, "Test key batch 1");
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let mut octet_string = vec![0x04, 16];
+        octet_string.extend_from_slice(uuid_bytes(aaguid).as_slice());
+        params.custom_extensions = vec![CustomExtension::from_oid_content(FIDO_GEN_CE_AAGUID, octet_string)];
+        let key = KeyPair::generate().unwrap();
+        let certificate = params.signed_by(&key, &self.issuer).unwrap();
+        (certificate.der().to_vec(), key)
+    }
+}
+
+fn uuid_bytes(aaguid: &str) -> [u8; 16] {
+    *uuid::Uuid::parse_str(aaguid).unwrap().as_bytes()
+}
+
+/// How a software key attests.
+enum Attestation {
+    /// `packed` with this certificate (DER) and its key.
+    Packed(Vec<u8>, KeyPair),
+    /// `none`: what a key that will not say its model (or a browser that
+    /// strips attestation) sends.
+    None,
+}
+
+/// A FIDO2 security key in software: a P-256 credential key pair, the model
+/// it claims, and how it proves it.
+struct TestKey {
+    aaguid: [u8; 16],
+    attestation: Attestation,
+    pkcs8: Vec<u8>,
+    credential_id: Vec<u8>,
+}
+
+impl TestKey {
+    /// A key of model `aaguid` whose attestation certificate `ca` issued.
+    fn attested_by(ca: &TestCa, aaguid: &str) -> TestKey {
+        let (certificate, key) = ca.attestation_certificate(aaguid);
+        TestKey::new(aaguid, Attestation::Packed(certificate, key))
+    }
+
+    fn new(aaguid: &str, attestation: Attestation) -> TestKey {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap().as_ref().to_vec();
+        TestKey { aaguid: uuid_bytes(aaguid), attestation, pkcs8, credential_id: rand::random::<[u8; 32]>().to_vec() }
+    }
+
+    fn key_pair(&self) -> EcdsaKeyPair {
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &self.pkcs8).unwrap()
+    }
+
+    /// The credential public key as a COSE_Key (RFC 9053 §7.1.1: EC2,
+    /// ES256, P-256, x, y).
+    fn cose_key(&self) -> Cbor {
+        let point = self.key_pair().public_key().as_ref().to_vec();
+        assert_eq!(point.len(), 65, "an uncompressed P-256 point");
+        Cbor::Map(vec![
+            (1.into(), 2.into()),
+            (3.into(), (-7).into()),
+            ((-1).into(), 1.into()),
+            ((-2).into(), Cbor::Bytes(point[1..33].to_vec())),
+            ((-3).into(), Cbor::Bytes(point[33..].to_vec())),
+        ])
+    }
+
+    /// The answer to registration options `options` (the `options` of
+    /// `/account/keys/register/start`), made at `origin`: a
+    /// `RegisterPublicKeyCredential` as a browser sends it.
+    fn register(&self, options: &Value, origin: &str) -> Value {
+        let b64url = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+        let rp_id = options["publicKey"]["rp"]["id"].as_str().unwrap();
+        let client_data = json!({
+            "type": "webauthn.create",
+            "challenge": options["publicKey"]["challenge"],
+            "origin": origin,
+            "crossOrigin": false,
+        })
+        .to_string();
+        // authenticatorData (WebAuthn L2 §6.1): rpIdHash, flags (user
+        // present, user verified, attested credential data), signCount,
+        // then the attested credential data (§6.5.1): AAGUID, credential
+        // id length and id, the COSE public key.
+        let mut auth_data = Sha256::digest(rp_id.as_bytes()).to_vec();
+        auth_data.push(0x01 | 0x04 | 0x40);
+        auth_data.extend_from_slice(&0u32.to_be_bytes());
+        auth_data.extend_from_slice(&self.aaguid);
+        auth_data.extend_from_slice(&(self.credential_id.len() as u16).to_be_bytes());
+        auth_data.extend_from_slice(&self.credential_id);
+        ciborium::into_writer(&self.cose_key(), &mut auth_data).unwrap();
+        let (format, statement) = match &self.attestation {
+            // §8.2: sig over authenticatorData || clientDataHash with the
+            // attestation certificate's key; x5c holds that certificate.
+            Attestation::Packed(certificate, key) => {
+                let mut signed = auth_data.clone();
+                signed.extend_from_slice(&Sha256::digest(client_data.as_bytes()));
+                let statement = Cbor::Map(vec![
+                    ("alg".into(), (-7).into()),
+                    ("sig".into(), Cbor::Bytes(key.sign(&signed).unwrap())),
+                    ("x5c".into(), Cbor::Array(vec![Cbor::Bytes(certificate.clone())])),
+                ]);
+                ("packed", statement)
+            }
+            Attestation::None => ("none", Cbor::Map(vec![])),
+        };
+        let object = Cbor::Map(vec![
+            ("fmt".into(), format.into()),
+            ("attStmt".into(), statement),
+            ("authData".into(), Cbor::Bytes(auth_data)),
+        ]);
+        let mut attestation_object = Vec::new();
+        ciborium::into_writer(&object, &mut attestation_object).unwrap();
+        json!({
+            "id": b64url(&self.credential_id),
+            "rawId": b64url(&self.credential_id),
+            "type": "public-key",
+            "response": {
+                "attestationObject": b64url(&attestation_object),
+                "clientDataJSON": b64url(client_data.as_bytes()),
+                "transports": ["usb"],
+            },
+            "extensions": {},
+        })
+    }
+
+    /// The same key, for signing in (the browser tests' software key).
+    fn soft_key(&self, user_id: &str) -> SoftKey {
+        SoftKey {
+            credential_id: self.credential_id.clone(),
+            user_handle: wardkey_idp::webauthn::user_handle(user_id).as_bytes().to_vec(),
+            key: self.key_pair(),
+            counter: 0,
+        }
+    }
+}
+
+/// A browser signed in as `username` with a password.
+async fn signed_in(app: &TestApp, username: &str) -> reqwest::Client {
+    let browser = no_redirects(true);
+    if app.state.store.client("web").await.unwrap().is_none() {
+        app.add_epr("web").await;
+    }
+    let (url, _) = authorize_url(app, "web", &[]);
+    app.browser_authorize(&browser, &url, username).await;
+    browser
+}
+
+async fn post_json(app: &TestApp, browser: &reqwest::Client, path: &str, body: Value) -> reqwest::Response {
+    browser.post(app.url(path)).json(&body).send().await.unwrap()
+}
+
+/// Start a security-key registration named `name`: its ceremony and options.
+async fn start(app: &TestApp, browser: &reqwest::Client, name: &str) -> (Value, Value) {
+    let r =
+        post_json(app, browser, "/account/keys/register/start", json!({"kind": "security_key", "name": name})).await;
+    assert_eq!(r.status(), 200);
+    let started: Value = r.json().await.unwrap();
+    (started["ceremony"].clone(), started["options"].clone())
+}
+
+/// Add `key` as security key `name` through the real ceremony; the
+/// finish answer.
+async fn add(app: &TestApp, browser: &reqwest::Client, key: &TestKey, name: &str) -> reqwest::Response {
+    let (ceremony, options) = start(app, browser, name).await;
+    let credential = key.register(&options, &app.issuer);
+    post_json(app, browser, "/account/keys/register/finish", json!({"ceremony": ceremony, "credential": credential}))
+        .await
+}
+
+/// Sign in with `key` alone (no session): the finish status.
+async fn sign_in(app: &TestApp, key: &mut SoftKey) -> u16 {
+    let client = no_redirects(true);
+    let started: Value = post_json(app, &client, "/webauthn/login/start", json!({})).await.json().await.unwrap();
+    let credential = key.assert(&started["options"], &app.issuer);
+    let r = post_json(
+        app,
+        &client,
+        "/webauthn/login/finish",
+        json!({"ceremony": started["ceremony"], "credential": credential}),
+    )
+    .await;
+    r.status().as_u16()
+}
+
+/// The refusal a clinician sees, checked word for word.
+async fn assert_not_approved(r: reqwest::Response) {
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "key_not_approved", "{body}");
+    assert_eq!(body["message"], "This key is not one your trust has approved. Use a key issued by IT.");
+}
+
+/// `aaguid` approved with the CA certificate in `ca`.
+pub(crate) fn approved_model(ca: std::path::PathBuf, aaguid: &str) -> ApprovedModel {
+    ApprovedModel { ca, aaguid: aaguid.into(), description: "Trust FIDO2 badge".into() }
+}
+
+#[tokio::test]
+async fn only_security_keys_of_an_approved_model_can_be_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Test Trust key CA");
+    let ca_file = ca.write(dir.path());
+    let app = spawn_on_localhost_with(|s| {
+        s.webauthn.approved_models = vec![approved_model(ca_file.clone(), APPROVED)];
+        s.webauthn.passkeys = false;
+    })
+    .await;
+    let uma = app.add_user("uma").await;
+    let browser = signed_in(&app, "uma").await;
+
+    // The ceremony asks the key to prove its model.
+    let (_, options) = start(&app, &browser, "probe").await;
+    assert_eq!(options["publicKey"]["attestation"], "direct", "{options}");
+
+    // A key of the approved model, attested by the trust's CA: added, and
+    // it then signs in at the security-key level.
+    let approved = TestKey::attested_by(&ca, APPROVED);
+    let r = add(&app, &browser, &approved, "Badge 1").await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let stored = app.state.store.webauthn_credentials(&uma.id).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].id, approved.credential_id);
+    let mut badge = approved.soft_key(&uma.id);
+    assert_eq!(sign_in(&app, &mut badge).await, 200);
+
+    // The same CA, another model: refused, and audited with the AAGUID it
+    // claimed.
+    let other_model = TestKey::attested_by(&ca, OTHER);
+    assert_not_approved(add(&app, &browser, &other_model, "Badge 2").await).await;
+    // A CA that is not on the list, though it copies the trust CA's name
+    // and signs the approved model's AAGUID.
+    let forged = TestCa::new("Test Trust key CA");
+    assert_not_approved(add(&app, &browser, &TestKey::attested_by(&forged, APPROVED), "Badge 3").await).await;
+    let elsewhere = TestCa::new("Another vendor CA");
+    assert_not_approved(add(&app, &browser, &TestKey::attested_by(&elsewhere, APPROVED), "Badge 4").await).await;
+    // A key that will not say what it is.
+    assert_not_approved(add(&app, &browser, &TestKey::new(APPROVED, Attestation::None), "Badge 5").await).await;
+    // None of them was stored; the approved key is still the only one.
+    assert_eq!(app.state.store.webauthn_credentials(&uma.id).await.unwrap().len(), 1);
+
+    let audit = app.state.store.recent_audit(100).await.unwrap();
+    let refusals: Vec<_> = audit.iter().filter(|e| e.event == "webauthn.key_not_approved").collect();
+    assert_eq!(refusals.len(), 4, "{refusals:?}");
+    assert!(refusals.iter().all(|e| e.subject == "uma"));
+    assert!(refusals.iter().any(|e| e.detail["aaguid"] == OTHER && e.detail["name"] == "Badge 2"), "{refusals:?}");
+    assert!(refusals.iter().any(|e| e.detail["format"] == "none"), "{refusals:?}");
+    let forged_refusal = refusals.iter().find(|e| e.detail["name"] == "Badge 3").unwrap();
+    assert_eq!(forged_refusal.detail["aaguid"], APPROVED);
+    assert!(forged_refusal.detail["reason"].as_str().unwrap().contains("not trusted"), "{forged_refusal:?}");
+    assert_eq!(audit.iter().filter(|e| e.event == "webauthn.register").count(), 1);
+
+    // Passkeys are off: refused before any ceremony, in words.
+    let r =
+        post_json(&app, &browser, "/account/keys/register/start", json!({"kind": "passkey", "name": "Phone"})).await;
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "passkeys_off", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("does not allow passkeys"), "{body}");
+    // The page offers security keys only, and says why.
+    let page = browser.get(app.url("/account/keys")).send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains("value=\"passkey\""), "{page}");
+    assert!(page.contains("does not allow passkeys") && page.contains("approved"), "{page}");
+}
+
+#[tokio::test]
+async fn without_a_list_any_key_is_added_and_keys_added_before_a_list_keep_working() {
+    // No list: no attestation is asked for, any model and passkeys are
+    // accepted, as before.
+    let app = spawn_on_localhost_with(|_| {}).await;
+    let vic = app.add_user("vic").await;
+    let browser = signed_in(&app, "vic").await;
+    let (_, options) = start(&app, &browser, "probe").await;
+    assert_eq!(options["publicKey"]["attestation"], "none", "{options}");
+    let unlisted = TestKey::new(OTHER, Attestation::None);
+    let r = add(&app, &browser, &unlisted, "Old key").await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r =
+        post_json(&app, &browser, "/account/keys/register/start", json!({"kind": "passkey", "name": "Phone"})).await;
+    assert_eq!(r.status(), 200);
+    let page = browser.get(app.url("/account/keys")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("value=\"passkey\"") && !page.contains("key-policy"), "{page}");
+
+    // The trust adopts a list and turns passkeys off: the key added before
+    // still signs in (the policy applies when a key is added).
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = TestCa::new("Test Trust key CA").write(dir.path());
+    let port = wardkey_testsupport::free_port();
+    let mut app = spawn_app_again_with(app.stop(), |s| {
+        on_localhost(s, port);
+        s.webauthn.approved_models = vec![approved_model(ca_file.clone(), APPROVED)];
+        s.webauthn.passkeys = false;
+    })
+    .await;
+    app.base = app.issuer.clone();
+    let mut old_key = unlisted.soft_key(&vic.id);
+    assert_eq!(sign_in(&app, &mut old_key).await, 200);
+    let browser = signed_in(&app, "vic").await;
+    let r = add(&app, &browser, &TestKey::new(OTHER, Attestation::None), "New key").await;
+    assert_not_approved(r).await;
+}
