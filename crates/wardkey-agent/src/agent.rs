@@ -51,6 +51,17 @@ const MAX_PENDING_REPORTS: usize = 100;
 /// server lost, shutdown): short, because someone may be tapping next.
 const DETACH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a security key's PIN may take to type.
+pub const KEY_PIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A key tap that needs the key's PIN: when the tap was, and until when the
+/// PIN is awaited.
+#[derive(Debug, Clone, Copy)]
+struct KeyPinWait {
+    read_at: Instant,
+    deadline: Instant,
+}
+
 /// Broker events buffered for slow subscribers.
 const EVENT_BUFFER: usize = 64;
 
@@ -75,8 +86,8 @@ pub enum AgentError {
     /// A FIDO2 key was tapped but none can be read here.
     #[error("this workstation cannot read FIDO2 keys yet: tap your badge instead")]
     NoKeyReader,
-    /// The FIDO2 key could not answer.
-    #[error("your key could not answer: {0}; tap it again")]
+    /// The FIDO2 key could not answer (the message says what to do).
+    #[error(transparent)]
     Fido2(#[from] crate::fido2::Fido2Error),
 }
 
@@ -193,6 +204,8 @@ struct Inner {
     link: Arc<Link>,
     /// What answers FIDO2 key taps, if this workstation has one.
     fido2: Mutex<Option<Arc<dyn Authenticator>>>,
+    /// A key tap waiting for the key's PIN.
+    key_pin: Mutex<Option<KeyPinWait>>,
     /// Cancelled when the last handle goes: ends the background tasks.
     _stop: DropGuard,
 }
@@ -249,6 +262,7 @@ impl Agent {
                 hook_runner,
                 link,
                 fido2: Mutex::new(None),
+                key_pin: Mutex::new(None),
                 _stop: stop.drop_guard(),
             }),
         }
@@ -309,15 +323,38 @@ impl Agent {
     /// A FIDO2 key was tapped at `read_at`: it answers the server's
     /// challenge and the clinician is in at the security-key `acr` (no PIN).
     /// Refusals and key failures leave the workstation as it was.
+    /// A key that checks its holder by PIN answers
+    /// [`Fido2Error::PinRequired`](crate::fido2::Fido2Error::PinRequired):
+    /// the agent then waits [`KEY_PIN_TIMEOUT`] for [`Self::submit_key_pin`].
     pub async fn handle_key_tap_at(&self, read_at: Instant) -> Result<SessionInfo, AgentError> {
+        self.key_tap(read_at, None).await
+    }
+
+    /// The PIN of the key tapped last (the key still on the reader).
+    pub async fn submit_key_pin(&self, pin: SecretString) -> Result<SessionInfo, AgentError> {
+        let wait = lock(&self.inner.key_pin).take().ok_or(AgentError::NoPinPending)?;
+        self.key_tap(wait.read_at, Some(pin)).await
+    }
+
+    /// When the key PIN being waited for lapses.
+    pub fn key_pin_deadline(&self) -> Option<Instant> {
+        lock(&self.inner.key_pin).map(|w| w.deadline)
+    }
+
+    async fn key_tap(&self, read_at: Instant, pin: Option<SecretString>) -> Result<SessionInfo, AgentError> {
         let key = lock(&self.inner.fido2).clone().ok_or(AgentError::NoKeyReader)?;
         let _op = self.inner.ops.lock().await;
         self.touch();
-        let result = match self.inner.client.key_tap(key.as_ref()).await {
+        let result = match self.inner.client.key_tap(key, pin).await {
             Ok(answer) => Ok(answer),
-            Err(KeyTapError::Key(e)) => return Err(AgentError::Fido2(e)),
+            Err(KeyTapError::Key(e)) => {
+                let deadline = Instant::now() + KEY_PIN_TIMEOUT;
+                *lock(&self.inner.key_pin) = e.wants_pin().then_some(KeyPinWait { read_at, deadline });
+                return Err(AgentError::Fido2(e));
+            }
             Err(KeyTapError::Server(e)) => Err(e),
         };
+        *lock(&self.inner.key_pin) = None;
         self.settle(result, read_at, "staying as it was, retrying").await
     }
 
@@ -332,6 +369,8 @@ impl Agent {
     /// the server could not be asked).
     pub async fn handle_tap_at(&self, badge: &str, read_at: Instant) -> Result<SessionInfo, AgentError> {
         let _op = self.inner.ops.lock().await;
+        // A badge instead of the key's PIN: the key tap is abandoned.
+        *lock(&self.inner.key_pin) = None;
         self.touch();
         let before = self.state().state;
         let was_active = before == WorkstationState::Active;
@@ -453,6 +492,17 @@ impl Agent {
             }
             _ => false,
         }
+    }
+
+    /// Stop waiting for a key's PIN if its time is up. Returns whether it did.
+    pub fn expire_key_pin_if_due(&self) -> bool {
+        let mut wait = lock(&self.inner.key_pin);
+        let due = wait.is_some_and(|w| Instant::now() >= w.deadline);
+        if due {
+            tracing::info!("the key's PIN was not entered in time");
+            *wait = None;
+        }
+        due
     }
 
     /// A one-time URL that opens the browser EPR `client_id` signed in as
@@ -609,7 +659,8 @@ impl Agent {
         let mut prompting_badge: Option<String> = None;
         self.warm_up();
         loop {
-            let pin_deadline = self.pin_deadline();
+            // A badge's PIN for the server, or a security key's own PIN.
+            let pin_deadline = self.pin_deadline().or(self.key_pin_deadline());
             let idle_deadline = self.idle_deadline();
             self.prompt(&pins, &mut prompted);
             let pin_wanted = pin_deadline.is_some();
@@ -662,6 +713,9 @@ impl Agent {
                     if self.expire_pin_if_due().await {
                         say(&pins, "The PIN was not entered in time. Tap your badge again.");
                     }
+                    if self.expire_key_pin_if_due() {
+                        say(&pins, "The key's PIN was not entered in time. Tap your key again.");
+                    }
                 }
                 _ = tokio::time::sleep_until(idle_deadline.unwrap_or(far)), if idle_deadline.is_some() => {
                     self.lock_if_idle().await;
@@ -708,29 +762,14 @@ impl Agent {
         } else {
             self.handle_tap_at(badge, read_at).await
         };
-        match tapped {
-            Ok(info) => greet(pins, &info),
-            Err(e @ (AgentError::NoKeyReader | AgentError::Fido2(_))) => {
-                tracing::warn!("key tap failed: {e}");
-                say(pins, &e.to_string());
-            }
-            Err(AgentError::Server(e)) if e.is_refusal() => {
-                tracing::warn!(code = e.code().unwrap_or(""), "tap refused: {e}");
-                say(pins, &e.to_string());
-            }
-            // The log line is written once per outage; the person at the
-            // keyboard hears it on every tap.
-            Err(e) => {
-                tracing::debug!(error = %e, "tap failed");
-                say(
-                    pins,
-                    "Cannot reach the Wardkey server right now: the workstation stays locked. Try again shortly.",
-                );
-            }
-        }
+        report_tap(pins, tapped);
     }
 
     async fn pin_line(&self, pin: String, pins: &PinSource, prompted: &mut Option<String>) {
+        if self.key_pin_deadline().is_some() {
+            report_tap(pins, self.submit_key_pin(SecretString::from(pin)).await);
+            return;
+        }
         match self.submit_pin(SecretString::from(pin)).await {
             Ok(info) => greet(pins, &info),
             Err(AgentError::Server(e)) if e.code() == Some("wrong_pin") => {
@@ -750,6 +789,27 @@ impl Agent {
                     "Cannot reach the Wardkey server right now: the workstation stays locked. Try again shortly.",
                 );
             }
+        }
+    }
+}
+
+/// Tell the person at the keyboard how a tap went.
+fn report_tap(pins: &PinSource, tapped: Result<SessionInfo, AgentError>) {
+    match tapped {
+        Ok(info) => greet(pins, &info),
+        Err(e @ (AgentError::NoKeyReader | AgentError::Fido2(_))) => {
+            tracing::warn!("key tap failed: {e}");
+            say(pins, &e.to_string());
+        }
+        Err(AgentError::Server(e)) if e.is_refusal() => {
+            tracing::warn!(code = e.code().unwrap_or(""), "tap refused: {e}");
+            say(pins, &e.to_string());
+        }
+        // The log line is written once per outage; the person at the
+        // keyboard hears it on every tap.
+        Err(e) => {
+            tracing::debug!(error = %e, "tap failed");
+            say(pins, "Cannot reach the Wardkey server right now: the workstation stays locked. Try again shortly.");
         }
     }
 }

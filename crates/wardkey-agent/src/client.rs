@@ -206,9 +206,20 @@ impl ServerClient {
 
     /// A FIDO2 key tap: `POST /tap/key/start`, the key's answer for this
     /// server's origin, then `POST /tap/key`.
-    pub async fn key_tap(&self, key: &dyn Authenticator) -> Result<TapResponse, KeyTapError> {
+    /// The key talks to its reader on a blocking thread (a card answers in
+    /// tens to hundreds of milliseconds).
+    pub async fn key_tap(
+        &self,
+        key: Arc<dyn Authenticator>,
+        pin: Option<SecretString>,
+    ) -> Result<TapResponse, KeyTapError> {
         let challenge: KeyChallenge = self.signed("/tap/key/start", KeyTapStart {}).await?;
-        let credential = fido2::answer(key, &challenge.options, self.signer.issuer())?;
+        let origin = self.signer.issuer().to_string();
+        let options = challenge.options;
+        let credential =
+            tokio::task::spawn_blocking(move || fido2::answer(key.as_ref(), &options, &origin, pin.as_ref()))
+                .await
+                .map_err(|e| Fido2Error::Card(format!("the key's thread failed: {e}")))??;
         Ok(self.signed("/tap/key", KeyTap { ceremony: challenge.ceremony, credential }).await?)
     }
 

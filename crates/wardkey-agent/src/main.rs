@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wardkey_agent::config::{BrokerAddress, DEFAULT_CONFIG_FILE};
 use wardkey_agent::enrol::{EnrolOptions, enrol};
+use wardkey_agent::fido2::ctap2::{CardSlot, Ctap2Key};
 use wardkey_agent::{Agent, AgentConfig, Lines, PinSource, ReaderSpec, broker};
 use wardkey_proto::broker::WorkstationState;
 
@@ -141,8 +143,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let socket = config.broker_path();
     let reader = config.reader_spec();
+    let software_key = config.fido2_software_key.is_some();
     let agent = Agent::new(config).context("cannot start the agent")?;
-    let badges = Lines::spawn(&reader)?;
+    let cards = CardSlot::default();
+    let badges = Lines::spawn(&reader, &cards)?;
+    // FIDO2 keys on a PC/SC reader answer over CTAP2, unless a software
+    // key was configured on purpose.
+    if reader == ReaderSpec::Pcsc && !software_key {
+        agent.set_key_reader(Arc::new(Ctap2Key::new(cards)));
+    }
     let pins = PinSource::for_reader(&reader)?;
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());

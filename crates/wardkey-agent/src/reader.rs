@@ -4,7 +4,8 @@
 //!   read. Also what tests and scripts use.
 //! - `fifo:PATH`: lines from a named pipe that a reader daemon writes; the
 //!   pipe is reopened whenever its writer goes away.
-//! - `pcsc`: contactless card UIDs over PC/SC (cargo feature `pcsc`).
+//! - `pcsc`: contactless card UIDs over PC/SC (cargo feature `pcsc`); a
+//!   FIDO2 card or key is kept for CTAP2 and read as the line `fido2`.
 //!
 //! Each source runs on its own OS thread (blocking reads of a terminal, a
 //! FIFO or PC/SC cannot be cancelled, and a detached thread never holds up
@@ -26,6 +27,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+use crate::fido2::ctap2::CardSlot;
 
 /// Longest line accepted. Badge UIDs are at most a few dozen characters and
 /// PINs at most 64; anything longer is a stuck key or garbage.
@@ -237,15 +240,18 @@ impl Lines {
         Ok(lines)
     }
 
-    /// Start the reader `spec` names.
-    pub fn spawn(spec: &ReaderSpec) -> Result<Lines, ReaderError> {
+    /// Start the reader `spec` names. A PC/SC reader puts FIDO2 cards in
+    /// `cards` (and sends the line `fido2`) instead of reading their UID.
+    pub fn spawn(spec: &ReaderSpec, cards: &CardSlot) -> Result<Lines, ReaderError> {
+        #[cfg(not(feature = "pcsc"))]
+        let _ = cards;
         match spec {
             ReaderSpec::Stdin => Self::stdin(),
             ReaderSpec::Fifo(path) => Self::fifo(path.clone()),
             #[cfg(feature = "pcsc")]
             ReaderSpec::Pcsc => {
                 let (tx, lines) = Self::channel();
-                pcsc::spawn(tx)?;
+                pcsc::spawn(tx, cards.clone())?;
                 Ok(lines)
             }
             #[cfg(not(feature = "pcsc"))]
@@ -467,7 +473,7 @@ mod tests {
     #[cfg(not(feature = "pcsc"))]
     #[test]
     fn pcsc_without_the_feature_is_a_clear_error() {
-        let err = Lines::spawn(&ReaderSpec::Pcsc).unwrap_err();
+        let err = Lines::spawn(&ReaderSpec::Pcsc, &CardSlot::default()).unwrap_err();
         assert!(matches!(err, ReaderError::PcscNotBuilt));
         assert!(err.to_string().contains("--features pcsc"), "{err}");
     }

@@ -2,16 +2,26 @@
 //! read once (GET DATA `FF CA 00 00 00`, the card UID) and sent as a line
 //! of upper-case hex, the same text a keyboard-wedge reader would type.
 //!
+//! A card that answers the FIDO applet (a FIDO2 badge, or a security key
+//! held to the reader) is a key tap instead: its connection is put in the
+//! [`CardSlot`] for the agent's CTAP2 client, and the line `fido2` is sent.
+//! The card stays there while it is on the reader (for its PIN).
+//!
 //! Readers plugged in later are picked up, and a restarted pcscd is
 //! reconnected to; failures are logged and never end the agent.
 
 use std::ffi::CStr;
 use std::time::Duration;
 
-use pcsc::{Context, Error, MAX_BUFFER_SIZE, PNP_NOTIFICATION, Protocols, ReaderState, Scope, ShareMode, State};
+use pcsc::{
+    Card, Context, Error, MAX_BUFFER_SIZE, MAX_BUFFER_SIZE_EXTENDED, PNP_NOTIFICATION, Protocols, ReaderState, Scope,
+    ShareMode, State,
+};
 use tokio::sync::mpsc;
 
 use super::{ReaderError, spawn_thread};
+use crate::fido2::KEY_TAP_LINE;
+use crate::fido2::ctap2::{CardSlot, FIDO_AID, Transport};
 
 /// PC/SC part 3 GET DATA: the UID of a contactless card.
 const GET_UID: [u8; 5] = [0xFF, 0xCA, 0x00, 0x00, 0x00];
@@ -21,13 +31,33 @@ const POLL: Duration = Duration::from_secs(1);
 
 /// Start reading cards; a PC/SC service that cannot be reached at all is
 /// an error at start-up.
-pub(super) fn spawn(tx: mpsc::Sender<String>) -> Result<(), ReaderError> {
+pub(super) fn spawn(tx: mpsc::Sender<String>, cards: CardSlot) -> Result<(), ReaderError> {
     let ctx = Context::establish(Scope::User)
         .map_err(|e| ReaderError::Pcsc(format!("cannot reach the PC/SC service (is pcscd running?): {e}")))?;
-    spawn_thread("pcsc", move || run(ctx, &tx))
+    spawn_thread("pcsc", move || run(ctx, &tx, &cards))
 }
 
-fn run(mut ctx: Context, tx: &mpsc::Sender<String>) {
+/// A FIDO2 card's connection, for CTAP2.
+struct PcscCard(Card);
+
+impl Transport for PcscCard {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, String> {
+        let mut buf = vec![0u8; MAX_BUFFER_SIZE_EXTENDED];
+        self.0.transmit(apdu, &mut buf).map(<[u8]>::to_vec).map_err(|e| e.to_string())
+    }
+}
+
+/// What a card placed on a reader turned out to be.
+enum Placed {
+    /// A badge, by its UID.
+    Badge(String),
+    /// A FIDO2 key, now in the slot.
+    Key,
+}
+
+fn run(mut ctx: Context, tx: &mpsc::Sender<String>, cards: &CardSlot) {
+    // The reader holding the FIDO2 card in the slot.
+    let mut key_reader: Option<std::ffi::CString> = None;
     let mut states = vec![ReaderState::new(PNP_NOTIFICATION(), State::UNAWARE)];
     loop {
         if tx.is_closed() {
@@ -68,17 +98,29 @@ fn run(mut ctx: Context, tx: &mpsc::Sender<String>) {
             if rs.name() == PNP_NOTIFICATION() {
                 continue;
             }
-            let arrived = rs.event_state().contains(State::PRESENT) && !rs.current_state().contains(State::PRESENT);
-            if !arrived {
+            let present = rs.event_state().contains(State::PRESENT);
+            let was_present = rs.current_state().contains(State::PRESENT);
+            if !present && key_reader.as_deref() == Some(rs.name()) {
+                // The key left the reader: its connection is dead.
+                cards.clear();
+                key_reader = None;
+            }
+            if !present || was_present {
                 continue;
             }
-            match read_uid(&ctx, rs.name()) {
-                Ok(uid) => {
-                    if tx.blocking_send(uid).is_err() {
-                        return;
-                    }
+            let line = match read_card(&ctx, rs.name(), cards) {
+                Ok(Placed::Badge(uid)) => uid,
+                Ok(Placed::Key) => {
+                    key_reader = Some(rs.name().to_owned());
+                    KEY_TAP_LINE.to_string()
                 }
-                Err(why) => tracing::warn!(reader = ?rs.name(), "could not read the card: {why}"),
+                Err(why) => {
+                    tracing::warn!(reader = ?rs.name(), "could not read the card: {why}");
+                    continue;
+                }
+            };
+            if tx.blocking_send(line).is_err() {
+                return;
             }
         }
     }
@@ -101,11 +143,16 @@ fn reconnect(tx: &mpsc::Sender<String>) -> Context {
     }
 }
 
-fn read_uid(ctx: &Context, reader: &CStr) -> Result<String, String> {
+fn read_card(ctx: &Context, reader: &CStr, cards: &CardSlot) -> Result<Placed, String> {
     let card = ctx.connect(reader, ShareMode::Shared, Protocols::ANY).map_err(|e| format!("connect: {e}"))?;
     let mut buf = [0u8; MAX_BUFFER_SIZE];
+    let select = [&[0x00, 0xA4, 0x04, 0x00, 0x08][..], &FIDO_AID, &[0x00]].concat();
+    if let Ok([.., 0x90, 0x00] | [.., 0x61, _]) = card.transmit(&select, &mut buf) {
+        cards.put(Box::new(PcscCard(card)));
+        return Ok(Placed::Key);
+    }
     let answer = card.transmit(&GET_UID, &mut buf).map_err(|e| format!("GET DATA: {e}"))?;
-    uid_from_answer(answer)
+    uid_from_answer(answer).map(Placed::Badge)
 }
 
 /// The UID in an answer to GET DATA (`UID… 90 00`), as upper-case hex.
