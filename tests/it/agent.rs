@@ -47,7 +47,8 @@ pub async fn enrolled_agent(app: &TestApp, dir: &Path) -> (Agent, PathBuf) {
     (agent, socket)
 }
 
-async fn wait_for(agent: &Agent, state: WorkstationState, user: Option<&str>) {
+/// Wait (a few seconds at most) until `agent` shows `state` for `user`.
+pub async fn wait_for(agent: &Agent, state: WorkstationState, user: Option<&str>) {
     for _ in 0..100 {
         let info = agent.state();
         if info.state == state && info.user.as_ref().map(|u| u.username.as_str()) == user {

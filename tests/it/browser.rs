@@ -589,7 +589,10 @@ async fn a_fido2_key_tapped_at_a_workstation_signs_in_at_the_highest_acr() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_signs_a_clinician_in_with_a_tapped_fido2_key() {
     use base64::Engine;
+    use wardkey_agent::fido2::ctap2::{CardSlot, Ctap2Key};
+    use wardkey_agent::fido2::soft_card::SoftCard;
     use wardkey_agent::fido2::{KeyFile, SoftwareKey};
+    use wardkey_proto::broker::WorkstationState;
     let app = spawn_on_localhost().await;
     app.add_user("tia").await;
     app.add_client("epr", Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
@@ -634,6 +637,43 @@ async fn the_agent_signs_a_clinician_in_with_a_tapped_fido2_key() {
     // The counter went up in the file, so a copy of the old file is caught.
     let saved: KeyFile = serde_json::from_str(&std::fs::read_to_string(&key_path).unwrap()).unwrap();
     assert!(saved.counter > file.counter);
+
+    // The same credential on a FIDO2 card with its own PIN, on the PC/SC
+    // reader of the (now locked) PC: the agent drives it over CTAP2.
+    agent.lock_for_shutdown().await;
+    let card = SoftCard::new(SoftwareKey::load(&key_path).unwrap(), Some("4821")).unwrap();
+    let cards = CardSlot::default();
+    cards.put(Box::new(card));
+    agent.set_key_reader(std::sync::Arc::new(Ctap2Key::new(cards.clone())));
+    let err = agent.submit_key_pin("4821".to_string().into()).await.unwrap_err();
+    assert!(err.to_string().contains("no PIN was asked for"), "a PIN before any key tap: {err}");
+    let err = agent.handle_key_tap_at(tokio::time::Instant::now()).await.unwrap_err();
+    assert!(err.to_string().contains("Type your security key's PIN"), "{err}");
+    let err = agent.submit_key_pin("0000".to_string().into()).await.unwrap_err();
+    assert!(err.to_string().contains("7 tries left"), "{err}");
+    assert!(agent.key_pin_deadline().is_some(), "asked again after a wrong PIN");
+    assert_eq!(agent.state().state, WorkstationState::Locked);
+    // At the reader: the tap, then the PIN as the next line.
+    let (taps, lines) = wardkey_agent::Lines::channel();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let runner = agent.clone();
+    let stop = shutdown.clone();
+    let running = tokio::spawn(async move { runner.run(lines, wardkey_agent::PinSource::reader(), stop).await });
+    taps.send("fido2".into()).await.unwrap();
+    taps.send("4821".into()).await.unwrap();
+    crate::agent::wait_for(&agent, WorkstationState::Active, Some("tia")).await;
+    let token = agent.token("epr").await.unwrap();
+    let payload = token.access_token.split('.').nth(1).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["acr"], "urn:wardkey:acr:security-key");
+    // Lifted off the reader, the next key tap says so and nothing changes.
+    cards.clear();
+    let err = agent.handle_key_tap_at(tokio::time::Instant::now()).await.unwrap_err();
+    assert!(err.to_string().contains("No security key is on the reader"), "{err}");
+    assert_eq!(agent.state().state, WorkstationState::Active);
+    shutdown.cancel();
+    running.await.unwrap();
 }
 
 /// Chromium's virtual authenticator attests as Chromium's own test model

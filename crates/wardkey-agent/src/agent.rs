@@ -686,7 +686,8 @@ impl Agent {
                                 tracing::debug!("ignored a repeated badge read while waiting for the PIN");
                                 continue;
                             }
-                            if prompting_badge.as_deref() == Some(line.as_str()) {
+                            // The same badge, or a key tapped: a new tap.
+                            if prompting_badge.as_deref() == Some(line.as_str()) || line == KEY_TAP_LINE {
                                 debouncer.accept(&line, now);
                                 self.tap_line(&line, now, &pins).await;
                                 continue;

@@ -69,7 +69,7 @@ pub struct AgentConfig {
     pub hooks: HooksConfig,
     /// A software FIDO2 key (JSON, see `wardkey_agent::fido2::SoftwareKey`)
     /// answering key taps (the reader line `fido2`): for demonstrations and
-    /// tests. Keys on a PC/SC reader are not driven over CTAP2 yet.
+    /// tests. Without it, keys on a PC/SC reader answer over CTAP2.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fido2_software_key: Option<PathBuf>,
     /// The file this was loaded from (empty for built-in defaults):
