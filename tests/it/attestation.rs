@@ -371,3 +371,40 @@ async fn without_a_list_any_key_is_added_and_keys_added_before_a_list_keep_worki
     let r = add(&app, &browser, &TestKey::new(OTHER, Attestation::None), "New key").await;
     assert_not_approved(r).await;
 }
+
+/// With approved models, a key added as a passkey (no model checked)
+/// still signs in on the web at the passkey level, but cannot unlock a
+/// workstation: that takes a security key of an approved model.
+#[tokio::test]
+async fn with_approved_models_a_passkey_cannot_unlock_a_workstation() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = TestCa::new("Test Trust key CA").write(dir.path());
+    let app =
+        spawn_on_localhost_with(|s| s.webauthn.approved_models = vec![approved_model(ca_file.clone(), APPROVED)]).await;
+    let ula = app.add_user("ula").await;
+    let browser = signed_in(&app, "ula").await;
+    let r =
+        post_json(&app, &browser, "/account/keys/register/start", json!({"kind": "passkey", "name": "Phone"})).await;
+    assert_eq!(r.status(), 200);
+    let started: Value = r.json().await.unwrap();
+    let phone = TestKey::new(OTHER, Attestation::None);
+    let credential = phone.register(&started["options"], &app.issuer);
+    let r = post_json(
+        &app,
+        &browser,
+        "/account/keys/register/finish",
+        json!({"ceremony": started["ceremony"], "credential": credential}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let mut passkey = phone.soft_key(&ula.id);
+    assert_eq!(sign_in(&app, &mut passkey).await, 200, "the web sign-in is unchanged");
+
+    let ws = crate::tap::TestWorkstation::enrol(&app, "pc", "Ward 1").await;
+    let challenge = ws.call(&app, "/tap/key/start", json!({})).await;
+    let credential = passkey.assert(&challenge["options"], &app.issuer);
+    let r = ws.send(&app, "/tap/key", json!({"ceremony": challenge["ceremony"], "credential": credential})).await;
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("not one your trust has approved"), "{body}");
+}

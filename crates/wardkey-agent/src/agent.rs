@@ -660,7 +660,10 @@ impl Agent {
         self.warm_up();
         loop {
             // A badge's PIN for the server, or a security key's own PIN.
-            let pin_deadline = self.pin_deadline().or(self.key_pin_deadline());
+            let pin_deadline = match (self.pin_deadline(), self.key_pin_deadline()) {
+                (Some(badge), Some(key)) => Some(badge.min(key)),
+                (badge, key) => badge.or(key),
+            };
             let idle_deadline = self.idle_deadline();
             self.prompt(&pins, &mut prompted);
             let pin_wanted = pin_deadline.is_some();
@@ -678,7 +681,12 @@ impl Agent {
                     }
                     Some(line) => {
                         let now = Instant::now();
-                        if pin_wanted && pins_from_reader {
+                        if line == KEY_TAP_LINE {
+                            // A key placed on the reader (PC/SC sends this
+                            // once per placing): always a new tap, never a
+                            // PIN or a repeat.
+                            self.tap_line(&line, now, &pins).await;
+                        } else if pin_wanted && pins_from_reader {
                             // The badge still lying on the reader is not the
                             // PIN. (A PIN is never recorded by the debouncer.)
                             if debouncer.is_repeat(&line, now) {
@@ -686,8 +694,7 @@ impl Agent {
                                 tracing::debug!("ignored a repeated badge read while waiting for the PIN");
                                 continue;
                             }
-                            // The same badge, or a key tapped: a new tap.
-                            if prompting_badge.as_deref() == Some(line.as_str()) || line == KEY_TAP_LINE {
+                            if prompting_badge.as_deref() == Some(line.as_str()) {
                                 debouncer.accept(&line, now);
                                 self.tap_line(&line, now, &pins).await;
                                 continue;

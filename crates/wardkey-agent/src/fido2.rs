@@ -55,6 +55,10 @@ pub enum Fido2Error {
     /// The key checks its holder by PIN, and none was typed yet.
     #[error("Type your security key's PIN and press Enter, keeping the key on the reader.")]
     PinRequired,
+    /// The key's fingerprint reader did not recognise the clinician (or is
+    /// blocked); its PIN will do instead.
+    #[error("The key did not recognise you. Type its PIN and press Enter, keeping the key on the reader.")]
+    NotRecognised,
     /// The PIN typed is not the key's.
     #[error("That is not your security key's PIN{}. Type it again.", retries.map(|n| format!(" ({n} tries left before the key locks)")).unwrap_or_default())]
     WrongPin {
@@ -81,7 +85,7 @@ pub enum Fido2Error {
 impl Fido2Error {
     /// Whether the next typed line should be the key's PIN.
     pub fn wants_pin(&self) -> bool {
-        matches!(self, Self::PinRequired | Self::WrongPin { .. })
+        matches!(self, Self::PinRequired | Self::NotRecognised | Self::WrongPin { .. })
     }
 }
 

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use ciborium::Value;
 use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
 
 use super::pin_protocol::{PinProtocol, field, pin_hash};
 use super::{Assertion, Authenticator, Fido2Error};
@@ -57,6 +58,8 @@ pub mod status {
     pub const PIN_NOT_SET: u8 = 0x35;
     /// The key wants its PIN for this.
     pub const PIN_REQUIRED: u8 = 0x36;
+    /// Built-in verification is blocked after too many failures.
+    pub const UV_BLOCKED: u8 = 0x3C;
     /// The user did not verify (e.g. the fingerprint did not match).
     pub const UV_INVALID: u8 = 0x3F;
 }
@@ -147,7 +150,7 @@ pub fn get_assertion(
     let info = get_info(card)?;
     let mut params = vec![(1.into(), Value::Text(rp_id.into())), (2.into(), Value::Bytes(client_data_hash.to_vec()))];
     match (pin, info.built_in_uv, info.client_pin) {
-        // A PIN the clinician typed wins: the fingerprint already failed.
+        // A PIN the clinician typed wins: the fingerprint failed before.
         (Some(pin), _, Some(true)) => {
             let token = pin_token(card, &info, rp_id, pin)?;
             let auth = info.protocol.authenticate(&token, client_data_hash);
@@ -161,8 +164,13 @@ pub fn get_assertion(
     let answer = command(card, CMD_GET_ASSERTION, Some(Value::Map(params))).map_err(|e| match e {
         CardError::Status(status::NO_CREDENTIALS) => Fido2Error::NotRegistered,
         CardError::Status(status::PIN_REQUIRED) => Fido2Error::PinRequired,
-        CardError::Status(status::UV_INVALID) => {
-            Fido2Error::Card("the key did not recognise you; try again or use its PIN".into())
+        // A fingerprint not recognised, or blocked after too many tries:
+        // the key's PIN still works, where it has one.
+        CardError::Status(status::UV_INVALID | status::UV_BLOCKED) if info.client_pin == Some(true) => {
+            Fido2Error::NotRecognised
+        }
+        CardError::Status(status::UV_INVALID | status::UV_BLOCKED) => {
+            Fido2Error::Card("the key did not recognise you; try again".into())
         }
         e => e.into(),
     })?;
@@ -188,20 +196,22 @@ pub fn get_assertion(
 
 fn select(card: &mut dyn Transport) -> Result<(), Fido2Error> {
     let apdu = build_apdu(0x00, 0xA4, 0x04, 0x00, &FIDO_AID);
-    let version = exchange(card, &apdu).map_err(|e| match e {
+    exchange(card, &apdu).map_err(|e| match e {
         CardError::Sw(_) => Fido2Error::Card("this card is not a FIDO2 key".into()),
         e => e.into(),
     })?;
-    // "FIDO_2_0" for CTAP2 keys; "U2F_V2" alone is a U2F-only key (CTAP1),
-    // which cannot verify its holder.
-    if version == b"U2F_V2" {
-        return Err(Fido2Error::Card("this is an older U2F key; it cannot sign in to Wardkey".into()));
-    }
+    // The answer is "FIDO_2_0" from a CTAP2-only key, but "U2F_V2" from
+    // the many that also speak U2F (CTAP 2.1 §11.3.3): only getInfo tells.
     Ok(())
 }
 
 fn get_info(card: &mut dyn Transport) -> Result<Info, Fido2Error> {
-    let info = command(card, CMD_GET_INFO, None)?;
+    let info = command(card, CMD_GET_INFO, None).map_err(|e| match e {
+        // A U2F-only key (CTAP1) has no CTAP2 commands and cannot verify
+        // its holder.
+        CardError::Sw(_) => Fido2Error::Card("this is an older U2F-only key; it cannot sign in to Wardkey".into()),
+        e => e.into(),
+    })?;
     let option = |name: &str| field(&info, 4).and_then(|o| text_field(o, name)).and_then(Value::as_bool);
     let protocols: Vec<PinProtocol> = field(&info, 6)
         .and_then(Value::as_array)
@@ -218,7 +228,13 @@ fn get_info(card: &mut dyn Transport) -> Result<Info, Fido2Error> {
 }
 
 /// A PIN token for an assertion at `rp_id` (CTAP 2.1 §6.5.5.7).
-fn pin_token(card: &mut dyn Transport, info: &Info, rp_id: &str, pin: &SecretString) -> Result<Vec<u8>, Fido2Error> {
+/// The PIN's hash, the shared secret and the token are wiped when done.
+fn pin_token(
+    card: &mut dyn Transport,
+    info: &Info,
+    rp_id: &str,
+    pin: &SecretString,
+) -> Result<Zeroizing<Vec<u8>>, Fido2Error> {
     let pin = pin.expose_secret();
     // CTAP 2.1 §6.5.1: at least 4 code points, at most 63 bytes.
     if pin.chars().count() < 4 || pin.len() > 63 {
@@ -230,7 +246,9 @@ fn pin_token(card: &mut dyn Transport, info: &Info, rp_id: &str, pin: &SecretStr
     let answer = command(card, CMD_CLIENT_PIN, Some(request))?;
     let card_key = field(&answer, 1).ok_or_else(|| Fido2Error::Card("no key agreement key".into()))?;
     let (platform_key, secret) = protocol.encapsulate(card_key).map_err(|e| Fido2Error::Card(e.to_string()))?;
-    let pin_hash_enc = protocol.encrypt(&secret, &pin_hash(pin)).map_err(|e| Fido2Error::Card(e.to_string()))?;
+    let secret = Zeroizing::new(secret);
+    let hash = Zeroizing::new(pin_hash(pin));
+    let pin_hash_enc = protocol.encrypt(&secret, hash.as_ref()).map_err(|e| Fido2Error::Card(e.to_string()))?;
     let mut request = vec![(1.into(), number.clone())];
     if info.token_permissions {
         // Permission `ga` (getAssertion), for this relying party only.
@@ -259,7 +277,7 @@ fn pin_token(card: &mut dyn Transport, info: &Info, rp_id: &str, pin: &SecretStr
         e => e.into(),
     })?;
     let token = field(&answer, 2).and_then(Value::as_bytes).ok_or_else(|| Fido2Error::Card("no PIN token".into()))?;
-    protocol.decrypt(&secret, token).map_err(|e| Fido2Error::Card(e.to_string()))
+    protocol.decrypt(&secret, token).map(Zeroizing::new).map_err(|e| Fido2Error::Card(e.to_string()))
 }
 
 /// What went wrong talking to the card, before it is put in words.
@@ -456,8 +474,18 @@ mod tests {
     fn a_fingerprint_card_verifies_on_the_card_and_a_key_without_pin_or_fingerprint_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let (software, public) = key(&dir);
-        let mut card = SoftCard::new(software, None).unwrap().with_built_in_uv();
+        let mut card = SoftCard::new(software, None).unwrap().with_fingerprint(true);
         let assertion = get_assertion(&mut card, RP, &[1; 32], None).unwrap();
+        assert_eq!(verify(&assertion, &public, &[1; 32]) & 0x05, 0x05);
+        assert!(!card.log.iter().any(|a| a.starts_with(&[0x80, 0x10]) && a[5] == CMD_CLIENT_PIN), "no PIN asked");
+
+        // A finger the key does not recognise: its PIN does instead.
+        let dir = tempfile::tempdir().unwrap();
+        let (software, public) = key(&dir);
+        let mut card = SoftCard::new(software, Some(PIN)).unwrap().with_fingerprint(false);
+        let err = get_assertion(&mut card, RP, &[1; 32], None).unwrap_err();
+        assert!(matches!(err, Fido2Error::NotRecognised) && err.wants_pin(), "{err}");
+        let assertion = get_assertion(&mut card, RP, &[1; 32], Some(&pin(PIN))).unwrap();
         assert_eq!(verify(&assertion, &public, &[1; 32]) & 0x05, 0x05);
 
         let dir = tempfile::tempdir().unwrap();
@@ -469,7 +497,7 @@ mod tests {
     #[test]
     fn a_key_enrolled_elsewhere_says_so_and_long_requests_use_extended_apdus() {
         let dir = tempfile::tempdir().unwrap();
-        let mut card = SoftCard::new(key(&dir).0, None).unwrap().with_built_in_uv().for_rp(RP);
+        let mut card = SoftCard::new(key(&dir).0, None).unwrap().with_fingerprint(true).for_rp(RP);
         let err = get_assertion(&mut card, "other.example", &[1; 32], None).unwrap_err();
         assert!(matches!(err, Fido2Error::NotRegistered), "{err}");
         let long = format!("{}.example", "a".repeat(300));
@@ -504,7 +532,7 @@ mod tests {
             (vec![Ok(vec![])], "garbled"),
             (vec![Ok(vec![0x90])], "garbled"),
             (vec![Ok(vec![0x6A, 0x82])], "not a FIDO2 key"),
-            (vec![ok(b"U2F_V2")], "U2F"),
+            (vec![ok(b"U2F_V2"), Ok(vec![0x6D, 0x00])], "U2F-only"),
             (vec![ok(b"FIDO_2_0"), ok(&[])], "garbled"),
             (vec![ok(b"FIDO_2_0"), ok(&[0, 0xFF, 0x00])], "garbled"),
             (vec![ok(b"FIDO_2_0"), ok(&[0, 0x01])], "garbled"),

@@ -218,6 +218,39 @@ mod tests {
         }
     }
 
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// Known answers computed independently (Python `cryptography`, from
+    /// CTAP 2.1 §6.5.6 and §6.5.7) for fixed keys: card scalar 01..20,
+    /// platform scalar 21..40, PIN "4821", client data hash 07 × 32.
+    #[test]
+    fn both_protocols_match_known_answers() {
+        let card = agreement::PrivateKey::from_private_key(&ECDH_P256, &(1..=32).collect::<Vec<u8>>()).unwrap();
+        let platform = cose_from_point(&hex(
+            "041f140146bfb1b251f84f4ddbe0d4cdcfd77afd984a9520e35794021f8312bb9eec995a08b1fa7704df3dcc0b50a966\
+             5263fb7711f95f9f8a449c5096e47c892b",
+        ))
+        .unwrap();
+        let one = PinProtocol::One.decapsulate(&card, &platform).unwrap();
+        assert_eq!(one, hex("1ec02cfb0421e2a0328e6737a6c08ebec1b8028a23488ba37e64aac2eac89db3"));
+        assert_eq!(PinProtocol::One.encrypt(&one, &pin_hash("4821")).unwrap(), hex("f55c11a56fd5cc0f5676ce97fe63db7b"));
+        assert_eq!(PinProtocol::One.authenticate(&one, &[7; 32]), hex("0659299edc61f531d320e059089330a1"));
+        let two = PinProtocol::Two.decapsulate(&card, &platform).unwrap();
+        assert_eq!(
+            two,
+            hex("8da12c0f9997c5f11c4110fc28598f91acc9025de91db49aa2aba7a311bf4139\
+                 743562500c3df309c9b074d46a7cf8cecef2368ae7966e7078f73796d5e3e11c")
+        );
+        let sealed = hex("6465666768696a6b6c6d6e6f707172736efc633b4f4e92d37b550cc34cdc7bf0");
+        assert_eq!(PinProtocol::Two.decrypt(&two, &sealed).unwrap(), pin_hash("4821"));
+        assert_eq!(
+            PinProtocol::Two.authenticate(&two, &[7; 32]),
+            hex("7c36802814c05aa942b70526756656cf02b8868f5e9bc1b3b4344b30817f39e5")
+        );
+    }
+
     #[test]
     fn malformed_keys_and_ciphertexts_are_errors() {
         assert!(cose_from_point(&[0x04, 1, 2]).is_err());

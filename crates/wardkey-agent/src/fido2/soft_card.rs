@@ -26,7 +26,8 @@ pub struct SoftCard {
     key: SoftwareKey,
     rp_id: Option<String>,
     pin: Option<[u8; 16]>,
-    built_in_uv: bool,
+    /// A fingerprint reader: whether it recognises the holder.
+    fingerprint: Option<bool>,
     protocols: Vec<PinProtocol>,
     retries: u32,
     wrong_in_a_row: u32,
@@ -52,7 +53,7 @@ impl SoftCard {
             key,
             rp_id: None,
             pin: pin.map(pin_hash),
-            built_in_uv: false,
+            fingerprint: None,
             protocols: vec![PinProtocol::Two, PinProtocol::One],
             retries: PIN_TRIES,
             wrong_in_a_row: 0,
@@ -77,9 +78,10 @@ impl SoftCard {
         self
     }
 
-    /// Verify the holder on the card (as a fingerprint card does).
-    pub fn with_built_in_uv(mut self) -> Self {
-        self.built_in_uv = true;
+    /// Verify the holder on the card, as a fingerprint card does; with
+    /// `recognised` false, the finger on it is never the holder's.
+    pub fn with_fingerprint(mut self, recognised: bool) -> Self {
+        self.fingerprint = Some(recognised);
         self
     }
 
@@ -129,7 +131,7 @@ impl SoftCard {
 
     fn info(&self) -> Value {
         let mut options = vec![("rk".into(), true.into()), ("up".into(), true.into())];
-        if self.built_in_uv {
+        if self.fingerprint.is_some() {
             options.push(("uv".into(), true.into()));
         }
         options.push(("clientPin".into(), self.pin.is_some().into()));
@@ -220,7 +222,8 @@ impl SoftCard {
                 }
                 true
             }
-            None if wants_uv && self.built_in_uv => true,
+            None if wants_uv && self.fingerprint == Some(true) => true,
+            None if wants_uv && self.fingerprint == Some(false) => return Err(status::UV_INVALID),
             None if wants_uv => return Err(0x2C), // UNSUPPORTED_OPTION
             None if self.pin.is_some() => return Err(status::PIN_REQUIRED),
             None => false,
@@ -279,7 +282,8 @@ impl Transport for SoftCard {
             [len, rest @ ..] => rest.get(..usize::from(*len)).unwrap_or_default(),
         };
         Ok(match header {
-            [0x00, 0xA4, 0x04, 0x00] if data == FIDO_AID => self.respond(b"FIDO_2_0".to_vec()),
+            // As keys that also speak U2F answer (CTAP 2.1 §11.3.3).
+            [0x00, 0xA4, 0x04, 0x00] if data == FIDO_AID => self.respond(b"U2F_V2".to_vec()),
             [0x00, 0xA4, ..] => vec![0x6A, 0x82], // file not found
             [0x00, 0xC0, ..] if !self.pending.is_empty() => self.next_part(),
             [0x80, 0x10, ..] => {

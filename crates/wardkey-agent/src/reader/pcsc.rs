@@ -14,8 +14,8 @@ use std::ffi::CStr;
 use std::time::Duration;
 
 use pcsc::{
-    Card, Context, Error, MAX_BUFFER_SIZE, MAX_BUFFER_SIZE_EXTENDED, PNP_NOTIFICATION, Protocols, ReaderState, Scope,
-    ShareMode, State,
+    Card, Context, Disposition, Error, MAX_BUFFER_SIZE, MAX_BUFFER_SIZE_EXTENDED, PNP_NOTIFICATION, Protocols,
+    ReaderState, Scope, ShareMode, State,
 };
 use tokio::sync::mpsc;
 
@@ -86,6 +86,8 @@ fn run(mut ctx: Context, tx: &mpsc::Sender<String>, cards: &CardSlot) {
                 tracing::warn!(error = %e, "lost the PC/SC service; reconnecting");
                 ctx = reconnect(tx);
                 states = vec![ReaderState::new(PNP_NOTIFICATION(), State::UNAWARE)];
+                cards.clear();
+                key_reader = None;
                 continue;
             }
             Err(e) => {
@@ -148,11 +150,24 @@ fn read_card(ctx: &Context, reader: &CStr, cards: &CardSlot) -> Result<Placed, S
     let mut buf = [0u8; MAX_BUFFER_SIZE];
     let select = [&[0x00, 0xA4, 0x04, 0x00, 0x08][..], &FIDO_AID, &[0x00]].concat();
     if let Ok([.., 0x90, 0x00] | [.., 0x61, _]) = card.transmit(&select, &mut buf) {
-        cards.put(Box::new(PcscCard(card)));
+        let _ = card.disconnect(Disposition::LeaveCard);
+        cards.put(Box::new(PcscCard(connect_key(reader)?)));
         return Ok(Placed::Key);
     }
     let answer = card.transmit(&GET_UID, &mut buf).map_err(|e| format!("GET DATA: {e}"))?;
     uid_from_answer(answer).map(Placed::Badge)
+}
+
+/// A connection for the agent's CTAP2 client, on a PC/SC context of its
+/// own (pcsc-lite contexts are not to be shared between threads, and this
+/// thread's waits on its own would stall every APDU). Exclusive where it
+/// can be, so no other application selects another applet on the key
+/// between the PIN and the assertion.
+fn connect_key(reader: &CStr) -> Result<Card, String> {
+    let ctx = Context::establish(Scope::User).map_err(|e| format!("PC/SC context: {e}"))?;
+    ctx.connect(reader, ShareMode::Exclusive, Protocols::ANY)
+        .or_else(|_| ctx.connect(reader, ShareMode::Shared, Protocols::ANY))
+        .map_err(|e| format!("connect: {e}"))
 }
 
 /// The UID in an answer to GET DATA (`UID… 90 00`), as upper-case hex.

@@ -4,13 +4,17 @@
 //! with the issuer as origin, and sends the assertion (`POST /tap/key`); both
 //! are signed by the workstation like every tap request.
 //!
-//! The key proves possession and verifies the user itself, so this tap
-//! reaches the security-key `acr` every time: no PIN and no PIN grace.
+//! The key proves possession and verifies the user itself, so no PIN and
+//! no PIN grace are involved: a security key reaches the security-key
+//! `acr`, a passkey (a phone held to the reader) the passkey `acr`. Where
+//! the trust approves only certain key models, only security keys (whose
+//! model was checked when they were added) may unlock a workstation.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use wardkey_proto::tap::{KeyChallenge, KeyTap, KeyTapStart, TapResponse};
+use wardkey_store::AuthenticatorKind;
 use webauthn_rs::prelude::PublicKeyCredential;
 
 use crate::error::{TapApiError, WebauthnApiError};
@@ -50,6 +54,10 @@ pub async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapR
     let credential: PublicKeyCredential = serde_json::from_value(request.credential)
         .map_err(|e| TapApiError::InvalidRequest(format!("the key's answer is not a WebAuthn assertion: {e}")))?;
     let (_, user, stored) = verify_assertion(&state, &request.ceremony, &credential).await?;
+    if state.attestation.is_some() && stored.kind == AuthenticatorKind::Passkey {
+        tracing::info!(user = %user.username, "a passkey tapped where only approved key models may unlock");
+        return Err(WebauthnApiError::KeyNotApproved.into());
+    }
     let (acr, amr) = assurance(stored.kind);
     let session = match state.latest_session(&user.id).await? {
         Some(s) => state.reauthenticate(&s.sid, amr.clone(), acr).await?,
