@@ -373,7 +373,7 @@ fn text_field<'a>(map: &'a Value, name: &str) -> Option<&'a Value> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use aws_lc_rs::rand::SystemRandom;
     use aws_lc_rs::signature::UnparsedPublicKey;
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
@@ -384,11 +384,11 @@ mod tests {
     use crate::fido2::soft_card::SoftCard;
     use crate::fido2::{KeyFile, SoftwareKey};
 
-    const RP: &str = "wardkey.trust.example";
-    const PIN: &str = "4821";
+    pub(crate) const RP: &str = "wardkey.trust.example";
+    pub(crate) const PIN: &str = "4821";
 
     /// A software key for `RP` in `dir`, and its public key.
-    fn key(dir: &tempfile::TempDir) -> (SoftwareKey, Vec<u8>) {
+    pub(crate) fn key(dir: &tempfile::TempDir) -> (SoftwareKey, Vec<u8>) {
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &SystemRandom::new()).unwrap();
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).unwrap();
         let file = KeyFile {
@@ -402,12 +402,12 @@ mod tests {
         (SoftwareKey::load(&path).unwrap(), pair.public_key().as_ref().to_vec())
     }
 
-    fn pin(p: &str) -> SecretString {
+    pub(crate) fn pin(p: &str) -> SecretString {
         SecretString::from(p.to_string())
     }
 
     /// Check the signature and return the authenticator-data flags.
-    fn verify(assertion: &Assertion, public: &[u8], cdh: &[u8]) -> u8 {
+    pub(crate) fn verify(assertion: &Assertion, public: &[u8], cdh: &[u8]) -> u8 {
         let signed = [&assertion.authenticator_data[..], cdh].concat();
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, public).verify(&signed, &assertion.signature).unwrap();
         assert_eq!(assertion.credential_id, b"credential-1");

@@ -194,3 +194,190 @@ mod tests {
         assert!(uid_from_answer(&[]).is_err());
     }
 }
+
+/// The PC/SC path against a real pcscd: a virtual reader (vsmartcard's
+/// vpcd driver) on a free port, and cards connected to it over the vpcd
+/// protocol, a FIDO2 card (the software CTAP2 card) and a plain badge.
+#[cfg(test)]
+mod with_pcscd {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::fido2::Authenticator;
+    use crate::fido2::ctap2::tests::{PIN, RP, key, pin, verify};
+    use crate::fido2::ctap2::{CardSlot, Ctap2Key};
+    use crate::fido2::soft_card::SoftCard;
+
+    const VPCD_DRIVER: &str = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so";
+    /// Where Debian puts the daemon (not on a non-root PATH).
+    const PCSCD: &str = "/usr/sbin/pcscd";
+    /// pcsc-lite's daemon socket: fixed at build time, so one pcscd per machine.
+    const PCSCD_PID: &str = "/run/pcscd/pcscd.pid";
+
+    /// pcscd in the foreground, as root (or through `sudo -n`), stopped on drop.
+    struct Pcscd(Child);
+
+    impl Drop for Pcscd {
+        fn drop(&mut self) {
+            // TERM (not KILL) so that sudo passes it on and pcscd cleans up.
+            let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Start pcscd with a vpcd reader listening for cards on `port` (and
+    /// `port + 1`); `None` (outside CI) where this machine cannot.
+    fn start_pcscd(dir: &Path, port: u16) -> Option<Pcscd> {
+        let unavailable = |why: String| {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "in CI the PC/SC test must run: {why}");
+            eprintln!("skipping the pcscd test: {why}");
+            None
+        };
+        if !Path::new(VPCD_DRIVER).exists() || !Path::new(PCSCD).exists() {
+            return unavailable("pcscd and vsmartcard-vpcd are not installed (scripts/test installs them)".into());
+        }
+        if Path::new(PCSCD_PID).exists() {
+            return unavailable(format!("a pcscd is already running ({PCSCD_PID}); this test needs its own"));
+        }
+        let conf = dir.join("reader.conf.d");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(
+            conf.join("vpcd"),
+            format!(
+                "FRIENDLYNAME \"Wardkey test reader\"\nDEVICENAME /dev/null:0x{port:X}\nLIBPATH {VPCD_DRIVER}\nCHANNELID 0x{port:X}\n"
+            ),
+        )
+        .unwrap();
+        let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+        let mut command = if root { Command::new(PCSCD) } else { Command::new("sudo") };
+        if !root {
+            command.args(["-n", PCSCD]);
+        }
+        let child =
+            command.args(["--foreground", "--config"]).arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+        match child {
+            Ok(child) => Some(Pcscd(child)),
+            Err(e) => unavailable(format!("cannot start pcscd (root or passwordless sudo needed): {e}")),
+        }
+    }
+
+    /// Two consecutive free TCP ports (vpcd listens on both).
+    fn free_port_pair() -> u16 {
+        loop {
+            let first = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            if first < u16::MAX && TcpListener::bind(("127.0.0.1", first + 1)).is_ok() {
+                return first;
+            }
+        }
+    }
+
+    /// A card "placed" on the reader: connected to vpcd until dropped.
+    struct Placed(TcpStream);
+
+    impl Drop for Placed {
+        fn drop(&mut self) {
+            let _ = self.0.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Connect `card` to the reader and answer vpcd for it on a thread
+    /// (vsmartcard's vpcd protocol: a 2-byte length, then a control byte
+    /// (0 off, 1 on, 2 reset, 4 ATR) or an APDU).
+    fn place(port: u16, mut card: Box<dyn Transport>) -> Placed {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() > deadline => panic!("vpcd never listened on {port}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        let mut wire = stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            loop {
+                let mut len = [0u8; 2];
+                if wire.read_exact(&mut len).is_err() {
+                    return;
+                }
+                let mut message = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                if wire.read_exact(&mut message).is_err() {
+                    return;
+                }
+                let answer = match message.as_slice() {
+                    [4] => vec![0x3B, 0x80, 0x80, 0x01, 0x01], // a T=1 ATR
+                    [_] => continue,
+                    apdu => card.transmit(apdu).unwrap_or_else(|_| vec![0x6F, 0x00]),
+                };
+                let framed = [&u16::try_from(answer.len()).unwrap().to_be_bytes()[..], &answer].concat();
+                if wire.write_all(&framed).is_err() {
+                    return;
+                }
+            }
+        });
+        Placed(stream)
+    }
+
+    /// A prox-style badge: no FIDO applet, a UID.
+    struct Badge;
+
+    impl Transport for Badge {
+        fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, String> {
+            Ok(match apdu {
+                [0xFF, 0xCA, 0x00, 0x00, ..] => vec![0x04, 0xA1, 0xB2, 0xC3, 0x90, 0x00],
+                _ => vec![0x6A, 0x82],
+            })
+        }
+    }
+
+    async fn next_line(lines: &mut mpsc::Receiver<String>) -> String {
+        tokio::time::timeout(Duration::from_secs(15), lines.recv()).await.expect("a line from the reader").unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fido2_cards_and_badges_on_a_real_pcscd() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port_pair();
+        let Some(_pcscd) = start_pcscd(dir.path(), port) else { return };
+        // pcscd up and the reader listed before the agent's thread starts.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !Context::establish(Scope::User).and_then(|c| c.list_readers_owned()).is_ok_and(|r| !r.is_empty()) {
+            assert!(Instant::now() < deadline, "pcscd did not come up with the vpcd reader");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (tx, mut lines) = mpsc::channel(8);
+        let cards = CardSlot::default();
+        spawn(tx, cards.clone()).unwrap();
+
+        // A FIDO2 card with its own PIN: the agent gets "fido2", and the
+        // key signs over PC/SC with the user verified.
+        let (software, public) = key(&dir);
+        let card = place(port, Box::new(SoftCard::new(software, Some(PIN)).unwrap()));
+        assert_eq!(next_line(&mut lines).await, "fido2");
+        let key = Ctap2Key::new(cards.clone());
+        let signer = key.clone();
+        let assertion =
+            tokio::task::spawn_blocking(move || signer.get_assertion(RP, &[9; 32], Some(&pin(PIN)))).await.unwrap();
+        assert_eq!(verify(&assertion.unwrap(), &public, &[9; 32]) & 0x05, 0x05);
+
+        // Lifted off the reader: the key is gone from the slot.
+        drop(card);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let signer = key.clone();
+            let now = tokio::task::spawn_blocking(move || signer.get_assertion(RP, &[9; 32], None)).await.unwrap();
+            match now {
+                Err(crate::fido2::Fido2Error::NoKey) => break,
+                _ if Instant::now() > deadline => panic!("the lifted key stayed in the slot"),
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+
+        // A plain badge: its UID, as a keyboard-wedge reader would type it.
+        let _badge = place(port, Box::new(Badge));
+        assert_eq!(next_line(&mut lines).await, "04A1B2C3");
+    }
+}
