@@ -306,8 +306,13 @@ async fn only_security_keys_of_an_approved_model_can_be_added() {
     assert_not_approved(add(&app, &browser, &TestKey::attested_by(&forged, APPROVED), "Badge 3").await).await;
     let elsewhere = TestCa::new("Another vendor CA");
     assert_not_approved(add(&app, &browser, &TestKey::attested_by(&elsewhere, APPROVED), "Badge 4").await).await;
-    // A key that will not say what it is.
-    assert_not_approved(add(&app, &browser, &TestKey::new(APPROVED, Attestation::None), "Badge 5").await).await;
+    // A key that will not say what it is (the browser was told not to
+    // share its make and model): refused, with how to get past that.
+    let r = add(&app, &browser, &TestKey::new(APPROVED, Attestation::None), "Badge 5").await;
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "key_not_approved", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("allow it to see the key's make and model"), "{body}");
     // None of them was stored; the approved key is still the only one.
     assert_eq!(app.state.store.webauthn_credentials(&uma.id).await.unwrap().len(), 1);
 
@@ -368,7 +373,7 @@ async fn without_a_list_any_key_is_added_and_keys_added_before_a_list_keep_worki
     let mut old_key = unlisted.soft_key(&vic.id);
     assert_eq!(sign_in(&app, &mut old_key).await, 200);
     let browser = signed_in(&app, "vic").await;
-    let r = add(&app, &browser, &TestKey::new(OTHER, Attestation::None), "New key").await;
+    let r = add(&app, &browser, &TestKey::attested_by(&TestCa::new("Another vendor CA"), OTHER), "New key").await;
     assert_not_approved(r).await;
 }
 

@@ -451,6 +451,14 @@ pub enum WebauthnApiError {
     /// WebAuthn L2 §7.1 step 21 found its attestation not trustworthy.
     #[error("This key is not one your trust has approved. Use a key issued by IT.")]
     KeyNotApproved,
+    /// The same refusal for a key whose attestation did not arrive (format
+    /// `none`): usually the browser asked whether to share the key's make
+    /// and model and was told no, so say how to get past that.
+    #[error(
+        "The key did not say which model it is, so it cannot be checked. Add it again and, if the browser asks, \
+         allow it to see the key's make and model; or use a key issued by IT."
+    )]
+    KeyModelHidden,
     /// The trust has turned off self-service passkeys (`webauthn.passkeys =
     /// false`): only security keys can be added.
     #[error("Your trust does not allow passkeys to be added here. Add a security key issued by IT instead.")]
@@ -471,7 +479,7 @@ impl WebauthnApiError {
             Self::NotSignedIn => "not_signed_in",
             Self::Expired => "expired",
             Self::Refused(_) => "refused",
-            Self::KeyNotApproved => "key_not_approved",
+            Self::KeyNotApproved | Self::KeyModelHidden => "key_not_approved",
             Self::PasskeysOff => "passkeys_off",
             Self::NotConfigured => "not_configured",
             Self::Unavailable => "unavailable",
@@ -507,7 +515,7 @@ impl IntoResponse for WebauthnApiError {
         let status = match &self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotSignedIn | Self::Refused(_) => StatusCode::UNAUTHORIZED,
-            Self::KeyNotApproved | Self::PasskeysOff => StatusCode::FORBIDDEN,
+            Self::KeyNotApproved | Self::KeyModelHidden | Self::PasskeysOff => StatusCode::FORBIDDEN,
             Self::Expired => StatusCode::GONE,
             Self::NotConfigured => StatusCode::NOT_FOUND,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

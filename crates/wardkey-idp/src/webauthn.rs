@@ -306,7 +306,10 @@ async fn register_finish(
                     "reason": e.to_string(),
                 });
                 audit(&state, "webauthn.key_not_approved", &user, detail).await;
-                return Err(WebauthnApiError::KeyNotApproved);
+                return Err(match format.as_deref() {
+                    Some("none") => WebauthnApiError::KeyModelHidden,
+                    _ => WebauthnApiError::KeyNotApproved,
+                });
             }
             Err(e) => return Err(refused(e)),
         },

@@ -195,7 +195,7 @@ pub fn get_assertion(
 }
 
 fn select(card: &mut dyn Transport) -> Result<(), Fido2Error> {
-    let apdu = build_apdu(0x00, 0xA4, 0x04, 0x00, &FIDO_AID);
+    let apdu = build_apdu(0x00, 0xA4, 0x04, 0x00, &FIDO_AID)?;
     exchange(card, &apdu).map_err(|e| match e {
         CardError::Sw(_) => Fido2Error::Card("this card is not a FIDO2 key".into()),
         e => e.into(),
@@ -291,6 +291,8 @@ enum CardError {
     Status(u8),
     /// An answer that is not what CTAP2 says.
     Malformed(&'static str),
+    /// A request longer than an extended APDU carries.
+    TooLong,
 }
 
 impl From<CardError> for Fido2Error {
@@ -300,6 +302,7 @@ impl From<CardError> for Fido2Error {
             CardError::Sw([a, b]) => format!("it answered status {a:02X}{b:02X}"),
             CardError::Status(s) => format!("it answered CTAP error 0x{s:02X}"),
             CardError::Malformed(what) => format!("its answer was garbled ({what})"),
+            CardError::TooLong => "the request is too long for it".into(),
         })
     }
 }
@@ -311,7 +314,7 @@ fn command(card: &mut dyn Transport, cmd: u8, params: Option<Value>) -> Result<V
     if let Some(params) = params {
         ciborium::into_writer(&params, &mut data).map_err(|_| CardError::Malformed("cannot encode"))?;
     }
-    let answer = exchange(card, &build_apdu(0x80, 0x10, 0x00, 0x00, &data))?;
+    let answer = exchange(card, &build_apdu(0x80, 0x10, 0x00, 0x00, &data)?)?;
     match answer.split_first() {
         Some((0, [])) => Ok(Value::Map(vec![])),
         Some((0, cbor)) => {
@@ -325,7 +328,7 @@ fn command(card: &mut dyn Transport, cmd: u8, params: Option<Value>) -> Result<V
 
 /// A command APDU: short form when the data fits, extended otherwise;
 /// always asking for the longest answer.
-fn build_apdu(cla: u8, ins: u8, p1: u8, p2: u8, data: &[u8]) -> Vec<u8> {
+fn build_apdu(cla: u8, ins: u8, p1: u8, p2: u8, data: &[u8]) -> Result<Vec<u8>, CardError> {
     let mut apdu = vec![cla, ins, p1, p2];
     match u8::try_from(data.len()) {
         Ok(len) => {
@@ -334,14 +337,14 @@ fn build_apdu(cla: u8, ins: u8, p1: u8, p2: u8, data: &[u8]) -> Vec<u8> {
             apdu.push(0x00);
         }
         Err(_) => {
-            let len = u16::try_from(data.len()).unwrap_or(u16::MAX);
+            let len = u16::try_from(data.len()).map_err(|_| CardError::TooLong)?;
             apdu.push(0x00);
             apdu.extend_from_slice(&len.to_be_bytes());
-            apdu.extend_from_slice(&data[..usize::from(len)]);
+            apdu.extend_from_slice(data);
             apdu.extend_from_slice(&[0x00, 0x00]);
         }
     }
-    apdu
+    Ok(apdu)
 }
 
 /// Send `apdu`; collect an answer the card sends in parts (`61xx`, GET
@@ -361,6 +364,14 @@ fn exchange(card: &mut dyn Transport, apdu: &[u8]) -> Result<Vec<u8>, CardError>
         match sw {
             [0x90, 0x00] => return Ok(out),
             [0x61, more] => response = card.transmit(&[0x00, 0xC0, 0x00, 0x00, more]).map_err(CardError::Io)?,
+            // Wrong Le: the same short command again, asking for `exact`.
+            [0x6C, exact] if out.is_empty() && apdu.len() > 4 && apdu[4] != 0 => {
+                let mut again = apdu.to_vec();
+                if let Some(le) = again.last_mut() {
+                    *le = exact;
+                }
+                response = card.transmit(&again).map_err(CardError::Io)?;
+            }
             sw => return Err(CardError::Sw(sw)),
         }
     }
@@ -541,11 +552,17 @@ pub(crate) mod tests {
             (vec![ok(b"FIDO_2_0"), ok(&info), ok(&[0x3F])], "did not recognise you"),
             // A card that never stops saying "more".
             (vec![ok(b"FIDO_2_0")], "garbled"),
+            // Wrong Le, then the answer to the command sent again.
+            (vec![Ok(vec![0x6C, 0x08]), ok(b"FIDO_2_0"), ok(&[0x7F])], "CTAP error 0x7F"),
         ];
         for (script, expected) in cases {
             let err = get_assertion(&mut Scripted(script), RP, &[0; 32], None).unwrap_err();
             assert!(err.to_string().contains(expected), "{err} should mention {expected:?}");
         }
+        let huge = "a".repeat(70_000);
+        let script = vec![ok(b"FIDO_2_0"), ok(&info)];
+        let err = get_assertion(&mut Scripted(script), &huge, &[0; 32], None).unwrap_err();
+        assert!(err.to_string().contains("too long"), "{err}");
         let empty = CardSlot::default();
         let err = Ctap2Key::new(empty.clone()).get_assertion(RP, &[0; 32], None).unwrap_err();
         assert!(matches!(err, Fido2Error::NoKey), "{err}");

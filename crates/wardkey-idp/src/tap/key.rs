@@ -32,6 +32,7 @@ impl From<WebauthnApiError> for TapApiError {
             WebauthnApiError::NotConfigured
             | WebauthnApiError::NotSignedIn
             | WebauthnApiError::KeyNotApproved
+            | WebauthnApiError::KeyModelHidden
             | WebauthnApiError::PasskeysOff => Self::NotAllowed(e.to_string()),
             WebauthnApiError::Unavailable => Self::Unavailable,
         }
