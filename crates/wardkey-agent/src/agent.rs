@@ -805,6 +805,10 @@ impl Agent {
 fn report_tap(pins: &PinSource, tapped: Result<SessionInfo, AgentError>) {
     match tapped {
         Ok(info) => greet(pins, &info),
+        Err(AgentError::Fido2(e)) if e.wants_pin() => {
+            tracing::info!("waiting for the security key's PIN: {e}");
+            say(pins, &e.to_string());
+        }
         Err(e @ (AgentError::NoKeyReader | AgentError::Fido2(_))) => {
             tracing::warn!("key tap failed: {e}");
             say(pins, &e.to_string());
