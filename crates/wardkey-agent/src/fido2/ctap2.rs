@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use ciborium::Value;
 use secrecy::{ExposeSecret, SecretString};
+use unicode_normalization::UnicodeNormalization;
 use zeroize::Zeroizing;
 
 use super::pin_protocol::{PinProtocol, field, pin_hash};
@@ -186,6 +187,11 @@ pub fn get_assertion(
         .cloned()
         .ok_or_else(|| Fido2Error::Card("its answer names no credential".into()))?;
     let user_handle = field(&answer, 4).and_then(|u| text_field(u, "id")).and_then(Value::as_bytes).cloned();
+    // With several sign-ins for this server on one key, the key answers
+    // with its newest (CTAP 2.1 §6.2.2); there is no picker at a tap.
+    if field(&answer, 5).and_then(Value::as_integer).is_some_and(|n| i128::from(n) > 1) {
+        tracing::warn!("the key holds several Wardkey sign-ins; it used its newest");
+    }
     Ok(Assertion {
         credential_id,
         authenticator_data: bytes(2, "authenticator data")?,
@@ -235,8 +241,10 @@ fn pin_token(
     rp_id: &str,
     pin: &SecretString,
 ) -> Result<Zeroizing<Vec<u8>>, Fido2Error> {
-    let pin = pin.expose_secret();
-    // CTAP 2.1 §6.5.1: at least 4 code points, at most 63 bytes.
+    // CTAP 2.1 §6.5.1: the PIN in Unicode Normalization Form C (as the
+    // platform that set it sent it), at least 4 code points, at most 63
+    // bytes.
+    let pin = Zeroizing::new(pin.expose_secret().nfc().collect::<String>());
     if pin.chars().count() < 4 || pin.len() > 63 {
         return Err(Fido2Error::WrongPin { retries: None });
     }
@@ -247,7 +255,7 @@ fn pin_token(
     let card_key = field(&answer, 1).ok_or_else(|| Fido2Error::Card("no key agreement key".into()))?;
     let (platform_key, secret) = protocol.encapsulate(card_key).map_err(|e| Fido2Error::Card(e.to_string()))?;
     let secret = Zeroizing::new(secret);
-    let hash = Zeroizing::new(pin_hash(pin));
+    let hash = Zeroizing::new(pin_hash(&pin));
     let pin_hash_enc = protocol.encrypt(&secret, hash.as_ref()).map_err(|e| Fido2Error::Card(e.to_string()))?;
     let mut request = vec![(1.into(), number.clone())];
     if info.token_permissions {
@@ -471,6 +479,10 @@ pub(crate) mod tests {
         assert!(matches!(results[7], Fido2Error::PinBlocked), "{}", results[7]);
         let err = get_assertion(&mut card, RP, &[0; 32], Some(&pin(PIN))).unwrap_err();
         assert!(matches!(err, Fido2Error::PinBlocked), "even the right PIN: {err}");
+        // A PIN typed decomposed (e + combining acute) is the same PIN.
+        let dir = tempfile::tempdir().unwrap();
+        let mut card = SoftCard::new(key(&dir).0, Some("caf\u{e9}1")).unwrap();
+        assert!(get_assertion(&mut card, RP, &[0; 32], Some(&pin("cafe\u{301}1"))).is_ok());
         // Too short or too long never reaches the key.
         let dir = tempfile::tempdir().unwrap();
         let mut card = SoftCard::new(key(&dir).0, Some(PIN)).unwrap();
