@@ -5,7 +5,8 @@
 //! model is added and then signs in; another model, a CA that is not on the
 //! list, and a key that sends no attestation are refused in words and
 //! audited; passkeys can be turned off; and a server without the list, and
-//! keys added before it, work as before.
+//! keys added before it, work as before. The same software keys, added
+//! without a browser, also drive the security-key step-up at a workstation.
 
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
 use base64::Engine;
@@ -412,4 +413,49 @@ async fn with_approved_models_a_passkey_cannot_unlock_a_workstation() {
     assert_eq!(r.status(), 403);
     let body: Value = r.json().await.unwrap();
     assert!(body["message"].as_str().unwrap().contains("not one your trust has approved"), "{body}");
+}
+
+/// Step-up at the ward PC: a badge session gets no token for an
+/// application that needs a hardware key; the clinician taps their security
+/// key on the same workstation, and the application's token exchange then
+/// succeeds at the security-key level.
+#[tokio::test]
+async fn a_security_key_tap_steps_a_badge_session_up_at_the_workstation() {
+    use crate::tap::{TestWorkstation, enrol_badge};
+    let app = spawn_on_localhost_with(|_| {}).await;
+    enrol_badge(&app, "rae", "5EA1").await;
+    let rae = app.state.store.user_by_username("rae").await.unwrap().unwrap();
+    use wardkey_core::client::GrantType;
+    use wardkey_core::keys::SigningAlg;
+    app.add_client("prescribing", Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
+    let client = app.state.store.client("prescribing").await.unwrap().unwrap();
+    app.state.store.remove_client("prescribing").await.unwrap();
+    let client = wardkey_core::client::Client { min_acr: Some("urn:wardkey:acr:security-key".into()), ..client };
+    app.state.store.create_client(&client).await.unwrap();
+    app.sync_directory().await;
+    let browser = signed_in(&app, "rae").await;
+    let badge = TestKey::new(OTHER, Attestation::None);
+    assert_eq!(add(&app, &browser, &badge, "Rae's FIDO2 badge").await.status(), 200);
+
+    let ws = TestWorkstation::enrol(&app, "pc", "Ward 11").await;
+    // The badge resumes the password sign-in of a moment ago (PIN grace).
+    let answer = ws.call(&app, "/tap", json!({"badge": "5EA1"})).await;
+    assert_eq!(answer["state"], "active", "{answer}");
+    let ticket = answer["session_ticket"].as_str().unwrap().to_string();
+    let r = ws.exchange(&app, &ticket, "prescribing").await;
+    assert_oauth_error(r, 400, "invalid_grant").await;
+
+    let mut key = badge.soft_key(&rae.id);
+    let challenge = ws.call(&app, "/tap/key/start", json!({})).await;
+    let credential = key.assert(&challenge["options"], &app.issuer);
+    let answer = ws.call(&app, "/tap/key", json!({"ceremony": challenge["ceremony"], "credential": credential})).await;
+    assert_eq!(answer["state"], "active", "{answer}");
+    let stepped_up = answer["session_ticket"].as_str().unwrap();
+    let r = ws.exchange(&app, stepped_up, "prescribing").await;
+    assert_eq!(r.status(), 200);
+    let tokens: Value = r.json().await.unwrap();
+    let payload = tokens["access_token"].as_str().unwrap().split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["acr"], "urn:wardkey:acr:security-key", "{claims}");
+    assert_eq!(claims["amr"], json!(["hwk", "mfa"]), "{claims}");
 }
