@@ -114,7 +114,7 @@ pub struct ApprovedModel {
     /// certificates (the vendor's root, or the trust's own CA).
     pub ca: PathBuf,
     /// The model's AAGUID (from the vendor, or the FIDO metadata service),
-    /// like `cb69481e-8ff7-4039-93ec-0a2729a154a8`.
+    /// like `2fc0579f-8113-47ea-b116-bb5a8db9202a`.
     pub aaguid: String,
     /// What the model is, for people reading the configuration and the audit
     /// log, e.g. "YubiKey 5 NFC".
@@ -142,7 +142,7 @@ impl WebauthnSettings {
                 return Err(bad("give the model a description, like \"YubiKey 5 NFC\"".into()));
             }
             let aaguid = Uuid::parse_str(model.aaguid.trim()).map_err(|_| {
-                bad(format!("aaguid {:?} is not an AAGUID like cb69481e-8ff7-4039-93ec-0a2729a154a8", model.aaguid))
+                bad(format!("aaguid {:?} is not an AAGUID like 2fc0579f-8113-47ea-b116-bb5a8db9202a", model.aaguid))
             })?;
             if aaguid.is_nil() {
                 return Err(bad("the all-zero AAGUID names no model: keys that send it cannot be told apart".into()));
@@ -715,7 +715,7 @@ mod tests {
             std::fs::write(&file, text).unwrap();
         };
         let load = || Settings::load_from(Some(&file), true, env(&[]));
-        let yubikey = "cb69481e-8ff7-4039-93ec-0a2729a154a8";
+        let yubikey = "2fc0579f-8113-47ea-b116-bb5a8db9202a";
         let badge = "0f2c1a9e-3c5d-4b7e-9a61-2d8e5f4c7b10";
 
         // Two models under one CA: one CA in the list, knowing both.
@@ -731,7 +731,7 @@ mod tests {
 
         // A malformed AAGUID, the all-zero one, a missing file, a file that is
         // no certificate: each stops start-up naming the entry.
-        write(&[(&ca, yubikey, "YubiKey 5 NFC"), (&ca, "cb69481e-8ff7", "Ward FIDO2 badge")], false);
+        write(&[(&ca, yubikey, "YubiKey 5 NFC"), (&ca, "2fc0579f-8113", "Ward FIDO2 badge")], false);
         let e = load().unwrap_err().to_string();
         assert!(e.contains("approved_models entry 2") && e.contains("Ward FIDO2 badge"), "{e}");
         assert!(e.contains("is not an AAGUID"), "{e}");
