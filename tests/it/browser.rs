@@ -652,7 +652,11 @@ async fn the_agent_signs_a_clinician_in_with_a_tapped_fido2_key() {
     let err = agent.submit_key_pin("0000".to_string().into()).await.unwrap_err();
     assert!(err.to_string().contains("7 tries left"), "{err}");
     assert!(agent.key_pin_deadline().is_some(), "asked again after a wrong PIN");
+    assert!(!agent.expire_key_pin_if_due(), "the PIN wait is not over yet");
     assert_eq!(agent.state().state, WorkstationState::Locked);
+    // A badge tapped instead abandons the key's PIN wait.
+    let _ = agent.handle_tap("0BADBADGE").await;
+    assert!(agent.key_pin_deadline().is_none(), "a badge tap ends the wait for the key's PIN");
     // At the reader: the tap, then the PIN as the next line.
     let (taps, lines) = wardkey_agent::Lines::channel();
     let shutdown = tokio_util::sync::CancellationToken::new();

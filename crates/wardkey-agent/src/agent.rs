@@ -51,6 +51,11 @@ const MAX_PENDING_REPORTS: usize = 100;
 /// server lost, shutdown): short, because someone may be tapping next.
 const DETACH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What the person at the keyboard hears when a tap or PIN could not be
+/// checked because the server did not answer.
+const SERVER_UNREACHABLE: &str =
+    "Cannot reach the Wardkey server right now: the workstation stays locked. Try again shortly.";
+
 /// How long a security key's PIN may take to type.
 pub const KEY_PIN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -792,10 +797,7 @@ impl Agent {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "PIN not checked");
-                say(
-                    pins,
-                    "Cannot reach the Wardkey server right now: the workstation stays locked. Try again shortly.",
-                );
+                say(pins, SERVER_UNREACHABLE);
             }
         }
     }
@@ -821,7 +823,7 @@ fn report_tap(pins: &PinSource, tapped: Result<SessionInfo, AgentError>) {
         // keyboard hears it on every tap.
         Err(e) => {
             tracing::debug!(error = %e, "tap failed");
-            say(pins, "Cannot reach the Wardkey server right now: the workstation stays locked. Try again shortly.");
+            say(pins, SERVER_UNREACHABLE);
         }
     }
 }

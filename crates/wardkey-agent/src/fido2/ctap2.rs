@@ -92,12 +92,18 @@ impl std::fmt::Debug for CardSlot {
 impl CardSlot {
     /// `card` is now on the reader.
     pub fn put(&self, card: Box<dyn Transport>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(card);
+        *self.card() = Some(card);
     }
 
     /// The card has left the reader.
     pub fn clear(&self) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.card() = None;
+    }
+
+    /// The slot, held while one CTAP2 conversation runs (a panic in one
+    /// leaves no broken state worth refusing the next tap for).
+    fn card(&self) -> std::sync::MutexGuard<'_, Option<Box<dyn Transport>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -121,7 +127,7 @@ impl Authenticator for Ctap2Key {
         client_data_hash: &[u8],
         pin: Option<&SecretString>,
     ) -> Result<Assertion, Fido2Error> {
-        let mut slot = self.slot.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.slot.card();
         let card = slot.as_mut().ok_or(Fido2Error::NoKey)?;
         get_assertion(card.as_mut(), rp_id, client_data_hash, pin)
     }

@@ -147,13 +147,14 @@ impl SoftCard {
         ])
     }
 
-    fn protocol(&self, params: &Value) -> Result<PinProtocol, u8> {
-        let number = field(params, 1).and_then(Value::as_integer).ok_or(0x14u8)?; // MISSING_PARAMETER
+    /// The PIN protocol numbered by `params[label]`, if this card speaks it.
+    fn protocol(&self, params: &Value, label: i64) -> Result<PinProtocol, u8> {
+        let number = field(params, label).and_then(Value::as_integer).ok_or(0x14u8)?; // MISSING_PARAMETER
         PinProtocol::from_number(number.into()).filter(|p| self.protocols.contains(p)).ok_or(0x02) // INVALID_PARAMETER
     }
 
     fn client_pin(&mut self, params: &Value) -> Result<Value, u8> {
-        let protocol = self.protocol(params)?;
+        let protocol = self.protocol(params, 1)?;
         let subcommand = field(params, 2).and_then(Value::as_integer).map(i128::from).ok_or(0x14u8)?;
         match i64::try_from(subcommand).unwrap_or(0) {
             sub::GET_RETRIES => Ok(Value::Map(vec![(3.into(), self.retries.into())])),
@@ -213,8 +214,7 @@ impl SoftCard {
             == Some(true);
         let verified = match field(params, 6).and_then(Value::as_bytes) {
             Some(auth) => {
-                let protocol =
-                    self.protocol(&Value::Map(vec![(1.into(), field(params, 7).cloned().ok_or(0x14u8)?)]))?;
+                let protocol = self.protocol(params, 7)?;
                 let Some((token_protocol, token)) = &self.token else { return Err(status::PIN_AUTH_INVALID) };
                 let expected = protocol.authenticate(token, &client_data_hash);
                 if *token_protocol != protocol || verify_slices_are_equal(auth, &expected).is_err() {
