@@ -185,7 +185,18 @@ pub trait Store: Send + Sync + 'static {
     /// user's sessions (as [`Store::request_session_revocation`]), in the
     /// same transaction. `NotFound` if no such user.
     async fn set_user_disabled(&self, username: &str, disabled: bool, now: i64) -> StoreResult<()>;
-    /// Record a failed password check; returns the new consecutive count.
+    /// Claim the one password check a user may have under way, before the
+    /// slow verification: `false` if the account is locked (`limit`
+    /// failures) or another check began after `stale_before`. Concurrent
+    /// guesses are then judged one at a time, each against the count the
+    /// previous one left (NIST SP 800-63B §5.2.2); `false` too for no such
+    /// user.
+    async fn begin_login_attempt(&self, user_id: &str, now: i64, limit: u32, stale_before: i64) -> StoreResult<bool>;
+    /// Release a claim of [`Store::begin_login_attempt`] after a right
+    /// password ([`Store::record_login_failure`] releases it after a wrong one).
+    async fn end_login_attempt(&self, user_id: &str) -> StoreResult<()>;
+    /// Record a failed password check (releasing the attempt's claim);
+    /// returns the new consecutive count.
     async fn record_login_failure(&self, user_id: &str, now: i64) -> StoreResult<u32>;
     /// Reset the failure count after a successful check or an admin unlock.
     async fn reset_login_failures(&self, user_id: &str) -> StoreResult<()>;
@@ -234,7 +245,16 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_badge(&self, digest: &[u8]) -> StoreResult<()>;
     /// Revoke every badge of a user; returns how many.
     async fn revoke_user_badges(&self, user_id: &str) -> StoreResult<u64>;
-    /// Count a wrong PIN against a badge; returns the new consecutive count.
+    /// Count a PIN check of a badge as under way, before the slow
+    /// verification: `false` if its wrong PINs plus the checks already
+    /// under way reach `limit`, so that however many guesses arrive at once,
+    /// at most `limit` are ever judged; `false` too for a badge not enrolled.
+    async fn begin_pin_attempt(&self, digest: &[u8], limit: u32) -> StoreResult<bool>;
+    /// Release a check of [`Store::begin_pin_attempt`] after a right PIN
+    /// ([`Store::record_pin_failure`] releases it after a wrong one).
+    async fn end_pin_attempt(&self, digest: &[u8]) -> StoreResult<()>;
+    /// Count a wrong PIN against a badge (releasing one check under way, if
+    /// any); returns the new consecutive count.
     async fn record_pin_failure(&self, digest: &[u8]) -> StoreResult<u32>;
     /// Clear wrong-PIN counts on every badge of a user (a correct PIN, a
     /// password login, or an admin reset).

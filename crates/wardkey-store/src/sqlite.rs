@@ -251,10 +251,29 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn begin_login_attempt(&self, user_id: &str, now: i64, limit: u32, stale_before: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE users SET attempt_at = ? WHERE id = ? AND failed_logins < ? \
+             AND (attempt_at IS NULL OR attempt_at < ?)",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(i64::from(limit))
+        .bind(stale_before)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn end_login_attempt(&self, user_id: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET attempt_at = NULL WHERE id = ?").bind(user_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// `NotFound` if no user has this id.
     async fn record_login_failure(&self, user_id: &str, now: i64) -> StoreResult<u32> {
         let count: Option<i64> = sqlx::query_scalar(
-            "UPDATE users SET failed_logins = failed_logins + 1, last_failed_at = ? \
+            "UPDATE users SET failed_logins = failed_logins + 1, last_failed_at = ?, attempt_at = NULL \
              WHERE id = ? RETURNING failed_logins",
         )
         .bind(now)
@@ -267,10 +286,11 @@ impl Store for SqliteStore {
 
     /// Also clears `last_failed_at`. `NotFound` if no user has this id.
     async fn reset_login_failures(&self, user_id: &str) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET failed_logins = 0, last_failed_at = NULL WHERE id = ?")
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("UPDATE users SET failed_logins = 0, last_failed_at = NULL, attempt_at = NULL WHERE id = ?")
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("user id {user_id:?}")));
         }
@@ -522,10 +542,30 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    async fn begin_pin_attempt(&self, digest: &[u8], limit: u32) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE badges SET pin_attempts = pin_attempts + 1 WHERE digest = ? AND failed_pins + pin_attempts < ?",
+        )
+        .bind(digest)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn end_pin_attempt(&self, digest: &[u8]) -> StoreResult<()> {
+        sqlx::query("UPDATE badges SET pin_attempts = MAX(pin_attempts - 1, 0) WHERE digest = ?")
+            .bind(digest)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// `NotFound` if the badge is not enrolled.
     async fn record_pin_failure(&self, digest: &[u8]) -> StoreResult<u32> {
         let count: Option<i64> = sqlx::query_scalar(
-            "UPDATE badges SET failed_pins = failed_pins + 1 WHERE digest = ? RETURNING failed_pins",
+            "UPDATE badges SET failed_pins = failed_pins + 1, pin_attempts = MAX(pin_attempts - 1, 0) \
+             WHERE digest = ? RETURNING failed_pins",
         )
         .bind(digest)
         .fetch_optional(&self.pool)

@@ -1017,6 +1017,66 @@ pub async fn directory_generation_moves_with_every_directory_change(store: &dyn 
     assert_eq!(store.directory_generation().await.unwrap(), last);
 }
 
+/// Guesses arriving at once (issue 12): a PIN check is counted before its
+/// slow verification, so that of thirty wrong PINs sent together only the
+/// badge's remaining tries are judged; password checks are claimed one at a
+/// time per user. Counting an attempt is no directory change (nodes keep
+/// their caches).
+pub async fn attempts_are_counted_before_they_are_judged(store: &dyn Store) {
+    use futures_util::future::join_all;
+    let dana = store.create_user(&new_user("dana"), None, 1).await.unwrap();
+    let digest = [0xd1; 32];
+    store.add_badge(&badge(&digest, &dana.id, 1)).await.unwrap();
+    store.record_pin_failure(&digest).await.unwrap();
+    let generation = store.directory_generation().await.unwrap();
+    let claims = join_all((0..30).map(|_| store.begin_pin_attempt(&digest, MAX_PIN_FAILURES))).await;
+    let granted = claims.into_iter().map(Result::unwrap).filter(|c| *c).count();
+    assert_eq!(granted as u32, MAX_PIN_FAILURES - 1, "one wrong PIN already: four tries left, of thirty at once");
+    assert_eq!(store.directory_generation().await.unwrap(), generation, "counting is no directory change");
+    // Each judged wrong becomes a failure and releases its claim.
+    for _ in 1..MAX_PIN_FAILURES {
+        store.record_pin_failure(&digest).await.unwrap();
+    }
+    assert_eq!(store.badge(&digest).await.unwrap().unwrap().failed_pins, MAX_PIN_FAILURES);
+    assert!(!store.begin_pin_attempt(&digest, MAX_PIN_FAILURES).await.unwrap(), "locked");
+    // After a reset, a right PIN releases its claim and changes nothing.
+    store.reset_pin_failures(&dana.id).await.unwrap();
+    let generation = store.directory_generation().await.unwrap();
+    for _ in 0..MAX_PIN_FAILURES {
+        assert!(store.begin_pin_attempt(&digest, MAX_PIN_FAILURES).await.unwrap());
+    }
+    assert!(!store.begin_pin_attempt(&digest, MAX_PIN_FAILURES).await.unwrap(), "five under way: no sixth");
+    for _ in 0..MAX_PIN_FAILURES {
+        store.end_pin_attempt(&digest).await.unwrap();
+    }
+    store.end_pin_attempt(&digest).await.unwrap();
+    assert_eq!(store.badge(&digest).await.unwrap().unwrap().failed_pins, 0);
+    assert!(store.begin_pin_attempt(&digest, MAX_PIN_FAILURES).await.unwrap(), "released, never below zero");
+    store.end_pin_attempt(&digest).await.unwrap();
+    assert_eq!(store.directory_generation().await.unwrap(), generation);
+    assert!(!store.begin_pin_attempt(&[0; 32], MAX_PIN_FAILURES).await.unwrap(), "no such badge");
+
+    // Passwords: one check at a time per user.
+    let claims = join_all((0..30).map(|_| store.begin_login_attempt(&dana.id, 100, 10, 40))).await;
+    assert_eq!(claims.into_iter().map(Result::unwrap).filter(|c| *c).count(), 1);
+    assert!(!store.begin_login_attempt(&dana.id, 101, 10, 41).await.unwrap(), "still under way");
+    // A claim left by a node that died mid-check lapses.
+    assert!(store.begin_login_attempt(&dana.id, 200, 10, 150).await.unwrap());
+    assert_eq!(store.record_login_failure(&dana.id, 201).await.unwrap(), 1, "and releases the claim");
+    assert!(store.begin_login_attempt(&dana.id, 202, 10, 150).await.unwrap());
+    store.end_login_attempt(&dana.id).await.unwrap();
+    assert!(store.begin_login_attempt(&dana.id, 203, 10, 150).await.unwrap());
+    store.end_login_attempt(&dana.id).await.unwrap();
+    // A locked account: no claim.
+    for _ in 1..10 {
+        store.record_login_failure(&dana.id, 204).await.unwrap();
+    }
+    assert!(!store.begin_login_attempt(&dana.id, 205, 10, 150).await.unwrap(), "ten failures: locked");
+    store.reset_login_failures(&dana.id).await.unwrap();
+    assert!(store.begin_login_attempt(&dana.id, 206, 10, 150).await.unwrap());
+    assert!(!store.begin_login_attempt("ghost", 206, 10, 150).await.unwrap(), "no such user");
+}
+
 macro_rules! all_cases {
     ($open:path) => {
         $crate::suite::store_suite!(
@@ -1040,6 +1100,7 @@ macro_rules! all_cases {
             session_revocations,
             imports_conflict_and_write_nothing,
             directory_generation_moves_with_every_directory_change,
+            attempts_are_counted_before_they_are_judged,
         );
         $crate::suite::store_pair_suite!(
             $open;
