@@ -162,3 +162,66 @@ async fn json_logs_without_secrets_sigterm_and_a_restart() {
     let (status, _) = terminate(server);
     assert!(status.success());
 }
+
+/// The server's resident memory in bytes (Linux `/proc`).
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// Issue 12's anonymous memory growth, against the real binary: 3,000
+/// unauthenticated `/authorize` requests with a 30 kB `state` used to keep
+/// 61 MB for 15 minutes. Over-long parameters are now refused (back to the
+/// application, without echoing the `state`), and the server grows by at
+/// most 16 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_authorize_requests_cannot_fill_the_memory() {
+    install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let port = wardkey_testsupport::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    cli(dir.path(), &["client", "add", "web", "--redirect-uri", "http://127.0.0.1:9/cb"], "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wardkey"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("WARDKEY_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("WARDKEY_SERVER__PUBLIC_URL", &base)
+        .env("WARDKEY_LOG__LEVEL", "warn")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start wardkey serve");
+    let http = no_redirects(false);
+    wait_healthy(&http, &base).await;
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let url = |state: &str| {
+        format!(
+            "{base}/authorize?response_type=code&client_id=web&redirect_uri=http://127.0.0.1:9/cb&scope=openid\
+             &code_challenge={challenge}&code_challenge_method=S256&state={state}"
+        )
+    };
+    // An ordinary request is kept for the sign-in page.
+    let r = http.get(url("s1")).send().await.unwrap();
+    assert!(location(&r).starts_with("/login?request="), "{}", location(&r));
+    let before = resident_bytes(child.id());
+    let state = "x".repeat(30_000);
+    let long = url(&state);
+    let mut sent = 0;
+    while sent < 3000 {
+        let batch = (0..50).map(|_| http.get(&long).send());
+        for r in futures_util::future::join_all(batch).await {
+            let r = r.unwrap();
+            assert_eq!(r.status(), 303);
+            let back = location(&r);
+            assert!(back.starts_with("http://127.0.0.1:9/cb?error=invalid_request"), "{back}");
+            assert!(back.contains("state+is+longer") && !back.contains("xxxx"), "{back}");
+        }
+        sent += 50;
+    }
+    let grown = resident_bytes(child.id()).saturating_sub(before);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(grown <= 16 << 20, "grew by {} MB", grown >> 20);
+}

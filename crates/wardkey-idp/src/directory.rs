@@ -21,7 +21,7 @@
 //! PostgreSQL restarts. Staleness is then bounded by the outage.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,6 +41,10 @@ use crate::state::AppState;
 pub const CHANNEL: &str = "wardkey:directory";
 /// Entries kept; past this the cache is cleared and refilled.
 const MAX_ENTRIES: usize = 200_000;
+/// Misses kept (ids that name nothing, such as the random `kid`s anyone can
+/// send to `/tap`); past this only the misses are dropped, so that nobody
+/// can flush the directory that signed-in clinicians are served from.
+const MAX_MISSES: usize = 10_000;
 /// After a failed read, the store is not asked again for this long: a dead
 /// database costs one connection timeout, not one per tap.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
@@ -53,6 +57,41 @@ struct Cached {
     /// while unknown nothing is served from the cache (only as fallback).
     generation: Option<i64>,
     entries: HashMap<String, Entry>,
+    /// Lookups that found nothing, kept apart from `entries` (see
+    /// [`MAX_MISSES`]).
+    misses: HashSet<String>,
+}
+
+impl Cached {
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.misses.clear();
+    }
+
+    /// What the cache knows of `key`: `Some(None)` for a known miss.
+    fn get<T: Clone + 'static>(&self, key: &str) -> Option<Option<T>> {
+        if self.misses.contains(key) {
+            return Some(None);
+        }
+        self.entries.get(key).and_then(|v| v.downcast_ref::<T>()).map(|v| Some(v.clone()))
+    }
+
+    fn insert<T: Send + Sync + 'static>(&mut self, key: String, value: Option<T>) {
+        match value {
+            Some(value) => {
+                if self.entries.len() >= MAX_ENTRIES {
+                    self.entries.clear();
+                }
+                self.entries.insert(key, Arc::new(value));
+            }
+            None => {
+                if self.misses.len() >= MAX_MISSES {
+                    self.misses.clear();
+                }
+                self.misses.insert(key);
+            }
+        }
+    }
 }
 
 /// Node-local directory cache with a last-known fallback.
@@ -75,7 +114,7 @@ impl Directory {
 
     /// Drop every cached entry (after this node changed the directory).
     pub fn forget(&self) {
-        self.cached().entries.clear();
+        self.cached().clear();
     }
 
     /// Ask the store for the generation; drop the cache if it moved.
@@ -83,7 +122,7 @@ impl Directory {
         let generation = self.store.directory_generation().await?;
         let mut cached = self.cached();
         if cached.generation != Some(generation) {
-            cached.entries.clear();
+            cached.clear();
             cached.generation = Some(generation);
         }
         Ok(())
@@ -98,27 +137,23 @@ impl Directory {
         {
             let cached = self.cached();
             if (cached.generation.is_some() || down)
-                && let Some(value) = cached.entries.get(&key).and_then(|v| v.downcast_ref::<Option<T>>())
+                && let Some(value) = cached.get::<T>(&key)
             {
-                return Ok(value.clone());
+                return Ok(value);
             }
         }
         match fetch.await {
             Ok(value) => {
-                let mut cached = self.cached();
-                if cached.entries.len() >= MAX_ENTRIES {
-                    cached.entries.clear();
-                }
-                cached.entries.insert(key, Arc::new(value.clone()));
+                self.cached().insert(key, value.clone());
                 Ok(value)
             }
             Err(e) => {
                 *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + RETRY_AFTER);
                 let cached = self.cached();
-                match cached.entries.get(&key).and_then(|v| v.downcast_ref::<Option<T>>()) {
+                match cached.get::<T>(&key) {
                     Some(value) => {
                         tracing::warn!(error = %e, "store unavailable; using the last known directory entry");
-                        Ok(value.clone())
+                        Ok(value)
                     }
                     None => Err(e),
                 }
@@ -245,5 +280,20 @@ mod tests {
         *dir.down_until.lock().unwrap() = None;
         dir.forget();
         assert_eq!(dir.read("k".into(), ok(Some(7))).await.unwrap(), Some(7));
+    }
+
+    #[tokio::test]
+    async fn lookups_of_ids_that_name_nothing_cannot_flush_the_directory() {
+        let store = wardkey_store::open("sqlite::memory:").await.unwrap();
+        let dir = Directory::new(store);
+        dir.refresh().await.unwrap();
+        assert_eq!(dir.read("ws:real".into(), async { Ok(Some(1u32)) }).await.unwrap(), Some(1));
+        // An attacker's random kids: far more misses than the cache keeps.
+        for i in 0..(MAX_MISSES * 3) {
+            assert_eq!(dir.read(format!("ws:random-{i}"), async { Ok(None::<u32>) }).await.unwrap(), None);
+        }
+        let refetched = dir.read("ws:real".into(), async { Ok(Some(2u32)) }).await.unwrap();
+        assert_eq!(refetched, Some(1), "the real entry is still served from the cache");
+        assert!(dir.cached().misses.len() <= MAX_MISSES, "misses stay bounded");
     }
 }

@@ -23,6 +23,13 @@ use crate::sessions::{CodeRecord, Grant, PendingAuthorization};
 use crate::state::AppState;
 use crate::tokens::filter_scope;
 
+/// The request parameters kept with a pending sign-in, and the most bytes
+/// each may have (`state` first: an over-long one is not echoed back).
+/// Generous for real clients (a signed `state` of a few hundred bytes is
+/// common), small enough that thousands of pending requests stay a few MB.
+const KEPT_PARAMETER_LIMITS: [(&str, usize); 6] =
+    [("state", 2048), ("nonce", 512), ("login_hint", 256), ("scope", 1024), ("acr_values", 512), ("prompt", 64)];
+
 /// Whether a session at `acr` satisfies an application that asked for at
 /// least `min` (`None`: anything does).
 pub fn acr_meets(acr: &str, min: Option<&str>) -> bool {
@@ -141,6 +148,16 @@ async fn validate_and_decide(
     }
 
     // The redirect URI is now trusted: errors go back to the client.
+    // Whatever is kept while the person signs in is bounded first: anyone
+    // can send this request, and a 30 kB `state` kept for 15 minutes per
+    // request is a way to fill the server's memory (or the shared Redis).
+    if let Some((name, max)) =
+        KEPT_PARAMETER_LIMITS.iter().find(|(n, max)| params.get(n).is_some_and(|v| v.len() > *max))
+    {
+        let client_state = params.get("state").filter(|s| s.len() <= KEPT_PARAMETER_LIMITS[0].1);
+        let description = format!("{name} is longer than the {max} characters Wardkey accepts");
+        return Err(redirect_error(state, redirect_uri, client_state, "invalid_request", &description));
+    }
     let client_state = params.get("state");
     let fail = |error: &str, description: &str| redirect_error(state, redirect_uri, client_state, error, description);
 
