@@ -17,6 +17,8 @@ use rcgen::{
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use url::Url;
+use wardkey_core::clock::Clock;
 use wardkey_idp::config::ApprovedModel;
 
 use crate::browser::{SoftKey, on_localhost, spawn_on_localhost_with};
@@ -105,6 +107,9 @@ struct TestKey {
     attestation: Attestation,
     pkcs8: Vec<u8>,
     credential_id: Vec<u8>,
+    /// Sets the backup-eligible flag: a key whose private key may be
+    /// synced (WebAuthn L2 §6.1.3), however well attested.
+    backup_eligible: bool,
 }
 
 impl TestKey {
@@ -117,7 +122,8 @@ impl TestKey {
     fn new(aaguid: &str, attestation: Attestation) -> TestKey {
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap().as_ref().to_vec();
-        TestKey { aaguid: uuid_bytes(aaguid), attestation, pkcs8, credential_id: rand::random::<[u8; 32]>().to_vec() }
+        let credential_id = rand::random::<[u8; 32]>().to_vec();
+        TestKey { aaguid: uuid_bytes(aaguid), attestation, pkcs8, credential_id, backup_eligible: false }
     }
 
     fn key_pair(&self) -> EcdsaKeyPair {
@@ -156,7 +162,7 @@ impl TestKey {
         // then the attested credential data (§6.5.1): AAGUID, credential
         // id length and id, the COSE public key.
         let mut auth_data = Sha256::digest(rp_id.as_bytes()).to_vec();
-        auth_data.push(0x01 | 0x04 | 0x40);
+        auth_data.push(0x01 | 0x04 | 0x40 | if self.backup_eligible { 0x08 } else { 0 });
         auth_data.extend_from_slice(&0u32.to_be_bytes());
         auth_data.extend_from_slice(&self.aaguid);
         auth_data.extend_from_slice(&(self.credential_id.len() as u16).to_be_bytes());
@@ -280,7 +286,7 @@ async fn only_security_keys_of_an_approved_model_can_be_added() {
     })
     .await;
     let uma = app.add_user("uma").await;
-    let browser = signed_in(&app, "uma").await;
+    let browser = app.invited("uma").await;
 
     // The ceremony asks the key to prove its model.
     let (_, options) = start(&app, &browser, "probe").await;
@@ -344,20 +350,25 @@ async fn only_security_keys_of_an_approved_model_can_be_added() {
 #[tokio::test]
 async fn without_a_list_any_key_is_added_and_keys_added_before_a_list_keep_working() {
     // No list: no attestation is asked for, any model and passkeys are
-    // accepted, as before.
+    // accepted, but nothing vouches for a "security key": it is recorded,
+    // and signs in, as a passkey (AAL2).
     let app = spawn_on_localhost_with(|_| {}).await;
     let vic = app.add_user("vic").await;
-    let browser = signed_in(&app, "vic").await;
+    let browser = app.invited("vic").await;
     let (_, options) = start(&app, &browser, "probe").await;
     assert_eq!(options["publicKey"]["attestation"], "none", "{options}");
     let unlisted = TestKey::new(OTHER, Attestation::None);
     let r = add(&app, &browser, &unlisted, "Old key").await;
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["kind"], "passkey", "chosen as a security key, recorded as what it is: {body}");
+    let stored = app.state.store.webauthn_credentials(&vic.id).await.unwrap();
+    assert_eq!(stored[0].kind, wardkey_store::AuthenticatorKind::Passkey);
     let r =
         post_json(&app, &browser, "/account/keys/register/start", json!({"kind": "passkey", "name": "Phone"})).await;
     assert_eq!(r.status(), 200);
     let page = browser.get(app.url("/account/keys")).send().await.unwrap().text().await.unwrap();
-    assert!(page.contains("value=\"passkey\"") && !page.contains("key-policy"), "{page}");
+    assert!(page.contains("value=\"passkey\"") && page.contains("signs in as a passkey"), "{page}");
 
     // The trust adopts a list and turns passkeys off: the key added before
     // still signs in (the policy applies when a key is added).
@@ -373,7 +384,7 @@ async fn without_a_list_any_key_is_added_and_keys_added_before_a_list_keep_worki
     app.base = app.issuer.clone();
     let mut old_key = unlisted.soft_key(&vic.id);
     assert_eq!(sign_in(&app, &mut old_key).await, 200);
-    let browser = signed_in(&app, "vic").await;
+    let browser = app.invited("vic").await;
     let r = add(&app, &browser, &TestKey::attested_by(&TestCa::new("Another vendor CA"), OTHER), "New key").await;
     assert_not_approved(r).await;
 }
@@ -388,7 +399,7 @@ async fn with_approved_models_a_passkey_cannot_unlock_a_workstation() {
     let app =
         spawn_on_localhost_with(|s| s.webauthn.approved_models = vec![approved_model(ca_file.clone(), APPROVED)]).await;
     let ula = app.add_user("ula").await;
-    let browser = signed_in(&app, "ula").await;
+    let browser = app.invited("ula").await;
     let r =
         post_json(&app, &browser, "/account/keys/register/start", json!({"kind": "passkey", "name": "Phone"})).await;
     assert_eq!(r.status(), 200);
@@ -422,7 +433,11 @@ async fn with_approved_models_a_passkey_cannot_unlock_a_workstation() {
 #[tokio::test]
 async fn a_security_key_tap_steps_a_badge_session_up_at_the_workstation() {
     use crate::tap::{TestWorkstation, enrol_badge};
-    let app = spawn_on_localhost_with(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Test Trust key CA");
+    let ca_file = ca.write(dir.path());
+    let app =
+        spawn_on_localhost_with(|s| s.webauthn.approved_models = vec![approved_model(ca_file.clone(), APPROVED)]).await;
     enrol_badge(&app, "rae", "5EA1").await;
     let rae = app.state.store.user_by_username("rae").await.unwrap().unwrap();
     use wardkey_core::client::GrantType;
@@ -433,15 +448,13 @@ async fn a_security_key_tap_steps_a_badge_session_up_at_the_workstation() {
     let client = wardkey_core::client::Client { min_acr: Some("urn:wardkey:acr:security-key".into()), ..client };
     app.state.store.create_client(&client).await.unwrap();
     app.sync_directory().await;
-    let browser = signed_in(&app, "rae").await;
-    let badge = TestKey::new(OTHER, Attestation::None);
+    let browser = app.invited("rae").await;
+    let badge = TestKey::attested_by(&ca, APPROVED);
     assert_eq!(add(&app, &browser, &badge, "Rae's FIDO2 badge").await.status(), 200);
 
     let ws = TestWorkstation::enrol(&app, "pc", "Ward 11").await;
-    // The badge resumes the password sign-in of a moment ago (PIN grace).
-    let answer = ws.call(&app, "/tap", json!({"badge": "5EA1"})).await;
-    assert_eq!(answer["state"], "active", "{answer}");
-    let ticket = answer["session_ticket"].as_str().unwrap().to_string();
+    // Badge and PIN: not enough for this application.
+    let ticket = crate::tap::tap_in(&app, &ws, "5EA1").await;
     let r = ws.exchange(&app, &ticket, "prescribing").await;
     assert_oauth_error(r, 400, "invalid_grant").await;
 
@@ -458,4 +471,192 @@ async fn a_security_key_tap_steps_a_badge_session_up_at_the_workstation() {
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
     assert_eq!(claims["acr"], "urn:wardkey:acr:security-key", "{claims}");
     assert_eq!(claims["amr"], json!(["hwk", "mfa"]), "{claims}");
+}
+
+/// The claims of a JWT (not verified: the server's own tokens, read back).
+fn claims(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// Register client `id` for token exchange, needing at least `min_acr`.
+async fn add_exchange_client(app: &TestApp, id: &str, min_acr: Option<&str>) {
+    use wardkey_core::client::GrantType;
+    use wardkey_core::keys::SigningAlg;
+    app.add_client(id, Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
+    let client = app.state.store.client(id).await.unwrap().unwrap();
+    app.state.store.remove_client(id).await.unwrap();
+    let client = wardkey_core::client::Client { min_acr: min_acr.map(str::to_string), ..client };
+    app.state.store.create_client(&client).await.unwrap();
+    app.sync_directory().await;
+}
+
+/// An attacker's view of issue 12's "assurance leaks between places": a
+/// security-key tap (AAL3) at one ward PC, and a password sign-in in a
+/// browser elsewhere. Each place keeps the level it earned: the badge tap at
+/// a second PC resumes at badge + PIN (dated by the PIN), and gets nothing
+/// from an application that needs a hardware key; the browser's silent
+/// sign-in still says password, with its own `auth_time`.
+#[tokio::test]
+async fn assurance_stays_at_the_place_it_was_earned() {
+    use crate::tap::{TestWorkstation, enrol_badge, tap_in};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Test Trust key CA");
+    let ca_file = ca.write(dir.path());
+    let app =
+        spawn_on_localhost_with(|s| s.webauthn.approved_models = vec![approved_model(ca_file.clone(), APPROVED)]).await;
+    enrol_badge(&app, "sol", "50L0").await;
+    let sol = app.state.store.user_by_username("sol").await.unwrap().unwrap();
+    add_exchange_client(&app, "prescribing", Some("urn:wardkey:acr:security-key")).await;
+    add_exchange_client(&app, "results", None).await;
+    let web_secret = app.add_epr("web").await;
+    let key = TestKey::attested_by(&ca, APPROVED);
+    assert_eq!(add(&app, &app.invited("sol").await, &key, "Sol's key").await.status(), 200);
+
+    // A password sign-in in a browser in the office.
+    let office = signed_in(&app, "sol").await;
+    let signed_in_at = app.clock.now();
+    // Later, badge and PIN at PC 1, then the security key there too.
+    app.clock.advance(60);
+    let ws1 = TestWorkstation::enrol(&app, "pc1", "Ward 1").await;
+    let ws2 = TestWorkstation::enrol(&app, "pc2", "Ward 1").await;
+    let pin_ticket = tap_in(&app, &ws1, "50L0").await;
+    let pin_at = app.clock.now();
+    app.clock.advance(60);
+    let mut soft = key.soft_key(&sol.id);
+    let challenge = ws1.call(&app, "/tap/key/start", json!({})).await;
+    let credential = soft.assert(&challenge["options"], &app.issuer);
+    let answer = ws1.call(&app, "/tap/key", json!({"ceremony": challenge["ceremony"], "credential": credential})).await;
+    assert_eq!(answer["state"], "active", "{answer}");
+    let key_ticket = answer["session_ticket"].as_str().unwrap().to_string();
+    let r = ws1.exchange(&app, &key_ticket, "prescribing").await;
+    assert_eq!(r.status(), 200, "PC 1 reached the security-key level");
+    let token: Value = r.json().await.unwrap();
+    assert_eq!(claims(token["access_token"].as_str().unwrap())["acr"], "urn:wardkey:acr:security-key");
+    // The PIN ticket of PC 1 died with the key tap's new attachment.
+    assert_oauth_error(ws1.exchange(&app, &pin_ticket, "results").await, 400, "invalid_grant").await;
+
+    // PC 2: the badge alone resumes the session (PIN grace), at badge + PIN.
+    let answer = ws2.call(&app, "/tap", json!({"badge": "50L0"})).await;
+    assert_eq!(answer["state"], "active", "{answer}");
+    let ticket2 = answer["session_ticket"].as_str().unwrap().to_string();
+    let refused = assert_oauth_error(ws2.exchange(&app, &ticket2, "prescribing").await, 400, "invalid_grant").await;
+    assert!(refused["error_description"].as_str().unwrap().contains("security key"), "{refused}");
+    let r = ws2.exchange(&app, &ticket2, "results").await;
+    assert_eq!(r.status(), 200);
+    let token: Value = r.json().await.unwrap();
+    let at_pc2 = claims(token["access_token"].as_str().unwrap());
+    assert_eq!(at_pc2["acr"], "urn:wardkey:acr:badge-pin", "{at_pc2}");
+    assert_eq!(at_pc2["amr"], json!(["badge", "pin"]), "{at_pc2}");
+    assert_eq!(at_pc2["auth_time"], pin_at, "dated by the PIN, not by the key tap at PC 1: {at_pc2}");
+
+    // The office browser: a silent sign-in still says password, as of then.
+    let (url, verifier) = authorize_url(&app, "web", &[("prompt", "none")]);
+    let r = office.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let back = Url::parse(&location(&r)).unwrap();
+    let code = query_param(&back, "code").unwrap_or_else(|| panic!("{back}"));
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let tokens: Value = app.post_form("/token", &form, Some(("web", &web_secret))).await.json().await.unwrap();
+    let id_token = claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id_token["acr"], "urn:wardkey:acr:pwd", "{id_token}");
+    assert_eq!(id_token["auth_time"], signed_in_at, "{id_token}");
+    // And an application that needs a key gets no silent sign-in there.
+    let (url, _) = authorize_url(&app, "web", &[("prompt", "none"), ("acr_values", "urn:wardkey:acr:passkey")]);
+    let r = office.get(&url).send().await.unwrap();
+    let back = Url::parse(&location(&r)).unwrap();
+    assert_eq!(query_param(&back, "error").as_deref(), Some("login_required"), "{back}");
+}
+
+/// Issue 12's "key registration" attack: a phished password must not add a
+/// key, let alone an AAL3 one. A password session is told to sign in again
+/// with a key; a passkey sign-in adds passkeys only while it is recent, and
+/// never a security key (that needs a security-key sign-in or an invite);
+/// an approved model whose flags say it can be synced is a passkey; and an
+/// invite link is spent by its button, not by a mail scanner's GET.
+#[tokio::test]
+async fn adding_a_key_needs_a_recent_sign_in_as_strong_as_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Test Trust key CA");
+    let ca_file = ca.write(dir.path());
+    let app =
+        spawn_on_localhost_with(|s| s.webauthn.approved_models = vec![approved_model(ca_file.clone(), APPROVED)]).await;
+    let pat = app.add_user("pat").await;
+
+    // The attacker with Pat's password.
+    let phished = signed_in(&app, "pat").await;
+    for kind in ["passkey", "security_key"] {
+        let r = post_json(&app, &phished, "/account/keys/register/start", json!({"kind": kind, "name": "Mine"})).await;
+        assert_eq!(r.status(), 403, "{kind}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "sign_in_again", "{body}");
+        assert!(body["message"].as_str().unwrap().contains("invite link"), "{body}");
+    }
+    let page = phished.get(app.url("/account/keys")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("id=\"sign-in-again\"") && !page.contains("id=\"add-key\""), "{page}");
+
+    // The invite: a GET (a mail scanner) shows the page and spends nothing.
+    let token = app.invite("pat").await;
+    let scanner = app.http.get(app.url(&format!("/account/invite/{token}"))).send().await.unwrap();
+    assert_eq!(scanner.status(), 200);
+    assert!(scanner.text().await.unwrap().contains("<form method=\"post\">"));
+    let invited = no_redirects(true);
+    let r = invited.post(app.url(&format!("/account/invite/{token}"))).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let again = app.http.post(app.url(&format!("/account/invite/{token}"))).send().await.unwrap();
+    assert_eq!(again.status(), 400, "spent once");
+
+    // With the invite: a passkey, and an approved key that can be synced
+    // (backup-eligible), which is recorded as a passkey too.
+    let phone = TestKey::new(OTHER, Attestation::None);
+    let (ceremony, options) = {
+        let r = post_json(&app, &invited, "/account/keys/register/start", json!({"kind": "passkey", "name": "Phone"}))
+            .await;
+        let started: Value = r.json().await.unwrap();
+        (started["ceremony"].clone(), started["options"].clone())
+    };
+    let credential = phone.register(&options, &app.issuer);
+    let r = post_json(
+        &app,
+        &invited,
+        "/account/keys/register/finish",
+        json!({"ceremony": ceremony, "credential": credential}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let mut synced = TestKey::attested_by(&ca, APPROVED);
+    synced.backup_eligible = true;
+    let r = add(&app, &invited, &synced, "Synced").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["kind"], "passkey", "backup-eligible: not hardware-bound");
+
+    // Signed in with the passkey (AAL2): may add another passkey now, but
+    // not a security key; and after the window, nothing.
+    let with_passkey = no_redirects(true);
+    let mut soft = phone.soft_key(&pat.id);
+    let started: Value = post_json(&app, &with_passkey, "/webauthn/login/start", json!({})).await.json().await.unwrap();
+    let credential = soft.assert(&started["options"], &app.issuer);
+    let r = post_json(
+        &app,
+        &with_passkey,
+        "/webauthn/login/finish",
+        json!({"ceremony": started["ceremony"], "credential": credential}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let hardware = TestKey::attested_by(&ca, APPROVED);
+    let r = add(&app, &with_passkey, &hardware, "Hardware").await;
+    assert_eq!(r.status(), 403, "a passkey sign-in adds no AAL3 key");
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "sign_in_again");
+    let before = app.state.store.webauthn_credentials(&pat.id).await.unwrap().len();
+    app.clock.advance(301);
+    let r = post_json(&app, &with_passkey, "/account/keys/register/start", json!({"kind": "passkey", "name": "Late"}))
+        .await;
+    assert_eq!(r.status(), 403, "the sign-in is too old");
+    assert_eq!(app.state.store.webauthn_credentials(&pat.id).await.unwrap().len(), before, "nothing added");
 }

@@ -39,20 +39,13 @@ pub(crate) fn on_localhost(s: &mut wardkey_idp::Settings, port: u16) {
     s.server.public_url = format!("http://localhost:{port}");
 }
 
-/// Sign in on the sign-in page with a password, as a person would, for
-/// client `web` (registered here).
-async fn sign_in_with_password(app: &TestApp, page: &Page, username: &str) {
-    let (url, _) = authorize_url(app, "web", &[]);
-    app.add_epr("web").await;
-    page.navigate(&url).await;
-    page.eval(&format!(
-        "document.getElementById('username').value = {username:?}; \
-         document.getElementById('password').value = {PASSWORD:?}; \
-         document.querySelector('form[action=\"/login\"]').submit(); true"
-    ))
-    .await
-    .unwrap();
-    page.wait_for("!location.pathname.startsWith('/login')").await;
+/// Open a service-desk invite for `username` in the page, as a clinician
+/// would: the link, then its Continue button, landing on the keys page.
+async fn open_invite(app: &TestApp, page: &Page, username: &str) {
+    let token = app.invite(username).await;
+    page.navigate(&app.url(&format!("/account/invite/{token}"))).await;
+    page.eval("document.querySelector('form[method=\"post\"] button').click(); true").await.unwrap();
+    page.wait_for("location.pathname === '/account/keys' && document.getElementById('add-key') !== null").await;
 }
 
 /// A relying party's redirect target that just says "ok", so the browser
@@ -164,7 +157,14 @@ async fn passkeys_and_security_keys_in_a_real_browser() {
     let claims = redeem(&app, &page, &callback, &verifier, &secret).await;
     assert_eq!(claims["acr"], "urn:wardkey:acr:pwd");
 
-    // Add a passkey, then sign out.
+    // A password alone adds no key: the page says how to get there.
+    page.navigate(&app.url("/account/keys")).await;
+    page.wait_for("document.getElementById('sign-in-again') !== null").await;
+    assert_eq!(page.eval("document.getElementById('add-key') === null").await.unwrap(), true);
+    page.screenshot(&screenshot_path("keys-sign-in-again.png")).await;
+
+    // With the service desk's invite: add a passkey, then sign out.
+    open_invite(&app, &page, "nia").await;
     add_key(&app, &page, "Ward laptop", "passkey").await;
     assert_eq!(page.credentials(&laptop).await.len(), 1);
     page.screenshot(&screenshot_path("keys.png")).await;
@@ -212,24 +212,54 @@ async fn passkeys_and_security_keys_in_a_real_browser() {
     .unwrap();
     page.wait_for("document.getElementById('passkey-error').innerText.includes('passkey is not enough')").await;
 
-    // A roaming security key; an application that needs the highest acr
-    // makes the passkey session step up to it, without a password form.
+    // A roaming key, chosen as a security key. No approved models are
+    // listed, so nothing vouches that it is hardware-bound: it is listed
+    // and signs in as a passkey (AAL2).
     page.remove_virtual_authenticator(&laptop).await;
     let _usb = page.add_virtual_authenticator("usb", true).await;
     add_key(&app, &page, "Blue key", "security_key").await;
+    let row = page
+        .eval("[...document.querySelectorAll('tr')].find(tr => tr.innerText.includes('Blue key')).innerText")
+        .await
+        .unwrap();
+    assert!(row.as_str().unwrap().contains("Passkey"), "{row}");
+    // Signed in again with the password, an application that needs a
+    // passkey makes the session step up to the key, without a password form.
+    page.navigate(&app.url("/logout")).await;
+    page.eval("document.querySelector('form').submit(); true").await.unwrap();
+    page.wait_for("document.body.innerText.includes('You have signed out')").await;
+    let (url, verifier) = authorize(&app, &callback, None);
+    page.navigate(&url).await;
+    page.wait_for("document.getElementById('password') !== null").await;
+    page.eval(&format!(
+        "document.getElementById('username').value = 'nia'; document.getElementById('password').value = {PASSWORD:?}; \
+         document.querySelector('form[action=\"/login\"]').submit(); true"
+    ))
+    .await
+    .unwrap();
+    let claims = redeem(&app, &page, &callback, &verifier, &secret).await;
+    assert_eq!(claims["acr"], "urn:wardkey:acr:pwd");
+    let password_time = claims["auth_time"].as_i64().unwrap();
+    assert!(password_time >= passkey_time);
     app.clock.advance(5);
-    let (url, verifier) = authorize(&app, &callback, Some("urn:wardkey:acr:security-key"));
+    let (url, verifier) = authorize(&app, &callback, Some("urn:wardkey:acr:passkey"));
     page.navigate(&url).await;
     page.wait_for("!document.getElementById('passkey-sign-in').hidden").await;
     let text = page.eval("document.body.innerText").await.unwrap();
-    assert!(text.as_str().unwrap().contains("hardware security key"), "{text}");
+    assert!(text.as_str().unwrap().contains("passkey or a security key"), "{text}");
     assert_eq!(page.eval("document.getElementById('password') === null").await.unwrap(), true);
     page.eval("document.querySelector('#passkey-sign-in button').click(); true").await.unwrap();
     let claims = redeem(&app, &page, &callback, &verifier, &secret).await;
-    assert_eq!(claims["acr"], "urn:wardkey:acr:security-key");
-    assert_eq!(claims["amr"], serde_json::json!(["hwk", "mfa"]));
-    assert!(claims["auth_time"].as_i64().unwrap() > passkey_time, "auth_time moves with the step-up");
+    assert_eq!(claims["acr"], "urn:wardkey:acr:passkey");
+    assert_eq!(claims["amr"], serde_json::json!(["swk", "mfa"]));
+    assert!(claims["auth_time"].as_i64().unwrap() > password_time, "auth_time moves with the step-up");
     assert!(claims["sid"].is_string());
+    // An application that needs a hardware key is told this one will not do.
+    let (url, _) = authorize(&app, &callback, Some("urn:wardkey:acr:security-key"));
+    page.navigate(&url).await;
+    page.wait_for("!document.getElementById('passkey-sign-in').hidden").await;
+    page.eval("document.querySelector('#passkey-sign-in button').click(); true").await.unwrap();
+    page.wait_for("document.getElementById('passkey-error').innerText.includes('passkey is not enough')").await;
 
     // A replayed assertion: the ceremony is single use, and a fresh
     // ceremony's challenge does not match the old answer.
@@ -425,7 +455,8 @@ async fn an_invite_lets_a_clinician_without_a_password_add_a_passkey_once() {
     page.add_virtual_authenticator("internal", true).await;
     // The invite is not a sign-in: applications still ask Quinn to sign in.
     page.navigate(&app.url(&format!("/account/invite/{token}"))).await;
-    assert!(page.url().await.ends_with("/account/keys"));
+    page.eval("document.querySelector('form[method=\"post\"] button').click(); true").await.unwrap();
+    page.wait_for("location.pathname === '/account/keys'").await;
     add_key(&app, &page, "Phone", "passkey").await;
     let (url, verifier) = authorize(&app, &callback, None);
     page.navigate(&url).await;
@@ -437,7 +468,7 @@ async fn an_invite_lets_a_clinician_without_a_password_add_a_passkey_once() {
     assert_eq!(claims["acr"], "urn:wardkey:acr:passkey");
 
     // The link worked once.
-    let again = app.http.get(app.url(&format!("/account/invite/{token}"))).send().await.unwrap();
+    let again = app.http.post(app.url(&format!("/account/invite/{token}"))).send().await.unwrap();
     assert_eq!(again.status(), 400);
     assert!(again.text().await.unwrap().contains("already been used or has expired"));
 }
@@ -539,16 +570,17 @@ impl SoftKey {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fido2_key_tapped_at_a_workstation_signs_in_at_the_highest_acr() {
+async fn a_fido2_key_tapped_at_a_workstation_signs_in_at_its_own_level() {
     use crate::tap::TestWorkstation;
     let app = spawn_on_localhost().await;
     app.add_user("sam").await;
     app.add_client("epr", Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
-    // Sam enrols a FIDO2 badge as a security key on the account page.
+    // Sam enrols a FIDO2 badge as a security key on the account page (with
+    // no approved models listed, it signs in as a passkey).
     let chromium = Chromium::start().await;
     let page = chromium.new_page().await;
     let nfc = page.add_virtual_authenticator("nfc", true).await;
-    sign_in_with_password(&app, &page, "sam").await;
+    open_invite(&app, &page, "sam").await;
     add_key(&app, &page, "Sam badge 7", "security_key").await;
     let mut badge = SoftKey::export(&page, &nfc).await;
 
@@ -568,8 +600,8 @@ async fn a_fido2_key_tapped_at_a_workstation_signs_in_at_the_highest_acr() {
     use base64::Engine;
     let claims: Value =
         serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
-    assert_eq!(claims["acr"], "urn:wardkey:acr:security-key");
-    assert_eq!(claims["amr"], serde_json::json!(["hwk", "mfa"]));
+    assert_eq!(claims["acr"], "urn:wardkey:acr:passkey");
+    assert_eq!(claims["amr"], serde_json::json!(["swk", "mfa"]));
 
     // The same answer again, an answer for another origin, and a stale
     // ceremony are all refused.
@@ -601,7 +633,7 @@ async fn the_agent_signs_a_clinician_in_with_a_tapped_fido2_key() {
     let chromium = Chromium::start().await;
     let page = chromium.new_page().await;
     let nfc = page.add_virtual_authenticator("nfc", true).await;
-    sign_in_with_password(&app, &page, "tia").await;
+    open_invite(&app, &page, "tia").await;
     add_key(&app, &page, "Tia badge 3", "security_key").await;
     let exported = page.credentials(&nfc).await.remove(0);
     let recode = |v: &Value| {
@@ -632,8 +664,8 @@ async fn the_agent_signs_a_clinician_in_with_a_tapped_fido2_key() {
     let payload = token.access_token.split('.').nth(1).unwrap();
     let claims: Value =
         serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
-    assert_eq!(claims["acr"], "urn:wardkey:acr:security-key");
-    assert_eq!(claims["amr"], serde_json::json!(["hwk", "mfa"]));
+    assert_eq!(claims["acr"], "urn:wardkey:acr:passkey", "no approved models: the key signs in as a passkey");
+    assert_eq!(claims["amr"], serde_json::json!(["swk", "mfa"]));
     // The counter went up in the file, so a copy of the old file is caught.
     let saved: KeyFile = serde_json::from_str(&std::fs::read_to_string(&key_path).unwrap()).unwrap();
     assert!(saved.counter > file.counter);
@@ -670,7 +702,7 @@ async fn the_agent_signs_a_clinician_in_with_a_tapped_fido2_key() {
     let payload = token.access_token.split('.').nth(1).unwrap();
     let claims: Value =
         serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
-    assert_eq!(claims["acr"], "urn:wardkey:acr:security-key");
+    assert_eq!(claims["acr"], "urn:wardkey:acr:passkey");
     // Lifted off the reader, the next key tap says so and nothing changes.
     cards.clear();
     let err = agent.handle_key_tap_at(tokio::time::Instant::now()).await.unwrap_err();
@@ -699,7 +731,7 @@ async fn a_security_key_the_trust_has_not_approved_is_refused_in_a_real_browser(
     let chromium = Chromium::start().await;
     let page = chromium.new_page().await;
     page.add_virtual_authenticator("usb", true).await;
-    sign_in_with_password(&app, &page, "wyn").await;
+    open_invite(&app, &page, "wyn").await;
 
     page.navigate(&app.url("/account/keys")).await;
     let offered = page.eval("[...document.querySelectorAll('#key-kind option')].map(o => o.value)").await.unwrap();

@@ -343,8 +343,9 @@ async fn store_migrate_moves_a_one_machine_install_to_postgres() {
     let jwks_after: Value = app.get("/jwks").await.json().await.unwrap();
     assert_eq!(jwks_before, jwks_after);
     login_and_redeem(&app, "epr", &secret, "hana").await;
-    // The badge digest key moved too: the badge resumes that password session.
-    assert_eq!(ws.call(&app, "/tap", json!({"badge": "4A4A"})).await["state"], "active");
+    // The badge digest key and the PIN moved too (a password sign-in is no
+    // PIN check, so the badge asks for the PIN).
+    tap_in(&app, &ws, "4A4A").await;
     assert!(app.state.store.recent_audit(u32::MAX).await.unwrap().len() > audit_before);
 }
 

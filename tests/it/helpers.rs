@@ -226,6 +226,28 @@ impl TestApp {
         self.state.store.create_user(&user, Some(&hash), self.clock_now()).await.unwrap()
     }
 
+    /// A one-time invite link's token for `username`, as `wardkey user
+    /// invite` makes it (valid an hour).
+    pub async fn invite(&self, username: &str) -> String {
+        let user = self.state.store.user_by_username(username).await.unwrap().expect("the user exists");
+        let token = wardkey_core::secret::new_secret();
+        let now = self.clock_now();
+        let digest = wardkey_core::secret::digest(&token);
+        self.state.store.create_invite(&digest, &user.id, now, now + 3600).await.unwrap();
+        token
+    }
+
+    /// A browser (cookie jar, no redirects followed) that has redeemed a
+    /// service-desk invite for `username`: it may add keys for them, and
+    /// is signed in nowhere.
+    pub async fn invited(&self, username: &str) -> reqwest::Client {
+        let browser = no_redirects(true);
+        let token = self.invite(username).await;
+        let r = browser.post(self.url(&format!("/account/invite/{token}"))).send().await.unwrap();
+        assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+        browser
+    }
+
     /// Register a client with [`REDIRECT`] and [`POST_LOGOUT`]; returns its
     /// secret when it has one.
     pub async fn add_client(&self, id: &str, auth: Auth, grants: &[GrantType], alg: SigningAlg) -> Option<String> {

@@ -196,10 +196,11 @@ async fn five_wrong_pins_lock_the_badge_until_a_password_login() {
     // Even the right PIN and a fresh tap are refused now.
     let r = ws.send(&app, "/tap", json!({"badge": "C0C0"})).await;
     assert_eq!(error_code(r, 403).await, "badge_locked");
-    // A password sign-in unlocks the badge.
+    // A password sign-in unlocks the badge; it is no PIN check, so the next
+    // tap asks for the PIN, and the right one now works.
     let secret = app.add_epr("epr").await;
     login_and_redeem(&app, "epr", &secret, "carol").await;
-    assert_eq!(ws.call(&app, "/tap", json!({"badge": "C0C0"})).await["state"], "active");
+    tap_in(&app, &ws, "C0C0").await;
 }
 
 #[tokio::test]
@@ -636,4 +637,64 @@ async fn apps_opened_at_once_are_all_told_of_the_logout() {
     for rp in &rps {
         wait_for_tokens(&app, rp, 1).await;
     }
+}
+
+/// Issue 12's PIN lockout attack, as it was made: a skimmed badge UID and
+/// one workstation key. Thirty taps open thirty PIN prompts, 29 wrong PINs
+/// are sent at once, and the right PIN 50 ms later. However many are in
+/// flight, at most five guesses are ever judged; the right PIN is refused
+/// and the badge is locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_pin_guesses_at_once_are_judged_at_most_five_times() {
+    let app = spawn_app().await;
+    enrol_badge(&app, "flo", "F10F").await;
+    let ws = TestWorkstation::enrol(&app, "pc", "Ward 9").await;
+    let mut prompts = Vec::new();
+    for _ in 0..30 {
+        let answer = ws.call(&app, "/tap", json!({"badge": "F10F"})).await;
+        assert_eq!(answer["state"], "pin_required", "{answer}");
+        prompts.push(answer["tap_id"].as_str().unwrap().to_string());
+    }
+    let right = prompts.pop().unwrap();
+    let guesses = prompts.iter().map(|tap_id| ws.send(&app, "/tap/pin", json!({"tap_id": tap_id, "pin": "000000"})));
+    let answers = futures_util::future::join_all(guesses).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let last = ws.send(&app, "/tap/pin", json!({"tap_id": right, "pin": PIN})).await;
+    assert_eq!(error_code(last, 403).await, "badge_locked", "the right PIN after the flood");
+    let mut statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort();
+    assert!(statuses.iter().all(|s| [401, 403, 429].contains(s)), "{statuses:?}");
+    let audit = app.state.store.recent_audit(1000).await.unwrap();
+    let judged = audit.iter().filter(|e| e.event == "tap.pin_failure").count();
+    assert_eq!(judged, 5, "guesses judged: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 4, "four told a try is left: {statuses:?}");
+    let digest = wardkey_core::badge::digest(&app.state.badge_key, "F10F").unwrap();
+    assert_eq!(app.state.store.badge(&digest).await.unwrap().unwrap().failed_pins, 5);
+    assert_eq!(error_code(ws.send(&app, "/tap", json!({"badge": "F10F"})).await, 403).await, "badge_locked");
+}
+
+/// The same attack on the password, through badge self-enrolment (a
+/// signed request from any enrolled PC, no CSRF cookie to get): of thirty
+/// wrong passwords at once, each one judged is counted before the next is,
+/// so the backoff after five holds, and the right password straight after
+/// is throttled rather than accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_password_guesses_at_once_meet_the_backoff() {
+    let app = spawn_app_with(|s| s.tap.self_enrolment = true).await;
+    let mo = app.add_user("mo").await;
+    let ws = TestWorkstation::enrol(&app, "pc", "Ward 9").await;
+    let guesses = (0..30).map(|i| {
+        ws.send(&app, "/tap/self-enrol", json!({"badge": format!("5E1F{i:02}"), "username": "mo", "password": "nope"}))
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    assert!(statuses.iter().all(|s| [401, 429].contains(s)), "{statuses:?}");
+    let judged = statuses.iter().filter(|s| **s == 401).count();
+    let user = app.state.store.user_by_id(&mo.id).await.unwrap().unwrap();
+    assert_eq!(user.failed_logins as usize, judged, "every guess judged was counted: {statuses:?}");
+    assert!(judged <= 5, "the backoff after five held: {statuses:?}");
+    let right =
+        ws.send(&app, "/tap/self-enrol", json!({"badge": "5E1F99", "username": "mo", "password": PASSWORD})).await;
+    let expected = if judged == 5 { 429 } else { 200 };
+    assert_eq!(right.status(), expected, "after {judged} judged guesses");
 }

@@ -94,3 +94,74 @@ impl Session {
         now >= self.created_at + max_lifetime
     }
 }
+
+/// How and when someone authenticated for one place a session is used in:
+/// one browser, or one workstation's attachment. A session is shared by
+/// every place its holder works (one sign-on), but its assurance is not:
+/// a security-key tap at one PC or a step-up in one browser raises that
+/// place alone, so that `acr`, `amr` and `auth_time` always describe the
+/// authentication actually made for the use at hand (OIDC Core §2, NIST SP
+/// 800-63B §4.3: an authenticator's strength cannot be lent elsewhere).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assurance {
+    /// Level reached.
+    pub acr: String,
+    /// Methods used.
+    pub amr: Vec<Amr>,
+    /// When (Unix seconds).
+    pub auth_time: i64,
+}
+
+impl Assurance {
+    /// Assurance `acr` through `amr` at `auth_time`.
+    pub fn new(acr: &str, amr: Vec<Amr>, auth_time: i64) -> Self {
+        Self { acr: acr.to_owned(), amr, auth_time }
+    }
+
+    /// What a badge tap within the PIN grace carries when it resumes a
+    /// session on the strength of this earlier check at a workstation: the
+    /// check itself, but never more than badge + PIN, since the tap proves
+    /// nothing beyond possession of a UID.
+    pub fn resumed_by_badge(&self) -> Self {
+        // Values Wardkey does not issue rank nowhere and are kept as they are.
+        if acr_rank(&self.acr).is_none_or(|r| acr_rank(ACR_BADGE_PIN).is_some_and(|cap| r <= cap)) {
+            self.clone()
+        } else {
+            Self::new(ACR_BADGE_PIN, vec![Amr::Badge, Amr::Pin], self.auth_time)
+        }
+    }
+}
+
+impl Session {
+    /// The session as seen from one place: its `acr`, `amr` and
+    /// `auth_time` replaced by that place's.
+    pub fn seen_with(mut self, assurance: &Assurance) -> Self {
+        self.acr.clone_from(&assurance.acr);
+        self.amr.clone_from(&assurance.amr);
+        self.auth_time = assurance.auth_time;
+        self
+    }
+
+    /// The assurance the session was created with.
+    pub fn assurance(&self) -> Assurance {
+        Assurance::new(&self.acr, self.amr.clone(), self.auth_time)
+    }
+}
+
+#[cfg(test)]
+mod assurance_tests {
+    use super::*;
+
+    #[test]
+    fn a_badge_resume_never_carries_more_than_badge_and_pin() {
+        let key = Assurance::new(ACR_SECURITY_KEY, vec![Amr::Hwk, Amr::Mfa], 100);
+        let resumed = key.resumed_by_badge();
+        assert_eq!(resumed, Assurance::new(ACR_BADGE_PIN, vec![Amr::Badge, Amr::Pin], 100));
+        let pin = Assurance::new(ACR_BADGE_PIN, vec![Amr::Badge, Amr::Pin], 7);
+        assert_eq!(pin.resumed_by_badge(), pin);
+        let pwd = Assurance::new(ACR_PASSWORD, vec![Amr::Pwd, Amr::Badge], 9);
+        assert_eq!(pwd.resumed_by_badge(), pwd);
+        let unknown = Assurance::new("urn:other", vec![Amr::Pwd], 9);
+        assert_eq!(unknown.resumed_by_badge(), unknown);
+    }
+}

@@ -96,13 +96,21 @@ pub struct WebauthnSettings {
     pub passkeys: bool,
     /// When not empty, a security key is added only if its attestation
     /// chains to one of these CAs and names one of these models (WebAuthn
-    /// L2 §7.1 steps 20-21). Empty: any security key.
+    /// L2 §7.1 steps 20-21), and only such a key, when it is not
+    /// backup-eligible, reaches the security-key `acr` (AAL3). Empty: any
+    /// key can be added, as a passkey (AAL2).
     pub approved_models: Vec<ApprovedModel>,
+    /// How recent a sign-in must be to add a key with it (NIST SP 800-63B
+    /// §6.1.2.1: binding a new authenticator needs a fresh authentication
+    /// at least as strong as it). A service-desk invite also lets a key be
+    /// added.
+    #[serde(with = "humantime_serde")]
+    pub add_key_within: Duration,
 }
 
 impl Default for WebauthnSettings {
     fn default() -> Self {
-        Self { passkeys: true, approved_models: Vec::new() }
+        Self { passkeys: true, approved_models: Vec::new(), add_key_within: Duration::from_secs(300) }
     }
 }
 

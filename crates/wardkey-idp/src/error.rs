@@ -463,6 +463,14 @@ pub enum WebauthnApiError {
     /// false`): only security keys can be added.
     #[error("Your trust does not allow passkeys to be added here. Add a security key issued by IT instead.")]
     PasskeysOff,
+    /// Adding a key needs a recent sign-in at least as strong as the key
+    /// (NIST SP 800-63B §6.1.2.1), or a service-desk invite: a phished
+    /// password must not become a permanent key.
+    #[error(
+        "To add a key, first sign in again with a key you already have (in the last few minutes), or ask the IT \
+         service desk for an invite link."
+    )]
+    SignInAgain,
     /// Passkeys are not available on this server's address.
     #[error("passkeys need the server to be reached by a host name, not an IP address; ask IT")]
     NotConfigured,
@@ -481,6 +489,7 @@ impl WebauthnApiError {
             Self::Refused(_) => "refused",
             Self::KeyNotApproved | Self::KeyModelHidden => "key_not_approved",
             Self::PasskeysOff => "passkeys_off",
+            Self::SignInAgain => "sign_in_again",
             Self::NotConfigured => "not_configured",
             Self::Unavailable => "unavailable",
         }
@@ -515,7 +524,9 @@ impl IntoResponse for WebauthnApiError {
         let status = match &self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotSignedIn | Self::Refused(_) => StatusCode::UNAUTHORIZED,
-            Self::KeyNotApproved | Self::KeyModelHidden | Self::PasskeysOff => StatusCode::FORBIDDEN,
+            Self::KeyNotApproved | Self::KeyModelHidden | Self::PasskeysOff | Self::SignInAgain => {
+                StatusCode::FORBIDDEN
+            }
             Self::Expired => StatusCode::GONE,
             Self::NotConfigured => StatusCode::NOT_FOUND,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -139,6 +139,10 @@ pub struct KeysOffer {
     /// Only approved security-key models can be added
     /// (`webauthn.approved_models`), so the page says so before anyone tries.
     pub approved_only: bool,
+    /// This browser may add a key now (a recent, strong enough sign-in, or
+    /// an invite); otherwise the page says how to get there instead of
+    /// offering a form that would be refused.
+    pub may_add: bool,
 }
 
 /// The account page for passkeys and security keys: what is registered,
@@ -173,11 +177,19 @@ aria-label=\"Remove {name}\">Remove</button></form></td></tr>",
 <tbody>{rows}</tbody></table>"
         )
     };
-    let add = if offer.enabled {
+    let add = if offer.enabled && !offer.may_add {
+        "<h2>Add a key</h2><p id=\"sign-in-again\">To add a key, first sign in again with a key you already \
+have: a new key needs a sign-in at least as strong as it, made in the last few minutes. If you have no key \
+yet, ask the IT service desk for an invite link.</p><p><a class=\"button\" href=\"/login\">Sign in again with a key</a></p>"
+            .to_string()
+    } else if offer.enabled {
         let passkey =
             if offer.passkeys { "<option value=\"passkey\">Passkey (this device, or your phone)</option>" } else { "" };
         let policy = match (offer.passkeys, offer.approved_only) {
-            (true, false) => "",
+            (true, false) => {
+                "<p id=\"key-policy\">Every key added here signs in as a passkey: your trust has not listed the \
+security-key models it issues.</p>"
+            }
             (true, true) => {
                 "<p id=\"key-policy\">Security keys must be a model your trust has approved: use a key issued by \
 IT.</p>"
@@ -210,6 +222,17 @@ must be a model it has approved: use a key issued by IT.</p>"
 with one touch, and cannot be phished.</p>{table}{add}",
             user = escape(username)
         ),
+    )
+}
+
+/// The page an invite link opens: the link is spent only by the button
+/// (a POST), so a mail scanner that fetches links does not use it up.
+pub fn invite_page() -> Html<String> {
+    layout(
+        "Set up your keys",
+        "<h1>Set up your keys</h1><p>The IT service desk sent you this link so that you can add a passkey or \
+security key to your Wardkey account. The link works once.</p><form method=\"post\"><button type=\"submit\">\
+Continue</button></form>",
     )
 }
 
@@ -263,22 +286,27 @@ mod tests {
             created_at: 0,
             last_used_at: None,
         };
-        let offer = KeysOffer { enabled: true, passkeys: true, approved_only: false };
+        let offer = KeysOffer { enabled: true, passkeys: true, approved_only: false, may_add: true };
         let page = keys_page("<u>", &[row], "c", &offer);
         assert!(!page.0.contains("<i>") && !page.0.contains("<u>") && !page.0.contains("a\"b"));
     }
 
     #[test]
     fn the_keys_page_offers_what_the_trust_allows() {
-        let page =
-            |passkeys, approved_only| keys_page("u", &[], "c", &KeysOffer { enabled: true, passkeys, approved_only }).0;
+        let offer = |passkeys, approved_only| KeysOffer { enabled: true, passkeys, approved_only, may_add: true };
+        let page = |passkeys, approved_only| keys_page("u", &[], "c", &offer(passkeys, approved_only)).0;
         let open = page(true, false);
-        assert!(open.contains("value=\"passkey\"") && !open.contains("key-policy"));
+        assert!(open.contains("value=\"passkey\"") && open.contains("signs in as a passkey"));
         let issued = page(false, true);
         assert!(!issued.contains("value=\"passkey\""), "no passkey option when passkeys are off");
         assert!(issued.contains("does not allow passkeys") && issued.contains("approved"));
         assert!(page(true, true).contains("value=\"passkey\""));
         assert!(page(false, false).contains("does not allow passkeys"));
+        // Without a recent strong sign-in: no form, but the way to get one.
+        let stale = keys_page("u", &[], "c", &KeysOffer { may_add: false, ..offer(true, false) }).0;
+        assert!(
+            !stale.contains("id=\"add-key\"") && stale.contains("sign in again") && stale.contains("href=\"/login\"")
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use wardkey_cache::{Cache, CacheResult, Op, Reply};
 use wardkey_core::client::Client;
 use wardkey_core::secret::{digest, digest_b64, matches_digest, new_secret, random_token};
-use wardkey_core::session::{Amr, Session};
+use wardkey_core::session::{Amr, Assurance, Session};
 use wardkey_proto::oauth::TokenResponse;
 use wardkey_store::NewLogoutNotice;
 
@@ -140,13 +140,37 @@ pub struct RotatedRecord {
     pub response: TokenResponse,
 }
 
-/// A session as kept in the cache: the session plus the digests of the
-/// cookie secrets that open it (one per browser: the login browser, and any
-/// browser a workstation handed the session to).
+/// A session as kept in the cache: the session plus the browsers that hold
+/// it (the login browser, and any browser a workstation handed the session
+/// to), each with its own cookie secret and assurance.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredSession {
-    secret_digests: Vec<Vec<u8>>,
+    browsers: Vec<Browser>,
     session: Session,
+}
+
+/// One browser holding a session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Browser {
+    /// Digest of the cookie secret that opens it.
+    digest: Vec<u8>,
+    /// How this browser's holder authenticated (a step-up in this browser
+    /// raises this browser alone).
+    assurance: Assurance,
+    /// For a browser opened by a workstation's handoff: that workstation's
+    /// attachment, with which the browser's sign-in ends (a lock or a
+    /// switch at the PC must not leave the next clinician's web EPR signed
+    /// in as the last one).
+    desk: Option<Desk>,
+}
+
+/// The workstation attachment a handed-off browser belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Desk {
+    /// The workstation.
+    pub workstation_id: String,
+    /// Its attachment's ticket digest: a new tap at the PC makes a new one.
+    pub ticket_digest: String,
 }
 
 /// Key helpers.
@@ -276,8 +300,13 @@ impl Nonce {
 pub struct IndexEntry {
     /// The session.
     pub sid: String,
-    /// Its `auth_time`, kept equal to the session's by every writer of it.
+    /// When it was created or last signed in to.
     pub auth_time: i64,
+    /// The last check made with the badge at a workstation (PIN, or
+    /// password at self-enrolment): what a later badge tap within the PIN
+    /// grace resumes the session on, and with what assurance.
+    #[serde(default)]
+    pub desk: Option<Assurance>,
 }
 
 /// An item for an append-only list ([`Op::Append`]): newline-terminated.
@@ -318,41 +347,60 @@ impl AppState {
             acr: acr.to_string(),
             created_at: now,
         };
-        let stored = StoredSession { secret_digests: vec![digest(&secret).to_vec()], session: session.clone() };
+        let browser = Browser { digest: digest(&secret).to_vec(), assurance: session.assurance(), desk: None };
+        let stored = StoredSession { browsers: vec![browser], session: session.clone() };
         let ttl = self.session_ttl(&session);
         put_json(self.cache.as_ref(), &keys::session(&sid), &stored, ttl).await?;
-        self.index_user_session(user_id, &sid, now).await?;
+        self.index_user_session(user_id, &sid, now, None).await?;
         Ok((format!("{sid}.{secret}"), session))
     }
 
-    /// A fresh authentication in session `sid` (PIN at a tap, step-up):
-    /// new `auth_time`, `amr` and `acr`, in the session and in its user's
-    /// index. `None` if the session has ended.
-    pub async fn reauthenticate(&self, sid: &str, amr: Vec<Amr>, acr: &str) -> CacheResult<Option<Session>> {
-        let now = self.now();
+    /// A fresh authentication in the browser holding `cookie` (a step-up):
+    /// new `auth_time`, `amr` and `acr` for that browser alone. `None` if
+    /// the cookie no longer opens a live session.
+    pub async fn step_up(&self, cookie: &str, amr: Vec<Amr>, acr: &str) -> CacheResult<Option<Session>> {
+        let Some((sid, secret)) = split_cookie(cookie) else {
+            return Ok(None);
+        };
+        let assurance = Assurance::new(acr, amr, self.now());
+        let mut found = false;
         let session = self
-            .update_session(sid, |s| {
-                s.auth_time = now;
-                s.amr = amr;
-                s.acr = acr.to_string();
+            .update_stored(sid, |stored| {
+                if let Some(browser) = stored.browsers.iter_mut().find(|b| matches_digest(secret, &b.digest)) {
+                    browser.assurance = assurance.clone();
+                    found = true;
+                }
             })
             .await?;
-        if let Some(s) = &session {
-            self.index_user_session(&s.user_id, sid, now).await?;
-        }
-        Ok(session)
+        Ok(session.filter(|_| found).map(|s| s.seen_with(&assurance)))
     }
 
-    /// Record (or refresh) `sid` with `auth_time` in the user's session
-    /// index, newest last, dropping sessions that have ended.
-    async fn index_user_session(&self, user_id: &str, sid: &str, auth_time: i64) -> CacheResult<()> {
+    /// Record a check made with the badge at a workstation in session
+    /// `sid` (see [`IndexEntry::desk`]).
+    pub async fn record_desk_check(&self, user_id: &str, sid: &str, check: &Assurance) -> CacheResult<()> {
+        self.index_user_session(user_id, sid, check.auth_time, Some(check.clone())).await
+    }
+
+    /// Record (or refresh) `sid` in the user's session index, newest last,
+    /// dropping sessions that have ended; `desk` replaces the entry's last
+    /// workstation check when given.
+    async fn index_user_session(
+        &self,
+        user_id: &str,
+        sid: &str,
+        auth_time: i64,
+        desk: Option<Assurance>,
+    ) -> CacheResult<()> {
         let mut live = Vec::new();
+        let mut earlier_desk = None;
         for entry in self.user_sessions(user_id).await? {
-            if entry.sid != sid && self.session_alive(&entry.sid).await? {
+            if entry.sid == sid {
+                earlier_desk = entry.desk;
+            } else if self.session_alive(&entry.sid).await? {
                 live.push(entry);
             }
         }
-        live.push(IndexEntry { sid: sid.to_string(), auth_time });
+        live.push(IndexEntry { sid: sid.to_string(), auth_time, desk: desk.or(earlier_desk) });
         let ttl = self.settings.session.max_lifetime;
         put_json(self.cache.as_ref(), &keys::user_sessions(user_id), &live, ttl).await
     }
@@ -375,9 +423,10 @@ impl AppState {
         Some(stored.session).filter(|s| !s.expired(self.now(), max))
     }
 
-    /// Change a live session with `f` and store it back, resetting its idle
-    /// timer; returns the updated session, or `None` if it has ended.
-    pub async fn update_session(&self, sid: &str, f: impl FnOnce(&mut Session)) -> CacheResult<Option<Session>> {
+    /// Change a live session as stored with `f` and store it back,
+    /// resetting its idle timer; returns the updated session, or `None` if
+    /// it has ended.
+    async fn update_stored(&self, sid: &str, f: impl FnOnce(&mut StoredSession)) -> CacheResult<Option<Session>> {
         let key = keys::session(sid);
         let Some(mut stored) = get_json::<StoredSession>(self.cache.as_ref(), &key).await? else {
             return Ok(None);
@@ -385,24 +434,25 @@ impl AppState {
         if stored.session.expired(self.now(), self.settings.session.max_lifetime.as_secs() as i64) {
             return Ok(None);
         }
-        f(&mut stored.session);
+        f(&mut stored);
         let ttl = self.session_ttl(&stored.session);
         put_json(self.cache.as_ref(), &key, &stored, ttl).await?;
         Ok(Some(stored.session))
     }
 
-    /// A new cookie value opening session `sid` in another browser (the
-    /// workstation handoff).
-    pub async fn add_session_cookie(&self, sid: &str) -> CacheResult<Option<String>> {
-        let key = keys::session(sid);
-        let Some(mut stored) = get_json::<StoredSession>(self.cache.as_ref(), &key).await? else {
-            return Ok(None);
-        };
+    /// A new cookie value opening session `sid` in the browser a
+    /// workstation hands it to, with that workstation's assurance and for
+    /// as long as its attachment `desk` lasts.
+    pub async fn add_session_cookie(
+        &self,
+        sid: &str,
+        assurance: &Assurance,
+        desk: Desk,
+    ) -> CacheResult<Option<String>> {
         let secret = new_secret();
-        stored.secret_digests.push(digest(&secret).to_vec());
-        let ttl = self.session_ttl(&stored.session);
-        put_json(self.cache.as_ref(), &key, &stored, ttl).await?;
-        Ok(Some(format!("{sid}.{secret}")))
+        let browser = Browser { digest: digest(&secret).to_vec(), assurance: assurance.clone(), desk: Some(desk) };
+        let added = self.update_stored(sid, |stored| stored.browsers.push(browser)).await?;
+        Ok(added.map(|_| format!("{sid}.{secret}")))
     }
 
     fn session_ttl(&self, session: &Session) -> Duration {
@@ -411,8 +461,10 @@ impl AppState {
         secs(remaining.min(s.idle_timeout.as_secs() as i64))
     }
 
-    /// The live session a cookie opens, if any. Using a session resets its
-    /// idle timer, within its maximum lifetime.
+    /// The live session a cookie opens, if any, as that browser sees it
+    /// (its own `acr`, `amr` and `auth_time`). A handed-off browser's
+    /// cookie opens it only while its workstation attachment lasts. Using a
+    /// session resets its idle timer, within its maximum lifetime.
     pub async fn session_from_cookie(&self, cookie: &str) -> CacheResult<Option<Session>> {
         let Some((sid, secret)) = split_cookie(cookie) else {
             return Ok(None);
@@ -420,16 +472,23 @@ impl AppState {
         let Some(stored) = get_json::<StoredSession>(self.cache.as_ref(), &keys::session(sid)).await? else {
             return Ok(None);
         };
-        if !stored.secret_digests.iter().any(|d| matches_digest(secret, d)) {
+        let Some(browser) = stored.browsers.iter().find(|b| matches_digest(secret, &b.digest)) else {
             return Ok(None);
-        }
+        };
         let max = self.settings.session.max_lifetime.as_secs() as i64;
         if stored.session.expired(self.now(), max) {
             self.cache.delete(&keys::session(sid)).await?;
             return Ok(None);
         }
+        if let Some(desk) = &browser.desk {
+            let key = keys::attachment(&desk.workstation_id);
+            let attached: Option<crate::tap::attach::Attachment> = get_json(self.cache.as_ref(), &key).await?;
+            if attached.is_none_or(|a| a.ticket_digest != desk.ticket_digest) {
+                return Ok(None);
+            }
+        }
         self.cache.touch(&keys::session(sid), self.session_ttl(&stored.session)).await?;
-        Ok(Some(stored.session))
+        Ok(Some(stored.session.clone().seen_with(&browser.assurance)))
     }
 
     /// Whether the session `sid` is still live (for refresh and userinfo).

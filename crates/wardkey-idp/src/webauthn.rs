@@ -45,8 +45,9 @@ use wardkey_core::session::{ACR_PASSKEY, ACR_SECURITY_KEY, Amr, Session};
 use wardkey_core::user::User;
 use wardkey_store::{AuthenticatorKind, StoreError, WebauthnCredential};
 use webauthn_rs::prelude::{
-    AuthenticatorAttachment, DiscoverableAuthentication, Passkey, PasskeyRegistration, PublicKeyCredential,
-    RegisterPublicKeyCredential, SecurityKey, SecurityKeyRegistration, Uuid, Webauthn, WebauthnBuilder, WebauthnError,
+    AttestationCaList, AttestationMetadata, AuthenticatorAttachment, DiscoverableAuthentication, ParsedAttestation,
+    Passkey, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, SecurityKey,
+    SecurityKeyRegistration, Uuid, Webauthn, WebauthnBuilder, WebauthnError,
 };
 
 use crate::cookies::CookieName;
@@ -98,7 +99,7 @@ pub fn assurance(kind: AuthenticatorKind) -> (&'static str, Vec<Amr>) {
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/account/keys", get(keys_page))
-        .route("/account/invite/{token}", get(redeem_invite))
+        .route("/account/invite/{token}", get(invite_page).post(redeem_invite))
         .route("/account/keys/revoke", post(revoke))
         .route("/account/keys/register/start", post(register_start))
         .route("/account/keys/register/finish", post(register_finish))
@@ -170,23 +171,58 @@ fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T,
     serde_json::from_slice(body).map_err(|e| WebauthnApiError::InvalidRequest(format!("the request is not valid: {e}")))
 }
 
-/// Whose keys this browser may manage: the signed-in person's, or the one a
-/// redeemed invite is for (an invite lets its holder add a key and nothing
-/// else: it is no sign-in, so no application accepts it).
-async fn account_holder(state: &AppState, headers: &HeaderMap) -> Result<User, WebauthnApiError> {
-    let user_id = match current_session(state, headers).await? {
-        Some(session) => session.user_id,
-        None => {
-            let cookie = state.read_cookie(headers, CookieName::Enrolment).ok_or(WebauthnApiError::NotSignedIn)?;
-            let key = keys::enrolment(&digest_b64(cookie));
-            get_json::<String>(state.cache.as_ref(), &key).await?.ok_or(WebauthnApiError::NotSignedIn)?
+/// Whose keys this browser may manage, and on what authority.
+struct Holder {
+    user: User,
+    /// The browser's sign-in (as this browser made it), or `None` for a
+    /// redeemed service-desk invite.
+    session: Option<Session>,
+}
+
+impl Holder {
+    /// Whether this holder may add a key that signs in at `acr`: with an
+    /// invite (the service desk checked who they are), or with a sign-in in
+    /// this browser at least as strong as the key, made within
+    /// `webauthn.add_key_within` (NIST SP 800-63B §6.1.2.1). Otherwise a
+    /// phished password would become a permanent key.
+    fn may_add(&self, state: &AppState, acr: &str) -> Result<(), WebauthnApiError> {
+        let Some(session) = &self.session else {
+            return Ok(());
+        };
+        let window = state.settings.webauthn.add_key_within.as_secs() as i64;
+        let recent = state.now() - session.auth_time <= window;
+        if recent && crate::oidc::authorize::acr_meets(&session.acr, Some(acr)) {
+            Ok(())
+        } else {
+            Err(WebauthnApiError::SignInAgain)
         }
+    }
+}
+
+/// Whose keys this browser may manage: the one a redeemed invite is for
+/// (an invite lets its holder add a key and nothing else: it is no sign-in,
+/// so no application accepts it), else the signed-in person's. The invite
+/// comes first: opening one is the explicit act, and a browser signed in
+/// with a password could add no key otherwise.
+async fn account_holder(state: &AppState, headers: &HeaderMap) -> Result<Holder, WebauthnApiError> {
+    let invited = match state.read_cookie(headers, CookieName::Enrolment) {
+        Some(cookie) => get_json::<String>(state.cache.as_ref(), &keys::enrolment(&digest_b64(cookie))).await?,
+        None => None,
+    };
+    let session = match invited {
+        Some(_) => None,
+        None => current_session(state, headers).await?,
+    };
+    let user_id = match (invited, &session) {
+        (Some(user_id), _) => user_id,
+        (None, Some(session)) => session.user_id.clone(),
+        (None, None) => return Err(WebauthnApiError::NotSignedIn),
     };
     let user = state.store.user_by_id(&user_id).await?.ok_or(WebauthnApiError::NotSignedIn)?;
     if user.disabled {
         return Err(WebauthnApiError::NotSignedIn);
     }
-    Ok(user)
+    Ok(Holder { user, session })
 }
 
 async fn audit(state: &AppState, event: &str, user: &User, detail: Value) {
@@ -228,11 +264,14 @@ async fn register_start(
 ) -> Result<Json<Value>, WebauthnApiError> {
     let request: RegisterStart = json_body(&headers, &body)?;
     let webauthn = relying(&state)?;
-    let user = account_holder(&state, &headers).await?;
+    let holder = account_holder(&state, &headers).await?;
     let name = request.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         return Err(WebauthnApiError::InvalidRequest("give the key a name of 1 to 64 ordinary characters".into()));
     }
+    // Every key signs in at the passkey level at least.
+    holder.may_add(&state, ACR_PASSKEY)?;
+    let user = holder.user;
     let existing = state.store.webauthn_credentials(&user.id).await?;
     let exclude = Some(existing.iter().map(|c| c.id.clone()).collect());
     let display = user.name.clone().unwrap_or_else(|| user.username.clone());
@@ -277,7 +316,8 @@ async fn register_finish(
 ) -> Result<Json<Value>, WebauthnApiError> {
     let request: RegisterFinish = json_body(&headers, &body)?;
     let webauthn = relying(&state)?;
-    let user = account_holder(&state, &headers).await?;
+    let holder = account_holder(&state, &headers).await?;
+    let user = &holder.user;
     let record: Registration = take_json(state.cache.as_ref(), &keys::webauthn_ceremony(&request.ceremony))
         .await?
         .ok_or(WebauthnApiError::Expired)?;
@@ -294,7 +334,7 @@ async fn register_finish(
             StoredKey::Passkey(webauthn.finish_passkey_registration(&request.credential, s).map_err(refused)?),
         ),
         PendingKey::SecurityKey(s) => match webauthn.finish_securitykey_registration(&request.credential, s) {
-            Ok(key) => (AuthenticatorKind::SecurityKey, StoredKey::SecurityKey(key)),
+            Ok(key) => (security_key_kind(&state, &key), StoredKey::SecurityKey(key)),
             Err(e) if state.attestation.is_some() && untrustworthy(&e) => {
                 let (format, aaguid) = attested_model(&request.credential);
                 tracing::info!(error = ?e, ?format, ?aaguid, "security key refused: not an approved model");
@@ -305,7 +345,7 @@ async fn register_finish(
                     "aaguid": aaguid,
                     "reason": e.to_string(),
                 });
-                audit(&state, "webauthn.key_not_approved", &user, detail).await;
+                audit(&state, "webauthn.key_not_approved", user, detail).await;
                 return Err(match format.as_deref() {
                     Some("none") => WebauthnApiError::KeyModelHidden,
                     _ => WebauthnApiError::KeyNotApproved,
@@ -314,6 +354,8 @@ async fn register_finish(
             Err(e) => return Err(refused(e)),
         },
     };
+    // Now that the key's level is known: the sign-in must match it.
+    holder.may_add(&state, assurance(kind).0)?;
     let id = match &key {
         StoredKey::Passkey(k) => k.cred_id().to_vec(),
         StoredKey::SecurityKey(k) => k.cred_id().to_vec(),
@@ -335,8 +377,61 @@ async fn register_finish(
         Err(e) => return Err(e.into()),
     }
     let id = URL_SAFE_NO_PAD.encode(&id);
-    audit(&state, "webauthn.register", &user, json!({"credential": id, "kind": kind, "name": record.name})).await;
+    audit(&state, "webauthn.register", user, json!({"credential": id, "kind": kind, "name": record.name})).await;
     Ok(Json(json!({"id": id, "kind": kind, "name": record.name})))
+}
+
+/// The level a verified security-key registration is recorded at. Only a
+/// key whose attestation verified against the trust's approved models
+/// (webauthn-rs checked it, since a list is configured) and whose flags say
+/// its private key cannot be backed up or synced (backup eligibility,
+/// WebAuthn L2 §6.1.3) is a hardware-bound AAL3 security key (NIST SP
+/// 800-63B §4.3). Every other key is a passkey (AAL2), whatever the person
+/// chose on the page.
+fn security_key_kind(state: &AppState, key: &SecurityKey) -> AuthenticatorKind {
+    if state.attestation.is_some() && !backup_eligible(key) {
+        AuthenticatorKind::SecurityKey
+    } else {
+        AuthenticatorKind::Passkey
+    }
+}
+
+/// The level a stored key signs in at: the rule of [`security_key_kind`],
+/// applied again at each use, so that keys added before the rule, or under
+/// a model since taken off the list, sign in as passkeys.
+fn effective_kind(state: &AppState, stored: &WebauthnCredential, key: &StoredKey) -> AuthenticatorKind {
+    match (stored.kind, key, state.attestation.as_deref()) {
+        (AuthenticatorKind::SecurityKey, StoredKey::SecurityKey(k), Some(list))
+            if !backup_eligible(k) && attested_by(list, k.attestation(), stored.created_at) =>
+        {
+            AuthenticatorKind::SecurityKey
+        }
+        _ => AuthenticatorKind::Passkey,
+    }
+}
+
+/// Whether a stored attestation chains to a CA of `list` that lists the
+/// key's AAGUID, as of when the key was added.
+fn attested_by(list: &AttestationCaList, attestation: &ParsedAttestation, added_at: i64) -> bool {
+    let aaguid = match &attestation.metadata {
+        AttestationMetadata::Packed { aaguid } | AttestationMetadata::Tpm { aaguid, .. } => *aaguid,
+        _ => return false,
+    };
+    let when = std::time::UNIX_EPOCH + Duration::from_secs(added_at.max(0) as u64);
+    matches!(
+        webauthn_rs_core::attestation::verify_attestation_ca_chain(&attestation.data, list, when),
+        Ok(Some(ca)) if ca.aaguids().contains_key(&aaguid)
+    )
+}
+
+/// The credential's backup-eligible flag, as webauthn-rs recorded it from
+/// the authenticator data (it does not expose it on `SecurityKey`); an
+/// unreadable record counts as eligible, the weaker reading.
+fn backup_eligible(key: &SecurityKey) -> bool {
+    serde_json::to_value(key)
+        .ok()
+        .and_then(|v| v.pointer("/cred/backup_eligible").and_then(Value::as_bool))
+        .unwrap_or(true)
 }
 
 /// Whether webauthn-rs refused a security key because its attestation is
@@ -464,6 +559,7 @@ pub(crate) async fn verify_assertion(
         return Err(WebauthnApiError::Refused("this account is disabled; call the IT service desk".into()));
     }
     let mut key = StoredKey::decode(&stored).ok_or_else(unknown)?;
+    stored.kind = effective_kind(state, &stored, &key);
     let answered = login.state.clone();
     let verified = match &key {
         StoredKey::Passkey(k) => webauthn.finish_discoverable_authentication_v2(credential, answered, k),
@@ -485,6 +581,10 @@ pub(crate) async fn verify_assertion(
             return Err(WebauthnApiError::Refused(format!("the key's answer could not be verified ({e})")));
         }
     };
+    if result.backup_eligible() {
+        // The key now says its private key can be synced: not hardware-bound.
+        stored.kind = AuthenticatorKind::Passkey;
+    }
     if !result.user_verified() {
         return Err(WebauthnApiError::Refused(
             "the key did not check your PIN or fingerprint; set one up on the key and try again".into(),
@@ -525,12 +625,15 @@ async fn finish_login(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
     // Step-up: the same person with a session in this browser keeps it,
     // with the new authentication recorded (OIDC Core §3.1.2.1: auth_time,
     // acr and amr describe the latest one).
+    // The step-up raises this browser alone (see `Assurance`).
     let existing = current_session(state, headers).await?.filter(|s| s.user_id == user.id);
-    let (session, cookie) = match existing {
-        Some(s) => match state.reauthenticate(&s.sid, amr.clone(), acr).await? {
-            Some(s) => (s, None),
-            None => fresh_session(state, &user, amr.clone(), acr).await?,
-        },
+    let cookie = state.read_cookie(headers, CookieName::Session);
+    let stepped = match (existing, cookie) {
+        (Some(_), Some(cookie)) => state.step_up(cookie, amr.clone(), acr).await?,
+        _ => None,
+    };
+    let (session, cookie) = match stepped {
+        Some(s) => (s, None),
         None => fresh_session(state, &user, amr.clone(), acr).await?,
     };
     Metrics::count(&state.metrics.logins, "success");
@@ -566,8 +669,8 @@ async fn fresh_session(
 /// `GET /account/keys`: the signed-in person's passkeys and security keys,
 /// with a form to add one and a button to remove each.
 async fn keys_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let user = match account_holder(&state, &headers).await {
-        Ok(u) => u,
+    let holder = match account_holder(&state, &headers).await {
+        Ok(h) => h,
         Err(WebauthnApiError::NotSignedIn) => {
             return (
                 StatusCode::UNAUTHORIZED,
@@ -577,6 +680,7 @@ async fn keys_page(State(state): State<AppState>, headers: HeaderMap) -> Respons
         }
         Err(_) => return PageError::Unavailable.into_response(),
     };
+    let user = &holder.user;
     let credentials = match state.store.webauthn_credentials(&user.id).await {
         Ok(c) => c,
         Err(e) => return PageError::from(e).into_response(),
@@ -587,7 +691,7 @@ async fn keys_page(State(state): State<AppState>, headers: HeaderMap) -> Respons
         .map(|c| pages::KeyRow {
             id: URL_SAFE_NO_PAD.encode(&c.id),
             name: c.name.clone(),
-            kind: c.kind,
+            kind: StoredKey::decode(c).map_or(AuthenticatorKind::Passkey, |k| effective_kind(&state, c, &k)),
             created_at: c.created_at,
             last_used_at: c.last_used_at,
         })
@@ -596,6 +700,7 @@ async fn keys_page(State(state): State<AppState>, headers: HeaderMap) -> Respons
         enabled: state.webauthn.is_some(),
         passkeys: state.settings.webauthn.passkeys,
         approved_only: state.attestation.is_some(),
+        may_add: holder.may_add(&state, ACR_PASSKEY).is_ok(),
     };
     let mut response = pages::keys_page(&user.username, &listed, &csrf, &offer).into_response();
     state.set_cookie(response.headers_mut(), CookieName::Csrf, &csrf);
@@ -605,7 +710,16 @@ async fn keys_page(State(state): State<AppState>, headers: HeaderMap) -> Respons
 /// How long a redeemed invite lets its holder add keys.
 const ENROLMENT_TTL: Duration = Duration::from_secs(1800);
 
-/// `GET /account/invite/{token}`: redeem a one-time invite from the service
+/// `GET /account/invite/{token}`: what the link opens. It changes nothing:
+/// mail scanners and link previews fetch links, and must not spend them.
+async fn invite_page(State(state): State<AppState>) -> Response {
+    if state.webauthn.is_none() {
+        return WebauthnApiError::NotConfigured.into_response();
+    }
+    pages::invite_page().into_response()
+}
+
+/// `POST /account/invite/{token}`: redeem a one-time invite from the service
 /// desk (`wardkey user invite`): the link works once, before it expires, and
 /// leads to the keys page for that person.
 async fn redeem_invite(State(state): State<AppState>, Path(token): Path<String>) -> Response {
@@ -654,7 +768,7 @@ async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         return bad("This form had expired or did not come from this page. Open the page again.");
     }
     let user = match account_holder(&state, &headers).await {
-        Ok(u) => u,
+        Ok(h) => h.user,
         Err(WebauthnApiError::NotSignedIn) => return bad("You are not signed in any more. Sign in and try again."),
         Err(_) => return PageError::Unavailable.into_response(),
     };

@@ -103,19 +103,24 @@ pub async fn exchange(
     if !Nonce::fresh(replies.next().as_ref()) {
         return Err(OAuthError::invalid_client(format!("workstation assertion rejected: {REPLAYED_ASSERTION}"), false));
     }
-    from_reply::<Ticket>(replies.next()).filter(|t| t.workstation_id == ws.id && t.sid == sid).ok_or_else(|| {
-        OAuthError::InvalidGrant(
-            "the session ticket is not valid for this workstation (locked, switched or expired)".into(),
-        )
-    })?;
+    let ticket = from_reply::<Ticket>(replies.next())
+        .filter(|t| t.workstation_id == ws.id && t.sid == sid)
+        .ok_or_else(|| {
+            OAuthError::InvalidGrant(
+                "the session ticket is not valid for this workstation (locked, switched or expired)".into(),
+            )
+        })?;
     let session = state
         .live_session(replies.next().and_then(Reply::into_value))
         .ok_or_else(|| OAuthError::InvalidGrant("the clinician's session has ended".into()))?;
     let listed = parse_list(replies.next().and_then(Reply::into_value));
-    if !acr_meets(&session.acr, client.min_acr.as_deref()) {
+    // What this workstation's attachment reached, never what the session
+    // reached elsewhere (another PC's key tap, a browser's step-up).
+    let assurance = &ticket.assurance;
+    if !acr_meets(&assurance.acr, client.min_acr.as_deref()) {
         return Err(OAuthError::InvalidGrant(format!(
-            "{audience:?} needs a stronger sign-in than this session's ({}): sign in to it with a security key",
-            session.acr
+            "{audience:?} needs a stronger sign-in than this workstation's ({}): tap your security key here",
+            assurance.acr
         )));
     }
     let user = state
@@ -130,9 +135,9 @@ pub async fn exchange(
         user_id: Some(user.id.clone()),
         sid: Some(session.sid.clone()),
         scope,
-        auth_time: Some(session.auth_time),
-        acr: Some(session.acr.clone()),
-        amr: session.amr.clone(),
+        auth_time: Some(assurance.auth_time),
+        acr: Some(assurance.acr.clone()),
+        amr: assurance.amr.clone(),
     };
     state.note_session_client(&session, &client, &listed).await?;
     let mut response = state.issue_tokens(&client, &grant, Some(&user), None, false).await?;

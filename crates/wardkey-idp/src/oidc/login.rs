@@ -26,6 +26,10 @@ use super::authorize::{complete, needs_words, see_other};
 /// Bounds the per-username "check in progress" marker if a node dies
 /// mid-check.
 const LOGIN_IN_FLIGHT_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a password check claimed in the store
+/// ([`wardkey_store::Store::begin_login_attempt`]) holds if its node dies
+/// before recording the outcome.
+const LOGIN_ATTEMPT_STALE: std::time::Duration = std::time::Duration::from_secs(60);
 /// How long failures of an unknown username are remembered.
 const UNKNOWN_USER_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -225,6 +229,16 @@ async fn verify_and_record(
     unknown_key: &str,
 ) -> Result<Verdict, PageError> {
     let cfg = &state.settings.password;
+    if let Some(u) = &user {
+        // Claimed in the store before the slow verification, atomically
+        // with the lock check: the in-flight marker above is only a cache
+        // entry, and a guess must never be judged against a count that a
+        // guess still under way will change.
+        let stale_before = now - LOGIN_ATTEMPT_STALE.as_secs() as i64;
+        if !state.store.begin_login_attempt(&u.id, now, cfg.lock_after, stale_before).await? {
+            return Ok(Verdict::Throttled(1));
+        }
+    }
     let stored = match &user {
         Some(u) => state.store.credential(&u.id, CredentialKind::Password).await?,
         None => None,
@@ -233,6 +247,7 @@ async fn verify_and_record(
     state.metrics.password_verify.observe(seconds);
     match user {
         Some(user) if ok => {
+            state.store.end_login_attempt(&user.id).await?;
             if user.disabled {
                 return Ok(Verdict::Disabled);
             }

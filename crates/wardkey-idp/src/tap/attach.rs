@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use wardkey_cache::Op;
 use wardkey_core::secret::{digest_b64, new_secret};
+use wardkey_core::session::Assurance;
 use wardkey_core::user::User;
 use wardkey_core::workstation::Workstation;
 use wardkey_proto::tap::UserSummary;
@@ -30,6 +31,9 @@ pub struct Attachment {
     pub user: UserSummary,
     /// Digest of the current session ticket.
     pub ticket_digest: String,
+    /// How the clinician authenticated for this attachment: what tokens
+    /// got through it say, whatever the session reached elsewhere.
+    pub assurance: Assurance,
 }
 
 /// What a session ticket opens.
@@ -41,6 +45,9 @@ pub struct Ticket {
     pub user_id: String,
     /// The only workstation that may use it.
     pub workstation_id: String,
+    /// The attachment's assurance (see [`Attachment::assurance`]), read
+    /// with the ticket by token exchange.
+    pub assurance: Assurance,
 }
 
 /// The summary a workstation shows for `user`.
@@ -54,8 +61,9 @@ impl AppState {
         Ok(get_json(self.cache.as_ref(), &keys::attachment(ws_id)).await?)
     }
 
-    /// Attach session `sid` to `ws` for `user`, replacing `previous` (whoever
-    /// the caller found there, so the hot path reads it once), together with
+    /// Attach session `sid` to `ws` for `user` at `assurance` (the check
+    /// made for this attachment), replacing `previous` (whoever the caller
+    /// found there, so the hot path reads it once), together with
     /// the caller's `extra` writes: one atomic round trip, run only if the
     /// session still exists. Returns the new ticket, or `None` when the
     /// session has ended (and nothing was written).
@@ -65,14 +73,25 @@ impl AppState {
         sid: &str,
         user: &User,
         previous: Option<&Attachment>,
+        assurance: &Assurance,
         extra: &[Op],
     ) -> Result<Option<String>, BackendError> {
         let ticket = new_ticket(sid);
         let ticket_digest = digest_b64(&ticket);
         let ttl = self.attachment_ttl(ws);
-        let record = Ticket { sid: sid.to_owned(), user_id: user.id.clone(), workstation_id: ws.id.clone() };
-        let attachment =
-            Attachment { sid: sid.to_owned(), user_id: user.id.clone(), user: summary(user), ticket_digest };
+        let record = Ticket {
+            sid: sid.to_owned(),
+            user_id: user.id.clone(),
+            workstation_id: ws.id.clone(),
+            assurance: assurance.clone(),
+        };
+        let attachment = Attachment {
+            sid: sid.to_owned(),
+            user_id: user.id.clone(),
+            user: summary(user),
+            ticket_digest,
+            assurance: assurance.clone(),
+        };
         let mut ops = Vec::with_capacity(5 + extra.len());
         if let Some(prev) = previous {
             ops.push(Op::Delete(keys::ticket(&prev.ticket_digest)));

@@ -13,6 +13,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use wardkey_core::session::Assurance;
 use wardkey_proto::tap::{KeyChallenge, KeyTap, KeyTapStart, TapResponse};
 use wardkey_store::AuthenticatorKind;
 use webauthn_rs::prelude::PublicKeyCredential;
@@ -33,7 +34,8 @@ impl From<WebauthnApiError> for TapApiError {
             | WebauthnApiError::NotSignedIn
             | WebauthnApiError::KeyNotApproved
             | WebauthnApiError::KeyModelHidden
-            | WebauthnApiError::PasskeysOff => Self::NotAllowed(e.to_string()),
+            | WebauthnApiError::PasskeysOff
+            | WebauthnApiError::SignInAgain => Self::NotAllowed(e.to_string()),
             WebauthnApiError::Unavailable => Self::Unavailable,
         }
     }
@@ -60,13 +62,13 @@ pub async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapR
         return Err(WebauthnApiError::KeyNotApproved.into());
     }
     let (acr, amr) = assurance(stored.kind);
+    // The key's level holds at this workstation alone: the session it
+    // joins keeps its own elsewhere, and a later badge tap here or at
+    // another PC resumes at badge + PIN at most.
     let session = match state.latest_session(&user.id).await? {
-        Some(s) => state.reauthenticate(&s.sid, amr.clone(), acr).await?,
-        None => None,
-    };
-    let session = match session {
         Some(s) => s,
-        None => state.create_session(&user.id, amr, acr).await?.1,
+        None => state.create_session(&user.id, amr.clone(), acr).await?.1,
     };
-    state.activate_fresh(&ws, &session, &user).await.map(Json)
+    let here = Assurance::new(acr, amr, state.now());
+    state.activate_fresh(&ws, &session, &user, &here).await.map(Json)
 }

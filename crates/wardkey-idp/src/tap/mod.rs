@@ -27,7 +27,7 @@ use wardkey_cache::Op;
 use wardkey_core::audit::AuditEvent;
 use wardkey_core::badge::{self, MAX_PIN_FAILURES};
 use wardkey_core::secret::{digest, digest_b64, random_token};
-use wardkey_core::session::{ACR_BADGE_PIN, ACR_PASSWORD, Amr, Session};
+use wardkey_core::session::{ACR_BADGE_PIN, ACR_PASSWORD, Amr, Assurance, Session};
 use wardkey_core::user::User;
 use wardkey_core::workstation::Workstation;
 use wardkey_proto::tap::{
@@ -41,7 +41,7 @@ use crate::error::{BackendError, PageError, TapApiError};
 use crate::metrics::Metrics;
 use crate::oidc::authorize::see_other;
 use crate::oidc::login::{Verdict, check_password};
-use crate::sessions::{IndexEntry, from_reply, get_json, keys, put_json, take_json, to_json};
+use crate::sessions::{Desk, IndexEntry, from_reply, get_json, keys, put_json, take_json, to_json};
 use crate::state::AppState;
 
 use attach::summary;
@@ -73,11 +73,14 @@ struct PendingTap {
     badge_digest: String,
 }
 
-/// A handoff link's target.
+/// A handoff link's target: the attachment it was made for, whose
+/// assurance the browser gets and with which its sign-in ends.
 #[derive(Debug, Serialize, Deserialize)]
 struct Handoff {
     sid: String,
     workstation_id: String,
+    ticket_digest: String,
+    assurance: Assurance,
     client_id: String,
 }
 
@@ -181,8 +184,14 @@ async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
     // one only if that has ended since (a round trip per try, off the hot
     // path).
     let checked_since = state.now() - state.settings.pin_grace(&ws.ward).as_secs() as i64;
-    for entry in sessions.iter().rev().filter(|e| e.auth_time >= checked_since) {
-        if let Some(response) = state.activate(ws, &entry.sid, &user, current.as_ref(), &seen).await? {
+    // The grace runs from the last check made with the badge at a
+    // workstation, and the tap carries that check's level, capped at
+    // badge + PIN: nothing earned in a browser or by a key tap is lent to a
+    // badge.
+    let resumable = sessions.iter().rev().filter_map(|e| Some((e, e.desk.as_ref()?)));
+    for (entry, check) in resumable.filter(|(_, check)| check.auth_time >= checked_since) {
+        let here = check.resumed_by_badge();
+        if let Some(response) = state.activate(ws, &entry.sid, &user, current.as_ref(), &here, &seen).await? {
             return Ok(Json(response));
         }
     }
@@ -220,10 +229,23 @@ async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
     if entry.pin.len() > 64 {
         return Err(TapApiError::InvalidRequest("the PIN is too long".into()));
     }
+    // Counted before the slow verification: of thirty guesses sent at once,
+    // at most the badge's remaining tries are ever judged.
+    if !state.store.begin_pin_attempt(&digest, MAX_PIN_FAILURES).await? {
+        return match state.store.badge(&digest).await? {
+            Some(b) if b.failed_pins < MAX_PIN_FAILURES => Err(TapApiError::Throttled { wait: 1 }),
+            _ => {
+                state.cache.delete(&key).await?;
+                Err(TapApiError::BadgeLocked)
+            }
+        };
+    }
     let stored = state.store.credential(&user.id, CredentialKind::Pin).await?;
     let (ok, seconds) = state.passwords.verify(stored, entry.pin).await;
     state.metrics.password_verify.observe(seconds);
-    if !ok {
+    if ok {
+        state.store.end_pin_attempt(&digest).await?;
+    } else {
         let failures = state.store.record_pin_failure(&digest).await?;
         state.directory_changed().await;
         audit(
@@ -249,16 +271,15 @@ async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
         state.store.reset_pin_failures(&user.id).await?;
         state.directory_changed().await;
     }
-    let amr = vec![Amr::Badge, Amr::Pin];
+    // The PIN is this workstation's check (and what later badge taps resume
+    // on); the session it joins keeps its level everywhere else.
+    let here = Assurance::new(ACR_BADGE_PIN, vec![Amr::Badge, Amr::Pin], state.now());
     let session = match state.latest_session(&user.id).await? {
-        Some(s) => state.reauthenticate(&s.sid, amr.clone(), ACR_BADGE_PIN).await?,
-        None => None,
-    };
-    let session = match session {
         Some(s) => s,
-        None => state.create_session(&user.id, amr, ACR_BADGE_PIN).await?.1,
+        None => state.create_session(&user.id, here.amr.clone(), ACR_BADGE_PIN).await?.1,
     };
-    state.activate_fresh(&ws, &session, &user).await.map(Json)
+    state.record_desk_check(&user.id, &session.sid, &here).await?;
+    state.activate_fresh(&ws, &session, &user, &here).await.map(Json)
 }
 
 /// `POST /tap/out`: lock, or sign out everywhere.
@@ -292,7 +313,13 @@ async fn handoff(State(state): State<AppState>, body: Bytes) -> Result<Json<Hand
         )));
     }
     let token = random_token(32);
-    let record = Handoff { sid: attachment.sid, workstation_id: ws.id, client_id: request.client_id };
+    let record = Handoff {
+        sid: attachment.sid,
+        workstation_id: ws.id,
+        ticket_digest: attachment.ticket_digest,
+        assurance: attachment.assurance,
+        client_id: request.client_id,
+    };
     put_json(state.cache.as_ref(), &keys::handoff(&digest_b64(&token)), &record, HANDOFF_TTL).await?;
     Ok(Json(HandoffResponse { url: state.url(&format!("/tap/handoff/{token}")), expires_in: HANDOFF_TTL.as_secs() }))
 }
@@ -316,12 +343,14 @@ async fn redeem_handoff(state: &AppState, token: &str) -> Result<Response, PageE
     };
     let record: Handoff =
         take_json(state.cache.as_ref(), &keys::handoff(&digest_b64(token))).await?.ok_or_else(gone)?;
-    // Still the session at that workstation: a lock or switch kills the link.
-    if state.attachment(&record.workstation_id).await?.is_none_or(|a| a.sid != record.sid) {
+    // Still the same attachment at that workstation: a lock or switch kills
+    // the link, and the browser's sign-in with it.
+    if state.attachment(&record.workstation_id).await?.is_none_or(|a| a.ticket_digest != record.ticket_digest) {
         return Err(gone());
     }
     let start = state.store.client(&record.client_id).await?.and_then(|c| c.start_url).ok_or_else(gone)?;
-    let cookie = state.add_session_cookie(&record.sid).await?.ok_or_else(gone)?;
+    let desk = Desk { workstation_id: record.workstation_id, ticket_digest: record.ticket_digest };
+    let cookie = state.add_session_cookie(&record.sid, &record.assurance, desk).await?.ok_or_else(gone)?;
     let mut response = see_other(&start);
     state.set_cookie(response.headers_mut(), CookieName::Session, &cookie);
     Ok(response)
@@ -363,9 +392,12 @@ async fn self_enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<T
         Err(e) => return Err(e.into()),
     }
     audit(&state, "badge.self_enrol", &user.username, json!({"workstation": ws.name, "ward": ws.ward})).await;
-    // The password was a real check: the clinician is signed in here.
+    // The password was a real check, made with the badge: the clinician is
+    // signed in here, and later taps of the badge resume on it.
     let (_, session) = state.create_session(&user.id, vec![Amr::Pwd, Amr::Badge], ACR_PASSWORD).await?;
-    state.activate_fresh(&ws, &session, &user).await.map(Json)
+    let here = session.assurance();
+    state.record_desk_check(&user.id, &session.sid, &here).await?;
+    state.activate_fresh(&ws, &session, &user, &here).await.map(Json)
 }
 
 /// `POST /tap/report`: the agent's measured tap-to-active time.
@@ -390,18 +422,19 @@ impl AppState {
         Ok(None)
     }
 
-    /// Attach session `sid` to `ws` (where `current` is attached now), with
-    /// the caller's `extra` writes, and answer `active` or `switched`;
-    /// `None` if the session has ended.
+    /// Attach session `sid` to `ws` (where `current` is attached now) at
+    /// `here`, with the caller's `extra` writes, and answer `active` or
+    /// `switched`; `None` if the session has ended.
     async fn activate(
         &self,
         ws: &Workstation,
         sid: &str,
         user: &User,
         current: Option<&attach::Attachment>,
+        here: &Assurance,
         extra: &[Op],
     ) -> Result<Option<TapResponse>, TapApiError> {
-        let Some(session_ticket) = self.attach(ws, sid, user, current, extra).await? else {
+        let Some(session_ticket) = self.attach(ws, sid, user, current, here, extra).await? else {
             return Ok(None);
         };
         let expires_in = self.attachment_ttl(ws).as_secs();
@@ -421,16 +454,17 @@ impl AppState {
         }
     }
 
-    /// [`AppState::activate`] with a session the caller has just created or
-    /// re-checked (PIN entry, self-enrolment).
+    /// [`AppState::activate`] with a session the caller has just checked
+    /// the clinician for (PIN entry, self-enrolment, key tap) at `here`.
     async fn activate_fresh(
         &self,
         ws: &Workstation,
         session: &Session,
         user: &User,
+        here: &Assurance,
     ) -> Result<TapResponse, TapApiError> {
         let current = self.attachment(&ws.id).await?;
-        self.activate(ws, &session.sid, user, current.as_ref(), &[])
+        self.activate(ws, &session.sid, user, current.as_ref(), here, &[])
             .await?
             .ok_or_else(|| TapApiError::Expired("the session ended while signing in; tap your badge again".into()))
     }
