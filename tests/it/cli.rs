@@ -321,6 +321,7 @@ fn bad_client_input_is_refused_with_a_reason() {
     add(&["--redirect-uri", "http://epr.example/cb"]).fails_with(&["redirect-uri", "non-loopback"]);
     add(&["--redirect-uri", "https://epr.example/cb#frag"]).fails_with(&["redirect-uri", "fragment"]);
     add(&["--redirect-uri", "javascript:alert(1)"]).fails_with(&["redirect-uri", "javascript:alert(1)"]);
+    add(&["--redirect-uri", "https://*.trust.nhs.uk/cb"]).fails_with(&["redirect-uri", "wildcard", "in full"]);
     add(&["--redirect-uri", "https://epr.example/cb", "--grant-type", "password"])
         .fails_with(&["grant-type", "\"password\" is not a grant type"]);
     add(&["--public", "--grant-type", "client_credentials"]).fails_with(&["--public", "client_credentials"]);

@@ -544,6 +544,31 @@ async fn refresh_reuse_within_the_grace_gets_the_same_answer() {
     // Nothing was revoked: the newest token still works.
     let r = refresh(&app, client, &field(&rotated, "refresh_token")).await;
     assert_eq!(r.status(), 200);
+
+    // What the cache keeps for the retry holds no token in clear.
+    let digest = wardkey_core::secret::digest_b64(&old);
+    let kept = app.state.cache.get(&wardkey_idp::sessions::keys::rotated(&digest)).await.unwrap().unwrap();
+    let kept = String::from_utf8_lossy(&kept);
+    for name in ["access_token", "refresh_token", "id_token"] {
+        assert!(!kept.contains(field(&rotated, name).as_str()), "{name} in clear in the cache: {kept}");
+    }
+}
+
+/// `refresh_reuse_grace = "0s"` means no repeat at all: a retry in the same
+/// second is a reuse, and revokes the family.
+#[tokio::test]
+async fn no_grace_means_no_replay_even_within_the_second() {
+    let app = spawn_app_with(|s| s.oidc.refresh_reuse_grace = std::time::Duration::ZERO).await;
+    app.add_user("alice").await;
+    let secret = app.add_epr("epr").await;
+    let client = ("epr", secret.as_str());
+    let first = login_and_redeem(&app, "epr", &secret, "alice").await;
+    let old = field(&first, "refresh_token");
+    let r = refresh(&app, client, &old).await;
+    assert_eq!(r.status(), 200);
+    let rotated: Value = r.json().await.unwrap();
+    assert_oauth_error(refresh(&app, client, &old).await, 400, "invalid_grant").await;
+    assert_oauth_error(refresh(&app, client, &field(&rotated, "refresh_token")).await, 400, "invalid_grant").await;
 }
 
 #[tokio::test]

@@ -174,6 +174,18 @@ pub fn validate_redirect_uri(field: &'static str, uri: &str) -> Result<(), Valid
     if parsed.fragment().is_some() {
         return Err(ValidationError::new(field, format!("{uri:?} must not contain a fragment (#…)")));
     }
+    // Redirect URIs are matched exactly (RFC 9700 §4.1.3); a `*` would be
+    // stored as a literal that no application ever sends, or mistaken by a
+    // reader for a pattern that lets any sub-domain receive codes.
+    if uri.contains('*') {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "{uri:?} contains a wildcard (*): Wardkey matches redirect URIs exactly, so register each \
+                 address in full (repeat the option for each)"
+            ),
+        ));
+    }
     let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
     match parsed.scheme() {
         "https" => Ok(()),
@@ -199,6 +211,10 @@ mod tests {
         assert!(validate_redirect_uri("redirect-uri", "http://evil.example/cb").is_err());
         assert!(validate_redirect_uri("redirect-uri", "https://epr.example/cb#x").is_err());
         assert!(validate_redirect_uri("redirect-uri", "javascript:alert(1)").is_err());
+        for wildcard in ["https://*.trust.nhs.uk/cb", "https://epr.trust.nhs.uk/*", "https://epr.example/cb?x=*"] {
+            let err = validate_redirect_uri("redirect-uri", wildcard).unwrap_err();
+            assert!(err.to_string().contains("wildcard"), "{err}");
+        }
     }
 
     #[test]

@@ -13,7 +13,6 @@ use wardkey_cache::{Cache, CacheResult, Op, Reply};
 use wardkey_core::client::Client;
 use wardkey_core::secret::{digest, digest_b64, matches_digest, new_secret, random_token};
 use wardkey_core::session::{Amr, Assurance, Session};
-use wardkey_proto::oauth::TokenResponse;
 use wardkey_store::NewLogoutNotice;
 
 use crate::state::AppState;
@@ -136,8 +135,12 @@ pub struct RotatedRecord {
     pub gid: String,
     /// When it was rotated.
     pub rotated_at: i64,
-    /// The response given then, replayed within the grace period.
-    pub response: TokenResponse,
+    /// The response given then, replayed within the grace period, sealed
+    /// with a key only the rotated token itself yields
+    /// ([`crate::grants::refresh_token`]): the cache never holds a usable
+    /// token in clear. `None` when there is no grace (`"0s"`), or once the
+    /// grace has passed.
+    pub sealed: Option<String>,
 }
 
 /// A session as kept in the cache: the session plus the browsers that hold

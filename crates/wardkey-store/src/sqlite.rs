@@ -72,7 +72,7 @@ impl SqliteStore {
             // waiting, so keep exactly one connection open for good.
             SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
         } else {
-            create_parent_dir(options.get_filename())?;
+            create_private_file(options.get_filename())?;
             SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS)
         };
 
@@ -97,14 +97,36 @@ fn is_in_memory(url: &str) -> bool {
     database == ":memory:" || params.split('&').any(|param| param == "mode=memory")
 }
 
-fn create_parent_dir(path: &std::path::Path) -> StoreResult<()> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir).map_err(|e| {
+/// Create the database file's directory (0700) and the file itself (0600)
+/// before SQLite opens it, and tighten an existing file to 0600: it holds
+/// the signing keys, the badge key and every credential hash, and SQLite
+/// gives its `-wal` and `-shm` files the database file's mode. A directory
+/// that already exists is left as the operator made it.
+fn create_private_file(path: &std::path::Path) -> StoreResult<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let failed = |what: &str, e: std::io::Error| {
+        StoreError::Backend(sqlx::Error::Configuration(format!("cannot {what} {}: {e}", path.display()).into()))
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| {
             StoreError::Backend(sqlx::Error::Configuration(
                 format!("cannot create directory {}: {e}", dir.display()).into(),
             ))
-        }),
-        _ => Ok(()),
+        })?;
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            for suffix in ["", "-wal", "-shm"] {
+                let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+                if file.exists() {
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                        .map_err(|e| failed("restrict the permissions of", e))?;
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(failed("create", e)),
     }
 }
 

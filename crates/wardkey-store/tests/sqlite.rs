@@ -55,6 +55,30 @@ async fn open_creates_parent_directories_and_uses_wal() {
     assert_eq!(mode, "wal");
 }
 
+/// The database holds the signing keys, the badge key and every
+/// credential hash: its directory is 0700 when Wardkey creates it, and the
+/// database with its WAL files 0600 whatever the umask, also when an older
+/// install left them readable.
+#[tokio::test]
+async fn the_database_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data/wardkey.db");
+    let store = SqliteStore::open(&file_url(&path)).await.unwrap();
+    store.create_user(&suite::new_user("ivy"), None, 1).await.unwrap();
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    assert_eq!(mode(&path), 0o600);
+    let wal = dir.path().join("data/wardkey.db-wal");
+    assert_eq!(mode(&wal), 0o600);
+    store.close().await;
+    // An install from before: world-readable files are tightened on open.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = SqliteStore::open(&file_url(&path)).await.unwrap();
+    store.ping().await.unwrap();
+    assert_eq!(mode(&path), 0o600);
+}
+
 #[tokio::test]
 async fn store_trait_object_via_open() {
     let dir = tempfile::tempdir().unwrap();
