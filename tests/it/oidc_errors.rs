@@ -778,6 +778,35 @@ async fn logout_refuses_an_access_token_as_id_token_hint() {
     assert_eq!(userinfo(&app, &access).await.status(), 200, "the session is still live");
 }
 
+/// RP-Initiated Logout §2: an ID token for a session this browser does
+/// not hold (replayed by whoever kept it, or sent from another device)
+/// ends nothing without asking; the person's confirmation does.
+#[tokio::test]
+async fn logout_with_a_hint_for_a_session_elsewhere_asks_first() {
+    let app = spawn_app().await;
+    app.add_user("alice").await;
+    let secret = app.add_epr("epr").await;
+    let tokens = login_and_redeem(&app, "epr", &secret, "alice").await;
+    let id_token = field(&tokens, "id_token");
+    let access = field(&tokens, "access_token");
+    let elsewhere = no_redirects(true);
+    let r = elsewhere.get(app.url("/logout")).query(&[("id_token_hint", id_token.as_str())]).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Sign out of Wardkey?"), "{page}");
+    assert_eq!(userinfo(&app, &access).await.status(), 200, "nothing ended without asking");
+    let csrf = hidden_input(&page, "csrf");
+    let hint = hidden_input(&page, "id_token_hint");
+    let r = elsewhere
+        .post(app.url("/logout"))
+        .form(&[("csrf", csrf.as_str()), ("confirm", "yes"), ("id_token_hint", hint.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(userinfo(&app, &access).await.status(), 401, "confirmed: the session has ended");
+}
+
 /// Percent-encode a query value.
 fn url_encode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()

@@ -225,3 +225,35 @@ async fn anonymous_authorize_requests_cannot_fill_the_memory() {
     let _ = child.wait();
     assert!(grown <= 16 << 20, "grew by {} MB", grown >> 20);
 }
+
+/// A client that trickles its headers (slowloris) or its body is cut off:
+/// the connection is closed after `server.header_read_timeout`, and a body
+/// that never arrives is answered 408 after `server.request_timeout`.
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|s| {
+        s.server.header_read_timeout = Duration::from_secs(1);
+        s.server.request_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let address = app.base.trim_start_matches("http://").to_string();
+    // Headers begun and never finished.
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: wardkey\r\nX-Slow: ").await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), slow.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server closed the connection");
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"), "{}", String::from_utf8_lossy(&answer));
+    // A body promised and never sent.
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(
+        b"POST /token HTTP/1.1\r\nHost: wardkey\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant",
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(20), slow.read(&mut answer)).await.unwrap().unwrap();
+    let head = String::from_utf8_lossy(&answer[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+}

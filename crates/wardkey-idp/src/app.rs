@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -75,6 +75,12 @@ pub fn router(state: AppState) -> Router {
         .merge(ops)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        // A request that takes too long (a body trickled in) is answered
+        // 408 and its connection's memory freed.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.settings.server.request_timeout,
+        ))
         // RFC 9700 §4.16: no page of ours may be framed.
         .layer(static_header(
             header::CONTENT_SECURITY_POLICY,
@@ -190,15 +196,26 @@ impl Application {
         });
         tracing::info!(address = %self.address, issuer = %self.state.issuer, "wardkey listening");
         let service = self.router.into_make_service();
+        // Headers must arrive within the limit (hyper enforces it only with
+        // a timer set), so a trickling client cannot hold a connection.
+        let header_timeout = self.state.settings.server.header_read_timeout;
+        let limit = |builder: &mut hyper_util::server::conn::auto::Builder<_>| {
+            builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+            builder.http2().timer(hyper_util::rt::TokioTimer::new());
+        };
         match self.tls {
             Some((cert, key)) => {
                 let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
                     .await
                     .with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))?;
-                axum_server::from_tcp_rustls(self.listener, config).handle(handle).serve(service).await?;
+                let mut server = axum_server::from_tcp_rustls(self.listener, config).handle(handle);
+                limit(server.http_builder());
+                server.serve(service).await?;
             }
             None => {
-                axum_server::from_tcp(self.listener).handle(handle).serve(service).await?;
+                let mut server = axum_server::from_tcp(self.listener).handle(handle);
+                limit(server.http_builder());
+                server.serve(service).await?;
             }
         }
         cancel.cancel();

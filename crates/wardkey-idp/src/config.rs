@@ -190,6 +190,15 @@ pub struct ServerSettings {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// How long a client may take to send a request's headers: a client
+    /// that trickles them (slowloris) would otherwise hold a connection,
+    /// and its memory, for ever.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long one request may take, body included, before it is answered
+    /// 408 and dropped.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 impl Default for ServerSettings {
@@ -199,6 +208,8 @@ impl Default for ServerSettings {
             public_url: "http://127.0.0.1:8080".into(),
             tls_cert: None,
             tls_key: None,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -465,6 +476,14 @@ impl Settings {
 
     /// Check values that parsed but would not work.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("server.header_read_timeout", self.server.header_read_timeout),
+            ("server.request_timeout", self.server.request_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be more than 0s, like \"10s\""));
+            }
+        }
         self.server.listen.parse::<SocketAddr>().map_err(|_| {
             invalid("server.listen", format!("{:?} is not a socket address like 127.0.0.1:8080", self.server.listen))
         })?;

@@ -1,8 +1,11 @@
 //! RP-Initiated Logout 1.0.
 //!
-//! With a valid `id_token_hint` (signed by us, any age) the session ends at
-//! once. Without one, the person is asked to confirm, so a third-party page
-//! cannot sign a clinician out. A `post_logout_redirect_uri` is honoured only
+//! With a valid `id_token_hint` (signed by us, any age) for the session this
+//! browser holds, that session ends at once. Without one, or with one for a
+//! session the browser does not hold, the person is asked to confirm
+//! (RP-Initiated Logout §2: the OP MUST ask when the ID token "does not
+//! belong to the current OP session"), so neither a third-party page nor
+//! anyone holding an old ID token can sign a clinician out elsewhere. A `post_logout_redirect_uri` is honoured only
 //! when it exactly matches one registered for the client the hint (or
 //! `client_id`) names; anything else shows a page and never redirects.
 
@@ -114,13 +117,19 @@ async fn logout(
             (Some(f), Some(c)) if constant_time_eq(f, c)
         );
     let current = current_session(state, headers).await?;
-    if hint.is_none() && !confirmed {
-        if current.is_none() {
+    let hint_sid = hint.as_ref().and_then(|c| c.get("sid")).and_then(Value::as_str);
+    let this_browsers = hint_sid.is_some() && current.as_ref().map(|s| s.sid.as_str()) == hint_sid;
+    if !this_browsers && !confirmed {
+        let hinted_alive = match hint_sid {
+            Some(sid) => state.session_alive(sid).await?,
+            None => false,
+        };
+        if current.is_none() && !hinted_alive {
             return Ok(finish(redirect.as_deref(), params.get("state")));
         }
         let csrf = random_token(32);
         let mut hidden = Vec::new();
-        for name in ["post_logout_redirect_uri", "client_id", "state"] {
+        for name in ["id_token_hint", "post_logout_redirect_uri", "client_id", "state"] {
             if let Some(v) = params.get(name) {
                 hidden.push((name, v));
             }
