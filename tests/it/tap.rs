@@ -363,6 +363,27 @@ async fn handoff_link_opens_the_browser_once() {
     // No start URL registered: a clear refusal.
     let r = ws.send(&app, "/tap/handoff", json!({"client_id": "nosuch"})).await;
     assert_eq!(error_code(r, 400).await, "invalid_request");
+
+    // The clinician taps out (lock): the browser's sign-in ends with the
+    // attachment, so the next clinician's web EPR does not open as Ivy.
+    assert_eq!(ws.call(&app, "/tap", json!({"badge": "1717"})).await["state"], "locked");
+    let (authorize, _) = authorize_url(&app, "webepr", &[("prompt", "none")]);
+    let back = url::Url::parse(&location(&browser.get(&authorize).send().await.unwrap())).unwrap();
+    assert_eq!(query_param(&back, "error").as_deref(), Some("login_required"), "{back}");
+    // Tapping back in makes a new attachment: the old browser stays out.
+    assert_eq!(ws.call(&app, "/tap", json!({"badge": "1717"})).await["state"], "active");
+    let back = url::Url::parse(&location(&browser.get(&authorize).send().await.unwrap())).unwrap();
+    assert_eq!(query_param(&back, "error").as_deref(), Some("login_required"), "{back}");
+    // A switch to another clinician ends a new handoff's browser too.
+    let handoff = ws.call(&app, "/tap/handoff", json!({"client_id": "webepr"})).await;
+    let second = no_redirects(true);
+    assert_eq!(second.get(handoff["url"].as_str().unwrap()).send().await.unwrap().status(), 303);
+    let back = url::Url::parse(&location(&second.get(&authorize).send().await.unwrap())).unwrap();
+    assert!(query_param(&back, "code").is_some(), "{back}");
+    enrol_badge(&app, "jay", "1818").await;
+    tap_in(&app, &ws, "1818").await;
+    let back = url::Url::parse(&location(&second.get(&authorize).send().await.unwrap())).unwrap();
+    assert_eq!(query_param(&back, "error").as_deref(), Some("login_required"), "{back}");
 }
 
 #[tokio::test]
