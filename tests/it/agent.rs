@@ -206,3 +206,30 @@ async fn an_unknown_badge_can_be_self_enrolled_from_the_agent() {
     assert_eq!(info.state, WorkstationState::Active);
     assert_eq!(info.user.unwrap().username, "nia");
 }
+
+/// Any program on the PC can ask the broker for a token. Asking for an
+/// application that needs a stronger sign-in than the clinician made here
+/// is refused in words and leaves the PC unlocked: only a refusal of the
+/// session itself locks it.
+#[tokio::test]
+async fn a_token_refused_for_a_strict_application_does_not_lock_the_pc() {
+    let app = spawn_app().await;
+    enrol_badge(&app, "abe", "0A0B0A0B").await;
+    app.add_client("epr", Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
+    app.add_client("prescribing", Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
+    let strict = app.state.store.client("prescribing").await.unwrap().unwrap();
+    app.state.store.remove_client("prescribing").await.unwrap();
+    let strict = wardkey_core::client::Client { min_acr: Some("urn:wardkey:acr:security-key".into()), ..strict };
+    app.state.store.create_client(&strict).await.unwrap();
+    app.sync_directory().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, _) = enrolled_agent(&app, dir.path()).await;
+    assert_eq!(agent.handle_tap("0A0B0A0B").await.unwrap().state, WorkstationState::PinRequired);
+    agent.submit_pin(secrecy::SecretString::from(PIN.to_string())).await.unwrap();
+    for _ in 0..3 {
+        let refused = agent.token("prescribing").await.unwrap_err();
+        assert!(refused.to_string().contains("stronger sign-in"), "{refused}");
+    }
+    assert_eq!(agent.state().state, WorkstationState::Active, "still unlocked");
+    assert!(agent.token("epr").await.is_ok(), "other applications still get tokens");
+}

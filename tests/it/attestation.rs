@@ -456,7 +456,7 @@ async fn a_security_key_tap_steps_a_badge_session_up_at_the_workstation() {
     // Badge and PIN: not enough for this application.
     let ticket = crate::tap::tap_in(&app, &ws, "5EA1").await;
     let r = ws.exchange(&app, &ticket, "prescribing").await;
-    assert_oauth_error(r, 400, "invalid_grant").await;
+    assert_oauth_error(r, 400, "insufficient_user_authentication").await;
 
     let mut key = badge.soft_key(&rae.id);
     let challenge = ws.call(&app, "/tap/key/start", json!({})).await;
@@ -540,7 +540,9 @@ async fn assurance_stays_at_the_place_it_was_earned() {
     let answer = ws2.call(&app, "/tap", json!({"badge": "50L0"})).await;
     assert_eq!(answer["state"], "active", "{answer}");
     let ticket2 = answer["session_ticket"].as_str().unwrap().to_string();
-    let refused = assert_oauth_error(ws2.exchange(&app, &ticket2, "prescribing").await, 400, "invalid_grant").await;
+    let refused =
+        assert_oauth_error(ws2.exchange(&app, &ticket2, "prescribing").await, 400, "insufficient_user_authentication")
+            .await;
     assert!(refused["error_description"].as_str().unwrap().contains("security key"), "{refused}");
     let r = ws2.exchange(&app, &ticket2, "results").await;
     assert_eq!(r.status(), 200);

@@ -499,7 +499,7 @@ async fn a_clients_minimum_acr_applies_to_every_sign_in_and_token_exchange() {
     let ws = TestWorkstation::enrol(&app, "pc", "Ward 11").await;
     let ticket = tap_in(&app, &ws, "5EA1").await;
     let r = ws.exchange(&app, &ticket, "prescribing").await;
-    let body = assert_oauth_error(r, 400, "invalid_grant").await;
+    let body = assert_oauth_error(r, 400, "insufficient_user_authentication").await;
     assert!(body["error_description"].as_str().unwrap().contains("security key"), "{body}");
 }
 

@@ -53,6 +53,13 @@ pub enum OAuthError {
     /// RFC 8693 §2.2.2: the audience is not a client we issue tokens for.
     #[error("invalid_target: {0}")]
     InvalidTarget(String),
+    /// The authentication behind the grant is weaker than the client needs
+    /// (the code of RFC 9470 §3). Not `invalid_grant`: the grant itself is
+    /// good, and a workstation agent locks the PC on `invalid_grant`, which
+    /// any local program could otherwise trigger by asking for a token for
+    /// a strict application.
+    #[error("insufficient_user_authentication: {0}")]
+    InsufficientUserAuthentication(String),
     /// RFC 7009 §2.2.1: a `token_type_hint` we cannot revoke.
     #[error("unsupported_token_type: {0}")]
     UnsupportedTokenType(String),
@@ -75,6 +82,7 @@ impl OAuthError {
             Self::InvalidScope(_) => "invalid_scope",
             Self::UnsupportedTokenType(_) => "unsupported_token_type",
             Self::InvalidTarget(_) => "invalid_target",
+            Self::InsufficientUserAuthentication(_) => "insufficient_user_authentication",
             Self::TemporarilyUnavailable(_) => "temporarily_unavailable",
             Self::Server(_) => "server_error",
         }
@@ -135,7 +143,8 @@ impl IntoResponse for OAuthError {
             | Self::UnsupportedGrantType(d)
             | Self::InvalidScope(d)
             | Self::UnsupportedTokenType(d)
-            | Self::InvalidTarget(d) => (StatusCode::BAD_REQUEST, d.clone()),
+            | Self::InvalidTarget(d)
+            | Self::InsufficientUserAuthentication(d) => (StatusCode::BAD_REQUEST, d.clone()),
         };
         let mut response =
             (status, Json(json!({"error": self.code(), "error_description": description}))).into_response();

@@ -118,7 +118,7 @@ pub async fn exchange(
     // reached elsewhere (another PC's key tap, a browser's step-up).
     let assurance = &ticket.assurance;
     if !acr_meets(&assurance.acr, client.min_acr.as_deref()) {
-        return Err(OAuthError::InvalidGrant(format!(
+        return Err(OAuthError::InsufficientUserAuthentication(format!(
             "{audience:?} needs a stronger sign-in than this workstation's ({}): tap your security key here",
             assurance.acr
         )));
