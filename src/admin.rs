@@ -235,7 +235,26 @@ pub async fn user(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyh
                 )
             });
         }
-        UserCommand::Keys { username } => {
+        UserCommand::Keys { username, enable: Some(id) } => {
+            let raw = decode_key_id(&id)?;
+            let id = URL_SAFE_NO_PAD.encode(&raw);
+            let store = open_store(settings).await?;
+            let user = find_user(store.as_ref(), &username).await?;
+            let key = store.webauthn_credentials(&user.id).await?.into_iter().find(|k| k.id == raw).ok_or_else(|| {
+                anyhow!(
+                    "user {username:?} has no passkey or security key with id {id:?}; `wardkey user keys {username}` lists theirs"
+                )
+            })?;
+            if key.suspended_at.is_none() {
+                bail!("key {id:?} of {username:?} is not suspended; nothing to do");
+            }
+            store.set_webauthn_suspended(&user.id, &raw, None).await?;
+            audit(store.as_ref(), "webauthn.reenabled", &username, json!({"credential": id, "name": key.name})).await?;
+            print(json_out, json!({"username": username, "id": id, "enabled": true}), || {
+                format!("key {id} of {username} is turned back on")
+            });
+        }
+        UserCommand::Keys { username, enable: None } => {
             let store = open_store(settings).await?;
             let user = find_user(store.as_ref(), &username).await?;
             let keys = store.webauthn_credentials(&user.id).await?;
@@ -243,7 +262,7 @@ pub async fn user(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyh
                 .iter()
                 .map(|k| {
                     json!({"id": URL_SAFE_NO_PAD.encode(&k.id), "kind": k.kind.as_str(), "name": k.name,
-                        "created_at": k.created_at, "last_used_at": k.last_used_at})
+                        "created_at": k.created_at, "last_used_at": k.last_used_at, "suspended_at": k.suspended_at})
                 })
                 .collect();
             print(json_out, json!(rows), || {
@@ -253,8 +272,12 @@ pub async fn user(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyh
                 keys.iter()
                     .map(|k| {
                         let last_used = k.last_used_at.map_or_else(|| "never used".to_string(), show_time);
+                        let suspended = k
+                            .suspended_at
+                            .map(|at| format!("\tSUSPENDED since {} (possibly copied)", show_time(at)))
+                            .unwrap_or_default();
                         format!(
-                            "{}\t{}\t{}\t{}\t{last_used}",
+                            "{}\t{}\t{}\t{}\t{last_used}{suspended}",
                             URL_SAFE_NO_PAD.encode(&k.id),
                             k.kind.as_str(),
                             if k.name.is_empty() { "-".to_string() } else { one_line(&k.name) },

@@ -184,10 +184,16 @@ pub enum UserCommand {
         #[arg(long, default_value = "24h", value_name = "DURATION")]
         valid_for: String,
     },
-    /// List a user's passkeys and security keys.
+    /// List a user's passkeys and security keys, or turn a suspended one
+    /// back on.
     Keys {
         /// Login name.
         username: String,
+        /// Turn this suspended key back on (a key is suspended when its
+        /// signature counter goes backwards: check that it is the person's
+        /// own and not a copy first). The id as the list shows it.
+        #[arg(long, value_name = "ID", allow_hyphen_values = true)]
+        enable: Option<String>,
     },
     /// Remove one of a user's passkeys or security keys (a lost or stolen one).
     RemoveKey {

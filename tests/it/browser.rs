@@ -200,8 +200,20 @@ async fn passkeys_and_security_keys_in_a_real_browser() {
     assert!(said.as_str().unwrap().contains("may have been copied"), "{said}");
     let audit = app.state.store.recent_audit(100).await.unwrap();
     assert!(audit.iter().any(|e| e.event == "webauthn.cloned_suspected"));
+    // The key is suspended, not just refused once: even with its counter
+    // mended it signs nobody in until the service desk turns it back on.
+    let suspended = app.state.store.webauthn_credential(&stored.id).await.unwrap().unwrap();
+    assert!(suspended.suspended_at.is_some(), "suspended");
     data["cred"]["counter"] = 0.into();
     app.state.store.update_webauthn_credential(&stored.id, &data.to_string(), 0).await.unwrap();
+    page.eval(
+        "document.getElementById('passkey-error').hidden = true; \
+               document.querySelector('#passkey-sign-in button').click(); true",
+    )
+    .await
+    .unwrap();
+    page.wait_for("document.getElementById('passkey-error').innerText.includes('suspended')").await;
+    app.state.store.set_webauthn_suspended(&nia.id, &stored.id, None).await.unwrap();
     // With the counter mended, the passkey verifies but is below what the
     // application asked for: refused, in words.
     page.eval(

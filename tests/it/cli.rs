@@ -975,7 +975,33 @@ fn webauthn_key(id: &[u8], user_id: &str, kind: AuthenticatorKind, name: &str, c
         data: r#"{"cred":{"counter":0,"public_key":"SECRET-LOOKING-KEY-DATA"}}"#.to_string(),
         created_at,
         last_used_at: None,
+        suspended_at: None,
     }
+}
+
+/// A key suspended for a signature counter that went backwards shows as
+/// such, and `user keys USER --enable ID` turns it back on, once, audited.
+#[tokio::test]
+async fn user_keys_enable_turns_a_suspended_key_back_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    wardkey(dir, &["user", "add", "alice"], None).ok();
+    let store = cli_store(dir).await;
+    let alice = store.user_by_username("alice").await.unwrap().unwrap();
+    let key = webauthn_key(&[0x0c; 20], &alice.id, AuthenticatorKind::Passkey, "Phone", 1_700_000_000);
+    store.add_webauthn_credential(&key).await.unwrap();
+    let id = URL_SAFE_NO_PAD.encode(&key.id);
+    wardkey(dir, &["user", "keys", "alice", "--enable", &id], None).fails_with(&["not suspended"]);
+    store.set_webauthn_suspended(&alice.id, &key.id, Some(1_700_000_500)).await.unwrap();
+    let listed = wardkey(dir, &["user", "keys", "alice"], None).ok().stdout;
+    assert!(listed.contains("SUSPENDED since 2023-11-14"), "{listed}");
+    assert_eq!(wardkey(dir, &["user", "keys", "alice", "--json"], None).ok().json()[0]["suspended_at"], 1_700_000_500);
+    wardkey(dir, &["user", "keys", "alice", "--enable", "AAAA"], None).fails_with(&["no passkey or security key"]);
+    let out = wardkey(dir, &["user", "keys", "alice", "--enable", &id], None).ok().stdout;
+    assert!(out.contains("turned back on"), "{out}");
+    assert_eq!(store.webauthn_credential(&key.id).await.unwrap().unwrap().suspended_at, None);
+    let audit = store.recent_audit(10).await.unwrap();
+    assert!(audit.iter().any(|e| e.event == "webauthn.reenabled" && e.detail["credential"] == id.as_str()));
 }
 
 /// `user keys` lists a user's own passkeys and security keys, oldest
@@ -1013,8 +1039,9 @@ async fn user_keys_and_remove_key() {
         listed,
         json!([
             {"id": yubikey_id, "kind": "security_key", "name": "Blue YubiKey", "created_at": 1_700_000_000,
-                "last_used_at": 1_700_003_600},
-            {"id": phone_id, "kind": "passkey", "name": "Phone", "created_at": 1_700_000_100, "last_used_at": null},
+                "last_used_at": 1_700_003_600, "suspended_at": null},
+            {"id": phone_id, "kind": "passkey", "name": "Phone", "created_at": 1_700_000_100, "last_used_at": null,
+                "suspended_at": null},
         ])
     );
     let human = wardkey(dir, &["user", "keys", "alice"], None).ok();

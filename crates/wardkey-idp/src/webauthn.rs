@@ -368,6 +368,7 @@ async fn register_finish(
         data: key.encode(),
         created_at: state.now(),
         last_used_at: None,
+        suspended_at: None,
     };
     match state.store.add_webauthn_credential(&credential).await {
         Ok(()) => {}
@@ -533,6 +534,10 @@ async fn login_finish(State(state): State<AppState>, headers: HeaderMap, body: B
     }
 }
 
+/// What a suspended key's holder is told.
+const SUSPENDED: &str = "this key is suspended because it may have been copied; the IT service desk can check it and \
+                         turn it back on";
+
 /// A verified key: the ceremony it answered, its owner and its record.
 pub(crate) type Verified = (Login, User, WebauthnCredential);
 
@@ -558,6 +563,9 @@ pub(crate) async fn verify_assertion(
     if user.disabled {
         return Err(WebauthnApiError::Refused("this account is disabled; call the IT service desk".into()));
     }
+    if stored.suspended_at.is_some() {
+        return Err(WebauthnApiError::Refused(SUSPENDED.into()));
+    }
     let mut key = StoredKey::decode(&stored).ok_or_else(unknown)?;
     stored.kind = effective_kind(state, &stored, &key);
     let answered = login.state.clone();
@@ -568,8 +576,12 @@ pub(crate) async fn verify_assertion(
     let result = match verified {
         Ok(r) => r,
         Err(WebauthnError::CredentialPossibleCompromise) => {
+            // Suspended, not just refused: the copy and the original must
+            // both stop working until someone has looked (WebAuthn L2
+            // §6.1.1 leaves the response to the relying party's policy).
             let id = URL_SAFE_NO_PAD.encode(&stored.id);
-            audit(state, "webauthn.cloned_suspected", &user, json!({"credential": id})).await;
+            state.store.set_webauthn_suspended(&user.id, &stored.id, Some(state.now())).await?;
+            audit(state, "webauthn.cloned_suspected", &user, json!({"credential": id, "suspended": true})).await;
             return Err(WebauthnApiError::Refused(
                 "this key's signature counter went backwards, so it may have been copied; it cannot be used \
                  until the IT service desk has checked it"

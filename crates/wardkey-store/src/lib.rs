@@ -132,6 +132,9 @@ pub struct WebauthnCredential {
     pub created_at: i64,
     /// When it last signed someone in (Unix seconds), if ever.
     pub last_used_at: Option<i64>,
+    /// Since when it signs nobody in, if suspended (a signature counter
+    /// that went backwards: possibly copied).
+    pub suspended_at: Option<i64>,
 }
 
 /// A back-channel logout to deliver (OIDC Back-Channel Logout 1.0). Kept in
@@ -305,6 +308,9 @@ pub trait Store: Send + Sync + 'static {
     /// user holds a credential with this id, so nobody removes another
     /// user's.
     async fn remove_webauthn_credential(&self, user_id: &str, id: &[u8]) -> StoreResult<()>;
+    /// Suspend a user's credential since `at`, or lift its suspension
+    /// (`None`). `NotFound` if the user has no such credential.
+    async fn set_webauthn_suspended(&self, user_id: &str, id: &[u8], at: Option<i64>) -> StoreResult<()>;
 
     /// Record an invite whose token has SHA-256 `digest`, for `user_id`,
     /// valid until `expires_at`. Invites that expired before `now` are

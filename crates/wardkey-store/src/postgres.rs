@@ -772,7 +772,7 @@ impl Store for PostgresStore {
         storable_import("webauthn credential", "name", &credential.name)?;
         storable_import("webauthn credential", "data", &credential.data)?;
         sqlx::query(&format!(
-            "INSERT INTO webauthn_credentials ({WEBAUTHN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            "INSERT INTO webauthn_credentials ({WEBAUTHN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         ))
         .bind(&credential.id)
         .bind(&credential.user_id)
@@ -781,6 +781,7 @@ impl Store for PostgresStore {
         .bind(&credential.data)
         .bind(credential.created_at)
         .bind(credential.last_used_at)
+        .bind(credential.suspended_at)
         .execute(&self.pool)
         .await
         .map_err(|e| match e {
@@ -822,6 +823,22 @@ impl Store for PostgresStore {
         let done = sqlx::query("UPDATE webauthn_credentials SET data = $1, last_used_at = $2 WHERE id = $3")
             .bind(data)
             .bind(used_at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("webauthn credential".to_string()));
+        }
+        Ok(())
+    }
+
+    async fn set_webauthn_suspended(&self, user_id: &str, id: &[u8], at: Option<i64>) -> StoreResult<()> {
+        if names_nothing(user_id) {
+            return Err(StoreError::NotFound("webauthn credential".to_string()));
+        }
+        let done = sqlx::query("UPDATE webauthn_credentials SET suspended_at = $1 WHERE user_id = $2 AND id = $3")
+            .bind(at)
+            .bind(user_id)
             .bind(id)
             .execute(&self.pool)
             .await?;

@@ -34,7 +34,7 @@ pub(crate) const WORKSTATION_COLUMNS: &str = "id, name, ward, public_key, enable
 /// The `badges` columns [`badge_from_row`] reads, in the order inserts bind them.
 pub(crate) const BADGE_COLUMNS: &str = "digest, user_id, failed_pins, created_at";
 /// The `webauthn_credentials` columns [`webauthn_credential_from_row`] reads, in the order inserts bind them.
-pub(crate) const WEBAUTHN_COLUMNS: &str = "id, user_id, kind, name, data, created_at, last_used_at";
+pub(crate) const WEBAUTHN_COLUMNS: &str = "id, user_id, kind, name, data, created_at, last_used_at, suspended_at";
 /// The `logout_outbox` columns [`logout_notice_from_row`] reads.
 pub(crate) const LOGOUT_COLUMNS: &str = "id, client_id, sub, sid, attempts, created_at";
 /// The `audit_log` columns [`audit_from_row`] reads, in the order inserts bind them.
@@ -293,6 +293,7 @@ where
         data: column(row, T, "data")?,
         created_at: column(row, T, "created_at")?,
         last_used_at: column(row, T, "last_used_at")?,
+        suspended_at: column(row, T, "suspended_at")?,
     })
 }
 

@@ -742,7 +742,7 @@ impl Store for SqliteStore {
     }
 
     async fn add_webauthn_credential(&self, credential: &WebauthnCredential) -> StoreResult<()> {
-        sqlx::query(&format!("INSERT INTO webauthn_credentials ({WEBAUTHN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"))
+        sqlx::query(&format!("INSERT INTO webauthn_credentials ({WEBAUTHN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"))
             .bind(&credential.id)
             .bind(&credential.user_id)
             .bind(credential.kind.as_str())
@@ -750,6 +750,7 @@ impl Store for SqliteStore {
             .bind(&credential.data)
             .bind(credential.created_at)
             .bind(credential.last_used_at)
+            .bind(credential.suspended_at)
             .execute(&self.pool)
             .await
             .map_err(|e| match e {
@@ -787,6 +788,19 @@ impl Store for SqliteStore {
         let done = sqlx::query("UPDATE webauthn_credentials SET data = ?, last_used_at = ? WHERE id = ?")
             .bind(data)
             .bind(used_at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("webauthn credential".to_string()));
+        }
+        Ok(())
+    }
+
+    async fn set_webauthn_suspended(&self, user_id: &str, id: &[u8], at: Option<i64>) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE webauthn_credentials SET suspended_at = ? WHERE user_id = ? AND id = ?")
+            .bind(at)
+            .bind(user_id)
             .bind(id)
             .execute(&self.pool)
             .await?;

@@ -84,6 +84,7 @@ pub fn webauthn(id: &[u8], user_id: &str, kind: AuthenticatorKind, created_at: i
         data: format!(r#"{{"cred":{{"counter":0,"made":{created_at}}}}}"#),
         created_at,
         last_used_at: None,
+        suspended_at: None,
     }
 }
 
@@ -580,6 +581,16 @@ pub async fn webauthn_credentials(store: &dyn Store) {
     assert_eq!(store.webauthn_credential(&phone.id).await.unwrap(), Some(phone.clone()), "others untouched");
     let err = store.update_webauthn_credential(&[0xee; 16], counted, 101).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+    // Suspension (a counter that went backwards) and its lifting, by the
+    // owner's id only.
+    store.set_webauthn_suspended(&alice.id, &yubikey.id, Some(150)).await.unwrap();
+    let suspended = WebauthnCredential { suspended_at: Some(150), ..used.clone() };
+    assert_eq!(store.webauthn_credential(&yubikey.id).await.unwrap(), Some(suspended));
+    let err = store.set_webauthn_suspended(&bob.id, &yubikey.id, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    store.set_webauthn_suspended(&alice.id, &yubikey.id, None).await.unwrap();
+    assert_eq!(store.webauthn_credential(&yubikey.id).await.unwrap(), Some(used.clone()));
 
     // Only the owner removes a credential, once.
     let err = store.remove_webauthn_credential(&bob.id, &phone.id).await.unwrap_err();
