@@ -617,6 +617,12 @@ pub async fn badge(settings: &Settings, cmd: BadgeCommand, json_out: bool) -> an
             } else {
                 store.revoke_user_badges(&user.id).await?
             };
+            // A revoked badge (lost, stolen, copied) must not leave a PC
+            // open: the servers end the user's sessions, which locks every
+            // ward PC holding one (their desk channels).
+            if revoked > 0 {
+                store.request_session_revocation(&user.id, SystemClock.now()).await?;
+            }
             audit(store.as_ref(), "badge.revoke", &username, json!({"revoked": revoked})).await?;
             print(json_out, json!({"username": username, "revoked": revoked}), || {
                 format!("revoked {revoked} badge(s) of {username}")

@@ -233,3 +233,64 @@ async fn a_token_refused_for_a_strict_application_does_not_lock_the_pc() {
     assert_eq!(agent.state().state, WorkstationState::Active, "still unlocked");
     assert!(agent.token("epr").await.is_ok(), "other applications still get tokens");
 }
+
+/// Issue 12's "revocation never reaches the desk": the agent's run loop
+/// holds the desk channel open, and whatever ends the session elsewhere
+/// locks the ward PC within seconds, with no tap and no token request:
+/// `wardkey session revoke`, `user disable`, `badge revoke` and
+/// `workstation disable`, each run as the real CLI against the server's
+/// store, and a sign-out in the browser the PC handed the session to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_elsewhere_locks_the_ward_pc() {
+    use crate::cli::wardkey;
+    let app = spawn_app().await;
+    for (name, uid) in [("ann", "0A0A0001"), ("ben", "0A0A0002"), ("cat", "0A0A0003"), ("dot", "0A0A0004")] {
+        enrol_badge(&app, name, uid).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, _) = enrolled_agent(&app, dir.path()).await;
+    let shutdown = CancellationToken::new();
+    let (taps, lines) = Lines::channel();
+    let runner = agent.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move { runner.run(lines, PinSource::reader(), stop).await });
+    let sign_in = |uid: &'static str, name: &'static str| {
+        let taps = taps.clone();
+        let agent = agent.clone();
+        async move {
+            taps.send(uid.into()).await.unwrap();
+            taps.send(PIN.into()).await.unwrap();
+            wait_for(&agent, WorkstationState::Active, Some(name)).await;
+        }
+    };
+    let server_dir = app.dir.path();
+
+    sign_in("0A0A0001", "ann").await;
+    wardkey(server_dir, &["session", "revoke", "ann"], None).ok();
+    wait_for(&agent, WorkstationState::Locked, None).await;
+
+    sign_in("0A0A0002", "ben").await;
+    wardkey(server_dir, &["user", "disable", "ben"], None).ok();
+    wait_for(&agent, WorkstationState::Locked, None).await;
+
+    sign_in("0A0A0003", "cat").await;
+    wardkey(server_dir, &["badge", "revoke", "cat"], None).ok();
+    wait_for(&agent, WorkstationState::Locked, None).await;
+
+    // A sign-out in the browser the PC handed the session to.
+    sign_in("0A0A0004", "dot").await;
+    let user = app.state.store.user_by_username("dot").await.unwrap().unwrap();
+    let sid = app.state.user_sessions(&user.id).await.unwrap().last().unwrap().sid.clone();
+    app.state.logout_session(&sid, "rp-logout").await.unwrap();
+    wait_for(&agent, WorkstationState::Locked, None).await;
+
+    // The workstation itself disabled: locked, and its channel closed.
+    let secret = app.add_epr("epr").await;
+    let _ = secret;
+    enrol_badge(&app, "eve", "0A0A0005").await;
+    sign_in("0A0A0005", "eve").await;
+    let ws_name = app.state.store.list_workstations().await.unwrap().remove(0).name;
+    wardkey(server_dir, &["workstation", "disable", &ws_name], None).ok();
+    wait_for(&agent, WorkstationState::Locked, None).await;
+    shutdown.cancel();
+}

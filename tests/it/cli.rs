@@ -22,7 +22,7 @@ use crate::tap::TestWorkstation;
 
 /// What one run of the binary produced.
 #[derive(Debug)]
-struct Run {
+pub(crate) struct Run {
     code: Option<i32>,
     stdout: String,
     stderr: String,
@@ -30,7 +30,7 @@ struct Run {
 
 impl Run {
     /// Assert exit status 0 with nothing on stderr.
-    fn ok(self) -> Self {
+    pub(crate) fn ok(self) -> Self {
         assert_eq!(self.code, Some(0), "expected success: {self:#?}");
         assert_eq!(self.stderr, "", "a successful command writes nothing to stderr: {self:#?}");
         self
@@ -99,7 +99,7 @@ fn wardkey_env(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: Option<&s
 }
 
 /// [`wardkey_env`] with no extra environment.
-fn wardkey(dir: &Path, args: &[&str], stdin: Option<&str>) -> Run {
+pub(crate) fn wardkey(dir: &Path, args: &[&str], stdin: Option<&str>) -> Run {
     wardkey_env(dir, &[], args, stdin)
 }
 

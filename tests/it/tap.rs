@@ -719,3 +719,21 @@ async fn thirty_password_guesses_at_once_meet_the_backoff() {
     let expected = if judged == 5 { 429 } else { 200 };
     assert_eq!(right.status(), expected, "after {judged} judged guesses");
 }
+
+/// The desk channel answers only a signed, fresh request from an enrolled
+/// workstation, about its own desk.
+#[tokio::test]
+async fn the_desk_channel_refuses_what_is_not_a_fresh_signed_request() {
+    let app = spawn_app().await;
+    let ws = TestWorkstation::enrol(&app, "pc", "Ward 3").await;
+    let r = app.http.post(app.url("/tap/events")).body("{}").send().await.unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let jws = ws.sign("wardkey-tap+jwt", &ws.envelope(&app, json!({"held": "x".repeat(100)})));
+    assert_eq!(error_code(post_jws(&app, "/tap/events", jws).await, 400).await, "invalid_request");
+    let jws = ws.sign("wardkey-tap+jwt", &ws.envelope(&app, json!({})));
+    let r = post_jws(&app, "/tap/events", jws.clone()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    drop(r);
+    assert_eq!(error_code(post_jws(&app, "/tap/events", jws).await, 409).await, "replayed");
+}

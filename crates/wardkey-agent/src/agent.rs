@@ -211,6 +211,10 @@ struct Inner {
     fido2: Mutex<Option<Arc<dyn Authenticator>>>,
     /// A key tap waiting for the key's PIN.
     key_pin: Mutex<Option<KeyPinWait>>,
+    /// Told when a new ticket is held, so that the desk channel is opened
+    /// again naming it: a session revoked a moment after the tap is then
+    /// reported too, however short-lived its attachment.
+    desk_renew: Arc<Notify>,
     /// Cancelled when the last handle goes: ends the background tasks.
     _stop: DropGuard,
 }
@@ -249,10 +253,12 @@ impl Agent {
             down: AtomicBool::new(false),
         });
         tokio::spawn(link_task(client.clone(), link.clone(), stop.clone()));
+        let desk_stop = stop.clone();
+        let desk_renew = Arc::new(Notify::new());
         let hooks = Hooks::new(config.hooks.clone());
         let hook_runner = HookRunner::spawn(hooks.clone(), stop.clone());
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        Self {
+        let agent = Self {
             inner: Arc::new(Inner {
                 client,
                 workstation,
@@ -268,8 +274,31 @@ impl Agent {
                 link,
                 fido2: Mutex::new(None),
                 key_pin: Mutex::new(None),
+                desk_renew: desk_renew.clone(),
                 _stop: stop.drop_guard(),
             }),
+        };
+        tokio::spawn(desk_task(Arc::downgrade(&agent.inner), desk_renew, desk_stop));
+        agent
+    }
+
+    /// The digest of the session ticket held now, as the server keys it
+    /// (SHA-256, base64url), if someone is signed in.
+    fn held_ticket(&self) -> Option<String> {
+        match lock(&self.inner.machine).phase() {
+            Phase::Active(a) => Some(ticket_digest(secrecy::ExposeSecret::expose_secret(&a.ticket))),
+            _ => None,
+        }
+    }
+
+    /// The server says the attachment of ticket `gone` has ended elsewhere
+    /// (revoked, disabled, logged out): lock, if that is still the ticket
+    /// held here.
+    async fn desk_lock(&self, gone: &str) {
+        let _op = self.inner.ops.lock().await;
+        if self.held_ticket().as_deref() == Some(gone) {
+            tracing::info!("the server ended this workstation's session: locking");
+            self.transition(Input::TicketRejected).await;
         }
     }
 
@@ -606,6 +635,9 @@ impl Agent {
                     tracing::info!(user = %user.username, previous = %previous.username, "workstation switched user")
                 }
             }
+            if matches!(event, BrokerEvent::Unlock { .. } | BrokerEvent::Switch { .. }) {
+                self.inner.desk_renew.notify_one();
+            }
             // No subscriber is fine: nobody to tell.
             let _ = self.inner.events.send(event.clone());
         }
@@ -849,6 +881,63 @@ fn say(pins: &PinSource, sentence: &str) {
 
 async fn run_hook_now(hooks: &Hooks, call: &HookCall) {
     crate::hooks::run_logged(hooks, call).await;
+}
+
+/// The ticket digest the server keys attachments by.
+fn ticket_digest(ticket: &str) -> String {
+    use base64::Engine;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, ticket.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+}
+
+/// Keep the desk channel open (`POST /tap/events`), reconnecting with
+/// backoff, and lock when the server says the session here has ended
+/// elsewhere; ends with the agent (it holds the agent weakly for that).
+async fn desk_task(agent: std::sync::Weak<Inner>, renew: Arc<Notify>, stop: CancellationToken) {
+    let mut backoff = BACKOFF_START;
+    loop {
+        let Some(inner) = agent.upgrade() else { return };
+        let this = Agent { inner };
+        let client = this.inner.client.clone();
+        let held = this.held_ticket();
+        drop(this);
+        let opened = tokio::select! {
+            _ = stop.cancelled() => return,
+            opened = client.desk_channel(held) => opened,
+        };
+        match opened {
+            Ok(mut channel) => {
+                backoff = BACKOFF_START;
+                let renewed = loop {
+                    let next = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = renew.notified() => break true,
+                        next = channel.next() => next,
+                    };
+                    let Some(event) = next else { break false };
+                    let Some(inner) = agent.upgrade() else { return };
+                    Agent { inner }.desk_lock(&event.ticket_digest).await;
+                };
+                if !renewed {
+                    // Reopened a moment later (what is held is sent again,
+                    // so nothing said meanwhile is missed).
+                    tracing::debug!("the desk channel ended; reopening it");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(BACKOFF_START) => {}
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot open the desk channel; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_CAP);
+            }
+        }
+    }
 }
 
 /// Deliver reports and, while the server is unreachable, probe it, with

@@ -16,8 +16,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wardkey_proto::oauth::{ErrorResponse, TokenResponse};
 use wardkey_proto::tap::{
-    EnrolRequest, EnrolResponse, HandoffRequest, HandoffResponse, JOSE_CONTENT_TYPE, KeyChallenge, KeyTap, KeyTapStart,
-    PinEntry, SESSION_TICKET_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT, Tap, TapError, TapOut, TapReport, TapResponse,
+    DESK_LOCK_EVENT, DeskLock, DeskSubscribe, EnrolRequest, EnrolResponse, HandoffRequest, HandoffResponse,
+    JOSE_CONTENT_TYPE, KeyChallenge, KeyTap, KeyTapStart, PinEntry, SESSION_TICKET_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT,
+    Tap, TapError, TapOut, TapReport, TapResponse,
 };
 
 use crate::fido2::{self, Authenticator, Fido2Error};
@@ -166,6 +167,9 @@ pub type UnixClock = Arc<dyn Fn() -> i64 + Send + Sync>;
 /// The server as seen by one enrolled workstation.
 pub struct ServerClient {
     http: reqwest::Client,
+    /// For the desk channel: a stream that stays open, so no overall
+    /// request timeout (the server's keep-alives show it is alive).
+    streaming: reqwest::Client,
     signer: Signer,
     clock: UnixClock,
 }
@@ -180,7 +184,13 @@ impl ServerClient {
     /// A client signing with `signer`, giving up on each request after
     /// `request_timeout`.
     pub fn new(signer: Signer, request_timeout: Duration) -> Result<Self, ServerError> {
-        Ok(Self { http: http_client(request_timeout)?, signer, clock: Arc::new(unix_now) })
+        let streaming = reqwest::Client::builder()
+            .connect_timeout(request_timeout.min(Duration::from_secs(3)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("wardkey-agent/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ServerError::Unreachable { server: String::new(), detail: describe(&e) })?;
+        Ok(Self { http: http_client(request_timeout)?, streaming, signer, clock: Arc::new(unix_now) })
     }
 
     /// Use `clock` for `iat` and `exp` instead of the wall clock.
@@ -306,6 +316,28 @@ impl ServerClient {
         ServerError::Unreachable { server: self.server().to_string(), detail: describe(e) }
     }
 
+    /// `POST /tap/events`: open the desk channel, telling the server the
+    /// digest of the ticket held (`held`). Its events come from
+    /// [`DeskChannel::next`].
+    pub async fn desk_channel(&self, held: Option<String>) -> Result<DeskChannel, ServerError> {
+        let jws = self.signer.tap_request(DeskSubscribe { held }, (self.clock)())?;
+        let response = self
+            .streaming
+            .post(format!("{}/tap/events", self.server()))
+            .header(reqwest::header::CONTENT_TYPE, JOSE_CONTENT_TYPE)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .body(jws)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = read_body(self.server(), response).await?;
+            return Err(tap_error(self.server(), status.as_u16(), &body));
+        }
+        Ok(DeskChannel { response, buffer: Vec::new(), event: String::new() })
+    }
+
     async fn send_signed<A: Serialize>(&self, path: &str, action: A) -> Result<reqwest::Response, ServerError> {
         let jws = self.signer.tap_request(action, (self.clock)())?;
         self.http
@@ -424,5 +456,52 @@ mod tests {
         assert!(e.is_transient());
         let e = oauth_error("s", 401, b"");
         assert!(matches!(e, ServerError::Malformed { .. }));
+    }
+}
+
+/// How long the desk channel may stay silent: the server sends a keep-alive
+/// every 15 s, so a longer silence is a connection that died unnoticed.
+const DESK_SILENCE: Duration = Duration::from_secs(45);
+/// The longest line the desk channel may send.
+const DESK_LINE_MAX: usize = 4096;
+
+/// An open desk channel (`POST /tap/events`): server-sent events.
+#[derive(Debug)]
+pub struct DeskChannel {
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+    /// The `event:` name of the event being read.
+    event: String,
+}
+
+impl DeskChannel {
+    /// The next lock the server sends; `None` when the channel has ended
+    /// (closed, silent too long, or sending what it should not): reconnect.
+    pub async fn next(&mut self) -> Option<DeskLock> {
+        loop {
+            while let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line);
+                let line = line.trim_end_matches(['\r', '\n']);
+                if let Some(name) = line.strip_prefix("event:") {
+                    self.event = name.trim().to_string();
+                } else if let Some(data) = line.strip_prefix("data:") {
+                    if self.event == DESK_LOCK_EVENT
+                        && let Ok(lock) = serde_json::from_str::<DeskLock>(data.trim())
+                    {
+                        return Some(lock);
+                    }
+                } else if line.is_empty() {
+                    self.event.clear();
+                }
+            }
+            if self.buffer.len() > DESK_LINE_MAX {
+                return None;
+            }
+            match tokio::time::timeout(DESK_SILENCE, self.response.chunk()).await {
+                Ok(Ok(Some(chunk))) => self.buffer.extend_from_slice(&chunk),
+                _ => return None,
+            }
+        }
     }
 }

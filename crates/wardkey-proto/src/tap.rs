@@ -212,3 +212,32 @@ pub struct TapError {
     /// Plain words.
     pub message: String,
 }
+
+/// `POST /tap/events`: a workstation opens its desk channel, a stream of
+/// server-sent events (`text/event-stream`) that tells it when the session
+/// attached to it has been ended elsewhere (revoked, the user or the
+/// workstation disabled, a badge revoked, a logout in another place), so
+/// that the PC locks within seconds instead of at its next request. Signed
+/// like every tap request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeskSubscribe {
+    /// The digest of the session ticket the agent holds (see [`DeskLock`]),
+    /// if any: an attachment that went away while the agent was not
+    /// listening (a reconnect) is reported at once.
+    #[serde(default)]
+    pub held: Option<String>,
+}
+
+/// The SSE event name of a [`DeskLock`].
+pub const DESK_LOCK_EVENT: &str = "lock";
+
+/// An event of the desk channel (its `data`): the attachment whose session
+/// ticket has this digest (SHA-256, base64url, of the ticket) is gone. An
+/// agent locks only if that is the ticket it holds now: an event can end a
+/// sign-in, never start one, and a lock or switch made at the PC itself
+/// meanwhile is not undone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeskLock {
+    /// Digest of the session ticket that no longer opens anything.
+    pub ticket_digest: String,
+}

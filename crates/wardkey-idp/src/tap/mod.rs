@@ -8,6 +8,7 @@
 //! trips (see [`tap`]). No argon2 and no store write happen on it.
 
 pub mod attach;
+pub mod events;
 pub mod key;
 pub mod signed;
 
@@ -63,6 +64,7 @@ pub fn router() -> Router<AppState> {
         .route("/tap/self-enrol", post(self_enrol))
         .route("/tap/key/start", post(key::start))
         .route("/tap/key", post(key::tap))
+        .route("/tap/events", post(events::events))
 }
 
 /// A tap waiting for its PIN.
