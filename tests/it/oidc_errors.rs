@@ -1066,3 +1066,52 @@ async fn concurrent_guesses_cannot_slip_past_the_backoff() {
     let throttled = answers.iter().filter(|a| a.status == 429).count();
     assert_eq!((checked, throttled), (1, 15));
 }
+
+/// Issue 12's bounded anonymous state: pending sign-ins and key ceremonies
+/// are counted per client address and in total; past the limits the answer
+/// is 429 or 503 in words, and nothing more is kept.
+#[tokio::test]
+async fn anonymous_sign_ins_are_bounded_per_address_and_in_total() {
+    let app = crate::browser::spawn_on_localhost_with(|s| {
+        s.limits.per_address = 5;
+        s.limits.total = 8;
+        s.server.trust_forwarded_for = true;
+    })
+    .await;
+    app.add_epr("web").await;
+    let (url, _) = authorize_url(&app, "web", &[]);
+    let from = |address: &'static str| {
+        let url = url.clone();
+        let app = &app;
+        async move { app.http.get(&url).header("x-forwarded-for", format!("10.9.9.9, {address}")).send().await.unwrap() }
+    };
+    for _ in 0..5 {
+        assert_eq!(from("192.0.2.1").await.status(), 303);
+    }
+    let r = from("192.0.2.1").await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(r.text().await.unwrap().contains("Too many sign-ins have been started from this computer"));
+    // Another address still gets in, until the total is reached.
+    for _ in 0..3 {
+        assert_eq!(from("192.0.2.2").await.status(), 303);
+    }
+    let r = from("192.0.2.3").await;
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("too busy to start another sign-in"));
+    // Key ceremonies are counted the same way, answering in JSON.
+    let start = |address: &'static str| {
+        app.http
+            .post(app.url("/webauthn/login/start"))
+            .header("x-forwarded-for", address)
+            .json(&serde_json::json!({}))
+            .send()
+    };
+    for _ in 0..5 {
+        assert_eq!(start("192.0.2.4").await.unwrap().status(), 200);
+    }
+    let r = start("192.0.2.4").await.unwrap();
+    assert_eq!(r.status(), 429);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "busy", "{body}");
+}

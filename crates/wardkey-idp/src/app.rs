@@ -147,7 +147,7 @@ impl Application {
             settings: Arc::new(settings.clone()),
             directory: Arc::new(crate::directory::Directory::new(store.clone())),
             store,
-            cache,
+            cache: cache.clone(),
             clock,
             keys: Arc::new(keys),
             metrics: Arc::new(Metrics::default()),
@@ -157,6 +157,7 @@ impl Application {
             outbox: Arc::new(crate::backchannel::Outbox::default()),
             webauthn: crate::webauthn::relying_party(&settings.issuer()),
             attestation,
+            admission: Arc::new(crate::admission::Admission::new(cache.clone(), settings.limits.clone())),
         };
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
@@ -195,7 +196,8 @@ impl Application {
             signal_handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
         });
         tracing::info!(address = %self.address, issuer = %self.state.issuer, "wardkey listening");
-        let service = self.router.into_make_service();
+        // The peer's address, for the per-address bounds of `admission`.
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         // Headers must arrive within the limit (hyper enforces it only with
         // a timer set), so a trickling client cannot hold a connection.
         let header_timeout = self.state.settings.server.header_read_timeout;

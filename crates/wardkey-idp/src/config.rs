@@ -42,8 +42,29 @@ pub struct Settings {
     pub wards: BTreeMap<String, WardPolicy>,
     /// Which passkeys and security keys people may add.
     pub webauthn: WebauthnSettings,
+    /// Bounds on what anonymous callers can make the server keep.
+    pub limits: LimitsSettings,
     /// Logging.
     pub log: LogSettings,
+}
+
+/// `[limits]`: how many records needing no credential (pending sign-ins,
+/// key sign-in ceremonies, failure counts of unknown usernames) one client
+/// address, and all clients together, may create per record lifetime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSettings {
+    /// From one address (a shared ward PC signs in often; a NAT or proxy
+    /// without `server.trust_forwarded_for` is one address).
+    pub per_address: u64,
+    /// From everyone: past this the server answers 503 rather than grow.
+    pub total: u64,
+}
+
+impl Default for LimitsSettings {
+    fn default() -> Self {
+        Self { per_address: 600, total: 50_000 }
+    }
 }
 
 /// `[tap]`.
@@ -199,6 +220,12 @@ pub struct ServerSettings {
     /// 408 and dropped.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Behind a reverse proxy, take the client's address from the last
+    /// `X-Forwarded-For` entry (the one the proxy appended) for the
+    /// per-address limits of `[limits]`; otherwise every client would look
+    /// like the proxy. Only set it when every request comes through the
+    /// proxy: a client can write that header itself.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for ServerSettings {
@@ -210,6 +237,7 @@ impl Default for ServerSettings {
             tls_key: None,
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            trust_forwarded_for: false,
         }
     }
 }

@@ -280,6 +280,30 @@ impl IntoResponse for PageError {
     }
 }
 
+impl crate::admission::Refusal {
+    /// The status, and the seconds to wait (`Retry-After`).
+    fn status(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::TooMany => (StatusCode::TOO_MANY_REQUESTS, "60"),
+            Self::Full => (StatusCode::SERVICE_UNAVAILABLE, "60"),
+            Self::Cache(_) => (StatusCode::SERVICE_UNAVAILABLE, "1"),
+        }
+    }
+}
+
+/// A refused record on a page (the sign-in flow): the sentence, 429 or 503.
+impl IntoResponse for crate::admission::Refusal {
+    fn into_response(self) -> Response {
+        if let Self::Cache(e) = self {
+            return PageError::from(e).into_response();
+        }
+        let (status, wait) = self.status();
+        let mut response = (status, pages::error_page(&self.to_string())).into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(wait));
+        response
+    }
+}
+
 /// A failure of the store or the cache, for code that touches both. Each
 /// caller maps it to its audience's shape through the `From` impls below.
 #[derive(Debug, thiserror::Error)]
@@ -486,6 +510,18 @@ pub enum WebauthnApiError {
     /// The cache or the store is unavailable.
     #[error("Wardkey is temporarily unavailable; try again in a moment")]
     Unavailable,
+    /// Too many ceremonies started (see `admission`).
+    #[error("{0}")]
+    Busy(crate::admission::Refusal),
+}
+
+impl From<crate::admission::Refusal> for WebauthnApiError {
+    fn from(e: crate::admission::Refusal) -> Self {
+        match e {
+            crate::admission::Refusal::Cache(e) => e.into(),
+            other => Self::Busy(other),
+        }
+    }
 }
 
 impl WebauthnApiError {
@@ -499,6 +535,7 @@ impl WebauthnApiError {
             Self::KeyNotApproved | Self::KeyModelHidden => "key_not_approved",
             Self::PasskeysOff => "passkeys_off",
             Self::SignInAgain => "sign_in_again",
+            Self::Busy(_) => "busy",
             Self::NotConfigured => "not_configured",
             Self::Unavailable => "unavailable",
         }
@@ -539,6 +576,7 @@ impl IntoResponse for WebauthnApiError {
             Self::Expired => StatusCode::GONE,
             Self::NotConfigured => StatusCode::NOT_FOUND,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy(refusal) => refusal.status().0,
         };
         let body = serde_json::json!({"error": self.code(), "message": self.to_string()});
         let mut response = (status, Json(body)).into_response();

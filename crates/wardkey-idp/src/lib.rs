@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod app;
 pub mod backchannel;
 pub mod client_auth;

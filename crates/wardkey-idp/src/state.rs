@@ -45,6 +45,8 @@ pub struct AppState {
     /// The security-key models the trust approves (`webauthn.approved_models`),
     /// built once at start-up; `None` accepts any security key.
     pub attestation: Option<Arc<webauthn_rs::prelude::AttestationCaList>>,
+    /// Bounds on what anonymous callers can make the server keep.
+    pub admission: Arc<crate::admission::Admission>,
 }
 
 impl AppState {

@@ -50,6 +50,7 @@ use webauthn_rs::prelude::{
     SecurityKeyRegistration, Uuid, Webauthn, WebauthnBuilder, WebauthnError,
 };
 
+use crate::admission::{ClientAddress, Kept};
 use crate::cookies::CookieName;
 use crate::error::{PageError, WebauthnApiError};
 use crate::metrics::Metrics;
@@ -487,6 +488,7 @@ struct LoginStart {
 /// `POST /webauthn/login/start`: `{request}` → `{ceremony, options}`.
 async fn login_start(
     State(state): State<AppState>,
+    ClientAddress(from): ClientAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, WebauthnApiError> {
@@ -497,6 +499,8 @@ async fn login_start(
     {
         return Err(WebauthnApiError::Expired);
     }
+    // Anyone may start one, and it is kept for minutes: counted.
+    state.admission.admit(Kept::KeyCeremony, from).await?;
     Ok(Json(start_ceremony(&state, request.request).await?))
 }
 

@@ -6,6 +6,8 @@
 //! §3.1.2.6, RFC 9700 §4.11: no open redirector). After that, errors go back
 //! to the client with `state` and `iss` (RFC 9207).
 
+use std::net::IpAddr;
+
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -16,6 +18,7 @@ use wardkey_core::pkce::{self, ChallengeError};
 use wardkey_core::secret::random_token;
 use wardkey_core::session::{ACR_PASSWORD, ACR_SECURITY_KEY, Session, acr_rank};
 
+use crate::admission::{ClientAddress, Kept};
 use crate::cookies::CookieName;
 use crate::error::PageError;
 use crate::params::Params;
@@ -101,29 +104,41 @@ fn redirect_error(
 }
 
 /// `GET /authorize`.
-pub async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub async fn get(
+    State(state): State<AppState>,
+    ClientAddress(from): ClientAddress,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let params = Params::parse(query.unwrap_or_default().as_bytes());
-    authorize(state, headers, params).await
+    authorize(state, from, headers, params).await
 }
 
 /// `POST /authorize` (OIDC Core §3.1.2.1 allows form-encoded POST).
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post(
+    State(state): State<AppState>,
+    ClientAddress(from): ClientAddress,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let params = Params::from_form(&headers, &body);
-    authorize(state, headers, params).await
+    authorize(state, from, headers, params).await
 }
 
 async fn authorize(
     state: AppState,
+    from: Option<IpAddr>,
     headers: HeaderMap,
     params: Result<Params, crate::params::ParamsError>,
 ) -> Response {
-    match validate_and_decide(&state, &headers, params).await {
+    match validate_and_decide(&state, from, &headers, params).await {
         Ok(r) | Err(r) => r,
     }
 }
 
 async fn validate_and_decide(
     state: &AppState,
+    from: Option<IpAddr>,
     headers: &HeaderMap,
     params: Result<Params, crate::params::ParamsError>,
 ) -> Result<Response, Response> {
@@ -239,6 +254,8 @@ async fn validate_and_decide(
         Some(session) => Ok(complete(state, &pending, &session).await),
         None if prompt_none => Err(fail("login_required", "the user is not signed in")),
         None => {
+            // Kept 15 minutes for someone nobody has authenticated: counted.
+            state.admission.admit(Kept::SignIn, from).await.map_err(IntoResponse::into_response)?;
             let id = state.put_pending(&pending).await.map_err(|e| PageError::from(e).into_response())?;
             Ok(see_other(&format!("/login?request={id}")))
         }

@@ -269,7 +269,16 @@ async fn verify_and_record(
         }
         None => {
             // The same counting and backoff as for a real account, so the
-            // answers never tell which usernames exist.
+            // answers never tell which usernames exist. A new record for a
+            // username nobody has is anyone's to create: counted in total
+            // (the form carries no address, and a real account's failures
+            // live in the store).
+            if failures == 0
+                && let Err(refusal) = state.admission.admit(crate::admission::Kept::UnknownUser, None).await
+            {
+                tracing::warn!(error = %refusal, "not recording a failure of an unknown username");
+                return Ok(Verdict::Throttled(60));
+            }
             let record = UnknownFailures { count: failures + 1, last: now };
             put_json(state.cache.as_ref(), unknown_key, &record, UNKNOWN_USER_WINDOW).await?;
             Ok(if record.count >= cfg.lock_after { Verdict::Locked } else { Verdict::Wrong })

@@ -36,6 +36,7 @@ impl From<WebauthnApiError> for TapApiError {
             | WebauthnApiError::KeyModelHidden
             | WebauthnApiError::PasskeysOff
             | WebauthnApiError::SignInAgain => Self::NotAllowed(e.to_string()),
+            WebauthnApiError::Busy(_) => Self::Unavailable,
             WebauthnApiError::Unavailable => Self::Unavailable,
         }
     }
