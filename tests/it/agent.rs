@@ -216,12 +216,7 @@ async fn a_token_refused_for_a_strict_application_does_not_lock_the_pc() {
     let app = spawn_app().await;
     enrol_badge(&app, "abe", "0A0B0A0B").await;
     app.add_client("epr", Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
-    app.add_client("prescribing", Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
-    let strict = app.state.store.client("prescribing").await.unwrap().unwrap();
-    app.state.store.remove_client("prescribing").await.unwrap();
-    let strict = wardkey_core::client::Client { min_acr: Some("urn:wardkey:acr:security-key".into()), ..strict };
-    app.state.store.create_client(&strict).await.unwrap();
-    app.sync_directory().await;
+    crate::attestation::add_exchange_client(&app, "prescribing", Some("urn:wardkey:acr:security-key")).await;
     let dir = tempfile::tempdir().unwrap();
     let (agent, _) = enrolled_agent(&app, dir.path()).await;
     assert_eq!(agent.handle_tap("0A0B0A0B").await.unwrap().state, WorkstationState::PinRequired);

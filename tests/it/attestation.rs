@@ -480,7 +480,7 @@ fn claims(jwt: &str) -> Value {
 }
 
 /// Register client `id` for token exchange, needing at least `min_acr`.
-async fn add_exchange_client(app: &TestApp, id: &str, min_acr: Option<&str>) {
+pub(crate) async fn add_exchange_client(app: &TestApp, id: &str, min_acr: Option<&str>) {
     use wardkey_core::client::GrantType;
     use wardkey_core::keys::SigningAlg;
     app.add_client(id, Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;

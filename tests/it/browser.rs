@@ -39,6 +39,17 @@ pub(crate) fn on_localhost(s: &mut wardkey_idp::Settings, port: u16) {
     s.server.public_url = format!("http://localhost:{port}");
 }
 
+/// Type `username` and the test password into the sign-in form and send it.
+async fn submit_password(page: &Page, username: &str) {
+    page.eval(&format!(
+        "document.getElementById('username').value = {username:?}; \
+         document.getElementById('password').value = {PASSWORD:?}; \
+         document.querySelector('form[action=\"/login\"]').submit(); true"
+    ))
+    .await
+    .unwrap();
+}
+
 /// Open a service-desk invite for `username` in the page, as a clinician
 /// would: the link, then its Continue button, landing on the keys page.
 async fn open_invite(app: &TestApp, page: &Page, username: &str) {
@@ -148,12 +159,7 @@ async fn passkeys_and_security_keys_in_a_real_browser() {
     page.navigate(&url).await;
     page.wait_for("!document.getElementById('passkey-sign-in').hidden").await;
     page.screenshot(&screenshot_path("sign-in.png")).await;
-    page.eval(&format!(
-        "document.getElementById('username').value = 'nia'; document.getElementById('password').value = {PASSWORD:?}; \
-         document.querySelector('form[action=\"/login\"]').submit(); true"
-    ))
-    .await
-    .unwrap();
+    submit_password(&page, "nia").await;
     let claims = redeem(&app, &page, &callback, &verifier, &secret).await;
     assert_eq!(claims["acr"], "urn:wardkey:acr:pwd");
 
@@ -243,12 +249,7 @@ async fn passkeys_and_security_keys_in_a_real_browser() {
     let (url, verifier) = authorize(&app, &callback, None);
     page.navigate(&url).await;
     page.wait_for("document.getElementById('password') !== null").await;
-    page.eval(&format!(
-        "document.getElementById('username').value = 'nia'; document.getElementById('password').value = {PASSWORD:?}; \
-         document.querySelector('form[action=\"/login\"]').submit(); true"
-    ))
-    .await
-    .unwrap();
+    submit_password(&page, "nia").await;
     let claims = redeem(&app, &page, &callback, &verifier, &secret).await;
     assert_eq!(claims["acr"], "urn:wardkey:acr:pwd");
     let password_time = claims["auth_time"].as_i64().unwrap();

@@ -489,18 +489,24 @@ async fn client_authentication_failures() {
 // 6. Refresh tokens
 // ---------------------------------------------------------------------------
 
+/// Alice signs in to `epr` and refreshes once: the client secret, the
+/// refresh token used, and the rotation's answer.
+async fn signed_in_and_rotated(app: &TestApp) -> (String, String, Value) {
+    app.add_user("alice").await;
+    let secret = app.add_epr("epr").await;
+    let first = login_and_redeem(app, "epr", &secret, "alice").await;
+    let old = field(&first, "refresh_token");
+    let r = refresh(app, ("epr", &secret), &old).await;
+    assert_eq!(r.status(), 200);
+    let rotated: Value = r.json().await.unwrap();
+    (secret, old, rotated)
+}
+
 #[tokio::test]
 async fn refresh_reuse_after_the_grace_revokes_the_whole_family() {
     let app = spawn_app().await;
-    app.add_user("alice").await;
-    let secret = app.add_epr("epr").await;
+    let (secret, old, rotated) = signed_in_and_rotated(&app).await;
     let client = ("epr", secret.as_str());
-
-    let first = login_and_redeem(&app, "epr", &secret, "alice").await;
-    let old = field(&first, "refresh_token");
-    let r = refresh(&app, client, &old).await;
-    assert_eq!(r.status(), 200);
-    let rotated: Value = r.json().await.unwrap();
     let newest = field(&rotated, "refresh_token");
     assert_ne!(newest, old, "refresh tokens rotate");
 
@@ -522,15 +528,8 @@ async fn refresh_reuse_after_the_grace_revokes_the_whole_family() {
 #[tokio::test]
 async fn refresh_reuse_within_the_grace_gets_the_same_answer() {
     let app = spawn_app().await;
-    app.add_user("alice").await;
-    let secret = app.add_epr("epr").await;
+    let (secret, old, rotated) = signed_in_and_rotated(&app).await;
     let client = ("epr", secret.as_str());
-
-    let first = login_and_redeem(&app, "epr", &secret, "alice").await;
-    let old = field(&first, "refresh_token");
-    let r = refresh(&app, client, &old).await;
-    assert_eq!(r.status(), 200);
-    let rotated: Value = r.json().await.unwrap();
 
     let grace = app.state.settings.oidc.refresh_reuse_grace.as_secs() as i64;
     app.clock.advance(grace / 2);
@@ -559,14 +558,8 @@ async fn refresh_reuse_within_the_grace_gets_the_same_answer() {
 #[tokio::test]
 async fn no_grace_means_no_replay_even_within_the_second() {
     let app = spawn_app_with(|s| s.oidc.refresh_reuse_grace = std::time::Duration::ZERO).await;
-    app.add_user("alice").await;
-    let secret = app.add_epr("epr").await;
+    let (secret, old, rotated) = signed_in_and_rotated(&app).await;
     let client = ("epr", secret.as_str());
-    let first = login_and_redeem(&app, "epr", &secret, "alice").await;
-    let old = field(&first, "refresh_token");
-    let r = refresh(&app, client, &old).await;
-    assert_eq!(r.status(), 200);
-    let rotated: Value = r.json().await.unwrap();
     assert_oauth_error(refresh(&app, client, &old).await, 400, "invalid_grant").await;
     assert_oauth_error(refresh(&app, client, &field(&rotated, "refresh_token")).await, 400, "invalid_grant").await;
 }
