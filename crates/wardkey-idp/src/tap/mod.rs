@@ -242,7 +242,15 @@ async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
             }
         };
     }
-    let stored = state.store.credential(&user.id, CredentialKind::Pin).await?;
+    let stored = match state.store.credential(&user.id, CredentialKind::Pin).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            // Nothing was judged: give the try back (best effort; a claim
+            // left behind counts as a wrong PIN, the safe side).
+            let _ = state.store.end_pin_attempt(&digest).await;
+            return Err(e.into());
+        }
+    };
     let (ok, seconds) = state.passwords.verify(stored, entry.pin).await;
     state.metrics.password_verify.observe(seconds);
     if ok {
