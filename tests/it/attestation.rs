@@ -364,6 +364,11 @@ async fn without_a_list_any_key_is_added_and_keys_added_before_a_list_keep_worki
     assert_eq!(body["kind"], "passkey", "chosen as a security key, recorded as what it is: {body}");
     let stored = app.state.store.webauthn_credentials(&vic.id).await.unwrap();
     assert_eq!(stored[0].kind, wardkey_store::AuthenticatorKind::Passkey);
+    // The same key again: refused in words that say so.
+    let r = add(&app, &browser, &unlisted, "Old key again").await;
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("already registered"), "{body}");
     let r =
         post_json(&app, &browser, "/account/keys/register/start", json!({"kind": "passkey", "name": "Phone"})).await;
     assert_eq!(r.status(), 200);

@@ -327,7 +327,14 @@ async fn register_finish(
     }
     let refused = |e: WebauthnError| {
         tracing::info!(error = %e, "key registration refused");
-        WebauthnApiError::Refused(format!("the key's answer could not be verified ({e}); try again"))
+        match e {
+            // webauthn-rs 0.6 answers a key on the exclude list (one this
+            // person has registered already) with this error.
+            WebauthnError::CredentialAlteredAlgFromRequest => WebauthnApiError::Refused(
+                "this key is already registered to you (it is in the list above); use another key".into(),
+            ),
+            e => WebauthnApiError::Refused(format!("the key's answer could not be verified ({e}); try again")),
+        }
     };
     let (kind, key) = match &record.pending {
         PendingKey::Passkey(s) => (
