@@ -289,3 +289,58 @@ async fn revocation_elsewhere_locks_the_ward_pc() {
     wait_for(&agent, WorkstationState::Locked, None).await;
     shutdown.cancel();
 }
+
+/// The same as a ward PC runs it: the `wardkey-agent run` binary (badge and
+/// PIN on its stdin), its desk channel, and `wardkey session revoke` from
+/// the CLI; the PC locks with no tap and no token request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_binary_locks_when_the_session_is_revoked_elsewhere() {
+    use std::process::{Command, Stdio};
+    let app = spawn_app().await;
+    enrol_badge(&app, "fay", "0F0F0F0F").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, socket) = enrolled_agent(&app, dir.path()).await;
+    drop(agent);
+    let binary = Path::new(env!("CARGO_BIN_EXE_wardkey")).with_file_name("wardkey-agent");
+    assert!(binary.exists(), "build the workspace (cargo build --workspace) for {}", binary.display());
+    let mut child = Command::new(&binary)
+        .args(["--config", dir.path().join("agent.toml").to_str().unwrap(), "run", "--reader", "stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start wardkey-agent");
+    let state =
+        |socket: PathBuf| async move { wardkey_agent::broker::fetch_session(&socket).await.map(|s| s.state).ok() };
+    for _ in 0..100 {
+        if state(socket.clone()).await.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    {
+        use std::io::Write;
+        let stdin = child.stdin.as_mut().unwrap();
+        writeln!(stdin, "0F0F0F0F").unwrap();
+        writeln!(stdin, "{PIN}").unwrap();
+        stdin.flush().unwrap();
+    }
+    let until = |want: WorkstationState| {
+        let socket = socket.clone();
+        async move {
+            for _ in 0..100 {
+                if state(socket.clone()).await == Some(want) {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        }
+    };
+    assert!(until(WorkstationState::Active).await, "the badge and PIN unlocked the PC");
+    crate::cli::wardkey(app.dir.path(), &["session", "revoke", "fay"], None).ok();
+    let locked = until(WorkstationState::Locked).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(locked, "the revocation reached the PC");
+}
