@@ -260,7 +260,8 @@ pub trait Store: Send + Sync + 'static {
     /// any); returns the new consecutive count.
     async fn record_pin_failure(&self, digest: &[u8]) -> StoreResult<u32>;
     /// Clear wrong-PIN counts on every badge of a user (a correct PIN, a
-    /// password login, or an admin reset).
+    /// password login, or an admin reset), and any PIN check left counted
+    /// by a request that never finished.
     async fn reset_pin_failures(&self, user_id: &str) -> StoreResult<()>;
 
     /// The server secret called `name`, storing `candidate` if there is none

@@ -623,10 +623,13 @@ impl Store for PostgresStore {
         if names_nothing(user_id) {
             return Ok(());
         }
-        sqlx::query("UPDATE badges SET failed_pins = 0 WHERE user_id = $1 AND failed_pins <> 0")
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE badges SET failed_pins = 0, pin_attempts = 0 WHERE user_id = $1 \
+             AND (failed_pins <> 0 OR pin_attempts <> 0)",
+        )
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

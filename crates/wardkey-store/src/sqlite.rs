@@ -599,10 +599,13 @@ impl Store for SqliteStore {
     /// A user with no badges (or no such user) is not an error: a password
     /// login resets whether or not the user holds a badge.
     async fn reset_pin_failures(&self, user_id: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE badges SET failed_pins = 0 WHERE user_id = ? AND failed_pins <> 0")
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE badges SET failed_pins = 0, pin_attempts = 0 WHERE user_id = ? \
+             AND (failed_pins <> 0 OR pin_attempts <> 0)",
+        )
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -276,8 +276,10 @@ async fn verify_and_record(
             if failures == 0
                 && let Err(refusal) = state.admission.admit(crate::admission::Kept::UnknownUser, None).await
             {
+                // The answer a real account's first failure gets: a full
+                // quota must not tell which usernames exist.
                 tracing::warn!(error = %refusal, "not recording a failure of an unknown username");
-                return Ok(Verdict::Throttled(60));
+                return Ok(Verdict::Wrong);
             }
             let record = UnknownFailures { count: failures + 1, last: now };
             put_json(state.cache.as_ref(), unknown_key, &record, UNKNOWN_USER_WINDOW).await?;

@@ -139,9 +139,10 @@ async fn logout(
         return Ok(response);
     }
 
-    if let Some(claims) = &hint
-        && let Some(sid) = claims.get("sid").and_then(Value::as_str)
-    {
+    // The hinted session ends only when it is this browser's: a confirmed
+    // sign-out from a browser that merely holds someone's old ID token
+    // ends that browser's own session, never the clinician's elsewhere.
+    if this_browsers && let Some(sid) = hint_sid {
         state.logout_session(sid, "rp-logout").await?;
     }
     if let Some(session) = current {
