@@ -617,6 +617,13 @@ async fn adding_a_key_needs_a_recent_sign_in_as_strong_as_the_key() {
     assert_eq!(r.status(), 303);
     let again = app.http.post(app.url(&format!("/account/invite/{token}"))).send().await.unwrap();
     assert_eq!(again.status(), 400, "spent once");
+    // Ten browsers racing one fresh invite: exactly one gets it.
+    let token = app.invite("pat").await;
+    let url = app.url(&format!("/account/invite/{token}"));
+    let racers: Vec<_> = (0..10).map(|_| no_redirects(true)).collect();
+    let answers = futures_util::future::join_all(racers.iter().map(|b| b.post(&url).send())).await;
+    let won = answers.iter().filter(|r| r.as_ref().unwrap().status() == 303).count();
+    assert_eq!(won, 1, "an invite is spent once, however many race for it");
 
     // With the invite: a passkey, and an approved key that can be synced
     // (backup-eligible), which is recorded as a passkey too.

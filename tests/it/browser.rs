@@ -55,6 +55,7 @@ async fn submit_password(page: &Page, username: &str) {
 async fn open_invite(app: &TestApp, page: &Page, username: &str) {
     let token = app.invite(username).await;
     page.navigate(&app.url(&format!("/account/invite/{token}"))).await;
+    page.screenshot(&screenshot_path("invite.png")).await;
     page.eval("document.querySelector('form[method=\"post\"] button').click(); true").await.unwrap();
     page.wait_for("location.pathname === '/account/keys' && document.getElementById('add-key') !== null").await;
 }
