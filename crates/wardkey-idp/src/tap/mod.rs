@@ -82,7 +82,6 @@ struct Handoff {
     sid: String,
     workstation_id: String,
     ticket_digest: String,
-    assurance: Assurance,
     client_id: String,
 }
 
@@ -327,7 +326,6 @@ async fn handoff(State(state): State<AppState>, body: Bytes) -> Result<Json<Hand
         sid: attachment.sid,
         workstation_id: ws.id,
         ticket_digest: attachment.ticket_digest,
-        assurance: attachment.assurance,
         client_id: request.client_id,
     };
     put_json(state.cache.as_ref(), &keys::handoff(&digest_b64(&token)), &record, HANDOFF_TTL).await?;
@@ -355,12 +353,14 @@ async fn redeem_handoff(state: &AppState, token: &str) -> Result<Response, PageE
         take_json(state.cache.as_ref(), &keys::handoff(&digest_b64(token))).await?.ok_or_else(gone)?;
     // Still the same attachment at that workstation: a lock or switch kills
     // the link, and the browser's sign-in with it.
-    if state.attachment(&record.workstation_id).await?.is_none_or(|a| a.ticket_digest != record.ticket_digest) {
-        return Err(gone());
-    }
+    let attachment = state
+        .attachment(&record.workstation_id)
+        .await?
+        .filter(|a| a.ticket_digest == record.ticket_digest)
+        .ok_or_else(gone)?;
     let start = state.store.client(&record.client_id).await?.and_then(|c| c.start_url).ok_or_else(gone)?;
     let desk = Desk { workstation_id: record.workstation_id, ticket_digest: record.ticket_digest };
-    let cookie = state.add_session_cookie(&record.sid, &record.assurance, desk).await?.ok_or_else(gone)?;
+    let cookie = state.add_session_cookie(&record.sid, &attachment.assurance, desk).await?.ok_or_else(gone)?;
     let mut response = see_other(&start);
     state.set_cookie(response.headers_mut(), CookieName::Session, &cookie);
     Ok(response)
