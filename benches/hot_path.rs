@@ -46,7 +46,6 @@ use wardkey_core::workstation::Workstation;
 use wardkey_idp::Settings;
 use wardkey_idp::sessions::{CodeRecord, Grant};
 use wardkey_idp::state::AppState;
-use wardkey_idp::tap::signed::verify_tap;
 use wardkey_idp::tokens::AccessClaims;
 use wardkey_proto::tap::{JOSE_CONTENT_TYPE, SESSION_TICKET_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT, Tap};
 use wardkey_store::CredentialKind;
@@ -187,7 +186,8 @@ impl Fixture {
         add_client(&state, "bedside", &[GrantType::TokenExchange]).await;
         // Carol signed in with a password: codes and refresh tokens for her.
         let carol = add_user(&state, "carol", None).await;
-        let (_, session) = state.create_session(&carol.id, vec![Amr::Pwd], ACR_PASSWORD).await.expect("session");
+        let (_, session) =
+            state.sessions.create_session(&carol.id, vec![Amr::Pwd], ACR_PASSWORD).await.expect("session");
         let carol_grant = Grant {
             gid: random_token(16),
             user_id: Some(carol.id.clone()),
@@ -255,7 +255,7 @@ impl Fixture {
             expires_at: self.state.now() + 60,
             grant: Grant { gid: random_token(16), ..self.carol_grant.clone() },
         };
-        let code = self.state.issue_code(&record).await.expect("issue code");
+        let code = self.state.sessions.issue_code(&record).await.expect("issue code");
         form(
             &[
                 ("grant_type", "authorization_code"),
@@ -270,8 +270,12 @@ impl Fixture {
     /// Issue tokens with a refresh token for Carol and the request rotating it.
     async fn refresh_request(&self) -> Request<Body> {
         let grant = Grant { gid: random_token(16), ..self.carol_grant.clone() };
-        let issued =
-            self.state.issue_tokens(&self.epr, &grant, Some(&self.carol), None, true).await.expect("issue tokens");
+        let issued = self
+            .state
+            .tokens
+            .issue_tokens(&self.epr, &grant, Some(&self.carol), None, true)
+            .await
+            .expect("issue tokens");
         let refresh = issued.refresh_token.expect("a refresh token");
         form(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)], Some(("epr", &self.epr_secret)))
     }
@@ -451,7 +455,7 @@ fn bench_workstation_jws(c: &mut Criterion, rt: &Runtime, fixtures: &[(&str, &Fi
                 let bodies: Vec<String> = (0..iters).map(|_| fx.tap_ws.tap(&fx.issuer, now, TAP_BADGE)).collect();
                 let start = Instant::now();
                 for body in bodies {
-                    let (_, tap) = verify_tap::<Tap>(&fx.state, body.as_bytes()).await.expect("verify_tap");
+                    let (_, tap) = fx.state.workstations.verify_tap::<Tap>(body.as_bytes()).await.expect("verify_tap");
                     std::hint::black_box(tap);
                 }
                 start.elapsed()

@@ -21,7 +21,7 @@ use wardkey_fuzz::jose::{Signer, sign_raw, signer_for};
 use wardkey_fuzz::server::{JWT_CLIENT, WORKSTATION_ID, server};
 use wardkey_idp::grants::token_exchange::authenticate_workstation;
 use wardkey_idp::params::Params;
-use wardkey_idp::sessions::keys;
+use wardkey_idp::kv::keys;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 

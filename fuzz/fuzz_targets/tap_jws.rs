@@ -1,5 +1,5 @@
-//! The workstation-signed tap request: `tap::signed::verify_signed_tap`
-//! (and through it `verify_workstation_jws`) on the server's real state.
+//! The workstation-signed tap request: `WorkstationAuthenticator::verify_signed_tap`
+//! (and through it `verify_jws`) on the server's real state.
 //!
 //! Input: a mode byte, then
 //! - `S`: `header JSON` `\n` `claims JSON` (any bytes), which the harness
@@ -11,7 +11,7 @@
 use libfuzzer_sys::fuzz_target;
 use wardkey_fuzz::jose::{Signer, sign_raw};
 use wardkey_fuzz::server::{WORKSTATION_ID, server};
-use wardkey_idp::tap::signed::{SignedTap, verify_signed_tap};
+use wardkey_idp::workstation_auth::SignedTap;
 use wardkey_proto::tap::Tap;
 
 fuzz_target!(init: wardkey_fuzz::seeds::maybe_write("tap_jws"), |data: &[u8]| {
@@ -28,7 +28,7 @@ fuzz_target!(init: wardkey_fuzz::seeds::maybe_write("tap_jws"), |data: &[u8]| {
     };
     let server = server();
     server.rt.block_on(async {
-        let verified: Result<SignedTap<Tap>, _> = verify_signed_tap(&server.state, &body).await;
+        let verified: Result<SignedTap<Tap>, _> = server.state.workstations.verify_signed_tap(&body).await;
         if wardkey_fuzz::server::debug() {
             eprintln!("verify_signed_tap: {:?}", verified.as_ref().map(|s| &s.action).map_err(ToString::to_string));
         }

@@ -30,7 +30,7 @@ use wardkey_core::secret::{digest, digest_b64};
 use wardkey_core::user::User;
 use wardkey_core::workstation::Workstation;
 use wardkey_idp::Settings;
-use wardkey_idp::sessions::keys;
+use wardkey_idp::kv::keys;
 use wardkey_idp::state::AppState;
 use wardkey_store::CredentialKind;
 

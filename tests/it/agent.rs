@@ -275,8 +275,8 @@ async fn revocation_elsewhere_locks_the_ward_pc() {
     // A sign-out in the browser the PC handed the session to.
     sign_in("0A0A0004", "dot").await;
     let user = app.state.store.user_by_username("dot").await.unwrap().unwrap();
-    let sid = app.state.user_sessions(&user.id).await.unwrap().last().unwrap().sid.clone();
-    app.state.logout_session(&sid, "rp-logout").await.unwrap();
+    let sid = app.state.sessions.user_sessions(&user.id).await.unwrap().last().unwrap().sid.clone();
+    app.state.logouts.logout_session(&sid, "rp-logout").await.unwrap();
     wait_for(&agent, WorkstationState::Locked, None).await;
 
     // The workstation itself disabled: locked, and its channel closed.

@@ -203,7 +203,7 @@ async fn faults_under_traffic_keep_every_counter_at_zero() {
         // Jay signs out everywhere (an admin revoke); acknowledged once it
         // returns, retried while the engines recover.
         let jay_id = a.state.store.user_by_username("jay").await.unwrap().unwrap().id;
-        while a.state.logout_user(&jay_id, "test").await.is_err() {
+        while a.state.logouts.logout_user(&jay_id, "test").await.is_err() {
             pause(100).await;
         }
         ack.logout.store(true, Ordering::SeqCst);

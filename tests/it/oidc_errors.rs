@@ -546,7 +546,7 @@ async fn refresh_reuse_within_the_grace_gets_the_same_answer() {
 
     // What the cache keeps for the retry holds no token in clear.
     let digest = wardkey_core::secret::digest_b64(&old);
-    let kept = app.state.cache.get(&wardkey_idp::sessions::keys::rotated(&digest)).await.unwrap().unwrap();
+    let kept = app.state.cache.get(&wardkey_idp::kv::keys::rotated(&digest)).await.unwrap().unwrap();
     let kept = String::from_utf8_lossy(&kept);
     for name in ["access_token", "refresh_token", "id_token"] {
         assert!(!kept.contains(field(&rotated, name).as_str()), "{name} in clear in the cache: {kept}");

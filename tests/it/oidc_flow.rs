@@ -162,7 +162,7 @@ async fn full_flow_with_a_real_relying_party() {
     let r = browser.get(logout_url.as_str()).send().await.unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(location(&r), format!("{POST_LOGOUT}?state=bye"));
-    assert!(!app.state.session_alive(&sid).await.unwrap());
+    assert!(!app.state.sessions.session_alive(&sid).await.unwrap());
 
     // After logout: silent auth needs a login, and old access tokens are dead.
     let (challenge, _) = PkceCodeChallenge::new_random_sha256();

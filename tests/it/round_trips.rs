@@ -84,8 +84,7 @@ impl Cache for Counting {
 
 /// Serve `app`'s state with its cache counted; returns the base URL.
 async fn serve_counted(app: &TestApp, counting: Arc<Counting>) -> String {
-    let mut state = app.state.clone();
-    state.cache = counting;
+    let state = app.state.with_cache(counting);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(axum::serve(listener, wardkey_idp::router(state)).into_future());

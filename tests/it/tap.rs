@@ -626,8 +626,8 @@ async fn a_tap_on_a_session_that_idled_out_asks_for_the_pin_and_leaves_the_works
     // Kim's session idles out in the cache while still within the PIN
     // grace by the clock: her index entry says "recent", the session is gone.
     let kim = app.state.store.user_by_username("kim").await.unwrap().unwrap();
-    let session = app.state.latest_session(&kim.id).await.unwrap().unwrap();
-    app.state.cache.delete(&wardkey_idp::sessions::keys::session(&session.sid)).await.unwrap();
+    let session = app.state.sessions.latest_session(&kim.id).await.unwrap().unwrap();
+    app.state.cache.delete(&wardkey_idp::kv::keys::session(&session.sid)).await.unwrap();
 
     let answer = pc2.call(&app, "/tap", json!({"badge": "4B11"})).await;
     assert_eq!(answer["state"], "pin_required", "{answer}");

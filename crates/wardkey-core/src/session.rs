@@ -66,6 +66,23 @@ pub fn acr_rank(acr: &str) -> Option<usize> {
     ACR_LEVELS.iter().position(|a| *a == acr)
 }
 
+/// Whether an authentication at `acr` satisfies a party that asked for at
+/// least `min` (`None`, or a value Wardkey does not issue: anything does).
+/// The one ordering every check uses: the authorization endpoint, token
+/// exchange, and adding a key.
+pub fn acr_meets(acr: &str, min: Option<&str>) -> bool {
+    match min.and_then(acr_rank) {
+        None => true,
+        Some(min) => acr_rank(acr).is_some_and(|a| a >= min),
+    }
+}
+
+/// The weakest of the `acr_values` Wardkey knows (OIDC Core §3.1.2.1: any
+/// one of them will do); unknown values are ignored.
+pub fn weakest_acr(acr_values: Option<&str>) -> Option<String> {
+    acr_values?.split(' ').filter_map(|a| acr_rank(a).map(|r| (r, a))).min_by_key(|(r, _)| *r).map(|(_, a)| a.into())
+}
+
 /// An SSO session, kept in the session cache under a digest of its cookie.
 /// Losing the cache logs people out and nothing else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,5 +180,18 @@ mod assurance_tests {
         assert_eq!(pwd.resumed_by_badge(), pwd);
         let unknown = Assurance::new("urn:other", vec![Amr::Pwd], 9);
         assert_eq!(unknown.resumed_by_badge(), unknown);
+    }
+
+    #[test]
+    fn acr_ordering_meets_the_weakest_requested_level() {
+        assert!(acr_meets(ACR_SECURITY_KEY, Some(ACR_PASSKEY)));
+        assert!(acr_meets(ACR_PASSKEY, Some(ACR_PASSKEY)));
+        assert!(!acr_meets(ACR_BADGE_PIN, Some(ACR_PASSKEY)));
+        assert!(!acr_meets("urn:other", Some(ACR_PASSWORD)), "an unknown level meets nothing");
+        assert!(acr_meets(ACR_PASSWORD, None));
+        assert!(acr_meets(ACR_PASSWORD, Some("urn:unknown")), "an unknown request asks for nothing");
+        let both = format!("urn:x {ACR_SECURITY_KEY} {ACR_BADGE_PIN}");
+        assert_eq!(weakest_acr(Some(&both)).as_deref(), Some(ACR_BADGE_PIN));
+        assert_eq!(weakest_acr(Some("urn:x")), None);
     }
 }

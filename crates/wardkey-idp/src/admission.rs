@@ -14,12 +14,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use wardkey_cache::{Cache, CacheError};
 
-use crate::config::LimitsSettings;
-use crate::state::AppState;
+use crate::config::{LimitsSettings, Settings};
 
 /// A kind of record anonymous callers can create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,12 +100,15 @@ impl Admission {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddress(pub Option<IpAddr>);
 
-impl FromRequestParts<AppState> for ClientAddress {
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress
+where
+    Arc<Settings>: FromRef<S>,
+{
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        if !state.settings.server.trust_forwarded_for {
+        if !Arc::<Settings>::from_ref(state).server.trust_forwarded_for {
             return Ok(Self(peer));
         }
         let forwarded = parts

@@ -17,12 +17,10 @@ use tower_http::cors::{Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use wardkey_core::clock::{SharedClock, SystemClock};
 
-use crate::client_auth::JwksCache;
 use crate::config::Settings;
 use crate::keys::Keyring;
-use crate::metrics::{Metrics, metrics_handler, track};
-use crate::password::PasswordChecker;
-use crate::state::AppState;
+use crate::metrics::{metrics_handler, track};
+use crate::state::{AppState, Foundations};
 use crate::{health, oidc};
 
 /// Requests larger than this are refused with 413: no OAuth request comes
@@ -73,7 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/static/webauthn.js", get(webauthn_js))
         .merge(api)
         .merge(ops)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), track))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         // A request that takes too long (a body trickled in) is answered
         // 408 and its connection's memory freed.
@@ -141,24 +139,17 @@ impl Application {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client")?;
-        let state = AppState {
-            issuer: settings.issuer().into(),
-            passwords: Arc::new(PasswordChecker::new(settings.password.argon2(), settings.password.max_concurrent)),
-            settings: Arc::new(settings.clone()),
-            directory: Arc::new(crate::directory::Directory::new(store.clone())),
+        let state = AppState::new(Foundations {
+            webauthn: crate::webauthn::relying_party(&settings.issuer()),
+            settings: settings.clone(),
             store,
-            cache: cache.clone(),
+            cache,
             clock,
             keys: Arc::new(keys),
-            metrics: Arc::new(Metrics::default()),
-            http,
-            jwks_cache: Arc::new(JwksCache::default()),
             badge_key: badge_key.into(),
-            outbox: Arc::new(crate::backchannel::Outbox::default()),
-            webauthn: crate::webauthn::relying_party(&settings.issuer()),
+            http,
             attestation,
-            admission: Arc::new(crate::admission::Admission::new(cache.clone(), settings.limits.clone())),
-        };
+        });
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
         let tls = settings.server.tls_cert.clone().zip(settings.server.tls_key.clone());
@@ -181,7 +172,7 @@ impl Application {
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(reload_keys(self.state.clone(), cancel.clone()));
-        tasks.spawn(crate::backchannel::run_outbox(self.state.clone(), cancel.clone()));
+        tasks.spawn(crate::backchannel::run_outbox(self.state.logouts.clone(), cancel.clone()));
         let poll = self.state.settings.store.directory_poll;
         tasks.spawn(crate::directory::poll_generation(self.state.directory.clone(), poll, cancel.clone()));
         tasks.spawn(crate::directory::listen(self.state.directory.clone(), self.state.cache.clone(), cancel.clone()));

@@ -1,4 +1,4 @@
-//! Ending sessions, and OIDC Back-Channel Logout 1.0.
+//! The logouts service: ending sessions, and OIDC Back-Channel Logout 1.0.
 //!
 //! Ending a session removes it from the cache, detaches it from every
 //! workstation, and queues a logout notice for every RP that received tokens
@@ -13,14 +13,19 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use wardkey_cache::Op;
+use wardkey_cache::{Cache, Op};
 use wardkey_core::audit::AuditEvent;
+use wardkey_core::clock::SharedClock;
 use wardkey_core::secret::random_token;
-use wardkey_store::{LogoutNotice, NewLogoutNotice};
+use wardkey_store::{LogoutNotice, NewLogoutNotice, Store};
 
+use crate::attachments::Attachments;
+use crate::config::Settings;
 use crate::error::BackendError;
-use crate::sessions::{keys, parse_list};
-use crate::state::AppState;
+use crate::keys::Keyring;
+use crate::kv::{keys, parse_list};
+use crate::metrics::Metrics;
+use crate::sessions::Sessions;
 
 /// OIDC Back-Channel Logout 1.0 §2.4: the `events` member.
 const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -34,10 +39,49 @@ const MAX_ATTEMPTS: u32 = 300;
 /// Per-request timeout, so a dead RP costs one timeout, not a hang.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Wakes the delivery task when notices are queued.
-#[derive(Debug, Default)]
-pub struct Outbox {
-    wake: Notify,
+/// Ends sessions and delivers the logout notices that follow.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Logouts {
+    sessions: Sessions,
+    /// Workstations a session ends at are locked.
+    attachments: Attachments,
+    cache: Arc<dyn Cache>,
+    /// The outbox, and the audit log.
+    store: Arc<dyn Store>,
+    /// Signs logout tokens.
+    keys: Arc<Keyring>,
+    issuer: Arc<str>,
+    http: reqwest::Client,
+    metrics: Arc<Metrics>,
+    clock: SharedClock,
+    settings: Arc<Settings>,
+    /// Wakes the delivery task when notices are queued.
+    wake: Arc<Notify>,
+}
+
+/// What [`Logouts`] works with.
+pub struct LogoutParts {
+    /// The sessions to end.
+    pub sessions: Sessions,
+    /// The workstations to lock.
+    pub attachments: Attachments,
+    /// The session cache.
+    pub cache: Arc<dyn Cache>,
+    /// The outbox and audit log.
+    pub store: Arc<dyn Store>,
+    /// Signs logout tokens.
+    pub keys: Arc<Keyring>,
+    /// `iss` of logout tokens.
+    pub issuer: Arc<str>,
+    /// Delivers them.
+    pub http: reqwest::Client,
+    /// Delivery times and failures.
+    pub metrics: Arc<Metrics>,
+    /// The clock.
+    pub clock: SharedClock,
+    /// Session lifetimes.
+    pub settings: Arc<Settings>,
 }
 
 /// What became of one notice.
@@ -55,11 +99,21 @@ pub fn retry_delay(attempts: u32) -> i64 {
     (1i64 << attempts.min(9)).min(300)
 }
 
-impl AppState {
+impl Logouts {
+    /// The service over `parts`.
+    pub fn new(parts: LogoutParts) -> Self {
+        let LogoutParts { sessions, attachments, cache, store, keys, issuer, http, metrics, clock, settings } = parts;
+        Self { sessions, attachments, cache, store, keys, issuer, http, metrics, clock, settings, wake: Arc::default() }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
     /// End session `sid` everywhere and queue back-channel logouts; `why`
     /// goes to the audit log. Ending an already-ended session is a no-op.
     pub async fn logout_session(&self, sid: &str, why: &str) -> Result<(), BackendError> {
-        let Some(session) = self.session_by_sid(sid).await? else {
+        let Some(session) = self.sessions.session_by_sid(sid).await? else {
             return Ok(());
         };
         // One atomic step ends the session and collects what it touched.
@@ -76,7 +130,7 @@ impl AppState {
         let mut lists = replies.into_iter().skip(1).map(|r| parse_list(r.into_value()));
         let (workstations, clients) = (lists.next().unwrap_or_default(), lists.next().unwrap_or_default());
         for ws in &workstations {
-            self.detach_if(ws, sid).await?;
+            self.attachments.detach_if(ws, sid).await?;
         }
         let mut notices = Vec::new();
         for client_id in &clients {
@@ -92,7 +146,7 @@ impl AppState {
         }
         if !notices.is_empty() {
             self.store.enqueue_logouts(&notices, self.now(), self.now()).await?;
-            self.outbox.wake.notify_one();
+            self.wake.notify_one();
         }
         let record = AuditEvent {
             at: self.now(),
@@ -107,7 +161,7 @@ impl AppState {
 
     /// End every session of a user (admin revoke, disable).
     pub async fn logout_user(&self, user_id: &str, why: &str) -> Result<usize, BackendError> {
-        let sessions = self.user_sessions(user_id).await?;
+        let sessions = self.sessions.user_sessions(user_id).await?;
         for entry in &sessions {
             self.logout_session(&entry.sid, why).await?;
         }
@@ -119,7 +173,7 @@ impl AppState {
         // A watch queued when the client got tokens: while the session
         // lives, look again after another idle period; once it has ended
         // (logout, idle or lifetime expiry, a lost cache), tell the RP.
-        match self.session_by_sid(&notice.sid).await {
+        match self.sessions.session_by_sid(&notice.sid).await {
             Ok(Some(_)) => {
                 return Delivery::Postponed(self.now() + self.settings.session.idle_timeout.as_secs() as i64);
             }
@@ -215,8 +269,8 @@ impl AppState {
 
 /// The delivery task: runs until `cancel`, waking when notices are queued
 /// and at least every second for retries and admin revocations.
-pub async fn run_outbox(state: AppState, cancel: CancellationToken) {
-    let outbox: Arc<Outbox> = state.outbox.clone();
+pub async fn run_outbox(state: Logouts, cancel: CancellationToken) {
+    let wake = state.wake.clone();
     loop {
         match state.store.take_session_revocations().await {
             Ok(users) => {
@@ -240,7 +294,7 @@ pub async fn run_outbox(state: AppState, cancel: CancellationToken) {
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = outbox.wake.notified() => {}
+            _ = wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }

@@ -3,7 +3,7 @@
 //! (RFC 7523) and `none` for public clients.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
@@ -13,13 +13,16 @@ use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+use wardkey_cache::Cache;
 use wardkey_core::client::{Client, ClientAuth};
+use wardkey_core::clock::SharedClock;
 use wardkey_core::secret::matches_digest;
 
+use crate::config::Settings;
+use crate::directory::Directory;
 use crate::error::OAuthError;
+use crate::kv::{Nonce, keys};
 use crate::params::Params;
-use crate::sessions::{Nonce, keys};
-use crate::state::AppState;
 
 /// Why an assertion whose `jti` was seen before is refused.
 pub(crate) const REPLAYED_ASSERTION: &str = "this assertion was already used (jti replay)";
@@ -33,7 +36,25 @@ const MAX_ASSERTION_LIFETIME: i64 = 3600;
 /// Client JWKS fetched from `jwks_uri`, kept briefly so that a busy EPR
 /// does not cost a fetch per token request.
 #[derive(Default)]
-pub struct JwksCache(Mutex<HashMap<String, (Instant, JwkSet)>>);
+struct JwksCache(Mutex<HashMap<String, (Instant, JwkSet)>>);
+
+/// Authenticates clients: EPR applications at the back-channel endpoints,
+/// and the assertion rules workstations' signed requests share. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct ClientAuthenticator {
+    /// Where clients are looked up (cached on the node).
+    directory: Arc<Directory>,
+    /// Seen assertion `jti`s.
+    cache: Arc<dyn Cache>,
+    clock: SharedClock,
+    settings: Arc<Settings>,
+    /// The audiences an assertion may name: the issuer and its token endpoint.
+    issuer: Arc<str>,
+    /// Fetches `jwks_uri`.
+    http: reqwest::Client,
+    jwks_cache: Arc<JwksCache>,
+}
 
 #[derive(Deserialize)]
 struct AssertionClaims {
@@ -69,7 +90,24 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     Ok(Some((unescape(id), unescape(secret))))
 }
 
-impl AppState {
+impl ClientAuthenticator {
+    /// Clients found in `directory`, assertions checked on `clock` against
+    /// `issuer`, `jti`s remembered in `cache`.
+    pub fn new(
+        directory: Arc<Directory>,
+        cache: Arc<dyn Cache>,
+        clock: SharedClock,
+        settings: Arc<Settings>,
+        issuer: Arc<str>,
+        http: reqwest::Client,
+    ) -> Self {
+        Self { directory, cache, clock, settings, issuer, http, jwks_cache: Arc::default() }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
     /// Authenticate the client of a back-channel request. Exactly one method
     /// may be used (RFC 6749 §2.3). Failures say only what a legitimate
     /// integrator needs to fix, never which part of a secret was wrong.
@@ -188,7 +226,7 @@ impl AppState {
         // RFC 7523 §3: the audience identifies the authorization server; the
         // token endpoint URL and the issuer are both accepted, as OIDC Core
         // §9 allows.
-        validation.set_audience(&[self.url("/token"), self.issuer.to_string()]);
+        validation.set_audience(&[format!("{}/token", self.issuer), self.issuer.to_string()]);
         validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
         validation.sub = Some(id.to_string());
         // Time is checked below against the server's clock, like every other
@@ -226,7 +264,7 @@ impl AppState {
         Ok(Ok(()))
     }
 
-    /// [`AppState::accept_assertion`]'s time rules, leaving the `jti` to
+    /// [`ClientAuthenticator::accept_assertion`]'s time rules, leaving the `jti` to
     /// record to the caller (token exchange batches it with its reads); a
     /// used one is [`REPLAYED_ASSERTION`].
     pub(crate) fn assertion_nonce(
@@ -278,7 +316,7 @@ impl AppState {
 }
 
 /// What a developer needs to fix in a rejected assertion. Times are checked
-/// by [`AppState::accept_assertion`], not here.
+/// by [`ClientAuthenticator::accept_assertion`], not here.
 fn describe_jwt_error(e: &jsonwebtoken::errors::Error) -> &'static str {
     use jsonwebtoken::errors::ErrorKind as K;
     match e.kind() {

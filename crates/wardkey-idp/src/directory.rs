@@ -10,7 +10,7 @@
 //! while a tap costs no store round trip.
 //!
 //! A node's own writes drop its cache at once and are announced to the
-//! other nodes on a Redis channel ([`AppState::directory_changed`],
+//! other nodes on a Redis channel ([`Directory::changed`],
 //! [`listen`]), so they apply everywhere within a round trip. The channel
 //! only speeds things up: a message lost with a dropped connection (Redis
 //! pub/sub keeps no backlog) is made up for by the poll, which stays the
@@ -34,8 +34,6 @@ use wardkey_core::client::Client;
 use wardkey_core::user::User;
 use wardkey_core::workstation::Workstation;
 use wardkey_store::{Store, StoreResult};
-
-use crate::state::AppState;
 
 /// The cache channel on which nodes announce their directory changes.
 pub const CHANNEL: &str = "wardkey:directory";
@@ -97,15 +95,27 @@ impl Cached {
 /// Node-local directory cache with a last-known fallback.
 pub struct Directory {
     store: Arc<dyn Store>,
+    /// Where this node's changes are announced to the others.
+    cache: Arc<dyn Cache>,
     cached: Mutex<Cached>,
     /// While set and in the future, answer from the cache at once.
     down_until: Mutex<Option<Instant>>,
 }
 
 impl Directory {
-    /// Reads through `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, cached: Mutex::new(Cached::default()), down_until: Mutex::new(None) }
+    /// Reads through `store`; announces changes on `cache`'s channel.
+    pub fn new(store: Arc<dyn Store>, cache: Arc<dyn Cache>) -> Self {
+        Self { store, cache, cached: Mutex::new(Cached::default()), down_until: Mutex::new(None) }
+    }
+
+    /// After this node changed the directory: drop its own cached entries
+    /// at once and tell the other nodes. Telling them is best effort; the
+    /// store poll catches what a lost message misses.
+    pub async fn changed(&self) {
+        self.forget();
+        if let Err(e) = self.cache.publish(CHANNEL, b"changed").await {
+            tracing::debug!(error = %e, "could not announce a directory change; other nodes will poll it");
+        }
     }
 
     fn cached(&self) -> std::sync::MutexGuard<'_, Cached> {
@@ -235,26 +245,18 @@ pub async fn listen(directory: Arc<Directory>, cache: Arc<dyn Cache>, cancel: Ca
     }
 }
 
-impl AppState {
-    /// After this node changed the directory: drop its own cached entries
-    /// at once and tell the other nodes. Telling them is best effort; the
-    /// store poll catches what a lost message misses.
-    pub async fn directory_changed(&self) {
-        self.directory.forget();
-        if let Err(e) = self.cache.publish(CHANNEL, b"changed").await {
-            tracing::debug!(error = %e, "could not announce a directory change; other nodes will poll it");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn memory_cache() -> Arc<dyn Cache> {
+        Arc::new(wardkey_cache::MemoryCache::new())
+    }
+
     #[tokio::test]
     async fn caches_within_a_generation_and_falls_back_only_on_errors() {
         let store = wardkey_store::open("sqlite::memory:").await.unwrap();
-        let dir = Directory::new(store.clone());
+        let dir = Directory::new(store.clone(), memory_cache());
         let ok = |v: Option<u32>| async move { Ok(v) };
         let down = || async { Err::<Option<u32>, _>(wardkey_store::StoreError::NotFound("down".into())) };
         // Before the first poll nothing is served from the cache.
@@ -285,7 +287,7 @@ mod tests {
     #[tokio::test]
     async fn lookups_of_ids_that_name_nothing_cannot_flush_the_directory() {
         let store = wardkey_store::open("sqlite::memory:").await.unwrap();
-        let dir = Directory::new(store);
+        let dir = Directory::new(store, memory_cache());
         dir.refresh().await.unwrap();
         assert_eq!(dir.read("ws:real".into(), async { Ok(Some(1u32)) }).await.unwrap(), Some(1));
         // An attacker's random kids: far more misses than the cache keeps.

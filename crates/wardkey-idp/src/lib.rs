@@ -1,23 +1,30 @@
 //! The Wardkey identity server: an OpenID Connect provider for clinical
 //! workstations.
 //!
-//! How the modules fit:
-//! - [`app`] builds the router and runs the server; [`config`] loads and
-//!   validates settings; [`state::AppState`] is what every handler receives.
-//! - [`oidc`] holds one module per endpoint; [`grants`] the token endpoint's
-//!   grants; [`tokens`] mints tokens; [`client_auth`] authenticates clients;
-//!   [`keys`] signs and verifies our JWTs.
-//! - [`sessions`] is typed access to the session cache; [`password`] runs
-//!   argon2 off the runtime; [`cookies`], [`params`] and [`pages`] are the
-//!   small HTTP helpers; [`error`] maps every error to a response.
+//! Where a request goes: [`app::router`] → a handler in an endpoint module
+//! ([`oidc`], [`grants`], [`tap`], [`webauthn`], [`health`]) → a service on
+//! [`state::AppState`] → the store and cache traits. The README's layout
+//! section follows `POST /token` through these layers.
 //!
-//! Handlers talk to the store and cache only through their traits; nothing
-//! here knows which backend is configured.
+//! - Services, each owning what it uses and tested without HTTP:
+//!   [`sessions`], [`attachments`], [`client_auth`], [`workstation_auth`],
+//!   [`tokens`], [`backchannel`] (logouts), [`logins`] (password verdicts),
+//!   [`directory`], [`admission`], [`cookies`], [`metrics`], [`keys`].
+//! - [`kv`] is the session cache's key layout; [`config`] loads and
+//!   validates settings; [`error`] maps every error to a response in one
+//!   place; [`pages`] and [`params`] are small HTTP helpers; [`password`]
+//!   runs argon2 off the runtime.
+//!
+//! Modules never import each other in a circle (`scripts/module-cycles`
+//! checks it in CI): endpoints depend on services, services on each other
+//! downward and on the store and cache traits, never on `state` or an
+//! endpoint. Nothing here knows which store or cache backend is configured.
 
 #![warn(missing_docs)]
 
 pub mod admission;
 pub mod app;
+pub mod attachments;
 pub mod backchannel;
 pub mod client_auth;
 pub mod config;
@@ -27,6 +34,8 @@ pub mod error;
 pub mod grants;
 pub mod health;
 pub mod keys;
+pub mod kv;
+pub mod logins;
 pub mod metrics;
 pub mod oidc;
 pub mod pages;
@@ -35,8 +44,11 @@ pub mod password;
 pub mod sessions;
 pub mod state;
 pub mod tap;
+#[cfg(test)]
+mod testkit;
 pub mod tokens;
 pub mod webauthn;
+pub mod workstation_auth;
 
 pub use app::{Application, router, shutdown_signal};
 pub use config::Settings;

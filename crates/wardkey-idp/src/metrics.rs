@@ -1,6 +1,7 @@
 //! Prometheus metrics: what ops watch on the login-time dashboards.
 //! Names come from `wardkey_proto::metrics`; latencies are in seconds.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -13,8 +14,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use wardkey_proto::metrics as names;
-
-use crate::state::AppState;
 
 /// Labels of the request-duration histogram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -157,13 +156,12 @@ impl Metrics {
 }
 
 /// `GET /metrics`.
-pub async fn metrics_handler(State(state): State<AppState>) -> Response {
-    ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
-        .into_response()
+pub async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> Response {
+    ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.encode()).into_response()
 }
 
 /// Middleware timing every request by matched route.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let route =
         request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = request.method().clone();
@@ -174,6 +172,6 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     // The route pattern, never the raw URI: query strings can carry request
     // ids and hints that do not belong in logs.
     tracing::debug!(%method, route, status, seconds, "request");
-    state.metrics.http.get_or_create(&RouteLabels { route, status }).observe(seconds);
+    metrics.http.get_or_create(&RouteLabels { route, status }).observe(seconds);
     response
 }

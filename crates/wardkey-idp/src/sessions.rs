@@ -1,47 +1,25 @@
-//! Typed access to the session cache: SSO sessions, pending authorization
-//! requests, authorization codes, refresh tokens and grant revocations.
+//! The sessions service: SSO sessions and the browsers holding them,
+//! pending authorization requests, authorization codes and grant
+//! revocations, all in the session cache (layout in [`crate::kv`]).
 //!
-//! Every key is namespaced (`sess:`, `authz:`, `code:`, …) and every secret
-//! the browser or client holds is looked up by its SHA-256 digest, never
-//! stored as such.
+//! A session is shared by every place the clinician uses it (browsers,
+//! workstations), but how they authenticated is kept per place
+//! ([`Assurance`]): a step-up in one browser raises that browser alone.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use wardkey_cache::{Cache, CacheResult, Op, Reply};
+use wardkey_cache::{Cache, CacheResult, Op};
 use wardkey_core::client::Client;
+use wardkey_core::clock::SharedClock;
 use wardkey_core::secret::{digest, digest_b64, matches_digest, new_secret, random_token};
 use wardkey_core::session::{Amr, Assurance, Session};
-use wardkey_store::NewLogoutNotice;
+use wardkey_store::{NewLogoutNotice, Store};
 
-use crate::state::AppState;
-
-/// Read a JSON value; a value that no longer decodes (an older format after an
-/// upgrade) reads as absent rather than failing the request.
-pub async fn get_json<T: DeserializeOwned>(cache: &dyn Cache, key: &str) -> CacheResult<Option<T>> {
-    Ok(cache.get(key).await?.and_then(|v| serde_json::from_slice(&v).ok()))
-}
-
-/// Atomically read and delete a JSON value.
-pub async fn take_json<T: DeserializeOwned>(cache: &dyn Cache, key: &str) -> CacheResult<Option<T>> {
-    Ok(cache.take(key).await?.and_then(|v| serde_json::from_slice(&v).ok()))
-}
-
-/// A value as stored: JSON.
-pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_default()
-}
-
-/// Decode a batch's `Get` reply, as [`get_json`] does a single read.
-pub fn from_reply<T: DeserializeOwned>(reply: Option<Reply>) -> Option<T> {
-    reply.and_then(Reply::into_value).and_then(|v| serde_json::from_slice(&v).ok())
-}
-
-/// Store a JSON value.
-pub async fn put_json<T: Serialize>(cache: &dyn Cache, key: &str, value: &T, ttl: Duration) -> CacheResult<()> {
-    cache.put(key, &to_json(value), ttl).await
-}
+use crate::attachments::Attachment;
+use crate::config::Settings;
+use crate::kv::{get_json, keys, list_item, parse_list, put_json};
 
 fn secs(d: i64) -> Duration {
     Duration::from_secs(d.max(1) as u64)
@@ -176,126 +154,6 @@ pub struct Desk {
     pub ticket_digest: String,
 }
 
-/// Key helpers.
-pub mod keys {
-    /// An SSO session by its public `sid`.
-    pub fn session(sid: &str) -> String {
-        format!("sess:{sid}")
-    }
-    /// A pending authorization request.
-    pub fn pending(id: &str) -> String {
-        format!("authz:{id}")
-    }
-    /// An authorization code by digest.
-    pub fn code(digest: &str) -> String {
-        format!("code:{digest}")
-    }
-    /// A redeemed code by digest, remembering its grant for reuse detection.
-    pub fn code_used(digest: &str) -> String {
-        format!("code-used:{digest}")
-    }
-    /// A refresh token by digest.
-    pub fn refresh(digest: &str) -> String {
-        format!("rt:{digest}")
-    }
-    /// A rotated refresh token by digest.
-    pub fn rotated(digest: &str) -> String {
-        format!("rt-rotated:{digest}")
-    }
-    /// The live session ids of a user.
-    pub fn user_sessions(user_id: &str) -> String {
-        format!("user-sessions:{user_id}")
-    }
-    /// The clients that got tokens in a session (an append-only list).
-    pub fn session_clients(sid: &str) -> String {
-        format!("sess-clients:{sid}")
-    }
-    /// The workstations a session was attached to (an append-only list).
-    pub fn session_workstations(sid: &str) -> String {
-        format!("sess-ws:{sid}")
-    }
-    /// Who is at a workstation.
-    pub fn attachment(workstation_id: &str) -> String {
-        format!("ws:{workstation_id}")
-    }
-    /// A session ticket by digest.
-    pub fn ticket(digest: &str) -> String {
-        format!("ticket:{digest}")
-    }
-    /// A redeemed invite's enrolment (by cookie digest): a user id.
-    pub fn enrolment(digest: &str) -> String {
-        format!("enrol:{digest}")
-    }
-    /// A WebAuthn ceremony between its start and finish.
-    pub fn webauthn_ceremony(id: &str) -> String {
-        format!("webauthn:{id}")
-    }
-    /// A tap waiting for its PIN.
-    pub fn pending_tap(id: &str) -> String {
-        format!("tap:{id}")
-    }
-    /// A signed tap request's `jti`, for replay protection.
-    pub fn tap_jti(workstation_id: &str, jti: &str) -> String {
-        format!("tap-jti:{workstation_id}:{jti}")
-    }
-    /// A browser handoff by digest.
-    pub fn handoff(digest: &str) -> String {
-        format!("handoff:{digest}")
-    }
-    /// Where a badge was last seen, for cloned-badge detection.
-    pub fn badge_seen(digest: &str) -> String {
-        format!("badge-seen:{digest}")
-    }
-    /// A revoked grant.
-    pub fn revoked(gid: &str) -> String {
-        format!("revoked:{gid}")
-    }
-    /// A client assertion `jti`, for replay protection.
-    pub fn assertion_jti(client_id: &str, jti: &str) -> String {
-        format!("jti:{client_id}:{jti}")
-    }
-    /// A password check in progress for a username (by its digest key).
-    pub fn login_in_flight(failures_key: &str) -> String {
-        format!("inflight:{failures_key}")
-    }
-    /// Failed logins for a username that does not exist.
-    pub fn unknown_user_failures(username_digest: &str) -> String {
-        format!("fail:{username_digest}")
-    }
-}
-
-/// A single-use identifier (a signed request's or assertion's `jti`) to be
-/// recorded for its lifetime: recording it a second time fails. Kept as a
-/// value so that the hot paths can record it in the same round trip as
-/// their first reads ([`Nonce::op`]).
-#[derive(Debug, Clone)]
-pub struct Nonce {
-    key: String,
-    ttl: Duration,
-}
-
-impl Nonce {
-    /// The nonce under `key` (see [`keys`]), remembered for `ttl`.
-    pub fn new(key: String, ttl: Duration) -> Self {
-        Self { key, ttl }
-    }
-
-    /// The op that records it; its reply goes to [`Nonce::fresh`].
-    pub fn op(&self) -> Op {
-        Op::PutIfAbsent(self.key.clone(), b"1".to_vec(), self.ttl)
-    }
-
-    /// Whether [`Nonce::op`]'s reply says this is the first use.
-    pub fn fresh(reply: Option<&Reply>) -> bool {
-        reply.is_some_and(Reply::flag)
-    }
-
-    /// Record it on its own; whether this is the first use.
-    pub async fn record(&self, cache: &dyn Cache) -> CacheResult<bool> {
-        cache.put_if_absent(&self.key, b"1", self.ttl).await
-    }
-}
-
 /// One session in a user's index (`user-sessions:{user_id}`), with its
 /// `auth_time` so that a tap can pick the session to resume without reading
 /// each session first (a Redis round trip apiece).
@@ -312,30 +170,33 @@ pub struct IndexEntry {
     pub desk: Option<Assurance>,
 }
 
-/// An item for an append-only list ([`Op::Append`]): newline-terminated.
-pub fn list_item(item: &str) -> Vec<u8> {
-    format!("{item}\n").into_bytes()
-}
-
-/// The distinct items of an append-only list (a read of one, alone or a
-/// batch's `Get` reply's value), in first-seen order.
-pub fn parse_list(bytes: Option<Vec<u8>>) -> Vec<String> {
-    let mut items: Vec<String> = Vec::new();
-    for item in String::from_utf8_lossy(&bytes.unwrap_or_default()).lines() {
-        if !item.is_empty() && !items.iter().any(|i| i == item) {
-            items.push(item.to_owned());
-        }
-    }
-    items
-}
-
 /// The cookie value `sid.secret`: `sid` finds the session, `secret` proves
 /// the browser holds it.
 fn split_cookie(value: &str) -> Option<(&str, &str)> {
     value.split_once('.')
 }
 
-impl AppState {
+/// SSO sessions and the short-lived records of an authorization (pending
+/// requests, codes, revocations). Cheap to clone.
+#[derive(Clone)]
+pub struct Sessions {
+    cache: Arc<dyn Cache>,
+    /// For the logout watch a client's first tokens queue (best effort).
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    settings: Arc<Settings>,
+}
+
+impl Sessions {
+    /// Sessions kept in `cache`; `store` receives the logout watches.
+    pub fn new(cache: Arc<dyn Cache>, store: Arc<dyn Store>, clock: SharedClock, settings: Arc<Settings>) -> Self {
+        Self { cache, store, clock, settings }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
     /// Start an SSO session after a successful authentication; returns the
     /// cookie value and the session.
     pub async fn create_session(&self, user_id: &str, amr: Vec<Amr>, acr: &str) -> CacheResult<(String, Session)> {
@@ -414,6 +275,16 @@ impl AppState {
         Ok(get_json(self.cache.as_ref(), &keys::user_sessions(user_id)).await?.unwrap_or_default())
     }
 
+    /// The user's newest live session, if any.
+    pub async fn latest_session(&self, user_id: &str) -> CacheResult<Option<Session>> {
+        for entry in self.user_sessions(user_id).await?.iter().rev() {
+            if let Some(session) = self.session_by_sid(&entry.sid).await? {
+                return Ok(Some(session));
+            }
+        }
+        Ok(None)
+    }
+
     /// A live session by `sid`.
     pub async fn session_by_sid(&self, sid: &str) -> CacheResult<Option<Session>> {
         Ok(self.live_session(self.cache.get(&keys::session(sid)).await?))
@@ -485,7 +356,7 @@ impl AppState {
         }
         if let Some(desk) = &browser.desk {
             let key = keys::attachment(&desk.workstation_id);
-            let attached: Option<crate::tap::attach::Attachment> = get_json(self.cache.as_ref(), &key).await?;
+            let attached: Option<Attachment> = get_json(self.cache.as_ref(), &key).await?;
             if attached.is_none_or(|a| a.ticket_digest != desk.ticket_digest) {
                 return Ok(None);
             }
@@ -506,7 +377,7 @@ impl AppState {
 
     /// Record that `client` received tokens in `session`, for logout;
     /// `listed` is the session's client list as the caller read it (see
-    /// [`AppState::session_clients`]), and nothing is written when it names
+    /// [`Sessions::session_clients`]), and nothing is written when it names
     /// the client already. For a client with a back-channel logout URI, a
     /// notice is also queued in the store to watch for the session's expiry
     /// (see `backchannel`); that is best effort, so a store outage never
@@ -560,5 +431,86 @@ impl AppState {
         let code = new_secret();
         put_json(self.cache.as_ref(), &keys::code(&digest_b64(&code)), record, self.settings.oidc.code_ttl).await?;
         Ok(code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wardkey_core::session::{ACR_BADGE_PIN, ACR_PASSKEY, ACR_PASSWORD};
+
+    use super::*;
+    use crate::attachments::Attachments;
+    use crate::testkit::Kit;
+
+    fn sessions(kit: &Kit) -> Sessions {
+        Sessions::new(kit.cache.clone(), kit.store.clone(), kit.shared_clock(), kit.settings.clone())
+    }
+
+    #[tokio::test]
+    async fn a_cookie_opens_its_session_and_nothing_else_does() {
+        let kit = Kit::new().await;
+        let sessions = sessions(&kit);
+        let (cookie, session) = sessions.create_session("u1", vec![Amr::Pwd], ACR_PASSWORD).await.unwrap();
+        let opened = sessions.session_from_cookie(&cookie).await.unwrap().expect("its own cookie opens it");
+        assert_eq!(opened.sid, session.sid);
+        let forged = format!("{}.{}", session.sid, new_secret());
+        assert!(sessions.session_from_cookie(&forged).await.unwrap().is_none(), "a guessed secret opens nothing");
+        assert!(sessions.session_from_cookie("no-dot").await.unwrap().is_none());
+        assert_eq!(sessions.user_sessions("u1").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_step_up_raises_only_the_browser_that_made_it() {
+        let kit = Kit::new().await;
+        let sessions = sessions(&kit);
+        let (office, session) = sessions.create_session("u1", vec![Amr::Pwd], ACR_PASSWORD).await.unwrap();
+        let ws = crate::attachments::Attachment {
+            sid: session.sid.clone(),
+            user_id: "u1".into(),
+            user: wardkey_proto::tap::UserSummary { username: "u1".into(), name: None },
+            ticket_digest: "t1".into(),
+            assurance: Assurance::new(ACR_BADGE_PIN, vec![Amr::Badge, Amr::Pin], kit.now()),
+        };
+        kit.cache.put(&keys::attachment("ws1"), &crate::kv::to_json(&ws), Duration::from_secs(60)).await.unwrap();
+        let desk = Desk { workstation_id: "ws1".into(), ticket_digest: "t1".into() };
+        let handed = sessions.add_session_cookie(&session.sid, &ws.assurance, desk).await.unwrap().unwrap();
+        kit.clock.advance(5);
+        let raised = sessions.step_up(&office, vec![Amr::Hwk], ACR_PASSKEY).await.unwrap().unwrap();
+        assert_eq!(raised.acr, ACR_PASSKEY);
+        let at_desk = sessions.session_from_cookie(&handed).await.unwrap().unwrap();
+        assert_eq!(at_desk.acr, ACR_BADGE_PIN, "the handed-off browser keeps its own level");
+        // A new tap at the PC makes a new ticket: the handed-off browser's
+        // sign-in ends with the attachment it came from.
+        Attachments::new(kit.cache.clone(), kit.settings.clone()).detach("ws1").await.unwrap();
+        assert!(sessions.session_from_cookie(&handed).await.unwrap().is_none());
+        assert!(sessions.session_from_cookie(&office).await.unwrap().is_some(), "the office browser is unaffected");
+    }
+
+    #[tokio::test]
+    async fn a_session_ends_at_its_maximum_lifetime_however_busy() {
+        let kit = Kit::new().await;
+        let sessions = sessions(&kit);
+        let (cookie, session) = sessions.create_session("u1", vec![Amr::Pwd], ACR_PASSWORD).await.unwrap();
+        let max = kit.settings.session.max_lifetime.as_secs() as i64;
+        let idle = kit.settings.session.idle_timeout.as_secs() as i64;
+        let mut elapsed = 0;
+        while elapsed + idle / 2 < max {
+            kit.clock.advance(idle / 2);
+            elapsed += idle / 2;
+            assert!(sessions.session_from_cookie(&cookie).await.unwrap().is_some(), "use keeps it alive");
+        }
+        kit.clock.advance(max - elapsed + 1);
+        assert!(sessions.session_from_cookie(&cookie).await.unwrap().is_none());
+        assert!(!sessions.session_alive(&session.sid).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_revoked_grant_stays_revoked() {
+        let kit = Kit::new().await;
+        let sessions = sessions(&kit);
+        assert!(!sessions.grant_revoked("g1").await.unwrap());
+        sessions.revoke_grant("g1").await.unwrap();
+        assert!(sessions.grant_revoked("g1").await.unwrap());
+        assert!(!sessions.grant_revoked("g2").await.unwrap());
     }
 }

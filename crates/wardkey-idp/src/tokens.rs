@@ -1,20 +1,26 @@
-//! Minting tokens: access tokens (RFC 9068 JWTs), ID tokens (OIDC Core §2)
-//! and refresh tokens (opaque, rotated).
+//! The token issuer: access tokens (RFC 9068 JWTs), ID tokens (OIDC Core
+//! §2) and refresh tokens (opaque, rotated).
+
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
+use wardkey_cache::Cache;
 use wardkey_core::client::{Client, GrantType};
+use wardkey_core::clock::SharedClock;
 use wardkey_core::keys::SigningAlg;
 use wardkey_core::secret::{digest_b64, new_secret, random_token};
 use wardkey_core::session::Amr;
 use wardkey_core::user::User;
 use wardkey_proto::oauth::TokenResponse;
 
+use crate::config::Settings;
 use crate::error::OAuthError;
-use crate::sessions::{Grant, RefreshRecord, keys, put_json};
-use crate::state::AppState;
+use crate::keys::Keyring;
+use crate::kv::{keys, put_json};
+use crate::sessions::{Grant, RefreshRecord};
 
 /// Scopes Wardkey understands; others are dropped from the grant.
 pub const SUPPORTED_SCOPES: [&str; 5] = ["openid", "profile", "email", "roles", "offline_access"];
@@ -104,7 +110,34 @@ pub fn user_claims(user: &User, grant_scope: &str, claims: &mut serde_json::Map<
     }
 }
 
-impl AppState {
+/// Mints the tokens of a grant. Cheap to clone.
+#[derive(Clone)]
+pub struct TokenIssuer {
+    /// `iss` of every token.
+    issuer: Arc<str>,
+    keys: Arc<Keyring>,
+    /// Refresh tokens live here.
+    cache: Arc<dyn Cache>,
+    clock: SharedClock,
+    settings: Arc<Settings>,
+}
+
+impl TokenIssuer {
+    /// Tokens from `issuer`, signed with `keys`.
+    pub fn new(
+        issuer: Arc<str>,
+        keys: Arc<Keyring>,
+        cache: Arc<dyn Cache>,
+        clock: SharedClock,
+        settings: Arc<Settings>,
+    ) -> Self {
+        Self { issuer, keys, cache, clock, settings }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
     /// Issue the token response for `grant` to `client`: an access token,
     /// an ID token when `openid` is in scope (with `nonce` if given), and a
     /// refresh token when `with_refresh` and the client may refresh.

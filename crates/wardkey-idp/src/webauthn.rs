@@ -53,10 +53,11 @@ use webauthn_rs::prelude::{
 use crate::admission::{ClientAddress, Kept};
 use crate::cookies::CookieName;
 use crate::error::{PageError, WebauthnApiError};
+use crate::kv::{get_json, keys, put_json, take_json};
 use crate::metrics::Metrics;
 use crate::oidc::authorize::{complete, current_session};
 use crate::pages;
-use crate::sessions::{PendingAuthorization, get_json, keys, put_json, take_json};
+use crate::sessions::PendingAuthorization;
 use crate::state::AppState;
 
 /// How long a started ceremony can be finished: time to find the key and
@@ -192,7 +193,7 @@ impl Holder {
         };
         let window = state.settings.webauthn.add_key_within.as_secs() as i64;
         let recent = state.now() - session.auth_time <= window;
-        if recent && crate::oidc::authorize::acr_meets(&session.acr, Some(acr)) {
+        if recent && wardkey_core::session::acr_meets(&session.acr, Some(acr)) {
             Ok(())
         } else {
             Err(WebauthnApiError::SignInAgain)
@@ -206,7 +207,7 @@ impl Holder {
 /// comes first: opening one is the explicit act, and a browser signed in
 /// with a password could add no key otherwise.
 async fn account_holder(state: &AppState, headers: &HeaderMap) -> Result<Holder, WebauthnApiError> {
-    let invited = match state.read_cookie(headers, CookieName::Enrolment) {
+    let invited = match state.cookies.read(headers, CookieName::Enrolment) {
         Some(cookie) => get_json::<String>(state.cache.as_ref(), &keys::enrolment(&digest_b64(cookie))).await?,
         None => None,
     };
@@ -632,7 +633,7 @@ async fn finish_login(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
             get_json(state.cache.as_ref(), key).await?.ok_or(WebauthnApiError::Expired)?;
         // Checked before the request is used up, so the person can try
         // again with the right key.
-        if !crate::oidc::authorize::acr_meets(acr, pending.min_acr.as_deref()) {
+        if !wardkey_core::session::acr_meets(acr, pending.min_acr.as_deref()) {
             return Err(WebauthnApiError::Refused(
                 "this application needs a hardware security key: a passkey is not enough here".into(),
             ));
@@ -650,9 +651,9 @@ async fn finish_login(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
     // acr and amr describe the latest one).
     // The step-up raises this browser alone (see `Assurance`).
     let existing = current_session(state, headers).await?.filter(|s| s.user_id == user.id);
-    let cookie = state.read_cookie(headers, CookieName::Session);
+    let cookie = state.cookies.read(headers, CookieName::Session);
     let stepped = match (existing, cookie) {
-        (Some(_), Some(cookie)) => state.step_up(cookie, amr.clone(), acr).await?,
+        (Some(_), Some(cookie)) => state.sessions.step_up(cookie, amr.clone(), acr).await?,
         _ => None,
     };
     let (session, cookie) = match stepped {
@@ -674,7 +675,7 @@ async fn finish_login(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
     };
     let mut response = Json(json!({"redirect": redirect})).into_response();
     if let Some(cookie) = cookie {
-        state.set_cookie(response.headers_mut(), CookieName::Session, &cookie);
+        state.cookies.set(response.headers_mut(), CookieName::Session, &cookie);
     }
     Ok(response)
 }
@@ -685,7 +686,7 @@ async fn fresh_session(
     amr: Vec<Amr>,
     acr: &str,
 ) -> Result<(Session, Option<String>), WebauthnApiError> {
-    let (cookie, session) = state.create_session(&user.id, amr, acr).await?;
+    let (cookie, session) = state.sessions.create_session(&user.id, amr, acr).await?;
     Ok((session, Some(cookie)))
 }
 
@@ -726,7 +727,7 @@ async fn keys_page(State(state): State<AppState>, headers: HeaderMap) -> Respons
         may_add: holder.may_add(&state, ACR_PASSKEY).is_ok(),
     };
     let mut response = pages::keys_page(&user.username, &listed, &csrf, &offer).into_response();
-    state.set_cookie(response.headers_mut(), CookieName::Csrf, &csrf);
+    state.cookies.set(response.headers_mut(), CookieName::Csrf, &csrf);
     response
 }
 
@@ -772,8 +773,8 @@ async fn redeem_invite(State(state): State<AppState>, Path(token): Path<String>)
     if let Err(e) = put_json(state.cache.as_ref(), &key, &user_id, ENROLMENT_TTL).await {
         return PageError::from(e).into_response();
     }
-    let mut response = crate::oidc::authorize::see_other("/account/keys");
-    state.set_cookie(response.headers_mut(), CookieName::Enrolment, &cookie);
+    let mut response = crate::pages::see_other("/account/keys");
+    state.cookies.set(response.headers_mut(), CookieName::Enrolment, &cookie);
     response
 }
 
@@ -783,7 +784,7 @@ async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     let Ok(params) = crate::params::Params::from_form(&headers, &body) else {
         return bad("The form was not sent correctly.");
     };
-    let csrf_ok = match (params.get("csrf"), state.read_cookie(&headers, CookieName::Csrf)) {
+    let csrf_ok = match (params.get("csrf"), state.cookies.read(&headers, CookieName::Csrf)) {
         (Some(form), Some(cookie)) => constant_time_eq(form, cookie),
         _ => false,
     };
@@ -803,5 +804,5 @@ async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         Err(e) => return PageError::from(e).into_response(),
     }
     audit(&state, "webauthn.revoke", &user, json!({"credential": URL_SAFE_NO_PAD.encode(&id)})).await;
-    crate::oidc::authorize::see_other("/account/keys")
+    crate::pages::see_other("/account/keys")
 }

@@ -8,8 +8,9 @@ use wardkey_core::secret::digest_b64;
 use wardkey_proto::oauth::TokenResponse;
 
 use crate::error::OAuthError;
+use crate::kv::{keys, take_json};
 use crate::params::Params;
-use crate::sessions::{CodeRecord, keys, take_json};
+use crate::sessions::CodeRecord;
 use crate::state::AppState;
 
 /// How long a redeemed code is remembered for reuse detection.
@@ -27,7 +28,7 @@ pub async fn redeem(state: &AppState, client: &Client, params: &Params) -> Resul
     let Some(record) = take_json::<CodeRecord>(state.cache.as_ref(), &keys::code(&digest)).await? else {
         if let Some(gid) = state.cache.get(&keys::code_used(&digest)).await? {
             let gid = String::from_utf8_lossy(&gid).to_string();
-            state.revoke_grant(&gid).await?;
+            state.sessions.revoke_grant(&gid).await?;
             state.metrics.reuse_detected.inc();
             tracing::warn!(client_id = %client.client_id, "authorization code reused; grant revoked");
             return Err(OAuthError::InvalidGrant(
@@ -51,5 +52,5 @@ pub async fn redeem(state: &AppState, client: &Client, params: &Params) -> Resul
         return Err(OAuthError::InvalidGrant("code_verifier does not match the code_challenge".into()));
     }
     let user = super::live_user(state, &record.grant).await?;
-    state.issue_tokens(client, &record.grant, user.as_ref(), record.nonce.as_deref(), true).await
+    state.tokens.issue_tokens(client, &record.grant, user.as_ref(), record.nonce.as_deref(), true).await
 }

@@ -19,5 +19,5 @@ pub async fn issue(state: &AppState, client: &Client) -> Result<TokenResponse, O
     let scope = String::new();
     let grant =
         Grant { gid: random_token(16), user_id: None, sid: None, scope, auth_time: None, acr: None, amr: Vec::new() };
-    state.issue_tokens(client, &grant, None, None, false).await
+    state.tokens.issue_tokens(client, &grant, None, None, false).await
 }

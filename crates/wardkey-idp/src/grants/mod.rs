@@ -14,11 +14,11 @@ use crate::state::AppState;
 /// The user behind a grant, refusing a grant whose user is gone or disabled
 /// or whose SSO session has ended (logout ends every token of the session).
 pub(crate) async fn live_user(state: &AppState, grant: &Grant) -> Result<Option<User>, OAuthError> {
-    if state.grant_revoked(&grant.gid).await? {
+    if state.sessions.grant_revoked(&grant.gid).await? {
         return Err(OAuthError::InvalidGrant("this grant has been revoked".into()));
     }
     if let Some(sid) = &grant.sid
-        && !state.session_alive(sid).await?
+        && !state.sessions.session_alive(sid).await?
     {
         return Err(OAuthError::InvalidGrant("the sign-in session has ended; sign in again".into()));
     }

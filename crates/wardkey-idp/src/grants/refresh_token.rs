@@ -16,8 +16,9 @@ use wardkey_core::secret::digest_b64;
 use wardkey_proto::oauth::TokenResponse;
 
 use crate::error::OAuthError;
+use crate::kv::{get_json, keys, put_json};
 use crate::params::Params;
-use crate::sessions::{RefreshRecord, RotatedRecord, get_json, keys, put_json};
+use crate::sessions::{RefreshRecord, RotatedRecord};
 use crate::state::AppState;
 
 /// Rotate a refresh token.
@@ -43,7 +44,7 @@ pub async fn rotate(state: &AppState, client: &Client, params: &Params) -> Resul
         grant.scope = requested.to_string();
     }
     let user = super::live_user(state, &grant).await?;
-    let response = state.issue_tokens(client, &grant, user.as_ref(), None, true).await?;
+    let response = state.tokens.issue_tokens(client, &grant, user.as_ref(), None, true).await?;
 
     // Whoever records the rotation first wins; a concurrent twin gets the
     // winner's tokens.
@@ -79,11 +80,11 @@ async fn replay_or_revoke(
     let within = state.now() - rotated.rotated_at <= grace;
     if within
         && let Some(response) = rotated.sealed.as_deref().and_then(|s| open(token, s))
-        && !state.grant_revoked(&rotated.gid).await?
+        && !state.sessions.grant_revoked(&rotated.gid).await?
     {
         return Ok(response);
     }
-    state.revoke_grant(&rotated.gid).await?;
+    state.sessions.revoke_grant(&rotated.gid).await?;
     // Keep the record so later replays are also refused, but never replayed.
     let mut expired = rotated;
     expired.rotated_at = i64::MIN / 2;

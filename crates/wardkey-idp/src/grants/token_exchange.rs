@@ -15,15 +15,15 @@ use wardkey_core::workstation::Workstation;
 use wardkey_proto::oauth::TokenResponse;
 use wardkey_proto::tap::SESSION_TICKET_TOKEN_TYPE;
 
+use crate::attachments::{Ticket, ticket_sid};
 use crate::client_auth::REPLAYED_ASSERTION;
 use crate::error::{OAuthError, TapApiError};
-use crate::oidc::authorize::acr_meets;
+use crate::kv::{Nonce, from_reply, keys, parse_list};
 use crate::params::Params;
-use crate::sessions::{Grant, Nonce, from_reply, keys, parse_list};
+use crate::sessions::Grant;
 use crate::state::AppState;
-use crate::tap::attach::{Ticket, ticket_sid};
-use crate::tap::signed::verify_workstation_jws;
 use crate::tokens::filter_scope;
+use wardkey_core::session::acr_meets;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -36,7 +36,7 @@ pub async fn authenticate_workstation(state: &AppState, params: &Params) -> Resu
         return Err(bad("token exchange needs a private_key_jwt client assertion"));
     }
     let jwt = params.get("client_assertion").ok_or_else(|| bad("client_assertion is missing"))?;
-    let (ws, claims, _) = verify_workstation_jws(state, jwt).await.map_err(|e| match e {
+    let (ws, claims, _) = state.workstations.verify_jws(jwt).await.map_err(|e| match e {
         TapApiError::Unavailable => OAuthError::TemporarilyUnavailable("retry shortly".into()),
         TapApiError::WorkstationDisabled => bad("the workstation is disabled"),
         _ => bad("not signed by an enrolled workstation"),
@@ -60,7 +60,7 @@ pub async fn authenticate_workstation(state: &AppState, params: &Params) -> Resu
     }
     let exp = claims.get("exp").and_then(Value::as_i64).ok_or_else(|| bad("exp is missing"))?;
     let nbf = claims.get("nbf").and_then(Value::as_i64);
-    let nonce = state.assertion_nonce(&ws.id, exp, nbf, text("jti")).map_err(bad)?;
+    let nonce = state.clients.assertion_nonce(&ws.id, exp, nbf, text("jti")).map_err(bad)?;
     Ok((ws, nonce))
 }
 
@@ -111,6 +111,7 @@ pub async fn exchange(
             )
         })?;
     let session = state
+        .sessions
         .live_session(replies.next().and_then(Reply::into_value))
         .ok_or_else(|| OAuthError::InvalidGrant("the clinician's session has ended".into()))?;
     let listed = parse_list(replies.next().and_then(Reply::into_value));
@@ -139,8 +140,8 @@ pub async fn exchange(
         acr: Some(assurance.acr.clone()),
         amr: assurance.amr.clone(),
     };
-    state.note_session_client(&session, &client, &listed).await?;
-    let mut response = state.issue_tokens(&client, &grant, Some(&user), None, false).await?;
+    state.sessions.note_session_client(&session, &client, &listed).await?;
+    let mut response = state.tokens.issue_tokens(&client, &grant, Some(&user), None, false).await?;
     response.issued_token_type = Some(ACCESS_TOKEN_TYPE.into());
     Ok(response)
 }

@@ -10,17 +10,18 @@ use std::net::IpAddr;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use url::Url;
 use wardkey_core::client::GrantType;
 use wardkey_core::pkce::{self, ChallengeError};
 use wardkey_core::secret::random_token;
-use wardkey_core::session::{ACR_PASSWORD, ACR_SECURITY_KEY, Session, acr_rank};
+use wardkey_core::session::{ACR_PASSWORD, ACR_SECURITY_KEY, Session, acr_meets, acr_rank, weakest_acr};
 
 use crate::admission::{ClientAddress, Kept};
 use crate::cookies::CookieName;
 use crate::error::PageError;
+use crate::pages::see_other;
 use crate::params::Params;
 use crate::sessions::{CodeRecord, Grant, PendingAuthorization};
 use crate::state::AppState;
@@ -32,21 +33,6 @@ use crate::tokens::filter_scope;
 /// common), small enough that thousands of pending requests stay a few MB.
 const KEPT_PARAMETER_LIMITS: [(&str, usize); 6] =
     [("state", 2048), ("nonce", 512), ("login_hint", 256), ("scope", 1024), ("acr_values", 512), ("prompt", 64)];
-
-/// Whether a session at `acr` satisfies an application that asked for at
-/// least `min` (`None`: anything does).
-pub fn acr_meets(acr: &str, min: Option<&str>) -> bool {
-    match min.and_then(acr_rank) {
-        None => true,
-        Some(min) => acr_rank(acr).is_some_and(|a| a >= min),
-    }
-}
-
-/// The weakest of the `acr_values` Wardkey knows (OIDC Core §3.1.2.1: any
-/// one of them will do); unknown values are ignored.
-fn requested_acr(acr_values: Option<&str>) -> Option<String> {
-    acr_values?.split(' ').filter_map(|a| acr_rank(a).map(|r| (r, a))).min_by_key(|(r, _)| *r).map(|(_, a)| a.into())
-}
 
 /// What the sign-in page tells a person whose application needs more than a
 /// password (`None` when a password will do).
@@ -60,16 +46,6 @@ pub fn needs_words(min: Option<&str>) -> Option<&'static str> {
     } else {
         Some("This application needs you to sign in with a passkey or a security key.")
     }
-}
-
-/// A 303 See Other: after a POST the browser must follow with GET (RFC 9700
-/// §4.12), and it is correct after a GET too.
-pub fn see_other(location: &str) -> Response {
-    let mut r = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(location) {
-        r.headers_mut().insert(header::LOCATION, v);
-    }
-    r
 }
 
 /// An authorization response or error, sent to a validated redirect URI.
@@ -228,7 +204,7 @@ async fn validate_and_decide(
     let scope = filter_scope(params.get("scope").unwrap_or(""));
     // The application's own minimum and what this request asks for: the
     // stronger applies.
-    let min_acr = [requested_acr(params.get("acr_values")), client.min_acr.clone()]
+    let min_acr = [weakest_acr(params.get("acr_values")), client.min_acr.clone()]
         .into_iter()
         .flatten()
         .max_by_key(|a| acr_rank(a));
@@ -256,7 +232,7 @@ async fn validate_and_decide(
         None => {
             // Kept 15 minutes for someone nobody has authenticated: counted.
             state.admission.admit(Kept::SignIn, from).await.map_err(IntoResponse::into_response)?;
-            let id = state.put_pending(&pending).await.map_err(|e| PageError::from(e).into_response())?;
+            let id = state.sessions.put_pending(&pending).await.map_err(|e| PageError::from(e).into_response())?;
             Ok(see_other(&format!("/login?request={id}")))
         }
     }
@@ -264,10 +240,10 @@ async fn validate_and_decide(
 
 /// The live session of this browser whose user is still enabled.
 pub async fn current_session(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, PageError> {
-    let Some(cookie) = state.read_cookie(headers, CookieName::Session) else {
+    let Some(cookie) = state.cookies.read(headers, CookieName::Session) else {
         return Ok(None);
     };
-    let Some(session) = state.session_from_cookie(cookie).await? else {
+    let Some(session) = state.sessions.session_from_cookie(cookie).await? else {
         return Ok(None);
     };
     match state.store.user_by_id(&session.user_id).await? {
@@ -295,14 +271,14 @@ pub async fn complete(state: &AppState, pending: &PendingAuthorization, session:
             amr: session.amr.clone(),
         },
     };
-    let code = match state.issue_code(&record).await {
+    let code = match state.sessions.issue_code(&record).await {
         Ok(code) => code,
         Err(e) => return PageError::from(e).into_response(),
     };
     let noted = match state.store.client(&pending.client_id).await {
         Ok(Some(client)) => async {
-            let listed = state.session_clients(&session.sid).await?;
-            state.note_session_client(session, &client, &listed).await
+            let listed = state.sessions.session_clients(&session.sid).await?;
+            state.sessions.note_session_client(session, &client, &listed).await
         }
         .await
         .map_err(PageError::from),

@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use wardkey_core::secret::digest_b64;
 
 use crate::error::{OAuthError, no_store};
+use crate::kv::{get_json, keys};
 use crate::params::Params;
-use crate::sessions::{RefreshRecord, get_json, keys};
+use crate::sessions::RefreshRecord;
 use crate::state::AppState;
 
 use super::userinfo::validate_access_token;
@@ -27,7 +28,7 @@ pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body:
 
 async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
     let params = Params::from_form(headers, body).map_err(|e| OAuthError::InvalidRequest(e.0))?;
-    let caller = state.authenticate_client(headers, &params).await?;
+    let caller = state.clients.authenticate_client(headers, &params).await?;
     if caller.is_public() {
         return Err(OAuthError::invalid_client("public clients cannot introspect tokens", false));
     }

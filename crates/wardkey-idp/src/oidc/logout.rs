@@ -23,7 +23,8 @@ use crate::pages;
 use crate::params::Params;
 use crate::state::AppState;
 
-use super::authorize::{current_session, see_other};
+use super::authorize::current_session;
+use crate::pages::see_other;
 
 /// `GET /logout`.
 pub async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
@@ -113,7 +114,7 @@ async fn logout(
     let confirmed = is_post
         && params.get("confirm") == Some("yes")
         && matches!(
-            (params.get("csrf"), state.read_cookie(headers, CookieName::Csrf)),
+            (params.get("csrf"), state.cookies.read(headers, CookieName::Csrf)),
             (Some(f), Some(c)) if constant_time_eq(f, c)
         );
     let current = current_session(state, headers).await?;
@@ -121,7 +122,7 @@ async fn logout(
     let this_browsers = hint_sid.is_some() && current.as_ref().map(|s| s.sid.as_str()) == hint_sid;
     if !this_browsers && !confirmed {
         let hinted_alive = match hint_sid {
-            Some(sid) => state.session_alive(sid).await?,
+            Some(sid) => state.sessions.session_alive(sid).await?,
             None => false,
         };
         if current.is_none() && !hinted_alive {
@@ -135,7 +136,7 @@ async fn logout(
             }
         }
         let mut response = (StatusCode::OK, pages::logout_confirm_page(&csrf, &hidden)).into_response();
-        state.set_cookie(response.headers_mut(), CookieName::Csrf, &csrf);
+        state.cookies.set(response.headers_mut(), CookieName::Csrf, &csrf);
         return Ok(response);
     }
 
@@ -143,16 +144,16 @@ async fn logout(
     // sign-out from a browser that merely holds someone's old ID token
     // ends that browser's own session, never the clinician's elsewhere.
     if this_browsers && let Some(sid) = hint_sid {
-        state.logout_session(sid, "rp-logout").await?;
+        state.logouts.logout_session(sid, "rp-logout").await?;
     }
     if let Some(session) = current {
         let hint_sub = hint.as_ref().and_then(|c| c.get("sub")).and_then(Value::as_str);
         if hint_sub.is_none_or(|s| s == session.user_id) {
-            state.logout_session(&session.sid, "rp-logout").await?;
+            state.logouts.logout_session(&session.sid, "rp-logout").await?;
         }
     }
     let mut response = finish(redirect.as_deref(), params.get("state"));
-    state.clear_cookie(response.headers_mut(), CookieName::Session);
+    state.cookies.clear(response.headers_mut(), CookieName::Session);
     Ok(response)
 }
 

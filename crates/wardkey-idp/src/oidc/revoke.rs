@@ -7,8 +7,9 @@ use axum::response::{IntoResponse, Response};
 use wardkey_core::secret::digest_b64;
 
 use crate::error::{OAuthError, no_store};
+use crate::kv::{get_json, keys};
 use crate::params::Params;
-use crate::sessions::{RefreshRecord, get_json, keys};
+use crate::sessions::RefreshRecord;
 use crate::state::AppState;
 use crate::tokens::AccessClaims;
 
@@ -25,13 +26,13 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
 
 async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), OAuthError> {
     let params = Params::from_form(headers, body).map_err(|e| OAuthError::InvalidRequest(e.0))?;
-    let client = state.authenticate_client(headers, &params).await?;
+    let client = state.clients.authenticate_client(headers, &params).await?;
     let token = params.require("token").map_err(|e| OAuthError::InvalidRequest(e.0))?;
 
     let key = keys::refresh(&digest_b64(token));
     if let Some(record) = get_json::<RefreshRecord>(state.cache.as_ref(), &key).await? {
         if record.client_id == client.client_id {
-            state.revoke_grant(&record.grant.gid).await?;
+            state.sessions.revoke_grant(&record.grant.gid).await?;
             state.cache.delete(&key).await?;
         }
         return Ok(());
@@ -39,7 +40,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<()
     if let Ok(claims) = state.keys.verify::<AccessClaims>(token, Some("at+jwt"))
         && claims.client_id == client.client_id
     {
-        state.revoke_grant(&claims.gid).await?;
+        state.sessions.revoke_grant(&claims.gid).await?;
     }
     Ok(())
 }

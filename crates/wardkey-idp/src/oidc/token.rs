@@ -50,7 +50,7 @@ async fn handle(
             )));
         }
     };
-    let client = state.authenticate_client(headers, &params).await?;
+    let client = state.clients.authenticate_client(headers, &params).await?;
     if !client.allows(grant) {
         return Err(OAuthError::UnauthorizedClient(format!(
             "this client is not registered for the {} grant",

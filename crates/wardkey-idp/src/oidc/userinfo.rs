@@ -72,11 +72,11 @@ pub async fn validate_access_token(
     if claims.exp <= state.now() {
         return Err(BearerError::InvalidToken("the token has expired".into()));
     }
-    if state.grant_revoked(&claims.gid).await? {
+    if state.sessions.grant_revoked(&claims.gid).await? {
         return Err(BearerError::InvalidToken("the token has been revoked".into()));
     }
     if let Some(sid) = &claims.sid
-        && !state.session_alive(sid).await?
+        && !state.sessions.session_alive(sid).await?
     {
         return Err(BearerError::InvalidToken("the sign-in session has ended".into()));
     }

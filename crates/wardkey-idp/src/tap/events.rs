@@ -28,8 +28,6 @@ use wardkey_proto::tap::{DESK_LOCK_EVENT, DeskLock, DeskSubscribe};
 use crate::error::TapApiError;
 use crate::state::AppState;
 
-use super::signed::verify_tap;
-
 /// How often a connected workstation's attachment is looked at: with the
 /// servers' one-second poll of admin revocations, a revoked session locks
 /// its PCs within about two seconds.
@@ -50,13 +48,13 @@ pub async fn events(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, TapApiError> {
-    let (ws, subscribe): (_, DeskSubscribe) = verify_tap(&state, &body).await?;
+    let (ws, subscribe): (_, DeskSubscribe) = state.workstations.verify_tap(&body).await?;
     // What the agent holds is what it must hear about; with nothing held,
     // whatever is attached now.
     let attached = match subscribe.held {
         Some(held) if held.len() <= 64 => Some(held),
         Some(_) => return Err(TapApiError::InvalidRequest("held must be a ticket digest".into())),
-        None => state.attachment(&ws.id).await?.map(|a| a.ticket_digest),
+        None => state.attachments.attachment(&ws.id).await?.map(|a| a.ticket_digest),
     };
     let watch = Watch { state, workstation_id: ws.id, attached, closed: false };
     let stream = futures_util::stream::unfold(watch, |mut watch| async move {
@@ -90,12 +88,12 @@ impl Watch {
             // Disabled: end its attachment too, so that nothing it holds
             // still opens the session, and close the channel.
             self.closed = true;
-            if let Err(e) = self.state.detach(&self.workstation_id).await {
+            if let Err(e) = self.state.attachments.detach(&self.workstation_id).await {
                 tracing::warn!(error = %e, "could not detach a disabled workstation");
             }
             return self.attached.take();
         }
-        let now = match self.state.attachment(&self.workstation_id).await {
+        let now = match self.state.attachments.attachment(&self.workstation_id).await {
             Ok(a) => a.map(|a| a.ticket_digest),
             Err(_) => return None,
         };

@@ -22,8 +22,6 @@ use crate::error::{TapApiError, WebauthnApiError};
 use crate::state::AppState;
 use crate::webauthn::{assurance, start_ceremony, verify_assertion};
 
-use super::signed::verify_tap;
-
 impl From<WebauthnApiError> for TapApiError {
     fn from(e: WebauthnApiError) -> Self {
         match e {
@@ -44,7 +42,7 @@ impl From<WebauthnApiError> for TapApiError {
 
 /// `POST /tap/key/start`.
 pub async fn start(State(state): State<AppState>, body: Bytes) -> Result<Json<KeyChallenge>, TapApiError> {
-    let _: (_, KeyTapStart) = verify_tap(&state, &body).await?;
+    let _: (_, KeyTapStart) = state.workstations.verify_tap(&body).await?;
     let started = start_ceremony(&state, String::new()).await?;
     serde_json::from_value(started)
         .map(Json)
@@ -54,7 +52,7 @@ pub async fn start(State(state): State<AppState>, body: Bytes) -> Result<Json<Ke
 /// `POST /tap/key`: sign in (or re-check the clinician's newest session) at
 /// the security-key level and attach the session to this workstation.
 pub async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapResponse>, TapApiError> {
-    let (ws, request): (_, KeyTap) = verify_tap(&state, &body).await?;
+    let (ws, request): (_, KeyTap) = state.workstations.verify_tap(&body).await?;
     let credential: PublicKeyCredential = serde_json::from_value(request.credential)
         .map_err(|e| TapApiError::InvalidRequest(format!("the key's answer is not a WebAuthn assertion: {e}")))?;
     let (_, user, stored) = verify_assertion(&state, &request.ceremony, &credential).await?;
@@ -66,10 +64,10 @@ pub async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapR
     // The key's level holds at this workstation alone: the session it
     // joins keeps its own elsewhere, and a later badge tap here or at
     // another PC resumes at badge + PIN at most.
-    let session = match state.latest_session(&user.id).await? {
+    let session = match state.sessions.latest_session(&user.id).await? {
         Some(s) => s,
-        None => state.create_session(&user.id, amr.clone(), acr).await?.1,
+        None => state.sessions.create_session(&user.id, amr.clone(), acr).await?.1,
     };
     let here = Assurance::new(acr, amr, state.now());
-    state.activate_fresh(&ws, &session, &user, &here).await.map(Json)
+    super::activate_fresh(&state, &ws, &session, &user, &here).await.map(Json)
 }

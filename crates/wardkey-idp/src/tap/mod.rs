@@ -7,10 +7,8 @@
 //! directory cache, and attaches the session in two session-cache round
 //! trips (see [`tap`]). No argon2 and no store write happen on it.
 
-pub mod attach;
 pub mod events;
 pub mod key;
-pub mod signed;
 
 use std::time::Duration;
 
@@ -35,18 +33,18 @@ use wardkey_proto::tap::{
     EnrolRequest, EnrolResponse, HandoffRequest, HandoffResponse, PinEntry, SelfEnrol, Tap, TapOut, TapReport,
     TapResponse,
 };
-use wardkey_store::CredentialKind;
 
 use crate::cookies::CookieName;
-use crate::error::{BackendError, PageError, TapApiError};
+use crate::error::{PageError, TapApiError};
+use crate::kv::{from_reply, get_json, keys, put_json, take_json, to_json};
+use crate::logins::{PinVerdict, Verdict};
 use crate::metrics::Metrics;
-use crate::oidc::authorize::see_other;
-use crate::oidc::login::{Verdict, check_password};
-use crate::sessions::{Desk, IndexEntry, from_reply, get_json, keys, put_json, take_json, to_json};
+use crate::pages::see_other;
+use crate::sessions::{Desk, IndexEntry};
 use crate::state::AppState;
 
-use attach::summary;
-use signed::{SignedTap, verify_signed_tap, verify_tap};
+use crate::attachments::summary;
+use crate::workstation_auth::{SignedTap, check_fresh};
 
 /// How long a browser handoff link works.
 const HANDOFF_TTL: Duration = Duration::from_secs(30);
@@ -152,7 +150,7 @@ async fn badge_owner(state: &AppState, digest: &[u8], fresh: bool) -> Result<(ba
 /// needs (who is at the workstation, the clinician's sessions, where the
 /// badge was last seen), one to write the outcome.
 async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapResponse>, TapApiError> {
-    let signed: SignedTap<Tap> = verify_signed_tap(&state, &body).await?;
+    let signed: SignedTap<Tap> = state.workstations.verify_signed_tap(&body).await?;
     let ws = &signed.ws;
     let digest =
         badge::digest(&state.badge_key, &signed.action.badge).map_err(|e| TapApiError::InvalidRequest(e.message))?;
@@ -168,16 +166,16 @@ async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
         ])
         .await?;
     let mut replies = replies.into_iter();
-    signed::check_fresh(replies.next().as_ref())?;
-    let current: Option<attach::Attachment> = from_reply(replies.next());
+    check_fresh(replies.next().as_ref())?;
+    let current: Option<crate::attachments::Attachment> = from_reply(replies.next());
     let sessions: Vec<IndexEntry> = from_reply(replies.next()).unwrap_or_default();
-    state.check_cloned_badge(from_reply(replies.next()), &digest, ws).await;
+    check_cloned_badge(&state, from_reply(replies.next()), &digest, ws).await;
     let seen = Seen { ward: ws.ward.clone(), workstation_id: ws.id.clone() };
     let seen = [Op::Put(seen_key, to_json(&seen), state.settings.tap.cloned_badge_window)];
 
     if let Some(own) = current.as_ref().filter(|a| a.user_id == user.id) {
         // The same clinician tapping their own workstation locks it.
-        state.detach_known(&ws.id, own, &seen).await?;
+        state.attachments.detach_known(&ws.id, own, &seen).await?;
         Metrics::count(&state.metrics.taps, "locked");
         return Ok(Json(TapResponse::Locked));
     }
@@ -192,7 +190,7 @@ async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
     let resumable = sessions.iter().rev().filter_map(|e| Some((e, e.desk.as_ref()?)));
     for (entry, check) in resumable.filter(|(_, check)| check.auth_time >= checked_since) {
         let here = check.resumed_by_badge();
-        if let Some(response) = state.activate(ws, &entry.sid, &user, current.as_ref(), &here, &seen).await? {
+        if let Some(response) = activate(&state, ws, &entry.sid, &user, current.as_ref(), &here, &seen).await? {
             return Ok(Json(response));
         }
     }
@@ -212,7 +210,7 @@ async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
 
 /// `POST /tap/pin`.
 async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapResponse>, TapApiError> {
-    let (ws, entry): (Workstation, PinEntry) = verify_tap(&state, &body).await?;
+    let (ws, entry): (Workstation, PinEntry) = state.workstations.verify_tap(&body).await?;
     let expired = || TapApiError::Expired("the PIN prompt has expired; tap your badge again".into());
     let key = keys::pending_tap(&entry.tap_id);
     let pending: PendingTap = get_json(state.cache.as_ref(), &key)
@@ -230,47 +228,20 @@ async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
     if entry.pin.len() > 64 {
         return Err(TapApiError::InvalidRequest("the PIN is too long".into()));
     }
-    // Counted before the slow verification: of thirty guesses sent at once,
-    // at most the badge's remaining tries are ever judged.
-    if !state.store.begin_pin_attempt(&digest, MAX_PIN_FAILURES).await? {
-        return match state.store.badge(&digest).await? {
-            Some(b) if b.failed_pins < MAX_PIN_FAILURES => Err(TapApiError::Throttled { wait: 1 }),
-            _ => {
-                state.cache.delete(&key).await?;
-                Err(TapApiError::BadgeLocked)
-            }
-        };
-    }
-    let stored = match state.store.credential(&user.id, CredentialKind::Pin).await {
-        Ok(stored) => stored,
-        Err(e) => {
-            // Nothing was judged: give the try back (best effort; a claim
-            // left behind counts as a wrong PIN, the safe side).
-            let _ = state.store.end_pin_attempt(&digest).await;
-            return Err(e.into());
+    match state.logins.check_pin(&digest, &user, entry.pin, &ws.name).await? {
+        PinVerdict::Right => {}
+        PinVerdict::Busy => return Err(TapApiError::Throttled { wait: 1 }),
+        PinVerdict::Wrong { remaining } => {
+            Metrics::count(&state.metrics.taps, "wrong_pin");
+            return Err(TapApiError::WrongPin { remaining });
         }
-    };
-    let (ok, seconds) = state.passwords.verify(stored, entry.pin).await;
-    state.metrics.password_verify.observe(seconds);
-    if ok {
-        state.store.end_pin_attempt(&digest).await?;
-    } else {
-        let failures = state.store.record_pin_failure(&digest).await?;
-        state.directory_changed().await;
-        audit(
-            &state,
-            "tap.pin_failure",
-            &user.username,
-            json!({"workstation": ws.name, "consecutive_failures": failures}),
-        )
-        .await;
-        Metrics::count(&state.metrics.taps, "wrong_pin");
-        if failures >= MAX_PIN_FAILURES {
+        PinVerdict::Locked { just_now } => {
+            if just_now {
+                Metrics::count(&state.metrics.taps, "wrong_pin");
+            }
             state.cache.delete(&key).await?;
-            audit(&state, "badge.locked", &user.username, json!({"workstation": ws.name})).await;
             return Err(TapApiError::BadgeLocked);
         }
-        return Err(TapApiError::WrongPin { remaining: MAX_PIN_FAILURES - failures });
     }
     // Single use from here: a second PIN for the same tap finds nothing.
     if take_json::<PendingTap>(state.cache.as_ref(), &key).await?.is_none() {
@@ -278,27 +249,27 @@ async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
     }
     if badge.failed_pins > 0 {
         state.store.reset_pin_failures(&user.id).await?;
-        state.directory_changed().await;
+        state.directory.changed().await;
     }
     // The PIN is this workstation's check (and what later badge taps resume
     // on); the session it joins keeps its level everywhere else.
     let here = Assurance::new(ACR_BADGE_PIN, vec![Amr::Badge, Amr::Pin], state.now());
-    let session = match state.latest_session(&user.id).await? {
+    let session = match state.sessions.latest_session(&user.id).await? {
         Some(s) => s,
-        None => state.create_session(&user.id, here.amr.clone(), ACR_BADGE_PIN).await?.1,
+        None => state.sessions.create_session(&user.id, here.amr.clone(), ACR_BADGE_PIN).await?.1,
     };
-    state.record_desk_check(&user.id, &session.sid, &here).await?;
-    state.activate_fresh(&ws, &session, &user, &here).await.map(Json)
+    state.sessions.record_desk_check(&user.id, &session.sid, &here).await?;
+    activate_fresh(&state, &ws, &session, &user, &here).await.map(Json)
 }
 
 /// `POST /tap/out`: lock, or sign out everywhere.
 async fn out(State(state): State<AppState>, body: Bytes) -> Result<Json<TapResponse>, TapApiError> {
-    let (ws, out): (Workstation, TapOut) = verify_tap(&state, &body).await?;
-    let Some(attachment) = state.detach(&ws.id).await? else {
+    let (ws, out): (Workstation, TapOut) = state.workstations.verify_tap(&body).await?;
+    let Some(attachment) = state.attachments.detach(&ws.id).await? else {
         return Ok(Json(TapResponse::Locked));
     };
     if out.logout {
-        state.logout_session(&attachment.sid, "tap-out").await?;
+        state.logouts.logout_session(&attachment.sid, "tap-out").await?;
         Metrics::count(&state.metrics.taps, "logged_out");
         return Ok(Json(TapResponse::LoggedOut));
     }
@@ -309,11 +280,11 @@ async fn out(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
 /// `POST /tap/handoff`: a one-time link that opens a browser EPR signed in
 /// as the clinician at this workstation.
 async fn handoff(State(state): State<AppState>, body: Bytes) -> Result<Json<HandoffResponse>, TapApiError> {
-    let (ws, request): (Workstation, HandoffRequest) = verify_tap(&state, &body).await?;
-    let attachment = state
-        .attachment(&ws.id)
-        .await?
-        .ok_or_else(|| TapApiError::Expired("nobody is signed in at this workstation; tap your badge first".into()))?;
+    let (ws, request): (Workstation, HandoffRequest) = state.workstations.verify_tap(&body).await?;
+    let attachment =
+        state.attachments.attachment(&ws.id).await?.ok_or_else(|| {
+            TapApiError::Expired("nobody is signed in at this workstation; tap your badge first".into())
+        })?;
     let client = state.store.client(&request.client_id).await?;
     if client.is_none_or(|c| c.start_url.is_none()) {
         return Err(TapApiError::InvalidRequest(format!(
@@ -354,15 +325,16 @@ async fn redeem_handoff(state: &AppState, token: &str) -> Result<Response, PageE
     // Still the same attachment at that workstation: a lock or switch kills
     // the link, and the browser's sign-in with it.
     let attachment = state
+        .attachments
         .attachment(&record.workstation_id)
         .await?
         .filter(|a| a.ticket_digest == record.ticket_digest)
         .ok_or_else(gone)?;
     let start = state.store.client(&record.client_id).await?.and_then(|c| c.start_url).ok_or_else(gone)?;
     let desk = Desk { workstation_id: record.workstation_id, ticket_digest: record.ticket_digest };
-    let cookie = state.add_session_cookie(&record.sid, &attachment.assurance, desk).await?.ok_or_else(gone)?;
+    let cookie = state.sessions.add_session_cookie(&record.sid, &attachment.assurance, desk).await?.ok_or_else(gone)?;
     let mut response = see_other(&start);
-    state.set_cookie(response.headers_mut(), CookieName::Session, &cookie);
+    state.cookies.set(response.headers_mut(), CookieName::Session, &cookie);
     Ok(response)
 }
 
@@ -370,7 +342,7 @@ async fn redeem_handoff(state: &AppState, token: &str) -> Result<Response, PageE
 /// workstation with their username and password, and is signed in. The
 /// password check is the login page's, throttling included.
 async fn self_enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<TapResponse>, TapApiError> {
-    let (ws, request): (Workstation, SelfEnrol) = verify_tap(&state, &body).await?;
+    let (ws, request): (Workstation, SelfEnrol) = state.workstations.verify_tap(&body).await?;
     if !state.settings.tap.self_enrolment {
         return Err(TapApiError::NotAllowed(
             "badges are enrolled by the IT service desk here; ask them to enrol yours".into(),
@@ -383,7 +355,7 @@ async fn self_enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<T
     if request.password.len() > 1024 || request.username.len() > 64 {
         return Err(TapApiError::InvalidRequest("the username or password is too long".into()));
     }
-    let user = match check_password(&state, request.username.trim(), &request.password).await {
+    let user = match state.logins.check(request.username.trim(), &request.password).await {
         Ok(Verdict::Success(user)) => user,
         Ok(Verdict::Wrong) => return Err(TapApiError::WrongPassword),
         Ok(Verdict::Throttled(wait)) => return Err(TapApiError::Throttled { wait }),
@@ -395,7 +367,7 @@ async fn self_enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<T
     };
     let record = badge::Badge { digest, user_id: user.id.clone(), failed_pins: 0, created_at: state.now() };
     match state.store.add_badge(&record).await {
-        Ok(()) => state.directory_changed().await,
+        Ok(()) => state.directory.changed().await,
         Err(wardkey_store::StoreError::Conflict(_)) => {
             return Err(TapApiError::InvalidRequest("this badge is already enrolled".into()));
         }
@@ -404,15 +376,15 @@ async fn self_enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<T
     audit(&state, "badge.self_enrol", &user.username, json!({"workstation": ws.name, "ward": ws.ward})).await;
     // The password was a real check, made with the badge: the clinician is
     // signed in here, and later taps of the badge resume on it.
-    let (_, session) = state.create_session(&user.id, vec![Amr::Pwd, Amr::Badge], ACR_PASSWORD).await?;
+    let (_, session) = state.sessions.create_session(&user.id, vec![Amr::Pwd, Amr::Badge], ACR_PASSWORD).await?;
     let here = session.assurance();
-    state.record_desk_check(&user.id, &session.sid, &here).await?;
-    state.activate_fresh(&ws, &session, &user, &here).await.map(Json)
+    state.sessions.record_desk_check(&user.id, &session.sid, &here).await?;
+    activate_fresh(&state, &ws, &session, &user, &here).await.map(Json)
 }
 
 /// `POST /tap/report`: the agent's measured tap-to-active time.
 async fn report(State(state): State<AppState>, body: Bytes) -> Result<StatusCode, TapApiError> {
-    let (_, report): (Workstation, TapReport) = verify_tap(&state, &body).await?;
+    let (_, report): (Workstation, TapReport) = state.workstations.verify_tap(&body).await?;
     let seconds = report.tap_to_active_seconds;
     if !seconds.is_finite() || !(0.0..=3600.0).contains(&seconds) {
         return Err(TapApiError::InvalidRequest("tap_to_active_seconds must be between 0 and 3600".into()));
@@ -421,83 +393,71 @@ async fn report(State(state): State<AppState>, body: Bytes) -> Result<StatusCode
     Ok(StatusCode::NO_CONTENT)
 }
 
-impl AppState {
-    /// The user's newest live session, if any.
-    pub async fn latest_session(&self, user_id: &str) -> Result<Option<Session>, BackendError> {
-        for entry in self.user_sessions(user_id).await?.iter().rev() {
-            if let Some(session) = self.session_by_sid(&entry.sid).await? {
-                return Ok(Some(session));
+/// Attach session `sid` to `ws` (where `current` is attached now) at
+/// `here`, with the caller's `extra` writes, and answer `active` or
+/// `switched`; `None` if the session has ended.
+async fn activate(
+    state: &AppState,
+    ws: &Workstation,
+    sid: &str,
+    user: &User,
+    current: Option<&crate::attachments::Attachment>,
+    here: &Assurance,
+    extra: &[Op],
+) -> Result<Option<TapResponse>, TapApiError> {
+    let Some(session_ticket) = state.attachments.attach(ws, sid, user, current, here, extra).await? else {
+        return Ok(None);
+    };
+    let expires_in = state.attachments.attachment_ttl(ws).as_secs();
+    match current {
+        Some(prev) if prev.user_id != user.id => {
+            if state.settings.tap.logout_on_switch {
+                state.logouts.logout_session(&prev.sid, "switch").await?;
             }
+            Metrics::count(&state.metrics.taps, "switched");
+            let previous = prev.user.clone();
+            Ok(Some(TapResponse::Switched { user: summary(user), previous, session_ticket, expires_in }))
         }
-        Ok(None)
-    }
-
-    /// Attach session `sid` to `ws` (where `current` is attached now) at
-    /// `here`, with the caller's `extra` writes, and answer `active` or
-    /// `switched`; `None` if the session has ended.
-    async fn activate(
-        &self,
-        ws: &Workstation,
-        sid: &str,
-        user: &User,
-        current: Option<&attach::Attachment>,
-        here: &Assurance,
-        extra: &[Op],
-    ) -> Result<Option<TapResponse>, TapApiError> {
-        let Some(session_ticket) = self.attach(ws, sid, user, current, here, extra).await? else {
-            return Ok(None);
-        };
-        let expires_in = self.attachment_ttl(ws).as_secs();
-        match current {
-            Some(prev) if prev.user_id != user.id => {
-                if self.settings.tap.logout_on_switch {
-                    self.logout_session(&prev.sid, "switch").await?;
-                }
-                Metrics::count(&self.metrics.taps, "switched");
-                let previous = prev.user.clone();
-                Ok(Some(TapResponse::Switched { user: summary(user), previous, session_ticket, expires_in }))
-            }
-            _ => {
-                Metrics::count(&self.metrics.taps, "active");
-                Ok(Some(TapResponse::Active { user: summary(user), session_ticket, expires_in }))
-            }
+        _ => {
+            Metrics::count(&state.metrics.taps, "active");
+            Ok(Some(TapResponse::Active { user: summary(user), session_ticket, expires_in }))
         }
     }
+}
 
-    /// [`AppState::activate`] with a session the caller has just checked
-    /// the clinician for (PIN entry, self-enrolment, key tap) at `here`.
-    async fn activate_fresh(
-        &self,
-        ws: &Workstation,
-        session: &Session,
-        user: &User,
-        here: &Assurance,
-    ) -> Result<TapResponse, TapApiError> {
-        let current = self.attachment(&ws.id).await?;
-        self.activate(ws, &session.sid, user, current.as_ref(), here, &[])
-            .await?
-            .ok_or_else(|| TapApiError::Expired("the session ended while signing in; tap your badge again".into()))
-    }
+/// [`activate`] with a session the caller has just checked
+/// the clinician for (PIN entry, self-enrolment, key tap) at `here`.
+pub(crate) async fn activate_fresh(
+    state: &AppState,
+    ws: &Workstation,
+    session: &Session,
+    user: &User,
+    here: &Assurance,
+) -> Result<TapResponse, TapApiError> {
+    let current = state.attachments.attachment(&ws.id).await?;
+    activate(state, ws, &session.sid, user, current.as_ref(), here, &[])
+        .await?
+        .ok_or_else(|| TapApiError::Expired("the session ended while signing in; tap your badge again".into()))
+}
 
-    /// Raise an alert when one badge is tapped on two wards within
-    /// `tap.cloned_badge_window`: a prox card copied in a corridor shows up
-    /// exactly like this. `seen` is where the badge was last tapped; the
-    /// caller records this tap.
-    async fn check_cloned_badge(&self, seen: Option<Seen>, digest: &[u8], ws: &Workstation) {
-        let Some(seen) = seen.filter(|s| s.ward != ws.ward) else {
-            return;
-        };
-        self.metrics.cloned_badge.inc();
-        tracing::warn!(ward = %ws.ward, previous_ward = %seen.ward, "badge tapped on two wards: possible clone");
-        audit(
-            self,
-            "badge.cloned_suspected",
-            &URL_SAFE_NO_PAD.encode(&digest[..8]),
-            json!({
-                "ward": ws.ward, "workstation_id": ws.id,
-                "previous_ward": seen.ward, "previous_workstation_id": seen.workstation_id,
-            }),
-        )
-        .await;
-    }
+/// Raise an alert when one badge is tapped on two wards within
+/// `tap.cloned_badge_window`: a prox card copied in a corridor shows up
+/// exactly like this. `seen` is where the badge was last tapped; the
+/// caller records this tap.
+async fn check_cloned_badge(state: &AppState, seen: Option<Seen>, digest: &[u8], ws: &Workstation) {
+    let Some(seen) = seen.filter(|s| s.ward != ws.ward) else {
+        return;
+    };
+    state.metrics.cloned_badge.inc();
+    tracing::warn!(ward = %ws.ward, previous_ward = %seen.ward, "badge tapped on two wards: possible clone");
+    audit(
+        state,
+        "badge.cloned_suspected",
+        &URL_SAFE_NO_PAD.encode(&digest[..8]),
+        json!({
+            "ward": ws.ward, "workstation_id": ws.id,
+            "previous_ward": seen.ward, "previous_workstation_id": seen.workstation_id,
+        }),
+    )
+    .await;
 }

@@ -1,24 +1,25 @@
-//! Which clinician is at which workstation: attaching a session to a
-//! workstation (unlock, switch), detaching it (lock), and the session ticket
-//! the agent uses for token exchange.
+//! The attachments service: which clinician is at which workstation.
+//! Attaching a session to a workstation (unlock, switch), detaching it
+//! (lock), and the session ticket the agent uses for token exchange.
 //!
 //! `ws:{id}` names the session attached to a workstation; `ticket:{digest}`
 //! is that attachment's bearer credential, bound to the workstation. Both die
 //! on lock, switch and logout.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use wardkey_cache::Op;
+use wardkey_cache::{Cache, Op};
 use wardkey_core::secret::{digest_b64, new_secret};
 use wardkey_core::session::Assurance;
 use wardkey_core::user::User;
 use wardkey_core::workstation::Workstation;
 use wardkey_proto::tap::UserSummary;
 
+use crate::config::Settings;
 use crate::error::BackendError;
-use crate::sessions::{get_json, keys, list_item, to_json};
-use crate::state::AppState;
+use crate::kv::{get_json, keys, list_item, to_json};
 
 /// A session attached to a workstation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,7 +56,19 @@ pub fn summary(user: &User) -> UserSummary {
     UserSummary { username: user.username.clone(), name: user.name.clone() }
 }
 
-impl AppState {
+/// Workstation attachments and their tickets. Cheap to clone.
+#[derive(Clone)]
+pub struct Attachments {
+    cache: Arc<dyn Cache>,
+    settings: Arc<Settings>,
+}
+
+impl Attachments {
+    /// Attachments kept in `cache`, for as long as `settings` say.
+    pub fn new(cache: Arc<dyn Cache>, settings: Arc<Settings>) -> Self {
+        Self { cache, settings }
+    }
+
     /// Who is at workstation `ws_id`, if anyone.
     pub async fn attachment(&self, ws_id: &str) -> Result<Option<Attachment>, BackendError> {
         Ok(get_json(self.cache.as_ref(), &keys::attachment(ws_id)).await?)
@@ -155,4 +168,60 @@ fn new_ticket(sid: &str) -> String {
 /// good is decided by its stored record alone.
 pub fn ticket_sid(ticket: &str) -> Option<&str> {
     ticket.split_once('.').map(|(sid, _)| sid).filter(|sid| !sid.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use wardkey_core::session::{ACR_BADGE_PIN, Amr};
+
+    use super::*;
+    use crate::sessions::Sessions;
+    use crate::testkit::Kit;
+
+    fn workstation(id: &str) -> Workstation {
+        Workstation {
+            id: id.into(),
+            name: id.into(),
+            ward: "Ward 7".into(),
+            public_key: None,
+            enabled: true,
+            created_at: 0,
+            enrolled_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn attaching_replaces_the_last_clinician_and_detaching_only_ends_its_own() {
+        let kit = Kit::new().await;
+        let sessions = Sessions::new(kit.cache.clone(), kit.store.clone(), kit.shared_clock(), kit.settings.clone());
+        let attachments = Attachments::new(kit.cache.clone(), kit.settings.clone());
+        let ws = workstation("ws1");
+        let (alice, bob) = (kit.user("alice", None).await, kit.user("bob", None).await);
+        let here = Assurance::new(ACR_BADGE_PIN, vec![Amr::Badge, Amr::Pin], kit.now());
+        let (_, a) = sessions.create_session(&alice.id, here.amr.clone(), ACR_BADGE_PIN).await.unwrap();
+        let (_, b) = sessions.create_session(&bob.id, here.amr.clone(), ACR_BADGE_PIN).await.unwrap();
+
+        let first = attachments.attach(&ws, &a.sid, &alice, None, &here, &[]).await.unwrap().expect("attached");
+        assert_eq!(ticket_sid(&first), Some(a.sid.as_str()));
+        let current = attachments.attachment("ws1").await.unwrap();
+        attachments.attach(&ws, &b.sid, &bob, current.as_ref(), &here, &[]).await.unwrap().expect("switched");
+        let first_ticket = keys::ticket(&digest_b64(&first));
+        assert!(kit.cache.get(&first_ticket).await.unwrap().is_none(), "a switch ends the last clinician's ticket");
+
+        attachments.detach_if("ws1", &a.sid).await.unwrap();
+        assert_eq!(attachments.attachment("ws1").await.unwrap().unwrap().user_id, bob.id, "not alice's to end");
+        attachments.detach_if("ws1", &b.sid).await.unwrap();
+        assert!(attachments.attachment("ws1").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_ended_session_attaches_nowhere() {
+        let kit = Kit::new().await;
+        let attachments = Attachments::new(kit.cache.clone(), kit.settings.clone());
+        let alice = kit.user("alice", None).await;
+        let here = Assurance::new(ACR_BADGE_PIN, vec![Amr::Badge, Amr::Pin], kit.now());
+        let ticket = attachments.attach(&workstation("ws1"), "gone", &alice, None, &here, &[]).await.unwrap();
+        assert!(ticket.is_none());
+        assert!(attachments.attachment("ws1").await.unwrap().is_none(), "nothing written");
+    }
 }

@@ -1,0 +1,297 @@
+//! The password sign-in service: NIST SP 800-63B §5.2.2 throttling and
+//! lockout, argon2id verification off the runtime, and the record of the
+//! outcome. The login page and badge self-enrolment both ask it, so a
+//! password is judged by one rule wherever it is typed.
+//!
+//! Concurrent guesses are judged one at a time per username: a marker in
+//! the cache first, then a claim in the store taken atomically with the
+//! lock check, so thirty guesses at once cannot all pass the count before
+//! any failure is recorded.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use wardkey_cache::Cache;
+use wardkey_core::audit::AuditEvent;
+use wardkey_core::badge::MAX_PIN_FAILURES;
+use wardkey_core::clock::SharedClock;
+use wardkey_core::secret::digest_b64;
+use wardkey_core::user::User;
+use wardkey_store::{CredentialKind, Store};
+
+use crate::admission::Admission;
+use crate::config::Settings;
+use crate::directory::Directory;
+use crate::error::BackendError;
+use crate::kv::{get_json, keys, put_json};
+use crate::metrics::Metrics;
+use crate::password::{PasswordChecker, backoff_seconds};
+
+/// Bounds the per-username "check in progress" marker if a node dies
+/// mid-check.
+const LOGIN_IN_FLIGHT_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a password check claimed in the store
+/// ([`wardkey_store::Store::begin_login_attempt`]) holds if its node dies
+/// before recording the outcome.
+const LOGIN_ATTEMPT_STALE: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long failures of an unknown username are remembered.
+const UNKNOWN_USER_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// What a password check concluded.
+#[derive(Debug)]
+pub enum Verdict {
+    /// The right password, for an enabled account.
+    Success(User),
+    /// A wrong password (or an unknown username: the same answer).
+    Wrong,
+    /// Too soon after the last failures: try again in this many seconds.
+    Throttled(i64),
+    /// Locked after too many failures, until the service desk unlocks it.
+    Locked,
+    /// The right password, for a disabled account.
+    Disabled,
+}
+
+/// Failed sign-ins for a username that does not exist, kept like a real
+/// account's counter.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct UnknownFailures {
+    count: u32,
+    last: i64,
+}
+
+/// What a PIN check at a workstation concluded.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PinVerdict {
+    /// The right PIN.
+    Right,
+    /// A wrong PIN; this many tries are left.
+    Wrong {
+        /// Tries left before the badge locks.
+        remaining: u32,
+    },
+    /// The badge is locked: by this very guess (`just_now`), or already.
+    Locked {
+        /// Whether this guess was the one that locked it.
+        just_now: bool,
+    },
+    /// Other checks of this badge are under way and use up its remaining
+    /// tries: try again in a moment.
+    Busy,
+}
+
+/// Judges password sign-ins and badge PINs. Cheap to clone.
+#[derive(Clone)]
+pub struct PasswordLogins {
+    store: Arc<dyn Store>,
+    /// In-flight markers and unknown usernames' failures.
+    cache: Arc<dyn Cache>,
+    /// This node's directory cache, dropped when a sign-in clears counters.
+    directory: Arc<Directory>,
+    passwords: Arc<PasswordChecker>,
+    /// Bounds the unknown usernames' records anyone can create.
+    admission: Arc<Admission>,
+    metrics: Arc<Metrics>,
+    clock: SharedClock,
+    settings: Arc<Settings>,
+}
+
+/// What [`PasswordLogins`] works with.
+pub struct LoginParts {
+    /// Users, their credentials and counters.
+    pub store: Arc<dyn Store>,
+    /// In-flight markers, unknown usernames' failures.
+    pub cache: Arc<dyn Cache>,
+    /// The node's directory cache.
+    pub directory: Arc<Directory>,
+    /// argon2 off the runtime.
+    pub passwords: Arc<PasswordChecker>,
+    /// Bounds on anonymous state.
+    pub admission: Arc<Admission>,
+    /// Verification times.
+    pub metrics: Arc<Metrics>,
+    /// The clock.
+    pub clock: SharedClock,
+    /// `[password]` settings.
+    pub settings: Arc<Settings>,
+}
+
+impl PasswordLogins {
+    /// The service over `parts`.
+    pub fn new(parts: LoginParts) -> Self {
+        let LoginParts { store, cache, directory, passwords, admission, metrics, clock, settings } = parts;
+        Self { store, cache, directory, passwords, admission, metrics, clock, settings }
+    }
+
+    /// Throttle, verify and record the outcome. Unknown usernames are verified
+    /// against a dummy hash and counted in the cache, so they look like known
+    /// ones in time and message.
+    pub async fn check(&self, username: &str, password: &str) -> Result<Verdict, BackendError> {
+        let unknown_key = keys::unknown_user_failures(&digest_b64(&username.to_lowercase()));
+        // One check per username at a time, taken before the counters are read:
+        // concurrent guesses would otherwise all read the same counters and all
+        // pass the backoff test before any failure is recorded.
+        let inflight = keys::login_in_flight(&unknown_key);
+        if !self.cache.put_if_absent(&inflight, b"1", LOGIN_IN_FLIGHT_TTL).await? {
+            return Ok(Verdict::Throttled(1));
+        }
+        let verdict = self.throttle_and_verify(username, password, &unknown_key).await;
+        self.cache.delete(&inflight).await?;
+        verdict
+    }
+
+    async fn throttle_and_verify(
+        &self,
+        username: &str,
+        password: &str,
+        unknown_key: &str,
+    ) -> Result<Verdict, BackendError> {
+        let cfg = &self.settings.password;
+        let now = self.clock.now();
+        let user = self.store.user_by_username(username).await?;
+        let (failures, last_failed) = match &user {
+            Some(u) => (u.failed_logins, u.last_failed_at),
+            None => get_json::<UnknownFailures>(self.cache.as_ref(), unknown_key)
+                .await?
+                .map_or((0, None), |f| (f.count, Some(f.last))),
+        };
+        if failures >= cfg.lock_after {
+            return Ok(Verdict::Locked);
+        }
+        if let Some(last) = last_failed {
+            let wait = last + backoff_seconds(failures, cfg.backoff_after) - now;
+            if wait > 0 {
+                return Ok(Verdict::Throttled(wait));
+            }
+        }
+        self.verify_and_record(user, username, password, failures, now, unknown_key).await
+    }
+
+    async fn verify_and_record(
+        &self,
+        user: Option<wardkey_core::user::User>,
+        username: &str,
+        password: &str,
+        failures: u32,
+        now: i64,
+        unknown_key: &str,
+    ) -> Result<Verdict, BackendError> {
+        let cfg = &self.settings.password;
+        if let Some(u) = &user {
+            // Claimed in the store before the slow verification, atomically
+            // with the lock check: the in-flight marker above is only a cache
+            // entry, and a guess must never be judged against a count that a
+            // guess still under way will change.
+            let stale_before = now - LOGIN_ATTEMPT_STALE.as_secs() as i64;
+            if !self.store.begin_login_attempt(&u.id, now, cfg.lock_after, stale_before).await? {
+                return Ok(Verdict::Throttled(1));
+            }
+        }
+        let stored = match &user {
+            Some(u) => self.store.credential(&u.id, CredentialKind::Password).await?,
+            None => None,
+        };
+        let (ok, seconds) = self.passwords.verify(stored, password.to_string()).await;
+        self.metrics.password_verify.observe(seconds);
+        match user {
+            Some(user) if ok => {
+                self.store.end_login_attempt(&user.id).await?;
+                if user.disabled {
+                    return Ok(Verdict::Disabled);
+                }
+                if user.failed_logins > 0 {
+                    self.store.reset_login_failures(&user.id).await?;
+                }
+                // A password sign-in also unlocks badges locked by wrong PINs;
+                // failing to do so must not fail the sign-in itself.
+                if let Err(e) = self.store.reset_pin_failures(&user.id).await {
+                    tracing::warn!(error = %e, "could not reset badge PIN failures");
+                }
+                self.directory.changed().await;
+                Ok(Verdict::Success(user))
+            }
+            Some(user) => {
+                let n = self.store.record_login_failure(&user.id, now).await?;
+                self.audit(username, "login.failure", username, json!({"consecutive_failures": n})).await;
+                Ok(if n >= cfg.lock_after { Verdict::Locked } else { Verdict::Wrong })
+            }
+            None => {
+                // The same counting and backoff as for a real account, so the
+                // answers never tell which usernames exist. A new record for a
+                // username nobody has is anyone's to create: counted in total
+                // (the form carries no address, and a real account's failures
+                // live in the store).
+                if failures == 0
+                    && let Err(refusal) = self.admission.admit(crate::admission::Kept::UnknownUser, None).await
+                {
+                    // The answer a real account's first failure gets: a full
+                    // quota must not tell which usernames exist.
+                    tracing::warn!(error = %refusal, "not recording a failure of an unknown username");
+                    return Ok(Verdict::Wrong);
+                }
+                let record = UnknownFailures { count: failures + 1, last: now };
+                put_json(self.cache.as_ref(), unknown_key, &record, UNKNOWN_USER_WINDOW).await?;
+                Ok(if record.count >= cfg.lock_after { Verdict::Locked } else { Verdict::Wrong })
+            }
+        }
+    }
+
+    /// Record `event` about `subject`, made by `actor` (the person signing
+    /// in, or `tap` for a check at a workstation).
+    async fn audit(&self, actor: &str, event: &str, subject: &str, detail: serde_json::Value) {
+        let record = AuditEvent {
+            at: self.clock.now(),
+            event: event.into(),
+            actor: actor.into(),
+            subject: subject.into(),
+            detail,
+        };
+        if let Err(e) = self.store.append_audit(&record).await {
+            tracing::error!(error = %e, event, "audit write failed");
+        }
+    }
+
+    /// Judge a PIN typed at workstation `ws_name` for the badge with
+    /// `digest`, owned by `user`. Counted in the store before the slow
+    /// verification, so that of thirty guesses sent at once at most the
+    /// badge's remaining tries are ever judged (NIST SP 800-63B §5.2.2);
+    /// wrong ones are audited, and the fifth locks the badge.
+    pub async fn check_pin(
+        &self,
+        digest: &[u8],
+        user: &User,
+        pin: String,
+        ws_name: &str,
+    ) -> Result<PinVerdict, BackendError> {
+        if !self.store.begin_pin_attempt(digest, MAX_PIN_FAILURES).await? {
+            return Ok(match self.store.badge(digest).await? {
+                Some(b) if b.failed_pins < MAX_PIN_FAILURES => PinVerdict::Busy,
+                _ => PinVerdict::Locked { just_now: false },
+            });
+        }
+        let stored = match self.store.credential(&user.id, CredentialKind::Pin).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                // Nothing was judged: give the try back (best effort; a claim
+                // left behind counts as a wrong PIN, the safe side).
+                let _ = self.store.end_pin_attempt(digest).await;
+                return Err(e.into());
+            }
+        };
+        let (ok, seconds) = self.passwords.verify(stored, pin).await;
+        self.metrics.password_verify.observe(seconds);
+        if ok {
+            self.store.end_pin_attempt(digest).await?;
+            return Ok(PinVerdict::Right);
+        }
+        let failures = self.store.record_pin_failure(digest).await?;
+        self.directory.changed().await;
+        let detail = json!({"workstation": ws_name, "consecutive_failures": failures});
+        self.audit("tap", "tap.pin_failure", &user.username, detail).await;
+        if failures >= MAX_PIN_FAILURES {
+            self.audit("tap", "badge.locked", &user.username, json!({"workstation": ws_name})).await;
+            return Ok(PinVerdict::Locked { just_now: true });
+        }
+        Ok(PinVerdict::Wrong { remaining: MAX_PIN_FAILURES - failures })
+    }
+}

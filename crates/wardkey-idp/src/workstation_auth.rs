@@ -1,0 +1,144 @@
+//! Workstation authentication: verifying requests signed by a
+//! workstation's Ed25519 key, tap requests (`typ: wardkey-tap+jwt`) and
+//! token-exchange client assertions alike.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use wardkey_cache::{Cache, Reply};
+use wardkey_core::clock::SharedClock;
+use wardkey_core::workstation::Workstation;
+use wardkey_proto::tap::Envelope;
+
+use crate::directory::Directory;
+use crate::error::TapApiError;
+use crate::kv::{Nonce, keys};
+
+/// JWS `typ` of tap requests.
+pub const TAP_TYP: &str = "wardkey-tap+jwt";
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    kid: Option<String>,
+    typ: Option<String>,
+}
+
+/// A tap request with a good signature and claims whose `jti` is not yet
+/// recorded: its [`Nonce`] does that, so the hot path can do
+/// that in the same round trip as its first reads.
+pub struct SignedTap<A> {
+    /// The workstation that signed it.
+    pub ws: Workstation,
+    /// What it asks for.
+    pub action: A,
+    /// Its `jti`, to record.
+    pub nonce: Nonce,
+}
+
+/// Refuse a tap request whose [`Nonce::op`] reply says its `jti` was used.
+pub fn check_fresh(reply: Option<&Reply>) -> Result<(), TapApiError> {
+    if Nonce::fresh(reply) { Ok(()) } else { Err(TapApiError::Replayed) }
+}
+
+/// Checks what workstations sign. Cheap to clone.
+#[derive(Clone)]
+pub struct WorkstationAuthenticator {
+    /// Where workstations and their keys are looked up (cached on the node).
+    directory: Arc<Directory>,
+    /// Seen request `jti`s.
+    cache: Arc<dyn Cache>,
+    clock: SharedClock,
+    /// The `aud` every request must name.
+    issuer: Arc<str>,
+    /// How far a request's `iat` may be from our clock.
+    clock_skew: Duration,
+}
+
+impl WorkstationAuthenticator {
+    /// Workstations found in `directory`; requests addressed to `issuer`,
+    /// within `clock_skew` of `clock`, each `jti` recorded in `cache`.
+    pub fn new(
+        directory: Arc<Directory>,
+        cache: Arc<dyn Cache>,
+        clock: SharedClock,
+        issuer: Arc<str>,
+        clock_skew: Duration,
+    ) -> Self {
+        Self { directory, cache, clock, issuer, clock_skew }
+    }
+
+    /// The workstation named by `kid`, with the JWS checked against its key.
+    /// Returns the workstation and the decoded claims.
+    pub async fn verify_jws(&self, jws: &str) -> Result<(Workstation, Value, Option<String>), TapApiError> {
+        let malformed = || TapApiError::InvalidRequest("the request is not a compact JWS".into());
+        let mut parts = jws.trim().split('.');
+        let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(malformed());
+        };
+        let decode = |p: &str| URL_SAFE_NO_PAD.decode(p).map_err(|_| malformed());
+        let header: Header = serde_json::from_slice(&decode(h)?).map_err(|_| malformed())?;
+        // Only EdDSA: `none` or anything else never reaches a key (RFC 8725 §3.1).
+        if header.alg != "EdDSA" {
+            return Err(TapApiError::InvalidSignature);
+        }
+        let kid = header.kid.ok_or(TapApiError::InvalidSignature)?;
+        let ws = self.directory.workstation(&kid).await?.ok_or(TapApiError::InvalidSignature)?;
+        let public = ws.public_key.as_deref().ok_or(TapApiError::InvalidSignature)?;
+        let signed = &jws.trim()[..h.len() + 1 + c.len()];
+        UnparsedPublicKey::new(&ED25519, public)
+            .verify(signed.as_bytes(), &decode(s)?)
+            .map_err(|_| TapApiError::InvalidSignature)?;
+        // Checked only after the signature, so an unknown caller learns nothing.
+        if !ws.enabled {
+            return Err(TapApiError::WorkstationDisabled);
+        }
+        let claims: Value = serde_json::from_slice(&decode(c)?).map_err(|_| malformed())?;
+        Ok((ws, claims, header.typ))
+    }
+
+    /// Verify a signed tap request and decode its action: signature, `iss`,
+    /// `aud` and `iat` within the clock skew. The `jti` is left to the caller
+    /// (see [`SignedTap`]); [`WorkstationAuthenticator::verify_tap`] does both.
+    pub async fn verify_signed_tap<A: DeserializeOwned>(&self, body: &[u8]) -> Result<SignedTap<A>, TapApiError> {
+        let jws = std::str::from_utf8(body).map_err(|_| TapApiError::InvalidRequest("the body is not text".into()))?;
+        let (ws, claims, typ) = self.verify_jws(jws).await?;
+        if typ.as_deref() != Some(TAP_TYP) {
+            return Err(TapApiError::InvalidRequest(format!("the JWS typ must be {TAP_TYP}")));
+        }
+        let envelope: Envelope<A> = serde_json::from_value(claims)
+            .map_err(|e| TapApiError::InvalidRequest(format!("the request's claims are not valid: {e}")))?;
+        if envelope.iss != ws.id {
+            return Err(TapApiError::InvalidSignature);
+        }
+        if envelope.aud != *self.issuer {
+            return Err(TapApiError::InvalidRequest("the request is addressed to another server".into()));
+        }
+        let skew = self.clock_skew.as_secs() as i64;
+        if (self.clock.now() - envelope.iat).abs() > skew {
+            return Err(TapApiError::Stale);
+        }
+        if envelope.jti.len() < 16 || envelope.jti.len() > 128 {
+            return Err(TapApiError::InvalidRequest("jti must be 16 to 128 characters".into()));
+        }
+        // Remembered for twice the skew: an older `iat` is refused as stale.
+        let nonce = Nonce::new(keys::tap_jti(&ws.id, &envelope.jti), Duration::from_secs(2 * skew as u64 + 1));
+        Ok(SignedTap { ws, action: envelope.action, nonce })
+    }
+
+    /// Verify a signed tap request, record its `jti` (refusing a replay) and
+    /// decode its action.
+    pub async fn verify_tap<A: DeserializeOwned>(&self, body: &[u8]) -> Result<(Workstation, A), TapApiError> {
+        let signed = self.verify_signed_tap(body).await?;
+        if !signed.nonce.record(self.cache.as_ref()).await? {
+            return Err(TapApiError::Replayed);
+        }
+        Ok((signed.ws, signed.action))
+    }
+}
