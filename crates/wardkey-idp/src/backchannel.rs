@@ -311,3 +311,82 @@ mod tests {
         assert_eq!(retry_delay(50), 300);
     }
 }
+
+#[cfg(test)]
+mod service_tests {
+    use wardkey_core::client::{Client, ClientAuth, GrantType};
+    use wardkey_core::keys::SigningAlg;
+    use wardkey_core::session::{ACR_BADGE_PIN, Amr, Assurance};
+    use wardkey_core::workstation::Workstation;
+
+    use super::*;
+    use crate::testkit::Kit;
+
+    async fn logouts(kit: &Kit) -> Logouts {
+        let sessions = Sessions::new(kit.cache.clone(), kit.store.clone(), kit.shared_clock(), kit.settings.clone());
+        Logouts::new(LogoutParts {
+            sessions,
+            attachments: Attachments::new(kit.cache.clone(), kit.settings.clone()),
+            cache: kit.cache.clone(),
+            store: kit.store.clone(),
+            keys: Arc::new(Keyring::load(kit.store.as_ref(), kit.now()).await.unwrap()),
+            issuer: "https://sso.example".into(),
+            http: reqwest::Client::new(),
+            metrics: Arc::new(Metrics::default()),
+            clock: kit.shared_clock(),
+            settings: kit.settings.clone(),
+        })
+    }
+
+    fn client(id: &str, backchannel: Option<&str>) -> Client {
+        Client {
+            client_id: id.into(),
+            auth: ClientAuth::None,
+            redirect_uris: vec!["https://app.example/cb".into()],
+            post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: backchannel.map(Into::into),
+            grant_types: vec![GrantType::AuthorizationCode],
+            start_url: None,
+            id_token_alg: SigningAlg::ES256,
+            min_acr: None,
+            created_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn ending_a_session_locks_its_workstations_and_tells_only_back_channel_clients() {
+        let kit = Kit::new().await;
+        let logouts = logouts(&kit).await;
+        let alice = kit.user("alice", None).await;
+        let (with, without) = (client("epr", Some("https://epr.example/logout")), client("lab", None));
+        kit.store.create_client(&with).await.unwrap();
+        kit.store.create_client(&without).await.unwrap();
+        let (_, session) = logouts.sessions.create_session(&alice.id, vec![Amr::Pwd], "pwd").await.unwrap();
+        for c in [&with, &without] {
+            let listed = logouts.sessions.session_clients(&session.sid).await.unwrap();
+            logouts.sessions.note_session_client(&session, c, &listed).await.unwrap();
+        }
+        let ws = Workstation {
+            id: "ws1".into(),
+            name: "PC 1".into(),
+            ward: "Ward 7".into(),
+            public_key: None,
+            enabled: true,
+            created_at: 0,
+            enrolled_at: None,
+        };
+        let here = Assurance::new(ACR_BADGE_PIN, vec![Amr::Badge, Amr::Pin], kit.now());
+        logouts.attachments.attach(&ws, &session.sid, &alice, None, &here, &[]).await.unwrap().unwrap();
+
+        logouts.logout_session(&session.sid, "test").await.unwrap();
+        assert!(!logouts.sessions.session_alive(&session.sid).await.unwrap());
+        assert!(logouts.attachments.attachment("ws1").await.unwrap().is_none(), "the PC is locked");
+        let due = kit.store.claim_due_logouts(kit.now(), 30, 10).await.unwrap();
+        assert_eq!(due.iter().map(|n| n.client_id.as_str()).collect::<Vec<_>>(), ["epr"]);
+        let audit = kit.store.recent_audit(1).await.unwrap();
+        assert_eq!((audit[0].event.as_str(), audit[0].actor.as_str()), ("session.end", "test"));
+        // Ending it again changes nothing and records nothing.
+        logouts.logout_session(&session.sid, "test").await.unwrap();
+        assert_eq!(kit.store.recent_audit(5).await.unwrap().len(), 1);
+    }
+}

@@ -329,3 +329,85 @@ fn describe_jwt_error(e: &jsonwebtoken::errors::Error) -> &'static str {
         _ => "invalid JWT",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use wardkey_core::client::GrantType;
+    use wardkey_core::keys::SigningAlg;
+    use wardkey_core::secret::digest;
+
+    use super::*;
+    use crate::testkit::Kit;
+
+    async fn authenticator(kit: &Kit) -> ClientAuthenticator {
+        let client = Client {
+            client_id: "epr".into(),
+            auth: ClientAuth::Secret { digest: digest("s3cret").to_vec() },
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: None,
+            grant_types: vec![GrantType::ClientCredentials],
+            start_url: None,
+            id_token_alg: SigningAlg::ES256,
+            min_acr: None,
+            created_at: 0,
+        };
+        kit.store.create_client(&client).await.unwrap();
+        let directory = Arc::new(Directory::new(kit.store.clone(), kit.cache.clone()));
+        let issuer: Arc<str> = "https://sso.example".into();
+        ClientAuthenticator::new(
+            directory,
+            kit.cache.clone(),
+            kit.shared_clock(),
+            kit.settings.clone(),
+            issuer,
+            reqwest::Client::new(),
+        )
+    }
+
+    fn form(body: &str) -> Params {
+        Params::parse(body.as_bytes()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_secret_authenticates_its_client_once_and_by_one_method() {
+        let kit = Kit::new().await;
+        let auth = authenticator(&kit).await;
+        let none = HeaderMap::new();
+        let ok = auth.authenticate_client(&none, &form("client_id=epr&client_secret=s3cret")).await.unwrap();
+        assert_eq!(ok.client_id, "epr");
+        let wrong = auth.authenticate_client(&none, &form("client_id=epr&client_secret=guess")).await.unwrap_err();
+        assert!(wrong.to_string().contains("unknown client or wrong credentials"), "{wrong}");
+        let unknown =
+            auth.authenticate_client(&none, &form("client_id=nobody&client_secret=s3cret")).await.unwrap_err();
+        assert_eq!(unknown.to_string(), wrong.to_string(), "an unknown client looks like a wrong secret");
+        let mut basic = HeaderMap::new();
+        basic.insert(AUTHORIZATION, format!("Basic {}", STANDARD.encode("epr:s3cret")).parse().unwrap());
+        assert!(auth.authenticate_client(&basic, &form("")).await.is_ok());
+        let both = auth.authenticate_client(&basic, &form("client_id=epr&client_secret=s3cret")).await.unwrap_err();
+        assert!(both.to_string().contains("exactly one"), "{both}");
+        let public = auth.authenticate_client(&none, &form("client_id=epr")).await.unwrap_err();
+        assert!(public.to_string().contains("must authenticate"), "{public}");
+    }
+
+    #[tokio::test]
+    async fn assertions_obey_time_and_replay_rules() {
+        let kit = Kit::new().await;
+        let auth = authenticator(&kit).await;
+        let now = kit.now();
+        let skew = kit.settings.oidc.clock_skew.as_secs() as i64;
+        assert_eq!(auth.accept_assertion("epr", now + 60, None, Some("j1")).await.unwrap(), Ok(()));
+        assert_eq!(auth.accept_assertion("epr", now + 60, None, Some("j1")).await.unwrap(), Err(REPLAYED_ASSERTION));
+        assert_eq!(
+            auth.accept_assertion("other", now + 60, None, Some("j1")).await.unwrap(),
+            Ok(()),
+            "jtis are per issuer"
+        );
+        let rule = |exp, nbf, jti| auth.assertion_nonce("epr", exp, nbf, jti).map(|_| ());
+        assert_eq!(rule(now - skew - 1, None, Some("j2")), Err("expired"));
+        assert_eq!(rule(now - skew, None, Some("j2")), Ok(()), "within the skew");
+        assert_eq!(rule(now + 60, Some(now + skew + 1), Some("j2")), Err("not yet valid"));
+        assert_eq!(rule(now + MAX_ASSERTION_LIFETIME + 1, None, Some("j2")), Err("exp is too far in the future"));
+        assert_eq!(rule(now + 60, None, None), Err("no jti claim"));
+    }
+}

@@ -295,3 +295,83 @@ impl PasswordLogins {
         Ok(PinVerdict::Wrong { remaining: MAX_PIN_FAILURES - failures })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use wardkey_core::badge::Badge;
+
+    use super::*;
+    use crate::testkit::Kit;
+
+    fn logins(kit: &Kit) -> PasswordLogins {
+        PasswordLogins::new(LoginParts {
+            store: kit.store.clone(),
+            cache: kit.cache.clone(),
+            directory: Arc::new(Directory::new(kit.store.clone(), kit.cache.clone())),
+            passwords: Arc::new(PasswordChecker::new(kit.settings.password.argon2(), 4)),
+            admission: Arc::new(Admission::new(kit.cache.clone(), kit.settings.limits.clone())),
+            metrics: Arc::new(Metrics::default()),
+            clock: kit.shared_clock(),
+            settings: kit.settings.clone(),
+        })
+    }
+
+    #[tokio::test]
+    async fn wrong_passwords_back_off_then_lock_and_a_right_one_clears_the_count() {
+        let kit = Kit::new().await;
+        let logins = logins(&kit);
+        kit.user("alice", Some("correct horse battery")).await;
+        assert!(matches!(logins.check("alice", "nope").await.unwrap(), Verdict::Wrong));
+        assert!(matches!(logins.check("alice", "correct horse battery").await.unwrap(), Verdict::Success(_)));
+        let user = kit.store.user_by_username("alice").await.unwrap().unwrap();
+        assert_eq!(user.failed_logins, 0, "a right password clears the count");
+        let cfg = &kit.settings.password;
+        let mut last = None;
+        for _ in 0..cfg.lock_after {
+            // Wait out any backoff: the lock, not the pause, is tested here.
+            kit.clock.advance(900);
+            last = Some(logins.check("alice", "nope").await.unwrap());
+        }
+        assert!(matches!(last, Some(Verdict::Locked)), "{last:?}");
+        kit.clock.advance(3600);
+        let locked = logins.check("alice", "correct horse battery").await.unwrap();
+        assert!(matches!(locked, Verdict::Locked), "the right password does not open a locked account: {locked:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_username_gets_the_answers_a_real_account_gets() {
+        let kit = Kit::new().await;
+        let logins = logins(&kit);
+        kit.user("alice", Some("correct horse battery")).await;
+        for name in ["alice", "mallory"] {
+            assert!(matches!(logins.check(name, "nope").await.unwrap(), Verdict::Wrong), "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn thirty_pin_guesses_at_once_are_judged_at_most_five_times() {
+        let kit = Kit::new().await;
+        let logins = logins(&kit);
+        let user = kit.user("alice", None).await;
+        let pin = wardkey_core::password::hash(&kit.settings.password.argon2(), "2468").unwrap();
+        kit.store.set_credential(&user.id, CredentialKind::Pin, &pin, kit.now()).await.unwrap();
+        let digest = vec![7u8; 32];
+        let badge = Badge { digest: digest.clone(), user_id: user.id.clone(), failed_pins: 0, created_at: 0 };
+        kit.store.add_badge(&badge).await.unwrap();
+        let guesses = (0..30).map(|i| {
+            let (logins, digest, user) = (logins.clone(), digest.clone(), user.clone());
+            tokio::spawn(async move { logins.check_pin(&digest, &user, format!("{:04}", 1000 + i), "PC 1").await })
+        });
+        let verdicts: Vec<PinVerdict> =
+            futures_util::future::join_all(guesses).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
+        let judged = verdicts
+            .iter()
+            .filter(|v| matches!(v, PinVerdict::Wrong { .. } | PinVerdict::Locked { just_now: true }))
+            .count();
+        assert!(judged <= MAX_PIN_FAILURES as usize, "{judged} guesses judged: {verdicts:?}");
+        let right = logins.check_pin(&digest, &user, "2468".into(), "PC 1").await.unwrap();
+        assert!(matches!(right, PinVerdict::Locked { .. } | PinVerdict::Busy), "{right:?}");
+        let stored = kit.store.badge(&digest).await.unwrap().unwrap();
+        assert!(stored.failed_pins <= MAX_PIN_FAILURES);
+    }
+}

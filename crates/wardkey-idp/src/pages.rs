@@ -269,6 +269,16 @@ pub fn logout_confirm_page(csrf: &str, hidden: &[(&str, &str)]) -> Html<String> 
     )
 }
 
+/// A 303 See Other: after a POST the browser must follow with GET (RFC 9700
+/// §4.12), and it is correct after a GET too.
+pub fn see_other(location: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,14 +326,4 @@ mod tests {
         assert_eq!(date(1_796_083_200), "2026-12-01");
         assert_eq!(date(951_782_400), "2000-02-29");
     }
-}
-
-/// A 303 See Other: after a POST the browser must follow with GET (RFC 9700
-/// §4.12), and it is correct after a GET too.
-pub fn see_other(location: &str) -> Response {
-    let mut r = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(location) {
-        r.headers_mut().insert(header::LOCATION, v);
-    }
-    r
 }

@@ -142,3 +142,90 @@ impl WorkstationAuthenticator {
         Ok((signed.ws, signed.action))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    use serde_json::json;
+    use wardkey_proto::tap::TapOut;
+
+    use super::*;
+    use crate::testkit::Kit;
+
+    const ISSUER: &str = "https://sso.example";
+
+    /// An enrolled workstation `ws1` and its key.
+    async fn enrolled(kit: &Kit) -> (WorkstationAuthenticator, Ed25519KeyPair) {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+        let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let ws = Workstation {
+            id: "ws1".into(),
+            name: "PC 1".into(),
+            ward: "Ward 7".into(),
+            public_key: None,
+            enabled: true,
+            created_at: 0,
+            enrolled_at: None,
+        };
+        kit.store.create_workstation(&ws, b"code", kit.now() + 60).await.unwrap();
+        kit.store.enrol_workstation(b"code", key.public_key().as_ref(), kit.now()).await.unwrap();
+        let directory = Arc::new(Directory::new(kit.store.clone(), kit.cache.clone()));
+        let skew = kit.settings.oidc.clock_skew;
+        (WorkstationAuthenticator::new(directory, kit.cache.clone(), kit.shared_clock(), ISSUER.into(), skew), key)
+    }
+
+    fn jws(key: &Ed25519KeyPair, header: Value, claims: Value) -> String {
+        let part = |v: &Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap());
+        let signed = format!("{}.{}", part(&header), part(&claims));
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(key.sign(signed.as_bytes()).as_ref()))
+    }
+
+    fn claims(kit: &Kit, jti: &str) -> Value {
+        json!({"iss": "ws1", "aud": ISSUER, "jti": jti, "iat": kit.now(), "logout": false})
+    }
+
+    fn header() -> Value {
+        json!({"alg": "EdDSA", "kid": "ws1", "typ": TAP_TYP})
+    }
+
+    #[tokio::test]
+    async fn a_signed_request_is_accepted_once() {
+        let kit = Kit::new().await;
+        let (auth, key) = enrolled(&kit).await;
+        let request = jws(&key, header(), claims(&kit, "0123456789abcdef"));
+        let (ws, out): (Workstation, TapOut) = auth.verify_tap(request.as_bytes()).await.unwrap();
+        assert_eq!((ws.id.as_str(), out.logout), ("ws1", false));
+        let replay = auth.verify_tap::<TapOut>(request.as_bytes()).await.unwrap_err();
+        assert!(matches!(replay, TapApiError::Replayed), "{replay:?}");
+    }
+
+    #[tokio::test]
+    async fn forged_stale_and_misaddressed_requests_are_refused() {
+        let kit = Kit::new().await;
+        let (auth, key) = enrolled(&kit).await;
+        let other = Ed25519KeyPair::from_pkcs8(
+            Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap().as_ref(),
+        )
+        .unwrap();
+        let refuse = |jws: String| {
+            let auth = auth.clone();
+            async move { auth.verify_tap::<TapOut>(jws.as_bytes()).await.unwrap_err() }
+        };
+        let forged = refuse(jws(&other, header(), claims(&kit, "0123456789abcdef"))).await;
+        assert!(matches!(forged, TapApiError::InvalidSignature), "another key: {forged:?}");
+        let none = refuse(jws(&key, json!({"alg": "none", "kid": "ws1"}), claims(&kit, "0123456789abcdef"))).await;
+        assert!(matches!(none, TapApiError::InvalidSignature), "alg none: {none:?}");
+        let mut elsewhere = claims(&kit, "0123456789abcdef");
+        elsewhere["aud"] = json!("https://other.example");
+        assert!(matches!(refuse(jws(&key, header(), elsewhere)).await, TapApiError::InvalidRequest(_)));
+        let mut stale = claims(&kit, "0123456789abcdef");
+        stale["iat"] = json!(kit.now() - kit.settings.oidc.clock_skew.as_secs() as i64 - 1);
+        assert!(matches!(refuse(jws(&key, header(), stale)).await, TapApiError::Stale));
+        let short = refuse(jws(&key, header(), claims(&kit, "short"))).await;
+        assert!(matches!(short, TapApiError::InvalidRequest(_)), "{short:?}");
+        kit.store.set_workstation_enabled("PC 1", false).await.unwrap();
+        auth.directory.forget();
+        let disabled = refuse(jws(&key, header(), claims(&kit, "fedcba9876543210"))).await;
+        assert!(matches!(disabled, TapApiError::WorkstationDisabled), "{disabled:?}");
+    }
+}
