@@ -100,7 +100,7 @@ pub fn code_challenge() -> String {
 
 /// The user's WebAuthn user handle.
 pub fn user_handle() -> Vec<u8> {
-    wardkey_idp::webauthn::user_handle(USER_ID).as_bytes().to_vec()
+    wardkey_idp::passkeys::user_handle(USER_ID).as_bytes().to_vec()
 }
 
 #[derive(Debug)]

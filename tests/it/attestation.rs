@@ -207,7 +207,7 @@ impl TestKey {
     fn soft_key(&self, user_id: &str) -> SoftKey {
         SoftKey {
             credential_id: self.credential_id.clone(),
-            user_handle: wardkey_idp::webauthn::user_handle(user_id).as_bytes().to_vec(),
+            user_handle: wardkey_idp::passkeys::user_handle(user_id).as_bytes().to_vec(),
             key: self.key_pair(),
             counter: 0,
         }

@@ -140,7 +140,7 @@ impl Application {
             .build()
             .context("building the HTTP client")?;
         let state = AppState::new(Foundations {
-            webauthn: crate::webauthn::relying_party(&settings.issuer()),
+            webauthn: crate::passkeys::relying_party(&settings.issuer()),
             settings: settings.clone(),
             store,
             cache,

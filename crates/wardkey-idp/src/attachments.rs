@@ -178,24 +178,12 @@ mod tests {
     use crate::sessions::Sessions;
     use crate::testkit::Kit;
 
-    fn workstation(id: &str) -> Workstation {
-        Workstation {
-            id: id.into(),
-            name: id.into(),
-            ward: "Ward 7".into(),
-            public_key: None,
-            enabled: true,
-            created_at: 0,
-            enrolled_at: None,
-        }
-    }
-
     #[tokio::test]
     async fn attaching_replaces_the_last_clinician_and_detaching_only_ends_its_own() {
         let kit = Kit::new().await;
         let sessions = Sessions::new(kit.cache.clone(), kit.store.clone(), kit.shared_clock(), kit.settings.clone());
         let attachments = Attachments::new(kit.cache.clone(), kit.settings.clone());
-        let ws = workstation("ws1");
+        let ws = Kit::workstation("ws1");
         let (alice, bob) = (kit.user("alice", None).await, kit.user("bob", None).await);
         let here = Assurance::new(ACR_BADGE_PIN, vec![Amr::Badge, Amr::Pin], kit.now());
         let (_, a) = sessions.create_session(&alice.id, here.amr.clone(), ACR_BADGE_PIN).await.unwrap();
@@ -220,7 +208,7 @@ mod tests {
         let attachments = Attachments::new(kit.cache.clone(), kit.settings.clone());
         let alice = kit.user("alice", None).await;
         let here = Assurance::new(ACR_BADGE_PIN, vec![Amr::Badge, Amr::Pin], kit.now());
-        let ticket = attachments.attach(&workstation("ws1"), "gone", &alice, None, &here, &[]).await.unwrap();
+        let ticket = attachments.attach(&Kit::workstation("ws1"), "gone", &alice, None, &here, &[]).await.unwrap();
         assert!(ticket.is_none());
         assert!(attachments.attachment("ws1").await.unwrap().is_none(), "nothing written");
     }

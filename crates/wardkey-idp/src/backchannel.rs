@@ -43,45 +43,21 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct Logouts {
-    sessions: Sessions,
+    pub(crate) sessions: Sessions,
     /// Workstations a session ends at are locked.
-    attachments: Attachments,
-    cache: Arc<dyn Cache>,
+    pub(crate) attachments: Attachments,
+    pub(crate) cache: Arc<dyn Cache>,
     /// The outbox, and the audit log.
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     /// Signs logout tokens.
-    keys: Arc<Keyring>,
-    issuer: Arc<str>,
-    http: reqwest::Client,
-    metrics: Arc<Metrics>,
-    clock: SharedClock,
-    settings: Arc<Settings>,
+    pub(crate) keys: Arc<Keyring>,
+    pub(crate) issuer: Arc<str>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) clock: SharedClock,
+    pub(crate) settings: Arc<Settings>,
     /// Wakes the delivery task when notices are queued.
-    wake: Arc<Notify>,
-}
-
-/// What [`Logouts`] works with.
-pub struct LogoutParts {
-    /// The sessions to end.
-    pub sessions: Sessions,
-    /// The workstations to lock.
-    pub attachments: Attachments,
-    /// The session cache.
-    pub cache: Arc<dyn Cache>,
-    /// The outbox and audit log.
-    pub store: Arc<dyn Store>,
-    /// Signs logout tokens.
-    pub keys: Arc<Keyring>,
-    /// `iss` of logout tokens.
-    pub issuer: Arc<str>,
-    /// Delivers them.
-    pub http: reqwest::Client,
-    /// Delivery times and failures.
-    pub metrics: Arc<Metrics>,
-    /// The clock.
-    pub clock: SharedClock,
-    /// Session lifetimes.
-    pub settings: Arc<Settings>,
+    pub(crate) wake: Arc<Notify>,
 }
 
 /// What became of one notice.
@@ -100,12 +76,6 @@ pub fn retry_delay(attempts: u32) -> i64 {
 }
 
 impl Logouts {
-    /// The service over `parts`.
-    pub fn new(parts: LogoutParts) -> Self {
-        let LogoutParts { sessions, attachments, cache, store, keys, issuer, http, metrics, clock, settings } = parts;
-        Self { sessions, attachments, cache, store, keys, issuer, http, metrics, clock, settings, wake: Arc::default() }
-    }
-
     fn now(&self) -> i64 {
         self.clock.now()
     }
@@ -317,14 +287,13 @@ mod service_tests {
     use wardkey_core::client::{Client, ClientAuth, GrantType};
     use wardkey_core::keys::SigningAlg;
     use wardkey_core::session::{ACR_BADGE_PIN, Amr, Assurance};
-    use wardkey_core::workstation::Workstation;
 
     use super::*;
     use crate::testkit::Kit;
 
     async fn logouts(kit: &Kit) -> Logouts {
         let sessions = Sessions::new(kit.cache.clone(), kit.store.clone(), kit.shared_clock(), kit.settings.clone());
-        Logouts::new(LogoutParts {
+        Logouts {
             sessions,
             attachments: Attachments::new(kit.cache.clone(), kit.settings.clone()),
             cache: kit.cache.clone(),
@@ -335,7 +304,8 @@ mod service_tests {
             metrics: Arc::new(Metrics::default()),
             clock: kit.shared_clock(),
             settings: kit.settings.clone(),
-        })
+            wake: Arc::default(),
+        }
     }
 
     fn client(id: &str, backchannel: Option<&str>) -> Client {
@@ -366,15 +336,7 @@ mod service_tests {
             let listed = logouts.sessions.session_clients(&session.sid).await.unwrap();
             logouts.sessions.note_session_client(&session, c, &listed).await.unwrap();
         }
-        let ws = Workstation {
-            id: "ws1".into(),
-            name: "PC 1".into(),
-            ward: "Ward 7".into(),
-            public_key: None,
-            enabled: true,
-            created_at: 0,
-            enrolled_at: None,
-        };
+        let ws = Kit::workstation("ws1");
         let here = Assurance::new(ACR_BADGE_PIN, vec![Amr::Badge, Amr::Pin], kit.now());
         logouts.attachments.attach(&ws, &session.sid, &alice, None, &here, &[]).await.unwrap().unwrap();
 

@@ -36,7 +36,7 @@ const MAX_ASSERTION_LIFETIME: i64 = 3600;
 /// Client JWKS fetched from `jwks_uri`, kept briefly so that a busy EPR
 /// does not cost a fetch per token request.
 #[derive(Default)]
-struct JwksCache(Mutex<HashMap<String, (Instant, JwkSet)>>);
+pub(crate) struct JwksCache(Mutex<HashMap<String, (Instant, JwkSet)>>);
 
 /// Authenticates clients: EPR applications at the back-channel endpoints,
 /// and the assertion rules workstations' signed requests share. Cheap to
@@ -44,16 +44,16 @@ struct JwksCache(Mutex<HashMap<String, (Instant, JwkSet)>>);
 #[derive(Clone)]
 pub struct ClientAuthenticator {
     /// Where clients are looked up (cached on the node).
-    directory: Arc<Directory>,
+    pub(crate) directory: Arc<Directory>,
     /// Seen assertion `jti`s.
-    cache: Arc<dyn Cache>,
-    clock: SharedClock,
-    settings: Arc<Settings>,
+    pub(crate) cache: Arc<dyn Cache>,
+    pub(crate) clock: SharedClock,
+    pub(crate) settings: Arc<Settings>,
     /// The audiences an assertion may name: the issuer and its token endpoint.
-    issuer: Arc<str>,
+    pub(crate) issuer: Arc<str>,
     /// Fetches `jwks_uri`.
-    http: reqwest::Client,
-    jwks_cache: Arc<JwksCache>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) jwks_cache: Arc<JwksCache>,
 }
 
 #[derive(Deserialize)]
@@ -91,19 +91,6 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
 }
 
 impl ClientAuthenticator {
-    /// Clients found in `directory`, assertions checked on `clock` against
-    /// `issuer`, `jti`s remembered in `cache`.
-    pub fn new(
-        directory: Arc<Directory>,
-        cache: Arc<dyn Cache>,
-        clock: SharedClock,
-        settings: Arc<Settings>,
-        issuer: Arc<str>,
-        http: reqwest::Client,
-    ) -> Self {
-        Self { directory, cache, clock, settings, issuer, http, jwks_cache: Arc::default() }
-    }
-
     fn now(&self) -> i64 {
         self.clock.now()
     }
@@ -355,14 +342,15 @@ mod tests {
         kit.store.create_client(&client).await.unwrap();
         let directory = Arc::new(Directory::new(kit.store.clone(), kit.cache.clone()));
         let issuer: Arc<str> = "https://sso.example".into();
-        ClientAuthenticator::new(
+        ClientAuthenticator {
             directory,
-            kit.cache.clone(),
-            kit.shared_clock(),
-            kit.settings.clone(),
+            cache: kit.cache.clone(),
+            clock: kit.shared_clock(),
+            settings: kit.settings.clone(),
             issuer,
-            reqwest::Client::new(),
-        )
+            http: reqwest::Client::new(),
+            jwks_cache: Arc::default(),
+        }
     }
 
     fn form(body: &str) -> Params {

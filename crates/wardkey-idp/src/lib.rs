@@ -8,7 +8,8 @@
 //!
 //! - Services, each owning what it uses and tested without HTTP:
 //!   [`sessions`], [`attachments`], [`client_auth`], [`workstation_auth`],
-//!   [`tokens`], [`backchannel`] (logouts), [`logins`] (password verdicts),
+//!   [`tokens`], [`backchannel`] (logouts), [`logins`] (password and PIN
+//!   verdicts), [`passkeys`] (WebAuthn ceremonies and key levels),
 //!   [`directory`], [`admission`], [`cookies`], [`metrics`], [`keys`].
 //! - [`kv`] is the session cache's key layout; [`config`] loads and
 //!   validates settings; [`error`] maps every error to a response in one
@@ -25,6 +26,7 @@
 pub mod admission;
 pub mod app;
 pub mod attachments;
+pub mod audit;
 pub mod backchannel;
 pub mod client_auth;
 pub mod config;
@@ -40,6 +42,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod pages;
 pub mod params;
+pub mod passkeys;
 pub mod password;
 pub mod sessions;
 pub mod state;

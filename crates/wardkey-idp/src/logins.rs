@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use serde_json::json;
 use wardkey_cache::Cache;
-use wardkey_core::audit::AuditEvent;
 use wardkey_core::badge::MAX_PIN_FAILURES;
 use wardkey_core::clock::SharedClock;
 use wardkey_core::secret::digest_b64;
@@ -83,46 +82,20 @@ pub enum PinVerdict {
 /// Judges password sign-ins and badge PINs. Cheap to clone.
 #[derive(Clone)]
 pub struct PasswordLogins {
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     /// In-flight markers and unknown usernames' failures.
-    cache: Arc<dyn Cache>,
+    pub(crate) cache: Arc<dyn Cache>,
     /// This node's directory cache, dropped when a sign-in clears counters.
-    directory: Arc<Directory>,
-    passwords: Arc<PasswordChecker>,
+    pub(crate) directory: Arc<Directory>,
+    pub(crate) passwords: Arc<PasswordChecker>,
     /// Bounds the unknown usernames' records anyone can create.
-    admission: Arc<Admission>,
-    metrics: Arc<Metrics>,
-    clock: SharedClock,
-    settings: Arc<Settings>,
-}
-
-/// What [`PasswordLogins`] works with.
-pub struct LoginParts {
-    /// Users, their credentials and counters.
-    pub store: Arc<dyn Store>,
-    /// In-flight markers, unknown usernames' failures.
-    pub cache: Arc<dyn Cache>,
-    /// The node's directory cache.
-    pub directory: Arc<Directory>,
-    /// argon2 off the runtime.
-    pub passwords: Arc<PasswordChecker>,
-    /// Bounds on anonymous state.
-    pub admission: Arc<Admission>,
-    /// Verification times.
-    pub metrics: Arc<Metrics>,
-    /// The clock.
-    pub clock: SharedClock,
-    /// `[password]` settings.
-    pub settings: Arc<Settings>,
+    pub(crate) admission: Arc<Admission>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) clock: SharedClock,
+    pub(crate) settings: Arc<Settings>,
 }
 
 impl PasswordLogins {
-    /// The service over `parts`.
-    pub fn new(parts: LoginParts) -> Self {
-        let LoginParts { store, cache, directory, passwords, admission, metrics, clock, settings } = parts;
-        Self { store, cache, directory, passwords, admission, metrics, clock, settings }
-    }
-
     /// Throttle, verify and record the outcome. Unknown usernames are verified
     /// against a dummy hash and counted in the cache, so they look like known
     /// ones in time and message.
@@ -239,16 +212,7 @@ impl PasswordLogins {
     /// Record `event` about `subject`, made by `actor` (the person signing
     /// in, or `tap` for a check at a workstation).
     async fn audit(&self, actor: &str, event: &str, subject: &str, detail: serde_json::Value) {
-        let record = AuditEvent {
-            at: self.clock.now(),
-            event: event.into(),
-            actor: actor.into(),
-            subject: subject.into(),
-            detail,
-        };
-        if let Err(e) = self.store.append_audit(&record).await {
-            tracing::error!(error = %e, event, "audit write failed");
-        }
+        crate::audit::record(self.store.as_ref(), self.clock.now(), event, actor, subject, detail).await;
     }
 
     /// Judge a PIN typed at workstation `ws_name` for the badge with
@@ -304,7 +268,7 @@ mod tests {
     use crate::testkit::Kit;
 
     fn logins(kit: &Kit) -> PasswordLogins {
-        PasswordLogins::new(LoginParts {
+        PasswordLogins {
             store: kit.store.clone(),
             cache: kit.cache.clone(),
             directory: Arc::new(Directory::new(kit.store.clone(), kit.cache.clone())),
@@ -313,7 +277,7 @@ mod tests {
             metrics: Arc::new(Metrics::default()),
             clock: kit.shared_clock(),
             settings: kit.settings.clone(),
-        })
+        }
     }
 
     #[tokio::test]

@@ -19,14 +19,15 @@ use wardkey_store::Store;
 
 use crate::admission::Admission;
 use crate::attachments::Attachments;
-use crate::backchannel::{LogoutParts, Logouts};
+use crate::backchannel::Logouts;
 use crate::client_auth::ClientAuthenticator;
 use crate::config::Settings;
 use crate::cookies::Cookies;
 use crate::directory::Directory;
 use crate::keys::Keyring;
-use crate::logins::{LoginParts, PasswordLogins};
+use crate::logins::PasswordLogins;
 use crate::metrics::Metrics;
+use crate::passkeys::Passkeys;
 use crate::password::PasswordChecker;
 use crate::sessions::Sessions;
 use crate::tokens::TokenIssuer;
@@ -87,11 +88,6 @@ pub struct Services {
     pub badge_key: Arc<[u8]>,
     /// Outbound HTTP (client JWKS, back-channel logout).
     pub http: reqwest::Client,
-    /// The WebAuthn relying party, when the issuer has a host name.
-    pub webauthn: Option<Arc<webauthn_rs::prelude::Webauthn>>,
-    /// The security-key models the trust approves (`webauthn.approved_models`);
-    /// `None` accepts any security key.
-    pub attestation: Option<Arc<webauthn_rs::prelude::AttestationCaList>>,
     /// Bounds on what anonymous callers can make the server keep.
     pub admission: Arc<Admission>,
     /// Hot-path reads of the store that survive a store outage.
@@ -110,6 +106,8 @@ pub struct Services {
     pub logouts: Logouts,
     /// Password sign-in verdicts.
     pub logins: PasswordLogins,
+    /// WebAuthn ceremonies and key levels.
+    pub passkeys: Passkeys,
     /// The cookies we set.
     pub cookies: Cookies,
 }
@@ -128,18 +126,30 @@ impl AppState {
         let directory = Arc::new(Directory::new(store.clone(), cache.clone()));
         let sessions = Sessions::new(cache.clone(), store.clone(), clock.clone(), settings.clone());
         let attachments = Attachments::new(cache.clone(), settings.clone());
-        let clients = ClientAuthenticator::new(
-            directory.clone(),
-            cache.clone(),
-            clock.clone(),
-            settings.clone(),
-            issuer.clone(),
-            http.clone(),
-        );
-        let workstations =
-            WorkstationAuthenticator::new(directory.clone(), cache.clone(), clock.clone(), issuer.clone(), clock_skew);
-        let tokens = TokenIssuer::new(issuer.clone(), keys.clone(), cache.clone(), clock.clone(), settings.clone());
-        let logouts = Logouts::new(LogoutParts {
+        let clients = ClientAuthenticator {
+            directory: directory.clone(),
+            cache: cache.clone(),
+            clock: clock.clone(),
+            settings: settings.clone(),
+            issuer: issuer.clone(),
+            http: http.clone(),
+            jwks_cache: Arc::default(),
+        };
+        let workstations = WorkstationAuthenticator {
+            directory: directory.clone(),
+            cache: cache.clone(),
+            clock: clock.clone(),
+            issuer: issuer.clone(),
+            clock_skew,
+        };
+        let tokens = TokenIssuer {
+            issuer: issuer.clone(),
+            keys: keys.clone(),
+            cache: cache.clone(),
+            clock: clock.clone(),
+            settings: settings.clone(),
+        };
+        let logouts = Logouts {
             sessions: sessions.clone(),
             attachments: attachments.clone(),
             cache: cache.clone(),
@@ -150,8 +160,9 @@ impl AppState {
             metrics: metrics.clone(),
             clock: clock.clone(),
             settings: settings.clone(),
-        });
-        let logins = PasswordLogins::new(LoginParts {
+            wake: Arc::default(),
+        };
+        let logins = PasswordLogins {
             store: store.clone(),
             cache: cache.clone(),
             directory: directory.clone(),
@@ -160,7 +171,15 @@ impl AppState {
             metrics: metrics.clone(),
             clock: clock.clone(),
             settings: settings.clone(),
-        });
+        };
+        let passkeys = Passkeys {
+            webauthn,
+            attestation,
+            cache: cache.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            settings: settings.clone(),
+        };
         Self(Arc::new(Services {
             settings,
             issuer,
@@ -171,8 +190,6 @@ impl AppState {
             metrics,
             badge_key,
             http,
-            webauthn,
-            attestation,
             admission,
             directory,
             sessions,
@@ -182,6 +199,7 @@ impl AppState {
             tokens,
             logouts,
             logins,
+            passkeys,
             cookies,
         }))
     }
@@ -191,6 +209,7 @@ impl AppState {
     /// The same services over another cache (a fresh node-local directory
     /// and metrics): how tests and benchmarks count cache round trips.
     pub fn with_cache(&self, cache: Arc<dyn Cache>) -> Self {
+        let (webauthn, attestation) = self.passkeys.foundations();
         Self::new(Foundations {
             settings: Settings::clone(&self.settings),
             store: self.store.clone(),
@@ -199,8 +218,8 @@ impl AppState {
             keys: self.keys.clone(),
             badge_key: self.badge_key.clone(),
             http: self.http.clone(),
-            webauthn: self.webauthn.clone(),
-            attestation: self.attestation.clone(),
+            webauthn,
+            attestation,
         })
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use wardkey_cache::{Cache, MemoryCache};
 use wardkey_core::clock::ManualClock;
 use wardkey_core::user::{NewUser, User};
+use wardkey_core::workstation::Workstation;
 use wardkey_store::Store;
 
 use crate::config::Settings;
@@ -47,5 +48,18 @@ impl Kit {
         let hash = password.map(|p| wardkey_core::password::hash(&self.settings.password.argon2(), p).expect("hash"));
         let new = NewUser { username: username.into(), ..Default::default() };
         self.store.create_user(&new, hash.as_deref(), self.now()).await.expect("user")
+    }
+
+    /// An enabled workstation `id` on Ward 7, not stored.
+    pub fn workstation(id: &str) -> Workstation {
+        Workstation {
+            id: id.into(),
+            name: format!("PC {id}"),
+            ward: "Ward 7".into(),
+            public_key: None,
+            enabled: true,
+            created_at: 0,
+            enrolled_at: None,
+        }
     }
 }

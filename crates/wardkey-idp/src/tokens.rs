@@ -114,26 +114,15 @@ pub fn user_claims(user: &User, grant_scope: &str, claims: &mut serde_json::Map<
 #[derive(Clone)]
 pub struct TokenIssuer {
     /// `iss` of every token.
-    issuer: Arc<str>,
-    keys: Arc<Keyring>,
+    pub(crate) issuer: Arc<str>,
+    pub(crate) keys: Arc<Keyring>,
     /// Refresh tokens live here.
-    cache: Arc<dyn Cache>,
-    clock: SharedClock,
-    settings: Arc<Settings>,
+    pub(crate) cache: Arc<dyn Cache>,
+    pub(crate) clock: SharedClock,
+    pub(crate) settings: Arc<Settings>,
 }
 
 impl TokenIssuer {
-    /// Tokens from `issuer`, signed with `keys`.
-    pub fn new(
-        issuer: Arc<str>,
-        keys: Arc<Keyring>,
-        cache: Arc<dyn Cache>,
-        clock: SharedClock,
-        settings: Arc<Settings>,
-    ) -> Self {
-        Self { issuer, keys, cache, clock, settings }
-    }
-
     fn now(&self) -> i64 {
         self.clock.now()
     }

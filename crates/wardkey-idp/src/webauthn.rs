@@ -1,11 +1,11 @@
-//! WebAuthn Level 2 with webauthn-rs: passkeys and FIDO2 security keys,
+//! The WebAuthn pages and calls (ceremonies in [`crate::passkeys`]): passkeys and FIDO2 security keys,
 //! added on the account page (`/account/keys`) and used on the sign-in page
 //! ("Sign in with a passkey or security key"), including as a step-up when an
 //! application asks for a stronger `acr`.
 //!
 //! Ceremonies are two JSON calls each (start, finish). The state between them
 //! (the challenge) lives in the session cache under a random id for
-//! [`CEREMONY_TTL`] and is taken atomically at finish, so a challenge can be
+//! [`crate::passkeys::CEREMONY_TTL`] and is taken atomically at finish, so a challenge can be
 //! answered once (WebAuthn L2 §13.4.3). Credentials are registered as
 //! discoverable (resident) so that sign-in needs no username; user
 //! verification (the authenticator's PIN or fingerprint) is required for the
@@ -24,7 +24,6 @@
 //! attestation to check. Both apply when a key is added; keys already
 //! registered keep working.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -35,20 +34,14 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use url::Url;
-use wardkey_core::audit::AuditEvent;
 use wardkey_core::secret::{constant_time_eq, digest, digest_b64, new_secret, random_token};
-use wardkey_core::session::{ACR_PASSKEY, ACR_SECURITY_KEY, Amr, Session};
+use wardkey_core::session::{ACR_PASSKEY, Amr, Session};
 use wardkey_core::user::User;
-use wardkey_store::{AuthenticatorKind, StoreError, WebauthnCredential};
-use webauthn_rs::prelude::{
-    AttestationCaList, AttestationMetadata, AuthenticatorAttachment, DiscoverableAuthentication, ParsedAttestation,
-    Passkey, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, SecurityKey,
-    SecurityKeyRegistration, Uuid, Webauthn, WebauthnBuilder, WebauthnError,
-};
+use wardkey_store::{AuthenticatorKind, StoreError};
+use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use crate::admission::{ClientAddress, Kept};
 use crate::cookies::CookieName;
@@ -57,45 +50,9 @@ use crate::kv::{get_json, keys, put_json, take_json};
 use crate::metrics::Metrics;
 use crate::oidc::authorize::{complete, current_session};
 use crate::pages;
+use crate::passkeys::assurance;
 use crate::sessions::PendingAuthorization;
 use crate::state::AppState;
-
-/// How long a started ceremony can be finished: time to find the key and
-/// touch it, not more.
-pub const CEREMONY_TTL: Duration = Duration::from_secs(300);
-
-/// The relying party for `public_url`, or `None` (with a warning) when its
-/// host is not a domain name.
-pub fn relying_party(public_url: &str) -> Option<Arc<Webauthn>> {
-    let url = Url::parse(public_url).ok()?;
-    let Some(host) = url.domain() else {
-        tracing::warn!(public_url, "passkeys are off: the issuer's host is an IP address, which WebAuthn refuses");
-        return None;
-    };
-    match WebauthnBuilder::new(host, &url).and_then(|b| b.rp_name("Wardkey").build()) {
-        Ok(w) => Some(Arc::new(w)),
-        Err(e) => {
-            tracing::warn!(public_url, error = %e, "passkeys are off");
-            None
-        }
-    }
-}
-
-/// A user's WebAuthn user handle: derived from the user id, so nothing else
-/// is stored and no personal data reaches the authenticator.
-pub fn user_handle(user_id: &str) -> Uuid {
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest(user_id)[..16]);
-    Uuid::from_bytes(bytes)
-}
-
-/// The `acr` and `amr` a sign-in with a key of `kind` reaches.
-pub fn assurance(kind: AuthenticatorKind) -> (&'static str, Vec<Amr>) {
-    match kind {
-        AuthenticatorKind::Passkey => (ACR_PASSKEY, vec![Amr::Swk, Amr::Mfa]),
-        AuthenticatorKind::SecurityKey => (ACR_SECURITY_KEY, vec![Amr::Hwk, Amr::Mfa]),
-    }
-}
 
 /// The routes: the account page and the two ceremonies.
 pub fn router() -> Router<AppState> {
@@ -107,55 +64,6 @@ pub fn router() -> Router<AppState> {
         .route("/account/keys/register/finish", post(register_finish))
         .route("/webauthn/login/start", post(login_start))
         .route("/webauthn/login/finish", post(login_finish))
-}
-
-/// A registration between start and finish.
-#[derive(Serialize, Deserialize)]
-struct Registration {
-    user_id: String,
-    name: String,
-    pending: PendingKey,
-}
-
-#[derive(Serialize, Deserialize)]
-enum PendingKey {
-    Passkey(PasskeyRegistration),
-    SecurityKey(SecurityKeyRegistration),
-}
-
-/// A sign-in between start and finish.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct Login {
-    /// The pending authorization it completes ("" for a direct sign-in).
-    request: String,
-    state: DiscoverableAuthentication,
-}
-
-/// A stored credential, decoded.
-enum StoredKey {
-    Passkey(Passkey),
-    SecurityKey(SecurityKey),
-}
-
-impl StoredKey {
-    fn decode(credential: &WebauthnCredential) -> Option<Self> {
-        match credential.kind {
-            AuthenticatorKind::Passkey => serde_json::from_str(&credential.data).ok().map(Self::Passkey),
-            AuthenticatorKind::SecurityKey => serde_json::from_str(&credential.data).ok().map(Self::SecurityKey),
-        }
-    }
-
-    fn encode(&self) -> String {
-        match self {
-            Self::Passkey(k) => serde_json::to_string(k),
-            Self::SecurityKey(k) => serde_json::to_string(k),
-        }
-        .unwrap_or_default()
-    }
-}
-
-fn relying(state: &AppState) -> Result<&Webauthn, WebauthnApiError> {
-    state.webauthn.as_deref().ok_or(WebauthnApiError::NotConfigured)
 }
 
 /// Decode a JSON body. Only `application/json` is accepted: a cross-site
@@ -228,28 +136,7 @@ async fn account_holder(state: &AppState, headers: &HeaderMap) -> Result<Holder,
 }
 
 async fn audit(state: &AppState, event: &str, user: &User, detail: Value) {
-    let record = AuditEvent {
-        at: state.now(),
-        event: event.into(),
-        actor: user.username.clone(),
-        subject: user.username.clone(),
-        detail,
-    };
-    if let Err(e) = state.store.append_audit(&record).await {
-        tracing::error!(error = %e, event, "audit write failed");
-    }
-}
-
-/// Ask for a discoverable credential with user verification: passkeys
-/// then sign in without a username, and the key checks its PIN or
-/// fingerprint (webauthn-rs asks for "discouraged" resident keys).
-fn require_discoverable(mut options: Value) -> Value {
-    if let Some(selection) = options.pointer_mut("/publicKey/authenticatorSelection").and_then(Value::as_object_mut) {
-        selection.insert("residentKey".into(), "required".into());
-        selection.insert("requireResidentKey".into(), true.into());
-        selection.insert("userVerification".into(), "required".into());
-    }
-    options
+    crate::audit::record(state.store.as_ref(), state.now(), event, &user.username, &user.username, detail).await;
 }
 
 #[derive(Deserialize)]
@@ -265,7 +152,7 @@ async fn register_start(
     body: Bytes,
 ) -> Result<Json<Value>, WebauthnApiError> {
     let request: RegisterStart = json_body(&headers, &body)?;
-    let webauthn = relying(&state)?;
+    state.passkeys.available()?;
     let holder = account_holder(&state, &headers).await?;
     let name = request.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
@@ -273,35 +160,7 @@ async fn register_start(
     }
     // Every key signs in at the passkey level at least.
     holder.may_add(&state, ACR_PASSKEY)?;
-    let user = holder.user;
-    let existing = state.store.webauthn_credentials(&user.id).await?;
-    let exclude = Some(existing.iter().map(|c| c.id.clone()).collect());
-    let display = user.name.clone().unwrap_or_else(|| user.username.clone());
-    let handle = user_handle(&user.id);
-    let refused = |e: WebauthnError| WebauthnApiError::InvalidRequest(format!("cannot start: {e}"));
-    let (options, pending) = match request.kind {
-        AuthenticatorKind::Passkey if !state.settings.webauthn.passkeys => return Err(WebauthnApiError::PasskeysOff),
-        AuthenticatorKind::Passkey => {
-            let (options, s) =
-                webauthn.start_passkey_registration(handle, &user.username, &display, exclude).map_err(refused)?;
-            (options, PendingKey::Passkey(s))
-        }
-        AuthenticatorKind::SecurityKey => {
-            let attachment = Some(AuthenticatorAttachment::CrossPlatform);
-            // With approved models, webauthn-rs asks for direct attestation
-            // and checks it against them at finish.
-            let approved = state.attestation.as_deref().cloned();
-            let (options, s) = webauthn
-                .start_securitykey_registration(handle, &user.username, &display, exclude, approved, attachment)
-                .map_err(refused)?;
-            (options, PendingKey::SecurityKey(s))
-        }
-    };
-    let ceremony = random_token(24);
-    let record = Registration { user_id: user.id.clone(), name, pending };
-    put_json(state.cache.as_ref(), &keys::webauthn_ceremony(&ceremony), &record, CEREMONY_TTL).await?;
-    let options = require_discoverable(serde_json::to_value(options).unwrap_or_default());
-    Ok(Json(json!({"ceremony": ceremony, "options": options})))
+    Ok(Json(state.passkeys.start_registration(&holder.user, request.kind, name).await?))
 }
 
 #[derive(Deserialize)]
@@ -317,174 +176,12 @@ async fn register_finish(
     body: Bytes,
 ) -> Result<Json<Value>, WebauthnApiError> {
     let request: RegisterFinish = json_body(&headers, &body)?;
-    let webauthn = relying(&state)?;
+    state.passkeys.available()?;
     let holder = account_holder(&state, &headers).await?;
-    let user = &holder.user;
-    let record: Registration = take_json(state.cache.as_ref(), &keys::webauthn_ceremony(&request.ceremony))
-        .await?
-        .ok_or(WebauthnApiError::Expired)?;
-    if record.user_id != user.id {
-        return Err(WebauthnApiError::Expired);
-    }
-    let refused = |e: WebauthnError| {
-        tracing::info!(error = %e, "key registration refused");
-        match e {
-            // webauthn-rs 0.6 answers a key on the exclude list (one this
-            // person has registered already) with this error.
-            WebauthnError::CredentialAlteredAlgFromRequest => WebauthnApiError::Refused(
-                "this key is already registered to you (it is in the list above); use another key".into(),
-            ),
-            e => WebauthnApiError::Refused(format!("the key's answer could not be verified ({e}); try again")),
-        }
-    };
-    let (kind, key) = match &record.pending {
-        PendingKey::Passkey(s) => (
-            AuthenticatorKind::Passkey,
-            StoredKey::Passkey(webauthn.finish_passkey_registration(&request.credential, s).map_err(refused)?),
-        ),
-        PendingKey::SecurityKey(s) => match webauthn.finish_securitykey_registration(&request.credential, s) {
-            Ok(key) => (security_key_kind(&state, &key), StoredKey::SecurityKey(key)),
-            Err(e) if state.attestation.is_some() && untrustworthy(&e) => {
-                let (format, aaguid) = attested_model(&request.credential);
-                tracing::info!(error = ?e, ?format, ?aaguid, "security key refused: not an approved model");
-                let detail = json!({
-                    "kind": AuthenticatorKind::SecurityKey,
-                    "name": record.name,
-                    "format": format,
-                    "aaguid": aaguid,
-                    "reason": e.to_string(),
-                });
-                audit(&state, "webauthn.key_not_approved", user, detail).await;
-                return Err(match format.as_deref() {
-                    Some("none") => WebauthnApiError::KeyModelHidden,
-                    _ => WebauthnApiError::KeyNotApproved,
-                });
-            }
-            Err(e) => return Err(refused(e)),
-        },
-    };
+    let key = state.passkeys.finish_registration(&holder.user, &request.ceremony, &request.credential).await?;
     // Now that the key's level is known: the sign-in must match it.
-    holder.may_add(&state, assurance(kind).0)?;
-    let id = match &key {
-        StoredKey::Passkey(k) => k.cred_id().to_vec(),
-        StoredKey::SecurityKey(k) => k.cred_id().to_vec(),
-    };
-    let credential = WebauthnCredential {
-        id: id.clone(),
-        user_id: user.id.clone(),
-        kind,
-        name: record.name.clone(),
-        data: key.encode(),
-        created_at: state.now(),
-        last_used_at: None,
-        suspended_at: None,
-    };
-    match state.store.add_webauthn_credential(&credential).await {
-        Ok(()) => {}
-        Err(StoreError::Conflict(_)) => {
-            return Err(WebauthnApiError::Refused("this key is already registered".into()));
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let id = URL_SAFE_NO_PAD.encode(&id);
-    audit(&state, "webauthn.register", user, json!({"credential": id, "kind": kind, "name": record.name})).await;
-    Ok(Json(json!({"id": id, "kind": kind, "name": record.name})))
-}
-
-/// The level a verified security-key registration is recorded at. Only a
-/// key whose attestation verified against the trust's approved models
-/// (webauthn-rs checked it, since a list is configured) and whose flags say
-/// its private key cannot be backed up or synced (backup eligibility,
-/// WebAuthn L2 §6.1.3) is a hardware-bound AAL3 security key (NIST SP
-/// 800-63B §4.3). Every other key is a passkey (AAL2), whatever the person
-/// chose on the page.
-fn security_key_kind(state: &AppState, key: &SecurityKey) -> AuthenticatorKind {
-    if state.attestation.is_some() && !backup_eligible(key) {
-        AuthenticatorKind::SecurityKey
-    } else {
-        AuthenticatorKind::Passkey
-    }
-}
-
-/// The level a stored key signs in at: the rule of [`security_key_kind`],
-/// applied again at each use, so that keys added before the rule, or under
-/// a model since taken off the list, sign in as passkeys.
-fn effective_kind(state: &AppState, stored: &WebauthnCredential, key: &StoredKey) -> AuthenticatorKind {
-    match (stored.kind, key, state.attestation.as_deref()) {
-        (AuthenticatorKind::SecurityKey, StoredKey::SecurityKey(k), Some(list))
-            if !backup_eligible(k) && attested_by(list, k.attestation(), stored.created_at) =>
-        {
-            AuthenticatorKind::SecurityKey
-        }
-        _ => AuthenticatorKind::Passkey,
-    }
-}
-
-/// Whether a stored attestation chains to a CA of `list` that lists the
-/// key's AAGUID, as of when the key was added.
-fn attested_by(list: &AttestationCaList, attestation: &ParsedAttestation, added_at: i64) -> bool {
-    let aaguid = match &attestation.metadata {
-        AttestationMetadata::Packed { aaguid } | AttestationMetadata::Tpm { aaguid, .. } => *aaguid,
-        _ => return false,
-    };
-    let when = std::time::UNIX_EPOCH + Duration::from_secs(added_at.max(0) as u64);
-    matches!(
-        webauthn_rs_core::attestation::verify_attestation_ca_chain(&attestation.data, list, when),
-        Ok(Some(ca)) if ca.aaguids().contains_key(&aaguid)
-    )
-}
-
-/// The credential's backup-eligible flag, as webauthn-rs recorded it from
-/// the authenticator data (it does not expose it on `SecurityKey`); an
-/// unreadable record counts as eligible, the weaker reading.
-fn backup_eligible(key: &SecurityKey) -> bool {
-    serde_json::to_value(key)
-        .ok()
-        .and_then(|v| v.pointer("/cred/backup_eligible").and_then(Value::as_bool))
-        .unwrap_or(true)
-}
-
-/// Whether webauthn-rs refused a security key because its attestation is
-/// not trustworthy under the approved models, as opposed to an answer that
-/// does not verify at all. WebAuthn L2 §7.1 step 21 (assess the attestation
-/// trustworthiness): no attestation or self attestation is not acceptable
-/// to an allow-list, and the attestation certificate must chain to an
-/// acceptable trust anchor (step 20: the CAs of `webauthn.approved_models`),
-/// here also listed for the key's AAGUID. A registration whose attestation
-/// verified but is not trustworthy per step 21 SHOULD fail (§7.1's last
-/// step), and here it does.
-fn untrustworthy(e: &WebauthnError) -> bool {
-    matches!(
-        e,
-        WebauthnError::AttestationNotVerifiable
-            | WebauthnError::AttestationChainNotTrusted(_)
-            | WebauthnError::AttestationUntrustedAaguid
-            | WebauthnError::AttestationFormatMissingAaguid
-            | WebauthnError::AttestationNotSupported
-    )
-}
-
-/// The attestation format and the AAGUID a registration claims, read from
-/// its attestation object for the audit log (unverified: it says what the
-/// key claimed to be, so IT can tell a wrong model from a stripped
-/// attestation). Either is `None` when absent or unreadable.
-fn attested_model(credential: &RegisterPublicKeyCredential) -> (Option<String>, Option<String>) {
-    let Ok(ciborium::Value::Map(object)) =
-        ciborium::from_reader::<ciborium::Value, _>(credential.response.attestation_object.as_slice())
-    else {
-        return (None, None);
-    };
-    let field = |name: &str| object.iter().find(|(k, _)| k.as_text() == Some(name)).map(|(_, v)| v);
-    let format = field("fmt").and_then(|v| v.as_text()).map(str::to_string);
-    // authenticatorData: rpIdHash (32), flags (1), signCount (4), then with
-    // the AT flag the attested credential data, which opens with the AAGUID
-    // (WebAuthn L2 §6.1, §6.5.1).
-    let aaguid = field("authData")
-        .and_then(|v| v.as_bytes())
-        .filter(|data| data.len() >= 53 && data[32] & 0x40 != 0)
-        .and_then(|data| Uuid::from_slice(&data[37..53]).ok())
-        .map(|u| u.hyphenated().to_string());
-    (format, aaguid)
+    holder.may_add(&state, assurance(key.kind).0)?;
+    Ok(Json(state.passkeys.save(&holder.user, key).await?))
 }
 
 #[derive(Deserialize)]
@@ -501,7 +198,7 @@ async fn login_start(
     body: Bytes,
 ) -> Result<Json<Value>, WebauthnApiError> {
     let request: LoginStart = json_body(&headers, &body)?;
-    relying(&state)?;
+    state.passkeys.available()?;
     if !request.request.is_empty()
         && get_json::<PendingAuthorization>(state.cache.as_ref(), &keys::pending(&request.request)).await?.is_none()
     {
@@ -509,26 +206,7 @@ async fn login_start(
     }
     // Anyone may start one, and it is kept for minutes: counted.
     state.admission.admit(Kept::KeyCeremony, from).await?;
-    Ok(Json(start_ceremony(&state, request.request).await?))
-}
-
-/// Start a discoverable sign-in ceremony that completes pending
-/// authorization `request` ("" for none): `{ceremony, options}`.
-pub(crate) async fn start_ceremony(state: &AppState, request: String) -> Result<Value, WebauthnApiError> {
-    let webauthn = relying(state)?;
-    let (mut options, login) = webauthn
-        .start_discoverable_authentication()
-        .map_err(|e| WebauthnApiError::InvalidRequest(format!("cannot start: {e}")))?;
-    // A button press or a tap, not autofill: the key is asked at once.
-    options.mediation = None;
-    let ceremony = random_token(24);
-    let record = Login { request, state: login };
-    put_json(state.cache.as_ref(), &keys::webauthn_ceremony(&ceremony), &record, CEREMONY_TTL).await?;
-    let mut options = serde_json::to_value(options).unwrap_or_default();
-    if let Some(public_key) = options.get_mut("publicKey").and_then(Value::as_object_mut) {
-        public_key.insert("userVerification".into(), "required".into());
-    }
-    Ok(json!({"ceremony": ceremony, "options": options}))
+    Ok(Json(state.passkeys.start_sign_in(request.request).await?))
 }
 
 #[derive(Deserialize)]
@@ -546,86 +224,9 @@ async fn login_finish(State(state): State<AppState>, headers: HeaderMap, body: B
     }
 }
 
-/// What a suspended key's holder is told.
-const SUSPENDED: &str = "this key is suspended because it may have been copied; the IT service desk can check it and \
-                         turn it back on";
-
-/// A verified key: the ceremony it answered, its owner and its record.
-pub(crate) type Verified = (Login, User, WebauthnCredential);
-
-/// Verify `credential`, the answer to sign-in ceremony `ceremony` (taken
-/// from the cache: it can be answered once), and record the key's new
-/// signature counter. Shared by the sign-in page and the workstation's
-/// FIDO2 tap.
-pub(crate) async fn verify_assertion(
-    state: &AppState,
-    ceremony: &str,
-    credential: &PublicKeyCredential,
-) -> Result<Verified, WebauthnApiError> {
-    let webauthn = relying(state)?;
-    let login: Login =
-        take_json(state.cache.as_ref(), &keys::webauthn_ceremony(ceremony)).await?.ok_or(WebauthnApiError::Expired)?;
-    let unknown = || WebauthnApiError::Refused("this key is not registered with Wardkey".into());
-    let (handle, credential_id) = webauthn.identify_discoverable_authentication(credential).map_err(|_| unknown())?;
-    let mut stored = state.store.webauthn_credential(credential_id).await?.ok_or_else(unknown)?;
-    if user_handle(&stored.user_id) != handle {
-        return Err(unknown());
-    }
-    let user = state.store.user_by_id(&stored.user_id).await?.ok_or_else(unknown)?;
-    if user.disabled {
-        return Err(WebauthnApiError::Refused("this account is disabled; call the IT service desk".into()));
-    }
-    if stored.suspended_at.is_some() {
-        return Err(WebauthnApiError::Refused(SUSPENDED.into()));
-    }
-    let mut key = StoredKey::decode(&stored).ok_or_else(unknown)?;
-    stored.kind = effective_kind(state, &stored, &key);
-    let answered = login.state.clone();
-    let verified = match &key {
-        StoredKey::Passkey(k) => webauthn.finish_discoverable_authentication_v2(credential, answered, k),
-        StoredKey::SecurityKey(k) => webauthn.finish_discoverable_authentication_v2(credential, answered, k),
-    };
-    let result = match verified {
-        Ok(r) => r,
-        Err(WebauthnError::CredentialPossibleCompromise) => {
-            // Suspended, not just refused: the copy and the original must
-            // both stop working until someone has looked (WebAuthn L2
-            // §6.1.1 leaves the response to the relying party's policy).
-            let id = URL_SAFE_NO_PAD.encode(&stored.id);
-            state.store.set_webauthn_suspended(&user.id, &stored.id, Some(state.now())).await?;
-            audit(state, "webauthn.cloned_suspected", &user, json!({"credential": id, "suspended": true})).await;
-            return Err(WebauthnApiError::Refused(
-                "this key's signature counter went backwards, so it may have been copied; it cannot be used \
-                 until the IT service desk has checked it"
-                    .into(),
-            ));
-        }
-        Err(e) => {
-            tracing::info!(error = %e, "key sign-in refused");
-            return Err(WebauthnApiError::Refused(format!("the key's answer could not be verified ({e})")));
-        }
-    };
-    if result.backup_eligible() {
-        // The key now says its private key can be synced: not hardware-bound.
-        stored.kind = AuthenticatorKind::Passkey;
-    }
-    if !result.user_verified() {
-        return Err(WebauthnApiError::Refused(
-            "the key did not check your PIN or fingerprint; set one up on the key and try again".into(),
-        ));
-    }
-    match &mut key {
-        StoredKey::Passkey(k) => k.update_credential(&result),
-        StoredKey::SecurityKey(k) => k.update_credential(&result),
-    };
-    stored.data = key.encode();
-    state.store.update_webauthn_credential(&stored.id, &stored.data, state.now()).await?;
-    Ok((login, user, stored))
-}
-
 async fn finish_login(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, WebauthnApiError> {
     let request: LoginFinish = json_body(headers, body)?;
-    let (login, user, stored) = verify_assertion(state, &request.ceremony, &request.credential).await?;
+    let (login, user, stored) = state.passkeys.verify_assertion(&request.ceremony, &request.credential).await?;
     let (acr, amr) = assurance(stored.kind);
     let pending_key = (!login.request.is_empty()).then(|| keys::pending(&login.request));
     if let Some(key) = &pending_key {
@@ -715,15 +316,15 @@ async fn keys_page(State(state): State<AppState>, headers: HeaderMap) -> Respons
         .map(|c| pages::KeyRow {
             id: URL_SAFE_NO_PAD.encode(&c.id),
             name: c.name.clone(),
-            kind: StoredKey::decode(c).map_or(AuthenticatorKind::Passkey, |k| effective_kind(&state, c, &k)),
+            kind: state.passkeys.level_of(c),
             created_at: c.created_at,
             last_used_at: c.last_used_at,
         })
         .collect();
     let offer = pages::KeysOffer {
-        enabled: state.webauthn.is_some(),
+        enabled: state.passkeys.enabled(),
         passkeys: state.settings.webauthn.passkeys,
-        approved_only: state.attestation.is_some(),
+        approved_only: state.passkeys.approved_only(),
         may_add: holder.may_add(&state, ACR_PASSKEY).is_ok(),
     };
     let mut response = pages::keys_page(&user.username, &listed, &csrf, &offer).into_response();
@@ -737,7 +338,7 @@ const ENROLMENT_TTL: Duration = Duration::from_secs(1800);
 /// `GET /account/invite/{token}`: what the link opens. It changes nothing:
 /// mail scanners and link previews fetch links, and must not spend them.
 async fn invite_page(State(state): State<AppState>) -> Response {
-    if state.webauthn.is_none() {
+    if !state.passkeys.enabled() {
         return WebauthnApiError::NotConfigured.into_response();
     }
     pages::invite_page().into_response()
@@ -753,7 +354,7 @@ async fn redeem_invite(State(state): State<AppState>, Path(token): Path<String>)
         )
         .into_response()
     };
-    if state.webauthn.is_none() {
+    if !state.passkeys.enabled() {
         return WebauthnApiError::NotConfigured.into_response();
     }
     let user_id = match state.store.take_invite(&digest(&token), state.now()).await {

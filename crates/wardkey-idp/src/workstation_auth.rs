@@ -51,29 +51,17 @@ pub fn check_fresh(reply: Option<&Reply>) -> Result<(), TapApiError> {
 #[derive(Clone)]
 pub struct WorkstationAuthenticator {
     /// Where workstations and their keys are looked up (cached on the node).
-    directory: Arc<Directory>,
+    pub(crate) directory: Arc<Directory>,
     /// Seen request `jti`s.
-    cache: Arc<dyn Cache>,
-    clock: SharedClock,
+    pub(crate) cache: Arc<dyn Cache>,
+    pub(crate) clock: SharedClock,
     /// The `aud` every request must name.
-    issuer: Arc<str>,
+    pub(crate) issuer: Arc<str>,
     /// How far a request's `iat` may be from our clock.
-    clock_skew: Duration,
+    pub(crate) clock_skew: Duration,
 }
 
 impl WorkstationAuthenticator {
-    /// Workstations found in `directory`; requests addressed to `issuer`,
-    /// within `clock_skew` of `clock`, each `jti` recorded in `cache`.
-    pub fn new(
-        directory: Arc<Directory>,
-        cache: Arc<dyn Cache>,
-        clock: SharedClock,
-        issuer: Arc<str>,
-        clock_skew: Duration,
-    ) -> Self {
-        Self { directory, cache, clock, issuer, clock_skew }
-    }
-
     /// The workstation named by `kid`, with the JWS checked against its key.
     /// Returns the workstation and the decoded claims.
     pub async fn verify_jws(&self, jws: &str) -> Result<(Workstation, Value, Option<String>), TapApiError> {
@@ -158,20 +146,19 @@ mod tests {
     async fn enrolled(kit: &Kit) -> (WorkstationAuthenticator, Ed25519KeyPair) {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
         let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-        let ws = Workstation {
-            id: "ws1".into(),
-            name: "PC 1".into(),
-            ward: "Ward 7".into(),
-            public_key: None,
-            enabled: true,
-            created_at: 0,
-            enrolled_at: None,
-        };
+        let ws = Kit::workstation("ws1");
         kit.store.create_workstation(&ws, b"code", kit.now() + 60).await.unwrap();
         kit.store.enrol_workstation(b"code", key.public_key().as_ref(), kit.now()).await.unwrap();
         let directory = Arc::new(Directory::new(kit.store.clone(), kit.cache.clone()));
         let skew = kit.settings.oidc.clock_skew;
-        (WorkstationAuthenticator::new(directory, kit.cache.clone(), kit.shared_clock(), ISSUER.into(), skew), key)
+        let auth = WorkstationAuthenticator {
+            directory,
+            cache: kit.cache.clone(),
+            clock: kit.shared_clock(),
+            issuer: ISSUER.into(),
+            clock_skew: skew,
+        };
+        (auth, key)
     }
 
     fn jws(key: &Ed25519KeyPair, header: Value, claims: Value) -> String {
@@ -223,7 +210,7 @@ mod tests {
         assert!(matches!(refuse(jws(&key, header(), stale)).await, TapApiError::Stale));
         let short = refuse(jws(&key, header(), claims(&kit, "short"))).await;
         assert!(matches!(short, TapApiError::InvalidRequest(_)), "{short:?}");
-        kit.store.set_workstation_enabled("PC 1", false).await.unwrap();
+        kit.store.set_workstation_enabled("PC ws1", false).await.unwrap();
         auth.directory.forget();
         let disabled = refuse(jws(&key, header(), claims(&kit, "fedcba9876543210"))).await;
         assert!(matches!(disabled, TapApiError::WorkstationDisabled), "{disabled:?}");

@@ -7,7 +7,6 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use wardkey_core::audit::AuditEvent;
 use wardkey_core::secret::{constant_time_eq, random_token};
 use wardkey_core::session::{ACR_PASSWORD, Amr};
 
@@ -37,7 +36,7 @@ fn render(
     min_acr: Option<&str>,
 ) -> Response {
     let csrf = random_token(32);
-    let with = pages::LoginOptions { passkeys: state.webauthn.is_some(), needs: needs_words(min_acr) };
+    let with = pages::LoginOptions { passkeys: state.passkeys.enabled(), needs: needs_words(min_acr) };
     let mut response = (status, pages::login_page(username, request, &csrf, error, &with)).into_response();
     state.cookies.set(response.headers_mut(), CookieName::Csrf, &csrf);
     response
@@ -150,11 +149,7 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Byt
 }
 
 async fn audit(state: &AppState, event: &str, subject: &str, detail: serde_json::Value) {
-    let record =
-        AuditEvent { at: state.now(), event: event.into(), actor: subject.into(), subject: subject.into(), detail };
-    if let Err(e) = state.store.append_audit(&record).await {
-        tracing::error!(error = %e, event, "audit write failed");
-    }
+    crate::audit::record(state.store.as_ref(), state.now(), event, subject, subject, detail).await;
 }
 
 async fn signed_in(

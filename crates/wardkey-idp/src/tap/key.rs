@@ -19,8 +19,8 @@ use wardkey_store::AuthenticatorKind;
 use webauthn_rs::prelude::PublicKeyCredential;
 
 use crate::error::{TapApiError, WebauthnApiError};
+use crate::passkeys::assurance;
 use crate::state::AppState;
-use crate::webauthn::{assurance, start_ceremony, verify_assertion};
 
 impl From<WebauthnApiError> for TapApiError {
     fn from(e: WebauthnApiError) -> Self {
@@ -43,7 +43,7 @@ impl From<WebauthnApiError> for TapApiError {
 /// `POST /tap/key/start`.
 pub async fn start(State(state): State<AppState>, body: Bytes) -> Result<Json<KeyChallenge>, TapApiError> {
     let _: (_, KeyTapStart) = state.workstations.verify_tap(&body).await?;
-    let started = start_ceremony(&state, String::new()).await?;
+    let started = state.passkeys.start_sign_in(String::new()).await?;
     serde_json::from_value(started)
         .map(Json)
         .map_err(|e| TapApiError::InvalidRequest(format!("cannot start the key's challenge: {e}")))
@@ -55,8 +55,8 @@ pub async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapR
     let (ws, request): (_, KeyTap) = state.workstations.verify_tap(&body).await?;
     let credential: PublicKeyCredential = serde_json::from_value(request.credential)
         .map_err(|e| TapApiError::InvalidRequest(format!("the key's answer is not a WebAuthn assertion: {e}")))?;
-    let (_, user, stored) = verify_assertion(&state, &request.ceremony, &credential).await?;
-    if state.attestation.is_some() && stored.kind == AuthenticatorKind::Passkey {
+    let (_, user, stored) = state.passkeys.verify_assertion(&request.ceremony, &credential).await?;
+    if state.passkeys.approved_only() && stored.kind == AuthenticatorKind::Passkey {
         tracing::info!(user = %user.username, "a passkey tapped where only approved key models may unlock");
         return Err(WebauthnApiError::KeyNotApproved.into());
     }

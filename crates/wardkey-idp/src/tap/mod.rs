@@ -23,7 +23,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use wardkey_cache::Op;
-use wardkey_core::audit::AuditEvent;
 use wardkey_core::badge::{self, MAX_PIN_FAILURES};
 use wardkey_core::secret::{digest, digest_b64, random_token};
 use wardkey_core::session::{ACR_BADGE_PIN, ACR_PASSWORD, Amr, Assurance, Session};
@@ -121,11 +120,7 @@ async fn enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<EnrolR
 }
 
 async fn audit(state: &AppState, event: &str, subject: &str, detail: serde_json::Value) {
-    let record =
-        AuditEvent { at: state.now(), event: event.into(), actor: "tap".into(), subject: subject.into(), detail };
-    if let Err(e) = state.store.append_audit(&record).await {
-        tracing::error!(error = %e, event, "audit write failed");
-    }
+    crate::audit::record(state.store.as_ref(), state.now(), event, "tap", subject, detail).await;
 }
 
 /// The enabled user a badge belongs to, refusing locked badges. The tap hot
