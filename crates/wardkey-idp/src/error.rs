@@ -180,20 +180,6 @@ pub enum BearerError {
     Unavailable,
 }
 
-impl From<CacheError> for BearerError {
-    fn from(e: CacheError) -> Self {
-        tracing::error!(error = %e, "session cache failed");
-        Self::Unavailable
-    }
-}
-
-impl From<StoreError> for BearerError {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store failed");
-        Self::Unavailable
-    }
-}
-
 impl IntoResponse for BearerError {
     fn into_response(self) -> Response {
         let (status, challenge) = match &self {
@@ -234,20 +220,6 @@ pub enum PageError {
     /// A bug or unexpected failure.
     #[error("internal: {0}")]
     Internal(String),
-}
-
-impl From<CacheError> for PageError {
-    fn from(e: CacheError) -> Self {
-        tracing::error!(error = %e, "session cache failed");
-        Self::Unavailable
-    }
-}
-
-impl From<StoreError> for PageError {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store failed");
-        Self::Unavailable
-    }
 }
 
 impl From<KeyError> for PageError {
@@ -314,24 +286,6 @@ pub enum BackendError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl From<BackendError> for OAuthError {
-    fn from(e: BackendError) -> Self {
-        match e {
-            BackendError::Cache(e) => e.into(),
-            BackendError::Store(e) => e.into(),
-        }
-    }
-}
-
-impl From<BackendError> for PageError {
-    fn from(e: BackendError) -> Self {
-        match e {
-            BackendError::Cache(e) => e.into(),
-            BackendError::Store(e) => e.into(),
-        }
-    }
 }
 
 /// A refused tap-protocol request. `message` is for the clinician at the
@@ -405,29 +359,6 @@ impl TapApiError {
             Self::NotAllowed(_) => "not_allowed",
             Self::WrongPassword => "wrong_password",
             Self::Throttled { .. } => "throttled",
-        }
-    }
-}
-
-impl From<CacheError> for TapApiError {
-    fn from(e: CacheError) -> Self {
-        tracing::error!(error = %e, "session cache failed");
-        Self::Unavailable
-    }
-}
-
-impl From<StoreError> for TapApiError {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store failed");
-        Self::Unavailable
-    }
-}
-
-impl From<BackendError> for TapApiError {
-    fn from(e: BackendError) -> Self {
-        match e {
-            BackendError::Cache(e) => e.into(),
-            BackendError::Store(e) => e.into(),
         }
     }
 }
@@ -542,20 +473,6 @@ impl WebauthnApiError {
     }
 }
 
-impl From<CacheError> for WebauthnApiError {
-    fn from(e: CacheError) -> Self {
-        tracing::error!(error = %e, "session cache failed");
-        Self::Unavailable
-    }
-}
-
-impl From<StoreError> for WebauthnApiError {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store failed");
-        Self::Unavailable
-    }
-}
-
 impl From<PageError> for WebauthnApiError {
     fn from(e: PageError) -> Self {
         match e {
@@ -586,3 +503,42 @@ impl IntoResponse for WebauthnApiError {
         no_store(response)
     }
 }
+
+/// A backend failure becomes each response type's "unavailable": logged
+/// here, once, and answered with a retry, never with what failed inside.
+macro_rules! unavailable_on_backend_failure {
+    ($($ty:ty),+ $(,)?) => {$(
+        impl From<CacheError> for $ty {
+            fn from(e: CacheError) -> Self {
+                tracing::error!(error = %e, "session cache failed");
+                Self::Unavailable
+            }
+        }
+
+        impl From<StoreError> for $ty {
+            fn from(e: StoreError) -> Self {
+                tracing::error!(error = %e, "store failed");
+                Self::Unavailable
+            }
+        }
+    )+};
+}
+
+unavailable_on_backend_failure!(BearerError, PageError, TapApiError, WebauthnApiError);
+
+/// A service's [`BackendError`] is answered as the cache's or the store's
+/// own failure would be.
+macro_rules! from_backend_error {
+    ($($ty:ty),+ $(,)?) => {$(
+        impl From<BackendError> for $ty {
+            fn from(e: BackendError) -> Self {
+                match e {
+                    BackendError::Cache(e) => e.into(),
+                    BackendError::Store(e) => e.into(),
+                }
+            }
+        }
+    )+};
+}
+
+from_backend_error!(OAuthError, PageError, TapApiError, WebauthnApiError, BearerError);
