@@ -413,7 +413,7 @@ fn bench_tokens(c: &mut Criterion, fx: &Fixture) {
 // 2. Workstation JWS verification (Ed25519)
 // ---------------------------------------------------------------------------
 
-/// What `verify_workstation_jws` does once it has the key: split, decode the
+/// What `WorkstationAuthenticator::verify_jws` does once it has the key: split, decode the
 /// header, verify the signature over the signing input, decode the claims.
 fn parse_and_verify(jws: &str, public: &[u8]) -> Value {
     let mut parts = jws.split('.');
