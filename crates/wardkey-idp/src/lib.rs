@@ -7,7 +7,8 @@
 //! section follows `POST /token` through these layers.
 //!
 //! - Services, each owning what it uses and tested without HTTP:
-//!   [`sessions`], [`attachments`], [`client_auth`], [`workstation_auth`],
+//!   [`sessions`], [`attachments`], [`desks`] (unlocking a workstation),
+//!   [`client_auth`], [`workstation_auth`],
 //!   [`tokens`], [`backchannel`] (logouts), [`logins`] (password and PIN
 //!   verdicts), [`passkeys`] (WebAuthn ceremonies and key levels),
 //!   [`directory`], [`admission`], [`cookies`], [`metrics`], [`keys`].
@@ -31,6 +32,7 @@ pub mod backchannel;
 pub mod client_auth;
 pub mod config;
 pub mod cookies;
+pub mod desks;
 pub mod directory;
 pub mod error;
 pub mod grants;

@@ -23,6 +23,7 @@ use crate::backchannel::Logouts;
 use crate::client_auth::ClientAuthenticator;
 use crate::config::Settings;
 use crate::cookies::Cookies;
+use crate::desks::Desks;
 use crate::directory::Directory;
 use crate::keys::Keyring;
 use crate::logins::PasswordLogins;
@@ -104,6 +105,8 @@ pub struct Services {
     pub tokens: TokenIssuer,
     /// Ending sessions and back-channel logout.
     pub logouts: Logouts,
+    /// Unlocking workstations.
+    pub desks: Desks,
     /// Password sign-in verdicts.
     pub logins: PasswordLogins,
     /// WebAuthn ceremonies and key levels.
@@ -162,6 +165,14 @@ impl AppState {
             settings: settings.clone(),
             wake: Arc::default(),
         };
+        let desks = Desks {
+            attachments: attachments.clone(),
+            logouts: logouts.clone(),
+            metrics: metrics.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            settings: settings.clone(),
+        };
         let logins = PasswordLogins {
             store: store.clone(),
             cache: cache.clone(),
@@ -198,6 +209,7 @@ impl AppState {
             workstations,
             tokens,
             logouts,
+            desks,
             logins,
             passkeys,
             cookies,

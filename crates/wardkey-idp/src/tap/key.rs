@@ -69,5 +69,5 @@ pub async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapR
         None => state.sessions.create_session(&user.id, amr.clone(), acr).await?.1,
     };
     let here = Assurance::new(acr, amr, state.now());
-    super::activate_fresh(&state, &ws, &session, &user, &here).await.map(Json)
+    state.desks.activate_fresh(&ws, &session, &user, &here).await.map(Json)
 }

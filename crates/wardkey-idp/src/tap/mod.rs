@@ -25,7 +25,7 @@ use serde_json::json;
 use wardkey_cache::Op;
 use wardkey_core::badge::{self, MAX_PIN_FAILURES};
 use wardkey_core::secret::{digest, digest_b64, random_token};
-use wardkey_core::session::{ACR_BADGE_PIN, ACR_PASSWORD, Amr, Assurance, Session};
+use wardkey_core::session::{ACR_BADGE_PIN, ACR_PASSWORD, Amr, Assurance};
 use wardkey_core::user::User;
 use wardkey_core::workstation::Workstation;
 use wardkey_proto::tap::{
@@ -43,6 +43,7 @@ use crate::sessions::{Desk, IndexEntry};
 use crate::state::AppState;
 
 use crate::attachments::summary;
+use crate::desks::Seen;
 use crate::workstation_auth::{SignedTap, check_fresh};
 
 /// How long a browser handoff link works.
@@ -80,13 +81,6 @@ struct Handoff {
     workstation_id: String,
     ticket_digest: String,
     client_id: String,
-}
-
-/// Where a badge was last tapped.
-#[derive(Debug, Serialize, Deserialize)]
-struct Seen {
-    ward: String,
-    workstation_id: String,
 }
 
 /// Enrolment codes are typed by a person at a ward PC: compare them without
@@ -164,7 +158,7 @@ async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
     check_fresh(replies.next().as_ref())?;
     let current: Option<crate::attachments::Attachment> = from_reply(replies.next());
     let sessions: Vec<IndexEntry> = from_reply(replies.next()).unwrap_or_default();
-    check_cloned_badge(&state, from_reply(replies.next()), &digest, ws).await;
+    state.desks.check_cloned_badge(from_reply(replies.next()), &digest, ws).await;
     let seen = Seen { ward: ws.ward.clone(), workstation_id: ws.id.clone() };
     let seen = [Op::Put(seen_key, to_json(&seen), state.settings.tap.cloned_badge_window)];
 
@@ -185,7 +179,7 @@ async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
     let resumable = sessions.iter().rev().filter_map(|e| Some((e, e.desk.as_ref()?)));
     for (entry, check) in resumable.filter(|(_, check)| check.auth_time >= checked_since) {
         let here = check.resumed_by_badge();
-        if let Some(response) = activate(&state, ws, &entry.sid, &user, current.as_ref(), &here, &seen).await? {
+        if let Some(response) = state.desks.activate(ws, &entry.sid, &user, current.as_ref(), &here, &seen).await? {
             return Ok(Json(response));
         }
     }
@@ -254,7 +248,7 @@ async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
         None => state.sessions.create_session(&user.id, here.amr.clone(), ACR_BADGE_PIN).await?.1,
     };
     state.sessions.record_desk_check(&user.id, &session.sid, &here).await?;
-    activate_fresh(&state, &ws, &session, &user, &here).await.map(Json)
+    state.desks.activate_fresh(&ws, &session, &user, &here).await.map(Json)
 }
 
 /// `POST /tap/out`: lock, or sign out everywhere.
@@ -374,7 +368,7 @@ async fn self_enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<T
     let (_, session) = state.sessions.create_session(&user.id, vec![Amr::Pwd, Amr::Badge], ACR_PASSWORD).await?;
     let here = session.assurance();
     state.sessions.record_desk_check(&user.id, &session.sid, &here).await?;
-    activate_fresh(&state, &ws, &session, &user, &here).await.map(Json)
+    state.desks.activate_fresh(&ws, &session, &user, &here).await.map(Json)
 }
 
 /// `POST /tap/report`: the agent's measured tap-to-active time.
@@ -386,73 +380,4 @@ async fn report(State(state): State<AppState>, body: Bytes) -> Result<StatusCode
     }
     state.metrics.tap_to_active.observe(seconds);
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Attach session `sid` to `ws` (where `current` is attached now) at
-/// `here`, with the caller's `extra` writes, and answer `active` or
-/// `switched`; `None` if the session has ended.
-async fn activate(
-    state: &AppState,
-    ws: &Workstation,
-    sid: &str,
-    user: &User,
-    current: Option<&crate::attachments::Attachment>,
-    here: &Assurance,
-    extra: &[Op],
-) -> Result<Option<TapResponse>, TapApiError> {
-    let Some(session_ticket) = state.attachments.attach(ws, sid, user, current, here, extra).await? else {
-        return Ok(None);
-    };
-    let expires_in = state.attachments.attachment_ttl(ws).as_secs();
-    match current {
-        Some(prev) if prev.user_id != user.id => {
-            if state.settings.tap.logout_on_switch {
-                state.logouts.logout_session(&prev.sid, "switch").await?;
-            }
-            Metrics::count(&state.metrics.taps, "switched");
-            let previous = prev.user.clone();
-            Ok(Some(TapResponse::Switched { user: summary(user), previous, session_ticket, expires_in }))
-        }
-        _ => {
-            Metrics::count(&state.metrics.taps, "active");
-            Ok(Some(TapResponse::Active { user: summary(user), session_ticket, expires_in }))
-        }
-    }
-}
-
-/// [`activate`] with a session the caller has just checked
-/// the clinician for (PIN entry, self-enrolment, key tap) at `here`.
-pub(crate) async fn activate_fresh(
-    state: &AppState,
-    ws: &Workstation,
-    session: &Session,
-    user: &User,
-    here: &Assurance,
-) -> Result<TapResponse, TapApiError> {
-    let current = state.attachments.attachment(&ws.id).await?;
-    activate(state, ws, &session.sid, user, current.as_ref(), here, &[])
-        .await?
-        .ok_or_else(|| TapApiError::Expired("the session ended while signing in; tap your badge again".into()))
-}
-
-/// Raise an alert when one badge is tapped on two wards within
-/// `tap.cloned_badge_window`: a prox card copied in a corridor shows up
-/// exactly like this. `seen` is where the badge was last tapped; the
-/// caller records this tap.
-async fn check_cloned_badge(state: &AppState, seen: Option<Seen>, digest: &[u8], ws: &Workstation) {
-    let Some(seen) = seen.filter(|s| s.ward != ws.ward) else {
-        return;
-    };
-    state.metrics.cloned_badge.inc();
-    tracing::warn!(ward = %ws.ward, previous_ward = %seen.ward, "badge tapped on two wards: possible clone");
-    audit(
-        state,
-        "badge.cloned_suspected",
-        &URL_SAFE_NO_PAD.encode(&digest[..8]),
-        json!({
-            "ward": ws.ward, "workstation_id": ws.id,
-            "previous_ward": seen.ward, "previous_workstation_id": seen.workstation_id,
-        }),
-    )
-    .await;
 }
