@@ -1,5 +1,5 @@
 //! Client assertions (`private_key_jwt`, RFC 7523): the server's
-//! `AppState::authenticate_client` (whose `check_assertion` is private)
+//! `ClientAuthenticator::authenticate_client` (whose `check_assertion` is private)
 //! for a client with a registered JWKS (ES256 and EdDSA keys), and
 //! `grants::token_exchange::authenticate_workstation` for workstation
 //! assertions, with the assertion as `client_assertion`.
@@ -50,7 +50,7 @@ fuzz_target!(init: wardkey_fuzz::seeds::maybe_write("client_assertion"), |data: 
     let server = server();
     let state = &server.state;
     server.rt.block_on(async {
-        let client = state.authenticate_client(&HeaderMap::new(), &params).await;
+        let client = state.clients.authenticate_client(&HeaderMap::new(), &params).await;
         let workstation = authenticate_workstation(state, &params).await;
         if wardkey_fuzz::server::debug() {
             eprintln!("authenticate_client: {:?}", client.as_ref().map(|c| &c.client_id).map_err(ToString::to_string));
