@@ -2,7 +2,6 @@
 //! subcommands administer its directory. Thin by design: parse arguments,
 //! load configuration, call the libraries.
 
-mod admin;
 mod cli;
 
 use std::process::ExitCode;

@@ -28,6 +28,11 @@ pub struct Badge {
 /// Wrong PINs that lock a badge until a password login or an admin reset.
 pub const MAX_PIN_FAILURES: u32 = 5;
 
+/// The store's name for the key badge UIDs are digested with (a server
+/// secret every node and the CLI share): a badge enrolled with one key is
+/// found only with the same one.
+pub const DIGEST_KEY_NAME: &str = "badge-hmac";
+
 /// Readers report UIDs in different spellings (`04:A2:…`, `04a2…`, with
 /// spaces or a trailing newline); digest one canonical form: hex digits,
 /// upper case, no separators. Anything that is not hex is taken as typed

@@ -45,6 +45,19 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
+/// A store or cache URL fit to show: the password in
+/// `postgres://user:secret@host/db` replaced by `REDACTED`, so that error
+/// messages and logs name the database without handing out its password.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("REDACTED"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +69,12 @@ mod tests {
         assert_ne!(a, new_secret());
         assert!(matches_digest(&a, &digest(&a)));
         assert!(!matches_digest("other", &digest(&a)));
+    }
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:REDACTED@h/db");
+        assert_eq!(redact_url("sqlite://./wardkey.db"), "sqlite://./wardkey.db");
+        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
     }
 }

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use wardkey_core::clock::{SharedClock, SystemClock};
+use wardkey_core::secret::redact_url;
 
 use crate::config::Settings;
 use crate::keys::Keyring;
@@ -26,8 +27,6 @@ use crate::{health, oidc};
 /// Requests larger than this are refused with 413: no OAuth request comes
 /// near it, and it bounds the memory a hostile client can make us hold.
 const MAX_BODY: usize = 64 * 1024;
-/// The store's name for the badge digest key; the CLI uses the same.
-pub const BADGE_KEY_NAME: &str = "badge-hmac";
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -126,12 +125,12 @@ impl Application {
         }
         let store = wardkey_store::open(&settings.store.url)
             .await
-            .with_context(|| format!("opening the store at {}", crate::config::redact_url(&settings.store.url)))?;
+            .with_context(|| format!("opening the store at {}", redact_url(&settings.store.url)))?;
         let cache = wardkey_cache::open(&settings.cache.url)
-            .with_context(|| format!("opening the cache at {}", crate::config::redact_url(&settings.cache.url)))?;
+            .with_context(|| format!("opening the cache at {}", redact_url(&settings.cache.url)))?;
         let keys = Keyring::load(store.as_ref(), clock.now()).await.context("loading signing keys")?;
         let badge_key = store
-            .server_secret(BADGE_KEY_NAME, wardkey_core::secret::new_secret().as_bytes())
+            .server_secret(wardkey_core::badge::DIGEST_KEY_NAME, wardkey_core::secret::new_secret().as_bytes())
             .await
             .context("loading the badge digest key")?;
         let http = reqwest::Client::builder()

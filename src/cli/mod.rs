@@ -1,0 +1,103 @@
+//! The `wardkey` command line, as DESIGN.md lists it: one module per
+//! command group, each owning its clap types and its `run`; [`shared`] has
+//! what they have in common. Nothing here reaches into the server's
+//! internals: groups use the store and the domain crates, and `serve`
+//! starts the server through its public `Application`.
+
+mod badge;
+mod client;
+mod keys;
+mod session;
+mod shared;
+mod store;
+mod user;
+mod workstation;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use wardkey_idp::Settings;
+use wardkey_idp::config::LogFormat;
+
+/// Wardkey: single sign-on for clinical workstations.
+#[derive(Debug, Parser)]
+#[command(name = "wardkey", version, about)]
+pub struct Cli {
+    /// Configuration file [default: ./wardkey.toml if present, else built-in defaults]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Machine-readable JSON output for admin commands.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the identity server.
+    Serve,
+    /// Manage users.
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// Manage relying parties (EPR apps).
+    #[command(subcommand)]
+    Client(client::ClientCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Manage ward workstations running the tap-and-go agent.
+    #[command(subcommand)]
+    Workstation(workstation::WorkstationCommand),
+    /// Manage badges.
+    #[command(subcommand)]
+    Badge(badge::BadgeCommand),
+    /// Manage SSO sessions.
+    #[command(subcommand)]
+    Session(session::SessionCommand),
+    /// Manage the durable store.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
+}
+
+/// Load settings: `--config FILE` must exist; otherwise `./wardkey.toml` if
+/// present; then the environment.
+fn load_settings(config: Option<PathBuf>) -> anyhow::Result<Settings> {
+    let (path, explicit) = match config {
+        Some(p) => (p, true),
+        None => (PathBuf::from("wardkey.toml"), false),
+    };
+    Ok(Settings::load(Some(&path), explicit)?)
+}
+
+fn init_tracing(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match settings.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Run the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = load_settings(cli.config)?;
+    match cli.command {
+        Command::Serve => {
+            init_tracing(&settings);
+            let app = wardkey_idp::Application::build(settings).await.context("starting the server")?;
+            app.run_until(wardkey_idp::shutdown_signal()).await
+        }
+        Command::User(cmd) => user::run(&settings, cmd, cli.json).await,
+        Command::Client(cmd) => client::run(&settings, cmd, cli.json).await,
+        Command::Keys(cmd) => keys::run(&settings, cmd, cli.json).await,
+        Command::Workstation(cmd) => workstation::run(&settings, cmd, cli.json).await,
+        Command::Badge(cmd) => badge::run(&settings, cmd, cli.json).await,
+        Command::Session(cmd) => session::run(&settings, cmd, cli.json).await,
+        Command::Store(cmd) => store::run(cmd, cli.json).await,
+    }
+}

@@ -1,0 +1,115 @@
+//! `wardkey workstation …`: ward PCs running the agent, enrolled with a one-time code.
+
+use clap::Subcommand;
+use serde_json::json;
+use wardkey_core::clock::{Clock, SystemClock};
+use wardkey_core::secret::digest;
+use wardkey_core::workstation::{Workstation, enrolment_code, validate_label};
+use wardkey_idp::Settings;
+use wardkey_store::Store;
+
+use super::shared::{audit, explain, open_store, print};
+
+/// `wardkey workstation …`.
+#[derive(Debug, Subcommand)]
+pub enum WorkstationCommand {
+    /// Create a workstation and print its one-time enrolment code.
+    Enrol {
+        /// A name for it (hostname or location).
+        name: String,
+        /// Its ward (selects ward policy).
+        #[arg(long)]
+        ward: String,
+    },
+    /// List workstations.
+    List,
+    /// Disable a workstation: its taps are refused at once.
+    Disable {
+        /// Its name.
+        name: String,
+    },
+    /// Re-enable a workstation.
+    Enable {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// `wardkey workstation …`.
+pub async fn run(settings: &Settings, cmd: WorkstationCommand, json_out: bool) -> anyhow::Result<()> {
+    // Check arguments before the store is even opened.
+    if let WorkstationCommand::Enrol { name, ward } = &cmd {
+        validate_label("name", name)?;
+        validate_label("ward", ward)?;
+    }
+    let store = open_store(settings).await?;
+    match cmd {
+        WorkstationCommand::Enrol { name, ward } => {
+            let now = SystemClock.now();
+            let code = enrolment_code();
+            let expires_at = now + settings.tap.enrolment_code_ttl.as_secs() as i64;
+            let ws = Workstation {
+                id: wardkey_core::secret::random_token(12),
+                name: name.clone(),
+                ward: ward.clone(),
+                public_key: None,
+                enabled: true,
+                created_at: now,
+                enrolled_at: None,
+            };
+            let code_digest = digest(&wardkey_idp::tap::normalise_code(&code));
+            store
+                .create_workstation(&ws, &code_digest, expires_at)
+                .await
+                .map_err(|e| explain(e, "workstation", &name))?;
+            audit(store.as_ref(), "workstation.create", &name, json!({"ward": ward, "workstation_id": ws.id})).await?;
+            print(
+                json_out,
+                json!({"name": name, "ward": ward, "workstation_id": ws.id, "code": code, "expires_at": expires_at}),
+                || {
+                    format!(
+                        "enrolment code for {name} ({ward}): {code}\nvalid for {}s, once. On the workstation run:\n  wardkey-agent enrol --server {} --code {code}",
+                        settings.tap.enrolment_code_ttl.as_secs(),
+                        settings.issuer()
+                    )
+                },
+            );
+        }
+        WorkstationCommand::List => {
+            let list = store.list_workstations().await?;
+            let rows: Vec<_> = list
+                .iter()
+                .map(|w| {
+                    json!({"name": w.name, "ward": w.ward, "workstation_id": w.id, "enabled": w.enabled,
+                        "enrolled": w.public_key.is_some()})
+                })
+                .collect();
+            print(json_out, json!(rows), || {
+                list.iter()
+                    .map(|w| {
+                        let state = match (w.enabled, w.public_key.is_some()) {
+                            (false, _) => "disabled",
+                            (true, false) => "awaiting enrolment",
+                            (true, true) => "enrolled",
+                        };
+                        format!("{}\t{}\t{}\t{state}", w.name, w.ward, w.id)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        WorkstationCommand::Disable { name } => set_workstation(store.as_ref(), &name, false, json_out).await?,
+        WorkstationCommand::Enable { name } => set_workstation(store.as_ref(), &name, true, json_out).await?,
+    }
+    Ok(())
+}
+
+async fn set_workstation(store: &dyn Store, name: &str, enabled: bool, json_out: bool) -> anyhow::Result<()> {
+    store.set_workstation_enabled(name, enabled).await.map_err(|e| explain(e, "workstation", name))?;
+    let event = if enabled { "workstation.enable" } else { "workstation.disable" };
+    audit(store, event, name, json!({})).await?;
+    print(json_out, json!({"name": name, "enabled": enabled}), || {
+        format!("{} {name}", if enabled { "enabled" } else { "disabled" })
+    });
+    Ok(())
+}
