@@ -22,7 +22,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
 use axum::Router;
 use axum::body::Body;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -48,6 +48,7 @@ use wardkey_idp::sessions::{CodeRecord, Grant};
 use wardkey_idp::state::AppState;
 use wardkey_idp::tap::signed::verify_tap;
 use wardkey_idp::tokens::AccessClaims;
+use wardkey_proto::signer::{Signer, WorkstationKey};
 use wardkey_proto::tap::{JOSE_CONTENT_TYPE, SESSION_TICKET_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT, Tap};
 use wardkey_store::CredentialKind;
 use wardkey_testsupport::redis::TestRedis;
@@ -63,20 +64,16 @@ const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 // Fixtures
 // ---------------------------------------------------------------------------
 
-/// A workstation as the agent is one: an id and its Ed25519 key.
+/// A workstation as the agent is one: an id and the agent's signer.
 struct Ws {
     id: String,
-    key: Ed25519KeyPair,
+    signer: Signer,
 }
 
 impl Ws {
     /// A compact EdDSA JWS over `claims`, as the agent signs.
     fn sign(&self, typ: &str, claims: &Value) -> String {
-        let header = json!({"alg": "EdDSA", "kid": self.id, "typ": typ});
-        let input =
-            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let signature = self.key.sign(input.as_bytes());
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+        self.signer.sign(typ, claims).expect("signing")
     }
 
     /// A signed `POST /tap` body for `badge`, with a fresh `jti`.
@@ -310,10 +307,10 @@ async fn add_workstation(state: &AppState, name: &str, ward: &str) -> Ws {
     let code = wardkey_core::workstation::enrolment_code();
     let code_digest = digest(&wardkey_idp::tap::normalise_code(&code));
     state.store.create_workstation(&ws, &code_digest, now + 3600).await.expect("create workstation");
-    let key = Ed25519KeyPair::generate().expect("Ed25519 key");
-    let enrolled =
-        state.store.enrol_workstation(&code_digest, key.public_key().as_ref(), now).await.expect("enrol workstation");
-    Ws { id: enrolled.id, key }
+    let (key, _) = WorkstationKey::generate().expect("Ed25519 key");
+    let enrolled = state.store.enrol_workstation(&code_digest, key.public_key(), now).await.expect("enrol workstation");
+    // The issuer goes into no request signed through `Ws::sign`.
+    Ws { signer: Signer::new(key, enrolled.id.clone(), ""), id: enrolled.id }
 }
 
 /// Register a confidential ES256 client; returns its secret.
@@ -426,7 +423,7 @@ fn parse_and_verify(jws: &str, public: &[u8]) -> Value {
 fn bench_workstation_jws(c: &mut Criterion, rt: &Runtime, fixtures: &[(&str, &Fixture)]) {
     let fx = fixtures[0].1;
     let ws = &fx.tap_ws;
-    let public = ws.key.public_key().as_ref().to_vec();
+    let public = ws.signer.key().public_key().to_vec();
     let jws = ws.tap(&fx.issuer, fx.state.now(), TAP_BADGE);
     let (input, sig) = jws.rsplit_once('.').unwrap();
     let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();

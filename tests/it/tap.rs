@@ -6,7 +6,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
@@ -16,6 +15,7 @@ use wardkey_core::clock::Clock;
 use wardkey_core::keys::SigningAlg;
 use wardkey_core::secret::{digest, random_token};
 use wardkey_core::workstation::Workstation;
+use wardkey_proto::signer::{Signer, WorkstationKey};
 use wardkey_proto::tap::{
     EnrolRequest, EnrolResponse, JOSE_CONTENT_TYPE, SESSION_TICKET_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT,
 };
@@ -25,10 +25,10 @@ use crate::helpers::*;
 
 const PIN: &str = "246810";
 
-/// A workstation as the agent is one: an Ed25519 key and an id.
+/// A workstation as the agent is one: the agent's own signer and an id.
 pub struct TestWorkstation {
     pub id: String,
-    key: Ed25519KeyPair,
+    signer: Signer,
 }
 
 impl TestWorkstation {
@@ -46,9 +46,8 @@ impl TestWorkstation {
         };
         let code_digest = digest(&wardkey_idp::tap::normalise_code(&code));
         app.state.store.create_workstation(&ws, &code_digest, app.clock.now() + 3600).await.unwrap();
-        let key = Ed25519KeyPair::generate().unwrap();
-        let request =
-            EnrolRequest { code: code.to_lowercase(), public_key: URL_SAFE_NO_PAD.encode(key.public_key().as_ref()) };
+        let (key, _) = WorkstationKey::generate().unwrap();
+        let request = EnrolRequest { code: code.to_lowercase(), public_key: key.public_key_b64() };
         let r = app.http.post(app.url("/tap/enrol")).json(&request).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let enrolled: EnrolResponse = r.json().await.unwrap();
@@ -56,16 +55,18 @@ impl TestWorkstation {
         // The code worked once.
         let again = app.http.post(app.url("/tap/enrol")).json(&request).send().await.unwrap();
         assert_eq!(again.status(), 410);
-        Self { id: ws.id, key }
+        Self::with_key(ws.id, key)
+    }
+
+    /// Workstation `id` signing with `key` (enrolled or not).
+    pub fn with_key(id: String, key: WorkstationKey) -> Self {
+        // The issuer goes into no request signed through `sign`.
+        Self { signer: Signer::new(key, id.clone(), ""), id }
     }
 
     /// A compact EdDSA JWS over `claims` with header `typ`.
     pub fn sign(&self, typ: &str, claims: &Value) -> String {
-        let header = json!({"alg": "EdDSA", "kid": self.id, "typ": typ});
-        let signing_input =
-            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let signature = self.key.sign(signing_input.as_bytes());
-        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+        self.signer.sign(typ, claims).unwrap()
     }
 
     /// The envelope claims for `action` at the app's current time.
@@ -218,7 +219,7 @@ async fn hostile_and_stale_tap_requests_are_refused() {
     claims["iat"] = json!(app.clock.now() - 3600);
     assert_eq!(error_code(post_jws(&app, "/tap", ws.sign("wardkey-tap+jwt", &claims)).await, 400).await, "stale");
     // Forged: signed by a key the server does not know, claiming this id.
-    let forger = TestWorkstation { id: ws.id.clone(), key: Ed25519KeyPair::generate().unwrap() };
+    let forger = TestWorkstation::with_key(ws.id.clone(), WorkstationKey::generate().unwrap().0);
     let r = forger.send(&app, "/tap", json!({"badge": "D0D0"})).await;
     assert_eq!(error_code(r, 401).await, "invalid_signature");
     // alg none.

@@ -61,7 +61,7 @@ pub async fn enrol(options: &EnrolOptions) -> Result<EnrolResponse, EnrolError> 
     if let Some(dir) = key_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| KeyError::Io { path: dir.into(), source })?;
     }
-    let (key, der) = WorkstationKey::generate()?;
+    let (key, der) = WorkstationKey::generate().map_err(KeyError::from)?;
     let pending = pending_path(&key_path);
     keys::write_key_file(&pending, &der, true)?;
 
