@@ -14,6 +14,7 @@ pub mod tap;
 /// Stands in for a secret in a manual `Debug` (PINs, badge UIDs, tokens,
 /// codes): prints `<redacted>`, so a logged request or answer never carries
 /// what opens a session.
+#[derive(Clone, Copy)]
 pub struct Redacted;
 
 impl std::fmt::Debug for Redacted {
