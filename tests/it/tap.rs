@@ -535,7 +535,7 @@ async fn self_enrolment_is_off_by_default_and_audited_when_on() {
     let r = ws.send(&app, "/tap/self-enrol", json!({"badge": "5E1F", "username": "mo", "password": PASSWORD})).await;
     assert_eq!(error_code(r, 403).await, "not_allowed");
 
-    let app = spawn_app_with(|s| s.tap.self_enrolment = true).await;
+    let app = TestApp::builder().settings(|s| s.tap.self_enrolment = true).spawn().await;
     app.add_user("mo").await;
     let ws = TestWorkstation::enrol(&app, "pc", "Ward 11").await;
     assert_eq!(error_code(ws.send(&app, "/tap", json!({"badge": "5E1F"})).await, 404).await, "unknown_badge");
@@ -702,7 +702,7 @@ async fn thirty_pin_guesses_at_once_are_judged_at_most_five_times() {
 /// is throttled rather than accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_password_guesses_at_once_meet_the_backoff() {
-    let app = spawn_app_with(|s| s.tap.self_enrolment = true).await;
+    let app = TestApp::builder().settings(|s| s.tap.self_enrolment = true).spawn().await;
     let mo = app.add_user("mo").await;
     let ws = TestWorkstation::enrol(&app, "pc", "Ward 9").await;
     let guesses = (0..30).map(|i| {
