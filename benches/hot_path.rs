@@ -35,14 +35,12 @@ use tempfile::TempDir;
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 use wardkey_cache::{Cache, MemoryCache, RedisCache};
-use wardkey_core::badge::Badge;
 use wardkey_core::client::{Client, ClientAuth, GrantType};
 use wardkey_core::clock::SystemClock;
 use wardkey_core::keys::SigningAlg;
 use wardkey_core::secret::{digest, new_secret, random_token};
 use wardkey_core::session::{ACR_PASSWORD, Amr};
-use wardkey_core::user::{NewUser, User};
-use wardkey_core::workstation::Workstation;
+use wardkey_core::user::User;
 use wardkey_idp::Settings;
 use wardkey_idp::sessions::{CodeRecord, Grant};
 use wardkey_idp::state::AppState;
@@ -51,9 +49,10 @@ use wardkey_idp::tokens::AccessClaims;
 use wardkey_proto::signer::{Signer, WorkstationKey};
 use wardkey_proto::tap::{JOSE_CONTENT_TYPE, SESSION_TICKET_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT, Tap};
 use wardkey_store::CredentialKind;
+use wardkey_testsupport::install_crypto;
 use wardkey_testsupport::redis::TestRedis;
 
-const PIN: &str = "246810";
+use wardkey_testsupport::fixtures::{self, PIN};
 const REDIRECT: &str = "http://127.0.0.1:1/callback";
 const TAP_BADGE: &str = "04A23B1C";
 const EXCHANGE_BADGE: &str = "04B0B0B0";
@@ -112,10 +111,6 @@ struct Fixture {
     _dir: TempDir,
     /// The `redis-server` behind the cache, if any; killed on drop.
     redis_server: Option<TestRedis>,
-}
-
-fn install_crypto() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 async fn body_bytes(response: Response<Body>) -> axum::body::Bytes {
@@ -276,16 +271,9 @@ impl Fixture {
 
 async fn add_user(state: &AppState, username: &str, badge: Option<&str>) -> User {
     let now = state.now();
-    let new = NewUser {
-        username: username.into(),
-        name: Some(format!("{username} name")),
-        email: Some(format!("{username}@trust.nhs.uk")),
-        roles: vec!["R8000".into()],
-    };
-    let user = state.store.create_user(&new, None, now).await.expect("create user");
+    let user = state.store.create_user(&fixtures::new_user(username), None, now).await.expect("create user");
     if let Some(uid) = badge {
-        let digest = wardkey_core::badge::digest(&state.badge_key, uid).expect("badge digest");
-        let badge = Badge { digest, user_id: user.id.clone(), failed_pins: 0, created_at: now };
+        let badge = fixtures::badge(&state.badge_key, uid, &user.id, now);
         state.store.add_badge(&badge).await.expect("add badge");
         let hash = wardkey_core::password::hash(&state.settings.password.argon2(), PIN).expect("hash PIN");
         state.store.set_credential(&user.id, CredentialKind::Pin, &hash, now).await.expect("set PIN");
@@ -295,15 +283,7 @@ async fn add_user(state: &AppState, username: &str, badge: Option<&str>) -> User
 
 async fn add_workstation(state: &AppState, name: &str, ward: &str) -> Ws {
     let now = state.now();
-    let ws = Workstation {
-        id: random_token(12),
-        name: name.into(),
-        ward: ward.into(),
-        public_key: None,
-        enabled: true,
-        created_at: now,
-        enrolled_at: None,
-    };
+    let ws = fixtures::workstation(name, ward, now);
     let code = wardkey_core::workstation::enrolment_code();
     let code_digest = digest(&wardkey_idp::tap::normalise_code(&code));
     state.store.create_workstation(&ws, &code_digest, now + 3600).await.expect("create workstation");

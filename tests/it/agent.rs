@@ -19,7 +19,7 @@ use wardkey_proto::broker::{BrokerEvent, WorkstationState};
 use crate::helpers::*;
 use crate::tap::enrol_badge;
 
-const PIN: &str = "246810";
+use wardkey_testsupport::fixtures::PIN;
 
 /// A one-time enrolment code from the `wardkey` CLI, against `app`'s store.
 fn enrolment_code(app: &TestApp, name: &str) -> String {

@@ -1,6 +1,6 @@
 //! `spawn_app()` and generic helpers shared by every test module.
 
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use tempfile::TempDir;
@@ -10,7 +10,7 @@ use wardkey_core::client::{Client, ClientAuth, GrantType};
 use wardkey_core::clock::ManualClock;
 use wardkey_core::keys::SigningAlg;
 use wardkey_core::secret::{digest, new_secret};
-use wardkey_core::user::{NewUser, User};
+use wardkey_core::user::User;
 use wardkey_idp::Settings;
 use wardkey_idp::state::AppState;
 use wardkey_testsupport::postgres::TestPostgres;
@@ -24,14 +24,7 @@ pub const POST_LOGOUT: &str = "http://127.0.0.1:1/signed-out";
 /// The password every test user gets.
 pub const PASSWORD: &str = "correct horse battery";
 
-static CRYPTO: Once = Once::new();
-
-/// rustls needs a process-wide provider when both ring and aws-lc are built.
-pub fn install_crypto() {
-    CRYPTO.call_once(|| {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    });
-}
+pub use wardkey_testsupport::install_crypto;
 
 /// Environment variable that runs every test server on real engines:
 /// `redis`, `postgres` or `redis,postgres` (the README's test command runs
@@ -237,12 +230,7 @@ impl TestApp {
     /// Create a user with [`PASSWORD`].
     pub async fn add_user(&self, username: &str) -> User {
         let hash = wardkey_core::password::hash(&self.state.settings.password.argon2(), PASSWORD).unwrap();
-        let user = NewUser {
-            username: username.into(),
-            name: Some(format!("{username} name")),
-            email: Some(format!("{username}@trust.nhs.uk")),
-            roles: vec!["R8000".into()],
-        };
+        let user = wardkey_testsupport::fixtures::new_user(username);
         self.state.store.create_user(&user, Some(&hash), self.clock_now()).await.unwrap()
     }
 

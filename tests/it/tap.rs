@@ -9,12 +9,10 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use wardkey_core::badge::Badge;
 use wardkey_core::client::GrantType;
 use wardkey_core::clock::Clock;
 use wardkey_core::keys::SigningAlg;
 use wardkey_core::secret::{digest, random_token};
-use wardkey_core::workstation::Workstation;
 use wardkey_proto::signer::{Signer, WorkstationKey};
 use wardkey_proto::tap::{
     EnrolRequest, EnrolResponse, JOSE_CONTENT_TYPE, SESSION_TICKET_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT,
@@ -23,7 +21,7 @@ use wardkey_store::CredentialKind;
 
 use crate::helpers::*;
 
-const PIN: &str = "246810";
+use wardkey_testsupport::fixtures::{self, PIN};
 
 /// A workstation as the agent is one: the agent's own signer and an id.
 pub struct TestWorkstation {
@@ -35,15 +33,7 @@ impl TestWorkstation {
     /// Create a workstation on `ward` and enrol it through `POST /tap/enrol`.
     pub async fn enrol(app: &TestApp, name: &str, ward: &str) -> Self {
         let code = wardkey_core::workstation::enrolment_code();
-        let ws = Workstation {
-            id: random_token(12),
-            name: name.into(),
-            ward: ward.into(),
-            public_key: None,
-            enabled: true,
-            created_at: app.clock.now(),
-            enrolled_at: None,
-        };
+        let ws = fixtures::workstation(name, ward, app.clock.now());
         let code_digest = digest(&wardkey_idp::tap::normalise_code(&code));
         app.state.store.create_workstation(&ws, &code_digest, app.clock.now() + 3600).await.unwrap();
         let (key, _) = WorkstationKey::generate().unwrap();
@@ -122,8 +112,7 @@ pub async fn post_jws(app: &TestApp, path: &str, jws: String) -> reqwest::Respon
 /// Give `username` a badge with `uid` and the PIN [`PIN`].
 pub async fn enrol_badge(app: &TestApp, username: &str, uid: &str) {
     let user = app.add_user(username).await;
-    let digest = wardkey_core::badge::digest(&app.state.badge_key, uid).unwrap();
-    let badge = Badge { digest, user_id: user.id.clone(), failed_pins: 0, created_at: app.clock.now() };
+    let badge = fixtures::badge(&app.state.badge_key, uid, &user.id, app.clock.now());
     app.state.store.add_badge(&badge).await.unwrap();
     let hash = wardkey_core::password::hash(&app.state.settings.password.argon2(), PIN).unwrap();
     app.state.store.set_credential(&user.id, CredentialKind::Pin, &hash, app.clock.now()).await.unwrap();
