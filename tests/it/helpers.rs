@@ -73,6 +73,9 @@ impl Stopped {
     }
 }
 
+/// One settings adjustment of a [`TestAppBuilder`].
+type Tweak<'a> = Box<dyn FnOnce(&mut Settings) + 'a>;
+
 /// How to start a test server: `TestApp::builder().settings(|s| ..).spawn()`,
 /// or `stopped.restart().spawn()`. Defaults: a fresh store directory,
 /// [`test_settings`], any free port, the engines [`BACKENDS_ENV`] asks for.
@@ -80,7 +83,7 @@ impl Stopped {
 pub struct TestAppBuilder<'a> {
     dir: Option<TempDir>,
     engines: Engines,
-    tweaks: Vec<Box<dyn FnOnce(&mut Settings) + 'a>>,
+    tweaks: Vec<Tweak<'a>>,
 }
 
 impl<'a> TestAppBuilder<'a> {
