@@ -22,7 +22,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
 use axum::Router;
 use axum::body::Body;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -35,23 +35,23 @@ use tempfile::TempDir;
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 use wardkey_cache::{Cache, MemoryCache, RedisCache};
-use wardkey_core::badge::Badge;
 use wardkey_core::client::{Client, ClientAuth, GrantType};
 use wardkey_core::clock::SystemClock;
 use wardkey_core::keys::SigningAlg;
 use wardkey_core::secret::{digest, new_secret, random_token};
 use wardkey_core::session::{ACR_PASSWORD, Amr};
-use wardkey_core::user::{NewUser, User};
-use wardkey_core::workstation::Workstation;
+use wardkey_core::user::User;
 use wardkey_idp::Settings;
 use wardkey_idp::sessions::{CodeRecord, Grant};
 use wardkey_idp::state::AppState;
 use wardkey_idp::tokens::AccessClaims;
+use wardkey_proto::signer::{Signer, WorkstationKey};
 use wardkey_proto::tap::{JOSE_CONTENT_TYPE, SESSION_TICKET_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT, Tap};
 use wardkey_store::CredentialKind;
+use wardkey_testsupport::install_crypto;
 use wardkey_testsupport::redis::TestRedis;
 
-const PIN: &str = "246810";
+use wardkey_testsupport::fixtures::{self, PIN};
 const REDIRECT: &str = "http://127.0.0.1:1/callback";
 const TAP_BADGE: &str = "04A23B1C";
 const EXCHANGE_BADGE: &str = "04B0B0B0";
@@ -62,20 +62,16 @@ const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 // Fixtures
 // ---------------------------------------------------------------------------
 
-/// A workstation as the agent is one: an id and its Ed25519 key.
+/// A workstation as the agent is one: an id and the agent's signer.
 struct Ws {
     id: String,
-    key: Ed25519KeyPair,
+    signer: Signer,
 }
 
 impl Ws {
     /// A compact EdDSA JWS over `claims`, as the agent signs.
     fn sign(&self, typ: &str, claims: &Value) -> String {
-        let header = json!({"alg": "EdDSA", "kid": self.id, "typ": typ});
-        let input =
-            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let signature = self.key.sign(input.as_bytes());
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+        self.signer.sign(typ, claims).expect("signing")
     }
 
     /// A signed `POST /tap` body for `badge`, with a fresh `jti`.
@@ -114,10 +110,6 @@ struct Fixture {
     _dir: TempDir,
     /// The `redis-server` behind the cache, if any; killed on drop.
     redis_server: Option<TestRedis>,
-}
-
-fn install_crypto() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 async fn body_bytes(response: Response<Body>) -> axum::body::Bytes {
@@ -283,16 +275,9 @@ impl Fixture {
 
 async fn add_user(state: &AppState, username: &str, badge: Option<&str>) -> User {
     let now = state.now();
-    let new = NewUser {
-        username: username.into(),
-        name: Some(format!("{username} name")),
-        email: Some(format!("{username}@trust.nhs.uk")),
-        roles: vec!["R8000".into()],
-    };
-    let user = state.store.create_user(&new, None, now).await.expect("create user");
+    let user = state.store.create_user(&fixtures::new_user(username), None, now).await.expect("create user");
     if let Some(uid) = badge {
-        let digest = wardkey_core::badge::digest(&state.badge_key, uid).expect("badge digest");
-        let badge = Badge { digest, user_id: user.id.clone(), failed_pins: 0, created_at: now };
+        let badge = fixtures::badge(&state.badge_key, uid, &user.id, now);
         state.store.add_badge(&badge).await.expect("add badge");
         let hash = wardkey_core::password::hash(&state.settings.password.argon2(), PIN).expect("hash PIN");
         state.store.set_credential(&user.id, CredentialKind::Pin, &hash, now).await.expect("set PIN");
@@ -302,22 +287,14 @@ async fn add_user(state: &AppState, username: &str, badge: Option<&str>) -> User
 
 async fn add_workstation(state: &AppState, name: &str, ward: &str) -> Ws {
     let now = state.now();
-    let ws = Workstation {
-        id: random_token(12),
-        name: name.into(),
-        ward: ward.into(),
-        public_key: None,
-        enabled: true,
-        created_at: now,
-        enrolled_at: None,
-    };
+    let ws = fixtures::workstation(name, ward, now);
     let code = wardkey_core::workstation::enrolment_code();
     let code_digest = digest(&wardkey_idp::tap::normalise_code(&code));
     state.store.create_workstation(&ws, &code_digest, now + 3600).await.expect("create workstation");
-    let key = Ed25519KeyPair::generate().expect("Ed25519 key");
-    let enrolled =
-        state.store.enrol_workstation(&code_digest, key.public_key().as_ref(), now).await.expect("enrol workstation");
-    Ws { id: enrolled.id, key }
+    let (key, _) = WorkstationKey::generate().expect("Ed25519 key");
+    let enrolled = state.store.enrol_workstation(&code_digest, key.public_key(), now).await.expect("enrol workstation");
+    // The issuer goes into no request signed through `Ws::sign`.
+    Ws { signer: Signer::new(key, enrolled.id.clone(), ""), id: enrolled.id }
 }
 
 /// Register a confidential ES256 client; returns its secret.
@@ -430,7 +407,7 @@ fn parse_and_verify(jws: &str, public: &[u8]) -> Value {
 fn bench_workstation_jws(c: &mut Criterion, rt: &Runtime, fixtures: &[(&str, &Fixture)]) {
     let fx = fixtures[0].1;
     let ws = &fx.tap_ws;
-    let public = ws.key.public_key().as_ref().to_vec();
+    let public = ws.signer.key().public_key().to_vec();
     let jws = ws.tap(&fx.issuer, fx.state.now(), TAP_BADGE);
     let (input, sig) = jws.rsplit_once('.').unwrap();
     let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();

@@ -19,7 +19,7 @@ use wardkey_proto::broker::{BrokerEvent, WorkstationState};
 use crate::helpers::*;
 use crate::tap::enrol_badge;
 
-const PIN: &str = "246810";
+use wardkey_testsupport::fixtures::PIN;
 
 /// A one-time enrolment code from the `wardkey` CLI, against `app`'s store.
 fn enrolment_code(app: &TestApp, name: &str) -> String {
@@ -161,7 +161,7 @@ async fn tap_pin_broker_tokens_switch_and_lock() {
 async fn the_agent_fails_closed_while_the_server_is_down_and_recovers() {
     let port = wardkey_testsupport::free_port();
     let address = format!("127.0.0.1:{port}");
-    let app = spawn_app_with(|s| s.server.listen = address.clone()).await;
+    let app = TestApp::builder().settings(|s| s.server.listen = address.clone()).spawn().await;
     enrol_badge(&app, "carl", "0C0C0C0C").await;
     let dir = tempfile::tempdir().unwrap();
     let (agent, _) = enrolled_agent(&app, dir.path()).await;
@@ -175,7 +175,7 @@ async fn the_agent_fails_closed_while_the_server_is_down_and_recovers() {
     assert!(agent.server_unreachable());
 
     // The server comes back where the agent expects it: the next tap works.
-    let app = spawn_app_again_at(stopped, &address).await;
+    let app = stopped.restart().listen(&address).spawn().await;
     let mut answer = agent.handle_tap("0C0C0C0C").await;
     for _ in 0..20 {
         if answer.is_ok() {
@@ -193,7 +193,7 @@ async fn the_agent_fails_closed_while_the_server_is_down_and_recovers() {
 
 #[tokio::test]
 async fn an_unknown_badge_can_be_self_enrolled_from_the_agent() {
-    let app = spawn_app_with(|s| s.tap.self_enrolment = true).await;
+    let app = TestApp::builder().settings(|s| s.tap.self_enrolment = true).spawn().await;
     app.add_user("nia").await;
     let dir = tempfile::tempdir().unwrap();
     let (agent, _) = enrolled_agent(&app, dir.path()).await;

@@ -380,12 +380,16 @@ async fn without_a_list_any_key_is_added_and_keys_added_before_a_list_keep_worki
     let dir = tempfile::tempdir().unwrap();
     let ca_file = TestCa::new("Test Trust key CA").write(dir.path());
     let port = wardkey_testsupport::free_port();
-    let mut app = spawn_app_again_with(app.stop(), |s| {
-        on_localhost(s, port);
-        s.webauthn.approved_models = vec![approved_model(ca_file.clone(), APPROVED)];
-        s.webauthn.passkeys = false;
-    })
-    .await;
+    let mut app = app
+        .stop()
+        .restart()
+        .settings(|s| {
+            on_localhost(s, port);
+            s.webauthn.approved_models = vec![approved_model(ca_file.clone(), APPROVED)];
+            s.webauthn.passkeys = false;
+        })
+        .spawn()
+        .await;
     app.base = app.issuer.clone();
     let mut old_key = unlisted.soft_key(&vic.id);
     assert_eq!(sign_in(&app, &mut old_key).await, 200);

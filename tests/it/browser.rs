@@ -24,11 +24,13 @@ async fn spawn_on_localhost() -> TestApp {
 /// [`spawn_on_localhost`] after `tweak` adjusts its settings.
 pub(crate) async fn spawn_on_localhost_with(tweak: impl FnOnce(&mut wardkey_idp::Settings)) -> TestApp {
     let port = wardkey_testsupport::free_port();
-    let mut app = spawn_app_with(|s| {
-        on_localhost(s, port);
-        tweak(s);
-    })
-    .await;
+    let mut app = TestApp::builder()
+        .settings(|s| {
+            on_localhost(s, port);
+            tweak(s);
+        })
+        .spawn()
+        .await;
     app.base = app.issuer.clone();
     app
 }

@@ -482,7 +482,7 @@ async fn published_kids(app: &TestApp) -> Vec<String> {
 /// /jwks and sign its tokens, while the old keys stay published.
 #[tokio::test]
 async fn keys_rotate_reaches_a_running_server() {
-    let app = spawn_app_with(|s| s.oidc.key_reload_interval = Duration::from_secs(1)).await;
+    let app = TestApp::builder().settings(|s| s.oidc.key_reload_interval = Duration::from_secs(1)).spawn().await;
     let dir = app.dir.path();
     let old = published_kids(&app).await;
     assert_eq!(old.len(), 3, "one key per algorithm at first start: {old:?}");

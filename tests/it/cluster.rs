@@ -38,18 +38,22 @@ async fn two_nodes(store: &str, cache: &str) -> (TestApp, TestApp) {
 
 /// [`two_nodes`] with `tweak` applied to both nodes' settings.
 pub async fn two_nodes_with(store: &str, cache: &str, tweak: impl Fn(&mut Settings)) -> (TestApp, TestApp) {
-    let a = spawn_app_with(|s| {
-        node_settings(s, store, cache);
-        tweak(s);
-    })
-    .await;
+    let a = TestApp::builder()
+        .settings(|s| {
+            node_settings(s, store, cache);
+            tweak(s);
+        })
+        .spawn()
+        .await;
     let issuer = a.issuer.clone();
-    let b = spawn_app_with(|s| {
-        node_settings(s, store, cache);
-        tweak(s);
-        s.server.public_url = issuer;
-    })
-    .await;
+    let b = TestApp::builder()
+        .settings(|s| {
+            node_settings(s, store, cache);
+            tweak(s);
+            s.server.public_url = issuer;
+        })
+        .spawn()
+        .await;
     (a, b)
 }
 
@@ -168,7 +172,7 @@ async fn a_killed_node_loses_nothing_the_other_cannot_serve() {
 #[tokio::test]
 async fn redis_outages_fail_fast_and_heal_without_a_restart() {
     let mut redis = TestRedis::start();
-    let app = spawn_app_with(|s| s.cache.url = redis.url()).await;
+    let app = TestApp::builder().settings(|s| s.cache.url = redis.url()).spawn().await;
     app.add_user("dana").await;
     let secret = app.add_epr("epr").await;
     let tokens = login_and_redeem(&app, "epr", &secret, "dana").await;
@@ -238,7 +242,7 @@ async fn redis_outages_fail_fast_and_heal_without_a_restart() {
 #[tokio::test]
 async fn postgres_down_taps_and_tokens_keep_working_logins_fail_clearly() {
     let pg = TestPostgres::start_local();
-    let app = spawn_app_with(|s| s.store.url = pg.url().to_string()).await;
+    let app = TestApp::builder().settings(|s| s.store.url = pg.url().to_string()).spawn().await;
     enrol_badge(&app, "erin", "E1E1").await;
     app.add_client("epr", Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
     let secret = app.add_epr("web").await;
@@ -339,7 +343,7 @@ async fn store_migrate_moves_a_one_machine_install_to_postgres() {
 
     // A server on PostgreSQL: same keys, same password, same badge and PIN,
     // same workstation key.
-    let app = spawn_app_with(|s| s.store.url = pg.url().to_string()).await;
+    let app = TestApp::builder().settings(|s| s.store.url = pg.url().to_string()).spawn().await;
     let jwks_after: Value = app.get("/jwks").await.json().await.unwrap();
     assert_eq!(jwks_before, jwks_after);
     login_and_redeem(&app, "epr", &secret, "hana").await;

@@ -1,6 +1,6 @@
 //! `spawn_app()` and generic helpers shared by every test module.
 
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use tempfile::TempDir;
@@ -10,7 +10,7 @@ use wardkey_core::client::{Client, ClientAuth, GrantType};
 use wardkey_core::clock::ManualClock;
 use wardkey_core::keys::SigningAlg;
 use wardkey_core::secret::{digest, new_secret};
-use wardkey_core::user::{NewUser, User};
+use wardkey_core::user::User;
 use wardkey_idp::Settings;
 use wardkey_idp::state::AppState;
 use wardkey_testsupport::postgres::TestPostgres;
@@ -24,14 +24,7 @@ pub const POST_LOGOUT: &str = "http://127.0.0.1:1/signed-out";
 /// The password every test user gets.
 pub const PASSWORD: &str = "correct horse battery";
 
-static CRYPTO: Once = Once::new();
-
-/// rustls needs a process-wide provider when both ring and aws-lc are built.
-pub fn install_crypto() {
-    CRYPTO.call_once(|| {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    });
-}
+pub use wardkey_testsupport::install_crypto;
 
 /// Environment variable that runs every test server on real engines:
 /// `redis`, `postgres` or `redis,postgres` (the README's test command runs
@@ -65,10 +58,53 @@ pub struct Engines {
     postgres: Option<TestPostgres>,
 }
 
-/// A stopped server's durable parts, for [`spawn_app_again`].
+/// A stopped server's durable parts: [`Stopped::restart`] starts a server
+/// on them again.
 pub struct Stopped {
     dir: TempDir,
     engines: Engines,
+}
+
+impl Stopped {
+    /// A server on this one's store and engines (a restart); adjust it like
+    /// any [`TestAppBuilder`] (a new policy, the same address).
+    pub fn restart<'a>(self) -> TestAppBuilder<'a> {
+        TestAppBuilder { dir: Some(self.dir), engines: self.engines, tweaks: Vec::new() }
+    }
+}
+
+/// One settings adjustment of a [`TestAppBuilder`].
+type Tweak<'a> = Box<dyn FnOnce(&mut Settings) + 'a>;
+
+/// How to start a test server: `TestApp::builder().settings(|s| ..).spawn()`,
+/// or `stopped.restart().spawn()`. Defaults: a fresh store directory,
+/// [`test_settings`], any free port, the engines [`BACKENDS_ENV`] asks for.
+#[must_use = "a builder starts nothing until `spawn`"]
+pub struct TestAppBuilder<'a> {
+    dir: Option<TempDir>,
+    engines: Engines,
+    tweaks: Vec<Tweak<'a>>,
+}
+
+impl<'a> TestAppBuilder<'a> {
+    /// Adjust the settings (after [`test_settings`] and any earlier tweak).
+    pub fn settings(mut self, tweak: impl FnOnce(&mut Settings) + 'a) -> Self {
+        self.tweaks.push(Box::new(tweak));
+        self
+    }
+
+    /// Listen on `address` (to restart a server where an agent expects it).
+    pub fn listen(self, address: &str) -> Self {
+        let address = address.to_string();
+        self.settings(move |s| s.server.listen = address)
+    }
+
+    /// Start the server.
+    pub async fn spawn(self) -> TestApp {
+        let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
+        let tweaks = self.tweaks;
+        spawn_app_on(dir, self.engines, move |s| tweaks.into_iter().for_each(|tweak| tweak(s))).await
+    }
 }
 
 /// The file in a test server's directory naming its store URL, so the CLI
@@ -76,6 +112,11 @@ pub struct Stopped {
 pub const STORE_URL_FILE: &str = "store.url";
 
 impl TestApp {
+    /// A server to start: see [`TestAppBuilder`].
+    pub fn builder<'a>() -> TestAppBuilder<'a> {
+        TestAppBuilder { dir: None, engines: Engines::default(), tweaks: Vec::new() }
+    }
+
     /// Stop the server and hand back its store directory and engines.
     pub fn stop(mut self) -> Stopped {
         if let Some(tx) = self.shutdown.take() {
@@ -84,22 +125,6 @@ impl TestApp {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         Stopped { dir, engines: std::mem::take(&mut self.engines) }
     }
-}
-
-/// Start a server again on a stopped one's store (a restart).
-pub async fn spawn_app_again(stopped: Stopped) -> TestApp {
-    spawn_app_on(stopped.dir, stopped.engines, |_| {}).await
-}
-
-/// [`spawn_app_again`] listening on `address` again.
-pub async fn spawn_app_again_at(stopped: Stopped, address: &str) -> TestApp {
-    spawn_app_again_with(stopped, |s| s.server.listen = address.to_string()).await
-}
-
-/// [`spawn_app_again`] after `tweak` adjusts its settings (a restart with
-/// a new policy).
-pub async fn spawn_app_again_with(stopped: Stopped, tweak: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn_app_on(stopped.dir, stopped.engines, tweak).await
 }
 
 impl Drop for TestApp {
@@ -120,19 +145,10 @@ pub fn test_settings(dir: &TempDir) -> Settings {
     s
 }
 
-/// Start a server with default test settings.
+/// Start a server with default test settings: the common case of
+/// [`TestApp::builder`].
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
-}
-
-/// Start a server after `tweak` adjusts its settings.
-pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn_app_in(tempfile::tempdir().expect("temp dir"), tweak).await
-}
-
-/// Start a server with its store in `dir`.
-pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn_app_on(dir, Engines::default(), tweak).await
+    TestApp::builder().spawn().await
 }
 
 async fn spawn_app_on(dir: TempDir, mut engines: Engines, tweak: impl FnOnce(&mut Settings)) -> TestApp {
@@ -217,12 +233,7 @@ impl TestApp {
     /// Create a user with [`PASSWORD`].
     pub async fn add_user(&self, username: &str) -> User {
         let hash = wardkey_core::password::hash(&self.state.settings.password.argon2(), PASSWORD).unwrap();
-        let user = NewUser {
-            username: username.into(),
-            name: Some(format!("{username} name")),
-            email: Some(format!("{username}@trust.nhs.uk")),
-            roles: vec!["R8000".into()],
-        };
+        let user = wardkey_testsupport::fixtures::new_user(username);
         self.state.store.create_user(&user, Some(&hash), self.clock_now()).await.unwrap()
     }
 

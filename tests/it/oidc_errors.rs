@@ -557,7 +557,7 @@ async fn refresh_reuse_within_the_grace_gets_the_same_answer() {
 /// second is a reuse, and revokes the family.
 #[tokio::test]
 async fn no_grace_means_no_replay_even_within_the_second() {
-    let app = spawn_app_with(|s| s.oidc.refresh_reuse_grace = std::time::Duration::ZERO).await;
+    let app = TestApp::builder().settings(|s| s.oidc.refresh_reuse_grace = std::time::Duration::ZERO).spawn().await;
     let (secret, old, rotated) = signed_in_and_rotated(&app).await;
     let client = ("epr", secret.as_str());
     assert_oauth_error(refresh(&app, client, &old).await, 400, "invalid_grant").await;

@@ -277,7 +277,7 @@ async fn data_and_keys_survive_a_restart() {
     let tokens = login_and_redeem(&app, "epr", &secret, "dave").await;
     let stopped = app.stop();
 
-    let app = spawn_app_again(stopped).await;
+    let app = stopped.restart().spawn().await;
     let jwks_after: serde_json::Value = app.get("/jwks").await.json().await.unwrap();
     assert_eq!(jwks_before, jwks_after, "signing keys are kept in the store");
     // The user, password and client are still there.

@@ -232,11 +232,13 @@ async fn anonymous_authorize_requests_cannot_fill_the_memory() {
 #[tokio::test]
 async fn slow_clients_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = spawn_app_with(|s| {
-        s.server.header_read_timeout = Duration::from_secs(1);
-        s.server.request_timeout = Duration::from_secs(1);
-    })
-    .await;
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.server.header_read_timeout = Duration::from_secs(1);
+            s.server.request_timeout = Duration::from_secs(1);
+        })
+        .spawn()
+        .await;
     let address = app.base.trim_start_matches("http://").to_string();
     // Headers begun and never finished.
     let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();

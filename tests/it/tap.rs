@@ -6,16 +6,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use wardkey_core::badge::Badge;
 use wardkey_core::client::GrantType;
 use wardkey_core::clock::Clock;
 use wardkey_core::keys::SigningAlg;
 use wardkey_core::secret::{digest, random_token};
-use wardkey_core::workstation::Workstation;
+use wardkey_proto::signer::{Signer, WorkstationKey};
 use wardkey_proto::tap::{
     EnrolRequest, EnrolResponse, JOSE_CONTENT_TYPE, SESSION_TICKET_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT,
 };
@@ -23,32 +21,23 @@ use wardkey_store::CredentialKind;
 
 use crate::helpers::*;
 
-const PIN: &str = "246810";
+use wardkey_testsupport::fixtures::{self, PIN};
 
-/// A workstation as the agent is one: an Ed25519 key and an id.
+/// A workstation as the agent is one: the agent's own signer and an id.
 pub struct TestWorkstation {
     pub id: String,
-    key: Ed25519KeyPair,
+    signer: Signer,
 }
 
 impl TestWorkstation {
     /// Create a workstation on `ward` and enrol it through `POST /tap/enrol`.
     pub async fn enrol(app: &TestApp, name: &str, ward: &str) -> Self {
         let code = wardkey_core::workstation::enrolment_code();
-        let ws = Workstation {
-            id: random_token(12),
-            name: name.into(),
-            ward: ward.into(),
-            public_key: None,
-            enabled: true,
-            created_at: app.clock.now(),
-            enrolled_at: None,
-        };
+        let ws = fixtures::workstation(name, ward, app.clock.now());
         let code_digest = digest(&wardkey_idp::tap::normalise_code(&code));
         app.state.store.create_workstation(&ws, &code_digest, app.clock.now() + 3600).await.unwrap();
-        let key = Ed25519KeyPair::generate().unwrap();
-        let request =
-            EnrolRequest { code: code.to_lowercase(), public_key: URL_SAFE_NO_PAD.encode(key.public_key().as_ref()) };
+        let (key, _) = WorkstationKey::generate().unwrap();
+        let request = EnrolRequest { code: code.to_lowercase(), public_key: key.public_key_b64() };
         let r = app.http.post(app.url("/tap/enrol")).json(&request).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let enrolled: EnrolResponse = r.json().await.unwrap();
@@ -56,16 +45,18 @@ impl TestWorkstation {
         // The code worked once.
         let again = app.http.post(app.url("/tap/enrol")).json(&request).send().await.unwrap();
         assert_eq!(again.status(), 410);
-        Self { id: ws.id, key }
+        Self::with_key(ws.id, key)
+    }
+
+    /// Workstation `id` signing with `key` (enrolled or not).
+    pub fn with_key(id: String, key: WorkstationKey) -> Self {
+        // The issuer goes into no request signed through `sign`.
+        Self { signer: Signer::new(key, id.clone(), ""), id }
     }
 
     /// A compact EdDSA JWS over `claims` with header `typ`.
     pub fn sign(&self, typ: &str, claims: &Value) -> String {
-        let header = json!({"alg": "EdDSA", "kid": self.id, "typ": typ});
-        let signing_input =
-            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let signature = self.key.sign(signing_input.as_bytes());
-        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+        self.signer.sign(typ, claims).unwrap()
     }
 
     /// The envelope claims for `action` at the app's current time.
@@ -121,8 +112,7 @@ pub async fn post_jws(app: &TestApp, path: &str, jws: String) -> reqwest::Respon
 /// Give `username` a badge with `uid` and the PIN [`PIN`].
 pub async fn enrol_badge(app: &TestApp, username: &str, uid: &str) {
     let user = app.add_user(username).await;
-    let digest = wardkey_core::badge::digest(&app.state.badge_key, uid).unwrap();
-    let badge = Badge { digest, user_id: user.id.clone(), failed_pins: 0, created_at: app.clock.now() };
+    let badge = fixtures::badge(&app.state.badge_key, uid, &user.id, app.clock.now());
     app.state.store.add_badge(&badge).await.unwrap();
     let hash = wardkey_core::password::hash(&app.state.settings.password.argon2(), PIN).unwrap();
     app.state.store.set_credential(&user.id, CredentialKind::Pin, &hash, app.clock.now()).await.unwrap();
@@ -218,7 +208,7 @@ async fn hostile_and_stale_tap_requests_are_refused() {
     claims["iat"] = json!(app.clock.now() - 3600);
     assert_eq!(error_code(post_jws(&app, "/tap", ws.sign("wardkey-tap+jwt", &claims)).await, 400).await, "stale");
     // Forged: signed by a key the server does not know, claiming this id.
-    let forger = TestWorkstation { id: ws.id.clone(), key: Ed25519KeyPair::generate().unwrap() };
+    let forger = TestWorkstation::with_key(ws.id.clone(), WorkstationKey::generate().unwrap().0);
     let r = forger.send(&app, "/tap", json!({"badge": "D0D0"})).await;
     assert_eq!(error_code(r, 401).await, "invalid_signature");
     // alg none.
@@ -534,7 +524,7 @@ async fn self_enrolment_is_off_by_default_and_audited_when_on() {
     let r = ws.send(&app, "/tap/self-enrol", json!({"badge": "5E1F", "username": "mo", "password": PASSWORD})).await;
     assert_eq!(error_code(r, 403).await, "not_allowed");
 
-    let app = spawn_app_with(|s| s.tap.self_enrolment = true).await;
+    let app = TestApp::builder().settings(|s| s.tap.self_enrolment = true).spawn().await;
     app.add_user("mo").await;
     let ws = TestWorkstation::enrol(&app, "pc", "Ward 11").await;
     assert_eq!(error_code(ws.send(&app, "/tap", json!({"badge": "5E1F"})).await, 404).await, "unknown_badge");
@@ -701,7 +691,7 @@ async fn thirty_pin_guesses_at_once_are_judged_at_most_five_times() {
 /// is throttled rather than accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_password_guesses_at_once_meet_the_backoff() {
-    let app = spawn_app_with(|s| s.tap.self_enrolment = true).await;
+    let app = TestApp::builder().settings(|s| s.tap.self_enrolment = true).spawn().await;
     let mo = app.add_user("mo").await;
     let ws = TestWorkstation::enrol(&app, "pc", "Ward 9").await;
     let guesses = (0..30).map(|i| {

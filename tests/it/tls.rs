@@ -19,11 +19,13 @@ async fn https_flow_with_secure_host_cookies_and_revocation() {
     let (cert, key) = (tls_dir.path().join("cert.pem"), tls_dir.path().join("key.pem"));
     std::fs::write(&cert, &pem).unwrap();
     std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    let app = spawn_app_with(|s| {
-        s.server.tls_cert = Some(cert.clone());
-        s.server.tls_key = Some(key.clone());
-    })
-    .await;
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.server.tls_cert = Some(cert.clone());
+            s.server.tls_key = Some(key.clone());
+        })
+        .spawn()
+        .await;
     assert!(app.base.starts_with("https://"));
     app.add_user("erin").await;
     let secret = app.add_epr("epr").await;

@@ -29,7 +29,7 @@ use crate::client::{KeyTapError, ServerClient, ServerError};
 use crate::config::{AgentConfig, ConfigError};
 use crate::fido2::{Authenticator, KEY_TAP_LINE, SoftwareKey};
 use crate::hooks::{HookCall, HookRunner, Hooks};
-use crate::keys::{KeyError, Signer, WorkstationKey};
+use crate::keys::{KeyError, Signer};
 use crate::prompt::PinSource;
 use crate::reader::{Debouncer, Lines};
 use crate::state::{Effects, Input, Machine, Phase};
@@ -231,7 +231,7 @@ impl Agent {
     pub fn new(config: AgentConfig) -> Result<Self, AgentError> {
         config.validate()?;
         let enrolment = config.enrolment()?;
-        let key = WorkstationKey::load(&config.key_path())?;
+        let key = crate::keys::load_key(&config.key_path())?;
         let signer = Signer::new(key, enrolment.workstation_id, enrolment.server);
         let client = ServerClient::new(signer, config.request_timeout)?;
         let name = enrolment.name;

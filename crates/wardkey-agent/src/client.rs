@@ -280,7 +280,7 @@ impl ServerClient {
     /// tokens for the EPR client `audience`, authenticated by a
     /// `private_key_jwt` assertion.
     pub async fn token_exchange(&self, ticket: &SecretString, audience: &str) -> Result<TokenResponse, ServerError> {
-        let assertion = self.signer.client_assertion((self.clock)())?;
+        let assertion = self.signer.client_assertion((self.clock)()).map_err(KeyError::from)?;
         let form = [
             ("grant_type", TOKEN_EXCHANGE_GRANT),
             ("subject_token", ticket.expose_secret()),
@@ -320,7 +320,7 @@ impl ServerClient {
     /// digest of the ticket held (`held`). Its events come from
     /// [`DeskChannel::next`].
     pub async fn desk_channel(&self, held: Option<String>) -> Result<DeskChannel, ServerError> {
-        let jws = self.signer.tap_request(DeskSubscribe { held }, (self.clock)())?;
+        let jws = self.signer.tap_request(DeskSubscribe { held }, (self.clock)()).map_err(KeyError::from)?;
         let response = self
             .streaming
             .post(format!("{}/tap/events", self.server()))
@@ -339,7 +339,7 @@ impl ServerClient {
     }
 
     async fn send_signed<A: Serialize>(&self, path: &str, action: A) -> Result<reqwest::Response, ServerError> {
-        let jws = self.signer.tap_request(action, (self.clock)())?;
+        let jws = self.signer.tap_request(action, (self.clock)()).map_err(KeyError::from)?;
         self.http
             .post(format!("{}{path}", self.server()))
             .header(reqwest::header::CONTENT_TYPE, JOSE_CONTENT_TYPE)

@@ -15,8 +15,8 @@ use crate::client::{self, ServerError};
 use crate::config::{self, AgentConfig, ConfigError, Enrolment};
 use crate::keys::{self, KeyError, WorkstationKey};
 
-/// What `wardkey-agent enrol` was given.
-#[derive(Debug, Clone)]
+/// What `wardkey-agent enrol` was given. `Debug` hides the code.
+#[derive(Clone)]
 pub struct EnrolOptions {
     /// agent.toml to create or update.
     pub config_path: PathBuf,
@@ -26,6 +26,17 @@ pub struct EnrolOptions {
     pub code: String,
     /// Replace an existing key (re-enrolment).
     pub force: bool,
+}
+
+impl std::fmt::Debug for EnrolOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrolOptions")
+            .field("config_path", &self.config_path)
+            .field("server", &self.server)
+            .field("code", &wardkey_proto::Redacted)
+            .field("force", &self.force)
+            .finish()
+    }
 }
 
 /// Why enrolment failed.
@@ -61,7 +72,7 @@ pub async fn enrol(options: &EnrolOptions) -> Result<EnrolResponse, EnrolError> 
     if let Some(dir) = key_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| KeyError::Io { path: dir.into(), source })?;
     }
-    let (key, der) = WorkstationKey::generate()?;
+    let (key, der) = WorkstationKey::generate().map_err(KeyError::from)?;
     let pending = pending_path(&key_path);
     keys::write_key_file(&pending, &der, true)?;
 

@@ -156,8 +156,8 @@ pub struct SoftwareKey {
     key: EcdsaKeyPair,
 }
 
-/// The file's contents.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The file's contents. `Debug` hides the private key.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct KeyFile {
     /// The credential id, base64url.
     pub credential_id: String,
@@ -167,6 +167,17 @@ pub struct KeyFile {
     pub private_key: String,
     /// The signature counter last used.
     pub counter: u32,
+}
+
+impl std::fmt::Debug for KeyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyFile")
+            .field("credential_id", &self.credential_id)
+            .field("user_handle", &self.user_handle)
+            .field("private_key", &wardkey_proto::Redacted)
+            .field("counter", &self.counter)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for SoftwareKey {

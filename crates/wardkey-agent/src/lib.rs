@@ -53,3 +53,74 @@ pub use client::ServerError;
 pub use config::AgentConfig;
 pub use prompt::PinSource;
 pub use reader::{Lines, ReaderSpec};
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use secrecy::SecretString;
+    use wardkey_proto::oauth::TokenResponse;
+    use wardkey_proto::tap::UserSummary;
+
+    use crate::enrol::EnrolOptions;
+    use crate::fido2::KeyFile;
+    use crate::keys::{Signer, WorkstationKey};
+    use crate::state::ActiveSession;
+
+    /// Nothing the agent holds prints a secret through `Debug`.
+    #[test]
+    fn debug_redacts_every_secret() {
+        let (key, der) = WorkstationKey::generate().unwrap();
+        let signer = Signer::new(key, "ws_1", "https://idp.example");
+        let client = crate::client::ServerClient::new(signer, Duration::from_secs(1)).unwrap();
+        let shown = [
+            format!(
+                "{:?}",
+                EnrolOptions {
+                    config_path: "agent.toml".into(),
+                    server: "https://idp.example".into(),
+                    code: "SECRET-code".into(),
+                    force: false,
+                }
+            ),
+            format!(
+                "{:?}",
+                KeyFile {
+                    credential_id: "cred".into(),
+                    user_handle: "user".into(),
+                    private_key: "SECRET-key".into(),
+                    counter: 1,
+                }
+            ),
+            format!(
+                "{:?}",
+                ActiveSession {
+                    user: UserSummary { username: "alice".into(), name: None },
+                    ticket: SecretString::from("SECRET-ticket"),
+                    generation: 1,
+                }
+            ),
+            format!(
+                "{:?}",
+                TokenResponse {
+                    access_token: "SECRET-access".into(),
+                    token_type: "Bearer".into(),
+                    expires_in: 60,
+                    refresh_token: None,
+                    id_token: Some("SECRET-id".into()),
+                    scope: None,
+                    issued_token_type: None,
+                }
+            ),
+            format!("{client:?}"),
+        ];
+        let der_b64 = {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&der)
+        };
+        for shown in shown {
+            assert!(!shown.contains("SECRET"), "{shown}");
+            assert!(!shown.contains(&der_b64), "{shown}");
+        }
+    }
+}

@@ -17,8 +17,9 @@ use wardkey_agent::fido2::ctap2::{CardSlot, Ctap2Key};
 use wardkey_agent::{Agent, AgentConfig, Lines, PinSource, ReaderSpec, broker};
 use wardkey_proto::broker::WorkstationState;
 
-/// The Wardkey tap-and-go workstation agent.
-#[derive(Debug, Parser)]
+/// The Wardkey tap-and-go workstation agent. No `Debug` (nor on
+/// [`Command`]): `enrol --code` holds the one-time enrolment code.
+#[derive(Parser)]
 #[command(version, about)]
 struct Cli {
     /// The agent's config file.
@@ -28,7 +29,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum Command {
     /// Enrol this workstation with a one-time code from IT (makes and keeps
     /// its key, and writes agent.toml).

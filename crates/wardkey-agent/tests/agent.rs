@@ -28,7 +28,7 @@ use wardkey_agent::broker;
 use wardkey_agent::client::{ServerClient, ServerError};
 use wardkey_agent::config::{AgentConfig, HooksConfig};
 use wardkey_agent::enrol::{EnrolError, EnrolOptions, enrol};
-use wardkey_agent::keys::{KeyError, Signer, WorkstationKey};
+use wardkey_agent::keys::{self, KeyError, Signer};
 use wardkey_agent::prompt::PinSource;
 use wardkey_agent::reader::Lines;
 use wardkey_proto::broker::{BrokerEvent, WorkstationState};
@@ -331,7 +331,7 @@ fn config(setup: &Setup) -> AgentConfig {
 fn agent_with(setup: &Setup, tweak: impl FnOnce(&mut AgentConfig)) -> Agent {
     let mut config = config(setup);
     tweak(&mut config);
-    let key = WorkstationKey::load(&config.key_path()).unwrap();
+    let key = keys::load_key(&config.key_path()).unwrap();
     let enrolment = config.enrolment().unwrap();
     let signer = Signer::new(key, enrolment.workstation_id, enrolment.server);
     let client = ServerClient::new(signer, Duration::from_secs(2)).unwrap();
@@ -374,7 +374,7 @@ async fn enrolment_writes_a_private_key_and_the_config() {
     let key_path = config.key_path();
     assert_eq!(key_path, setup.dir.path().join("agent.key"));
     assert_eq!(std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777, 0o600);
-    let key = WorkstationKey::load(&key_path).unwrap();
+    let key = keys::load_key(&key_path).unwrap();
     assert_eq!(setup.server.with(|m| m.public_key.clone()).unwrap(), key.public_key());
     // Agent::new takes it from there.
     let agent = Agent::new(config).unwrap();

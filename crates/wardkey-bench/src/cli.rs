@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use wardkey_proto::Redacted;
 
 use crate::duration::parse_duration;
 use crate::mix::Mix;
@@ -167,8 +168,8 @@ pub struct ShiftChangeArgs {
     pub load: LoadArgs,
 }
 
-/// `oidc`.
-#[derive(Debug, Args)]
+/// `oidc`. `Debug` hides the client secret and the refresh tokens.
+#[derive(Args)]
 pub struct OidcArgs {
     /// The provider's issuer URL (discovery is fetched from it).
     #[arg(long, value_name = "URL")]
@@ -200,6 +201,22 @@ pub struct OidcArgs {
     /// Load options.
     #[command(flatten)]
     pub load: LoadArgs,
+}
+
+impl std::fmt::Debug for OidcArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcArgs")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &Redacted)
+            .field("refresh_tokens", &vec![Redacted; self.refresh_tokens.len()])
+            .field("refresh_token_file", &self.refresh_token_file)
+            .field("mix", &self.mix)
+            .field("scope", &self.scope)
+            .field("auth", &self.auth)
+            .field("load", &self.load)
+            .finish()
+    }
 }
 
 /// How the load is made, resolved from the options.

@@ -12,7 +12,7 @@ use crate::cli::{LoadArgs, Model, OidcArgs, SetupArgs, ShiftChangeArgs};
 use crate::duration::show;
 use crate::engine::{Finished, Pacer, RunOptions, run_closed, run_open};
 use crate::fixture::{Fixture, write_private};
-use crate::jws::{WorkstationKey, unix_now};
+use crate::jws::{self, unix_now};
 use crate::mix::{Mix, pick};
 use crate::oidc::{self, ClientAuth, Provider, Worker};
 use crate::progress::Progress;
@@ -201,7 +201,7 @@ pub async fn shift_change(args: ShiftChangeArgs) -> anyhow::Result<()> {
     let mut agents = Vec::new();
     for (n, &i) in chosen.iter().enumerate() {
         let w = &fixture.workstations[i];
-        let key = WorkstationKey::from_base64(&w.id, &w.pkcs8)?;
+        let key = jws::from_base64(&w.id, &fixture.issuer, &w.pkcs8)?;
         agents.push(Agent::new(shared.clone(), key, w.ward.clone(), weights.clone(), seed.wrapping_add(n as u64 + 1)));
     }
     let workers = agents.len();
@@ -244,7 +244,7 @@ async fn shift_mode(
     };
     let mut workstations = Vec::new();
     for w in fixture.workstations.iter().filter(|w| w.ward == ward_name) {
-        workstations.push(WorkstationKey::from_base64(&w.id, &w.pkcs8)?);
+        workstations.push(jws::from_base64(&w.id, &fixture.issuer, &w.pkcs8)?);
     }
     if workstations.is_empty() {
         bail!("no workstation of the fixture is on ward {ward_name:?}");

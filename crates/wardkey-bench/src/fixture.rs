@@ -11,6 +11,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
+use wardkey_proto::Redacted;
 
 /// Version tag of the fixture format.
 pub const SCHEMA: &str = "wardkey-bench/fixture-1";
@@ -34,8 +35,8 @@ pub struct Fixture {
     pub clients: Vec<String>,
 }
 
-/// One enrolled workstation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One enrolled workstation. `Debug` hides the key.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct FixtureWorkstation {
     /// Its name.
     pub name: String,
@@ -47,8 +48,19 @@ pub struct FixtureWorkstation {
     pub pkcs8: String,
 }
 
-/// One clinician.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+impl std::fmt::Debug for FixtureWorkstation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FixtureWorkstation")
+            .field("name", &self.name)
+            .field("ward", &self.ward)
+            .field("id", &self.id)
+            .field("pkcs8", &Redacted)
+            .finish()
+    }
+}
+
+/// One clinician. `Debug` hides the badge UID and the PIN.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct FixtureClinician {
     /// Login name.
     pub username: String,
@@ -59,6 +71,17 @@ pub struct FixtureClinician {
     pub badge: String,
     /// Tap PIN.
     pub pin: String,
+}
+
+impl std::fmt::Debug for FixtureClinician {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FixtureClinician")
+            .field("username", &self.username)
+            .field("ward", &self.ward)
+            .field("badge", &Redacted)
+            .field("pin", &Redacted)
+            .finish()
+    }
 }
 
 impl Fixture {

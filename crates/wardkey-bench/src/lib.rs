@@ -44,3 +44,41 @@ pub mod shift;
 pub mod shift_change;
 pub mod stats;
 pub mod wire;
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::fixture::{FixtureClinician, FixtureWorkstation};
+
+    /// The fixture and the `oidc` options hold test credentials: none of
+    /// them prints through `Debug`.
+    #[test]
+    fn debug_redacts_every_secret() {
+        let ws =
+            FixtureWorkstation { name: "pc".into(), ward: "A".into(), id: "ws_1".into(), pkcs8: "SECRET-key".into() };
+        let clinician = FixtureClinician {
+            username: "alice".into(),
+            ward: "A".into(),
+            badge: "SECRET-badge".into(),
+            pin: "SECRET-pin".into(),
+        };
+        let cli = crate::cli::Cli::try_parse_from([
+            "wardkey-bench",
+            "oidc",
+            "--issuer",
+            "http://127.0.0.1:9",
+            "--client-id",
+            "c",
+            "--client-secret",
+            "SECRET-client",
+            "--refresh-token",
+            "SECRET-refresh",
+        ])
+        .unwrap();
+        for shown in [format!("{ws:?}"), format!("{clinician:?}"), format!("{cli:?}")] {
+            assert!(!shown.contains("SECRET"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+    }
+}

@@ -15,6 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use tokio::time::Instant;
 use wardkey_proto::oauth::TokenResponse;
+use wardkey_proto::{Redacted, redacted_option};
 
 use crate::engine::{Actor, Outcome};
 use crate::stats::{ErrorKind, Op};
@@ -69,8 +70,8 @@ pub fn form_encode(value: &str) -> String {
     out
 }
 
-/// The provider's token endpoint and this client's credentials.
-#[derive(Debug)]
+/// The provider's token endpoint and this client's credentials. `Debug`
+/// hides the secret.
 pub struct Provider {
     /// HTTP client (no redirects, bounded time).
     pub http: reqwest::Client,
@@ -84,6 +85,18 @@ pub struct Provider {
     pub client_secret: String,
     /// `scope` for client_credentials, if any.
     pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("token_endpoint", &self.token_endpoint)
+            .field("auth", &self.auth)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &Redacted)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Provider {
@@ -107,12 +120,21 @@ impl Provider {
 }
 
 /// One OAuth client worker: client_credentials requests, and one refresh
-/// chain when it was given a refresh token.
-#[derive(Debug)]
+/// chain when it was given a refresh token. `Debug` hides the token.
 pub struct Worker {
     provider: Arc<Provider>,
     refresh_token: Option<String>,
     lost: bool,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("provider", &self.provider)
+            .field("refresh_token", &redacted_option(&self.refresh_token))
+            .field("lost", &self.lost)
+            .finish()
+    }
 }
 
 impl Worker {

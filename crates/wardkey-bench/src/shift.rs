@@ -24,7 +24,7 @@ use wardkey_proto::tap::{PinEntry, Tap, TapOut, TapResponse};
 
 use crate::engine::pace_blocking;
 use crate::fixture::FixtureClinician;
-use crate::jws::WorkstationKey;
+use crate::jws::{SignNow, Signer};
 use crate::progress::Progress;
 use crate::report::{ClinicianShift, Reference, ShiftReport, Spread};
 use crate::schedule::shift_taps;
@@ -61,7 +61,7 @@ impl ShiftPlan {
 /// One ward's workstations and clinicians, shared by the clinicians' tasks.
 pub struct Ward {
     server: Wardkey,
-    workstations: Vec<WorkstationKey>,
+    workstations: Vec<Signer>,
     /// One request at a time per workstation, as its agent sends them.
     in_use: Vec<tokio::sync::Mutex<()>>,
     /// Who is signed in at each workstation, as the answers showed.
@@ -74,7 +74,7 @@ impl Ward {
     /// The ward's workstations and clinicians.
     pub fn new(
         server: Wardkey,
-        workstations: Vec<WorkstationKey>,
+        workstations: Vec<Signer>,
         clinicians: Vec<FixtureClinician>,
         clients: Vec<String>,
     ) -> Self {
@@ -97,18 +97,17 @@ impl Ward {
     /// clinician's first tap of the shift needs a PIN, as at the start of a
     /// real one. Not measured. Returns how many sessions were ended.
     pub async fn reset(&self) -> anyhow::Result<usize> {
-        let issuer = &self.server.issuer;
         for ws in &self.workstations {
-            let (answer, _) = self.server.tap("/tap/out", ws.tap_request(issuer, TapOut { logout: false })).await;
-            answer.map_err(|e| anyhow::anyhow!("locking workstation {}: {e}", ws.id))?;
+            let (answer, _) = self.server.tap("/tap/out", ws.tap_now(TapOut { logout: false })).await;
+            answer.map_err(|e| anyhow::anyhow!("locking workstation {}: {e}", ws.workstation_id()))?;
         }
         let ws = &self.workstations[0];
         let mut ended = 0;
         for c in &self.clinicians {
-            let (answer, _) = self.server.tap("/tap", ws.tap_request(issuer, Tap { badge: c.badge.clone() })).await;
+            let (answer, _) = self.server.tap("/tap", ws.tap_now(Tap { badge: c.badge.clone() })).await;
             match answer.map_err(|e| anyhow::anyhow!("tapping {}'s badge: {e}", c.username))? {
                 TapResponse::Active { .. } | TapResponse::Switched { .. } => {
-                    let (out, _) = self.server.tap("/tap/out", ws.tap_request(issuer, TapOut { logout: true })).await;
+                    let (out, _) = self.server.tap("/tap/out", ws.tap_now(TapOut { logout: true })).await;
                     out.map_err(|e| anyhow::anyhow!("signing {} out: {e}", c.username))?;
                     ended += 1;
                 }
@@ -202,7 +201,6 @@ async fn play(ctx: Player, c: usize, mut taps: mpsc::UnboundedReceiver<Instant>)
         wait_per_login_ms: 0.0,
         slowest_request_ms: 0.0,
     };
-    let issuer = ward.server.issuer.clone();
     while let Some(due) = taps.recv().await {
         if Instant::now() >= stop {
             stats.unsent += 1;
@@ -211,8 +209,7 @@ async fn play(ctx: Player, c: usize, mut taps: mpsc::UnboundedReceiver<Instant>)
         let (k, _held) = ward.walk_up(c, &mut rng).await;
         let ws = &ward.workstations[k];
         figures.taps += 1;
-        let (answer, done) =
-            ward.server.tap("/tap", ws.tap_request(&issuer, Tap { badge: clinician.badge.clone() })).await;
+        let (answer, done) = ward.server.tap("/tap", ws.tap_now(Tap { badge: clinician.badge.clone() })).await;
         let tapped = done.saturating_duration_since(due);
         let mut ticket = None;
         match answer {
@@ -253,7 +250,7 @@ async fn play(ctx: Player, c: usize, mut taps: mpsc::UnboundedReceiver<Instant>)
                     tapped,
                 );
                 let sent = Instant::now();
-                let jws = ws.tap_request(&issuer, PinEntry { tap_id, pin: clinician.pin.clone() });
+                let jws = ws.tap_now(PinEntry { tap_id, pin: clinician.pin.clone() });
                 let (answer, done) = ward.server.tap("/tap/pin", jws).await;
                 figures.pin_entries += 1;
                 let result = match answer {

@@ -35,7 +35,7 @@ use wardkey_proto::tap::{PinEntry, Tap, TapOut, TapResponse};
 
 use crate::engine::{Actor, Outcome};
 use crate::fixture::FixtureClinician;
-use crate::jws::WorkstationKey;
+use crate::jws::{SignNow, Signer};
 use crate::mix::pick;
 use crate::stats::{ErrorKind, Op};
 use crate::wire::Wardkey;
@@ -170,7 +170,7 @@ enum Step {
 /// One workstation, acting as its agent would.
 pub struct Agent {
     shared: Arc<Shared>,
-    ws: WorkstationKey,
+    ws: Signer,
     ward: String,
     weights: Vec<f64>,
     rng: StdRng,
@@ -184,7 +184,7 @@ pub struct Agent {
 impl Agent {
     /// Workstation `ws` on `ward`, choosing episodes by `weights` (hot,
     /// pin, switch).
-    pub fn new(shared: Arc<Shared>, ws: WorkstationKey, ward: String, weights: Vec<f64>, seed: u64) -> Self {
+    pub fn new(shared: Arc<Shared>, ws: Signer, ward: String, weights: Vec<f64>, seed: u64) -> Self {
         Self {
             shared,
             ws,
@@ -355,7 +355,7 @@ impl Agent {
 
     async fn tap(&mut self, c: usize, for_pin: bool) -> Outcome {
         let badge = self.shared.pool.clinician(c).badge.clone();
-        let jws = self.ws.tap_request(&self.shared.server.issuer, Tap { badge });
+        let jws = self.ws.tap_now(Tap { badge });
         let (answer, done) = self.shared.server.tap("/tap", jws).await;
         let (op, result) = self.on_tap(c, for_pin, answer);
         Outcome { op, result, done }
@@ -363,7 +363,7 @@ impl Agent {
 
     async fn pin(&mut self, c: usize, tap_id: String) -> Outcome {
         let pin = self.shared.pool.clinician(c).pin.clone();
-        let jws = self.ws.tap_request(&self.shared.server.issuer, PinEntry { tap_id, pin });
+        let jws = self.ws.tap_now(PinEntry { tap_id, pin });
         let (answer, done) = self.shared.server.tap("/tap/pin", jws).await;
         Outcome { op: Op::PinEntry, result: self.on_pin(c, answer), done }
     }
@@ -386,7 +386,7 @@ impl Agent {
     }
 
     async fn tap_out(&mut self, logout: bool) -> Outcome {
-        let jws = self.ws.tap_request(&self.shared.server.issuer, TapOut { logout });
+        let jws = self.ws.tap_now(TapOut { logout });
         let (answer, done) = self.shared.server.tap("/tap/out", jws).await;
         let result = self.on_tap_out(logout, answer);
         Outcome { op: if logout { Op::TapOut } else { Op::TapLock }, result, done }
@@ -469,7 +469,7 @@ mod tests {
     use wardkey_proto::tap::UserSummary;
 
     use super::*;
-    use crate::jws::generate_key;
+    use crate::jws::{from_pkcs8, generate_key};
 
     fn agent(clinicians: usize, weights: [f64; 3], exchanges: usize) -> Agent {
         let server = Wardkey::new(
@@ -480,7 +480,7 @@ mod tests {
         );
         let pool = Pool::new((0..clinicians).map(|n| clinician(n, "A")).collect());
         let shared = Arc::new(Shared { server, clients: vec!["epr".into()], exchanges, pool });
-        let key = WorkstationKey::from_pkcs8("ws", &generate_key().unwrap().0).unwrap();
+        let key = from_pkcs8("ws", "http://127.0.0.1:9", &generate_key().unwrap().0).unwrap();
         Agent::new(shared, key, "A".into(), weights.to_vec(), 5)
     }
 

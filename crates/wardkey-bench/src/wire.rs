@@ -18,7 +18,7 @@ use wardkey_proto::tap::{
     EnrolRequest, EnrolResponse, JOSE_CONTENT_TYPE, SESSION_TICKET_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT, TapResponse,
 };
 
-use crate::jws::WorkstationKey;
+use crate::jws::{SignNow, Signer};
 use crate::stats::ErrorKind;
 
 /// RFC 7523 client assertion type.
@@ -185,14 +185,14 @@ impl Wardkey {
     /// `audience`, authenticated by the workstation's client assertion.
     pub async fn exchange(
         &self,
-        ws: &WorkstationKey,
+        ws: &Signer,
         ticket: &str,
         audience: &str,
     ) -> (Result<TokenResponse, ErrorKind>, Instant) {
-        let assertion = ws.client_assertion(&self.token_endpoint);
+        let assertion = ws.assertion_now(&self.token_endpoint);
         let form = [
             ("grant_type", TOKEN_EXCHANGE_GRANT),
-            ("client_id", ws.id.as_str()),
+            ("client_id", ws.workstation_id()),
             ("client_assertion_type", ASSERTION_TYPE),
             ("client_assertion", assertion.as_str()),
             ("subject_token", ticket),

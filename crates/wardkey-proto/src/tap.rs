@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Redacted;
+
 /// `Content-Type` of signed tap requests.
 pub const JOSE_CONTENT_TYPE: &str = "application/jose";
 
@@ -19,13 +21,20 @@ pub const SESSION_TICKET_TOKEN_TYPE: &str = "urn:wardkey:params:oauth:token-type
 pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 /// `POST /tap/enrol`: the agent registers its public key with a one-time
-/// code an admin got from `wardkey workstation enrol`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// code an admin got from `wardkey workstation enrol`. `Debug` hides the
+/// code.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrolRequest {
     /// The one-time enrolment code.
     pub code: String,
     /// The Ed25519 public key, 32 bytes base64url.
     pub public_key: String,
+}
+
+impl std::fmt::Debug for EnrolRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrolRequest").field("code", &Redacted).field("public_key", &self.public_key).finish()
+    }
 }
 
 /// Answer to a successful enrolment.
@@ -56,20 +65,34 @@ pub struct Envelope<A> {
     pub action: A,
 }
 
-/// `POST /tap`: a badge was read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `POST /tap`: a badge was read. `Debug` hides the UID (a badge is
+/// copied from it).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tap {
     /// The badge UID as the reader gave it (hex for PC/SC readers).
     pub badge: String,
 }
 
-/// `POST /tap/pin`: the PIN for a `pin_required` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tap").field("badge", &Redacted).finish()
+    }
+}
+
+/// `POST /tap/pin`: the PIN for a `pin_required` answer. `Debug` hides the
+/// PIN.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PinEntry {
     /// The `tap_id` of the `pin_required` answer.
     pub tap_id: String,
     /// The PIN as typed.
     pub pin: String,
+}
+
+impl std::fmt::Debug for PinEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinEntry").field("tap_id", &self.tap_id).field("pin", &Redacted).finish()
+    }
 }
 
 /// `POST /tap/self-enrol`: a clinician whose badge is not yet enrolled
@@ -150,8 +173,9 @@ pub struct UserSummary {
     pub name: Option<String>,
 }
 
-/// The server's answer to a tap or a PIN.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The server's answer to a tap or a PIN. `Debug` hides the session
+/// ticket.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum TapResponse {
     /// The clinician is in: the session is attached to this workstation.
@@ -192,13 +216,48 @@ pub enum TapResponse {
     LoggedOut,
 }
 
-/// Answer to `POST /tap/handoff`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+impl std::fmt::Debug for TapResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Active { user, session_ticket: _, expires_in } => f
+                .debug_struct("Active")
+                .field("user", user)
+                .field("session_ticket", &Redacted)
+                .field("expires_in", expires_in)
+                .finish(),
+            Self::Switched { user, previous, session_ticket: _, expires_in } => f
+                .debug_struct("Switched")
+                .field("user", user)
+                .field("previous", previous)
+                .field("session_ticket", &Redacted)
+                .field("expires_in", expires_in)
+                .finish(),
+            Self::PinRequired { tap_id, user, expires_in } => f
+                .debug_struct("PinRequired")
+                .field("tap_id", tap_id)
+                .field("user", user)
+                .field("expires_in", expires_in)
+                .finish(),
+            Self::Locked => f.write_str("Locked"),
+            Self::LoggedOut => f.write_str("LoggedOut"),
+        }
+    }
+}
+
+/// Answer to `POST /tap/handoff`. `Debug` hides the URL (it carries a
+/// one-time code that signs a browser in).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HandoffResponse {
     /// Open this once, within `expires_in` seconds, in the browser.
     pub url: String,
     /// Seconds.
     pub expires_in: u64,
+}
+
+impl std::fmt::Debug for HandoffResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandoffResponse").field("url", &Redacted).field("expires_in", &self.expires_in).finish()
+    }
 }
 
 /// A refused tap request: `error` is a stable code, `message` a sentence a

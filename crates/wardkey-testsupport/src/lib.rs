@@ -4,14 +4,29 @@
 //! service someone left running and pass on a fresh machine. Browser tests
 //! get a headless Chromium the same way ([`chromium`]).
 //!
+//! [`fixtures`] holds the directory records (users, badges, workstations)
+//! the integration tests and the benches both set up.
+//!
 //! Under `CI=true` a missing binary is a failure, never a skip: the README's
 //! test command installs the packages.
 
 #![warn(missing_docs)]
 
 pub mod chromium;
+pub mod fixtures;
 pub mod postgres;
 pub mod redis;
+
+/// Install aws-lc-rs as rustls's process-wide provider, once: rustls
+/// cannot choose by itself when both ring (reqwest) and aws-lc-rs are
+/// built, and every test server and bench needs it before the first TLS
+/// handshake.
+pub fn install_crypto() {
+    static CRYPTO: std::sync::Once = std::sync::Once::new();
+    CRYPTO.call_once(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the server).
 pub fn free_port() -> u16 {
