@@ -11,6 +11,7 @@ use suite::{audit, badge, client, key, new_user, notice, notice_ids, webauthn, w
 use wardkey_core::client::{Client, ClientAuth};
 use wardkey_core::keys::SigningAlg;
 use wardkey_core::session::ACR_BADGE_PIN;
+use wardkey_store::prelude::*;
 use wardkey_store::{AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, SqliteStore, Store, StoreError};
 
 // ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ use wardkey_core::keys::{SigningAlg, SigningKey};
 use wardkey_core::session::{ACR_PASSKEY, ACR_SECURITY_KEY};
 use wardkey_core::user::{NewUser, User};
 use wardkey_core::workstation::Workstation;
+use wardkey_store::migrate::CopyReport;
 use wardkey_store::{
     AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError, WebauthnCredential,
 };
@@ -658,40 +659,6 @@ pub async fn invites(store: &dyn Store) {
     assert_eq!(won, [bob.id], "exactly one use succeeds");
 }
 
-/// What `wardkey store migrate` does: copy every durable record of
-/// `source` into the empty `target` (keys oldest first, audit oldest first).
-async fn copy_store(source: &dyn Store, target: &dyn Store) {
-    for user in source.list_users().await.unwrap() {
-        let mut creds = Vec::new();
-        for kind in [CredentialKind::Password, CredentialKind::Pin] {
-            if let Some(hash) = source.credential(&user.id, kind).await.unwrap() {
-                creds.push((kind, hash));
-            }
-        }
-        target.import_user(&user, &creds).await.unwrap();
-        for credential in source.webauthn_credentials(&user.id).await.unwrap() {
-            target.add_webauthn_credential(&credential).await.unwrap();
-        }
-    }
-    for client in source.list_clients().await.unwrap() {
-        target.create_client(&client).await.unwrap();
-    }
-    for key in source.signing_keys().await.unwrap().iter().rev() {
-        target.import_signing_key(key).await.unwrap();
-    }
-    for ws in source.list_workstations().await.unwrap() {
-        target.import_workstation(&ws).await.unwrap();
-    }
-    let badge_key = source.server_secret("badge-key", b"unused").await.unwrap();
-    assert_eq!(target.server_secret("badge-key", &badge_key).await.unwrap(), badge_key);
-    for badge in source.list_badges().await.unwrap() {
-        target.add_badge(&badge).await.unwrap();
-    }
-    for event in source.recent_audit(u32::MAX).await.unwrap().iter().rev() {
-        target.append_audit(event).await.unwrap();
-    }
-}
-
 /// Everything `wardkey store migrate` moves reads back from the target
 /// exactly as from the source: ids, counters, timestamps, hashes, WebAuthn
 /// credentials, retired keys, enrolled and disabled workstations, badges and
@@ -765,7 +732,19 @@ pub async fn migrate_round_trip(source: &dyn Store, target: &dyn Store) {
         source.append_audit(&e).await.unwrap();
     }
 
-    copy_store(source, target).await;
+    let report = wardkey_store::migrate::copy(source, target, "badge-key").await.unwrap();
+    let expected = CopyReport {
+        users: 4,
+        credentials: 5,
+        webauthn_credentials: 3,
+        clients: 3,
+        signing_keys: 3,
+        workstations: 3,
+        badges: 3,
+        audit_records: 4,
+    };
+    assert_eq!(report, expected);
+    assert_eq!(target.server_secret("badge-key", b"unused").await.unwrap(), [0, 255, 1, 2]);
 
     // Users, by id and by list, with their counters and timestamps.
     let users = source.list_users().await.unwrap();
