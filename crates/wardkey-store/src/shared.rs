@@ -98,34 +98,34 @@ macro_rules! impl_store {
                 if Self::names_nothing(username) {
                     return Ok(None);
                 }
-                sqlx::query_as::<_, UserRow>(concat!("SELECT ", user_columns!(), " FROM users WHERE username = $1"))
-                    .bind(username)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(decode_error("users"))?
-                    .map(User::try_from)
-                    .transpose()
+                select_optional!(
+                    &self.pool,
+                    UserRow,
+                    "users",
+                    concat!("SELECT ", user_columns!(), " FROM users WHERE username = $1"),
+                    username,
+                )
             }
 
             async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
                 if Self::names_nothing(id) {
                     return Ok(None);
                 }
-                sqlx::query_as::<_, UserRow>(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(decode_error("users"))?
-                    .map(User::try_from)
-                    .transpose()
+                select_optional!(
+                    &self.pool,
+                    UserRow,
+                    "users",
+                    concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"),
+                    id,
+                )
             }
 
             async fn list_users(&self) -> StoreResult<Vec<User>> {
-                convert_all(
-                    sqlx::query_as::<_, UserRow>(concat!("SELECT ", user_columns!(), " FROM users ORDER BY username"))
-                        .fetch_all(&self.pool)
-                        .await
-                        .map_err(decode_error("users"))?,
+                select_all!(
+                    &self.pool,
+                    UserRow,
+                    "users",
+                    concat!("SELECT ", user_columns!(), " FROM users ORDER BY username"),
                 )
             }
 
@@ -339,31 +339,27 @@ macro_rules! impl_store {
                 if Self::names_nothing(user_id) {
                     return Ok(Vec::new());
                 }
-                convert_all(
-                    sqlx::query_as::<_, WebauthnRow>(concat!(
+                select_all!(
+                    &self.pool,
+                    WebauthnRow,
+                    "webauthn_credentials",
+                    concat!(
                         "SELECT ",
                         webauthn_columns!(),
-                        " FROM webauthn_credentials WHERE user_id = $1 ORDER BY created_at, id"
-                    ))
-                    .bind(user_id)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(decode_error("webauthn_credentials"))?,
+                        " FROM webauthn_credentials WHERE user_id = $1 ORDER BY created_at, id",
+                    ),
+                    user_id,
                 )
             }
 
             async fn webauthn_credential(&self, id: &[u8]) -> StoreResult<Option<WebauthnCredential>> {
-                sqlx::query_as::<_, WebauthnRow>(concat!(
-                    "SELECT ",
-                    webauthn_columns!(),
-                    " FROM webauthn_credentials WHERE id = $1"
-                ))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(decode_error("webauthn_credentials"))?
-                .map(WebauthnCredential::try_from)
-                .transpose()
+                select_optional!(
+                    &self.pool,
+                    WebauthnRow,
+                    "webauthn_credentials",
+                    concat!("SELECT ", webauthn_columns!(), " FROM webauthn_credentials WHERE id = $1"),
+                    id,
+                )
             }
 
             /// `data` the engine cannot store unchanged is refused as
@@ -485,29 +481,21 @@ macro_rules! impl_store {
                 if Self::names_nothing(client_id) {
                     return Ok(None);
                 }
-                sqlx::query_as::<_, ClientRow>(concat!(
-                    "SELECT ",
-                    client_columns!(),
-                    " FROM clients WHERE client_id = $1"
-                ))
-                .bind(client_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(decode_error("clients"))?
-                .map(Client::try_from)
-                .transpose()
+                select_optional!(
+                    &self.pool,
+                    ClientRow,
+                    "clients",
+                    concat!("SELECT ", client_columns!(), " FROM clients WHERE client_id = $1"),
+                    client_id,
+                )
             }
 
             async fn list_clients(&self) -> StoreResult<Vec<Client>> {
-                convert_all(
-                    sqlx::query_as::<_, ClientRow>(concat!(
-                        "SELECT ",
-                        client_columns!(),
-                        " FROM clients ORDER BY client_id"
-                    ))
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(decode_error("clients"))?,
+                select_all!(
+                    &self.pool,
+                    ClientRow,
+                    "clients",
+                    concat!("SELECT ", client_columns!(), " FROM clients ORDER BY client_id"),
                 )
             }
 
@@ -534,11 +522,11 @@ macro_rules! impl_store {
                     sqlite: { concat!("SELECT ", key_columns!(), " FROM signing_keys ORDER BY created_at DESC, rowid DESC") }
                     postgres: { concat!("SELECT ", key_columns!(), " FROM signing_keys ORDER BY created_at DESC, seq DESC") }
                 );
-                convert_all(
-                    sqlx::query_as::<_, KeyRow>(SQL)
-                        .fetch_all(&self.pool)
-                        .await
-                        .map_err(decode_error("signing_keys"))?,
+                select_all!(
+                    &self.pool,
+                    KeyRow,
+                    "signing_keys",
+                    SQL,
                 )
             }
 
@@ -697,29 +685,21 @@ macro_rules! impl_store {
                 if Self::names_nothing(id) {
                     return Ok(None);
                 }
-                sqlx::query_as::<_, WorkstationRow>(concat!(
-                    "SELECT ",
-                    workstation_columns!(),
-                    " FROM workstations WHERE id = $1"
-                ))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(decode_error("workstations"))?
-                .map(Workstation::try_from)
-                .transpose()
+                select_optional!(
+                    &self.pool,
+                    WorkstationRow,
+                    "workstations",
+                    concat!("SELECT ", workstation_columns!(), " FROM workstations WHERE id = $1"),
+                    id,
+                )
             }
 
             async fn list_workstations(&self) -> StoreResult<Vec<Workstation>> {
-                convert_all(
-                    sqlx::query_as::<_, WorkstationRow>(concat!(
-                        "SELECT ",
-                        workstation_columns!(),
-                        " FROM workstations ORDER BY name"
-                    ))
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(decode_error("workstations"))?,
+                select_all!(
+                    &self.pool,
+                    WorkstationRow,
+                    "workstations",
+                    concat!("SELECT ", workstation_columns!(), " FROM workstations ORDER BY name"),
                 )
             }
 
@@ -783,13 +763,13 @@ macro_rules! impl_store {
             }
 
             async fn badge(&self, digest: &[u8]) -> StoreResult<Option<Badge>> {
-                sqlx::query_as::<_, BadgeRow>(concat!("SELECT ", badge_columns!(), " FROM badges WHERE digest = $1"))
-                    .bind(digest)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(decode_error("badges"))?
-                    .map(Badge::try_from)
-                    .transpose()
+                select_optional!(
+                    &self.pool,
+                    BadgeRow,
+                    "badges",
+                    concat!("SELECT ", badge_columns!(), " FROM badges WHERE digest = $1"),
+                    digest,
+                )
             }
 
             async fn revoke_badge(&self, digest: &[u8]) -> StoreResult<()> {
@@ -861,15 +841,11 @@ macro_rules! impl_store {
             }
 
             async fn list_badges(&self) -> StoreResult<Vec<Badge>> {
-                convert_all(
-                    sqlx::query_as::<_, BadgeRow>(concat!(
-                        "SELECT ",
-                        badge_columns!(),
-                        " FROM badges ORDER BY user_id, created_at, digest"
-                    ))
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(decode_error("badges"))?,
+                select_all!(
+                    &self.pool,
+                    BadgeRow,
+                    "badges",
+                    concat!("SELECT ", badge_columns!(), " FROM badges ORDER BY user_id, created_at, digest"),
                 )
             }
         }
@@ -1025,19 +1001,42 @@ macro_rules! impl_store {
             }
 
             async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<AuditEvent>> {
-                convert_all(
-                    sqlx::query_as::<_, AuditRow>(concat!(
-                        "SELECT ",
-                        audit_columns!(),
-                        " FROM audit_log ORDER BY at DESC, id DESC LIMIT $1"
-                    ))
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(decode_error("audit_log"))?,
+                select_all!(
+                    &self.pool,
+                    AuditRow,
+                    "audit_log",
+                    concat!("SELECT ", audit_columns!(), " FROM audit_log ORDER BY at DESC, id DESC LIMIT $1"),
+                    i64::from(limit),
                 )
             }
         }
+    };
+}
+
+/// The `$row` (a `sqlx::FromRow` struct of `rows`) that `$sql` selects
+/// with `$bind`s, if any, converted into its domain value.
+macro_rules! select_optional {
+    ($pool:expr, $row:ty, $table:literal, $sql:expr $(, $bind:expr)* $(,)?) => {
+        sqlx::query_as::<_, $row>($sql)
+            $(.bind($bind))*
+            .fetch_optional($pool)
+            .await
+            .map_err(decode_error($table))?
+            .map(TryFrom::try_from)
+            .transpose()
+    };
+}
+
+/// Every `$row` that `$sql` selects with `$bind`s, converted.
+macro_rules! select_all {
+    ($pool:expr, $row:ty, $table:literal, $sql:expr $(, $bind:expr)* $(,)?) => {
+        convert_all(
+            sqlx::query_as::<_, $row>($sql)
+                $(.bind($bind))*
+                .fetch_all($pool)
+                .await
+                .map_err(decode_error($table))?,
+        )
     };
 }
 
@@ -1062,7 +1061,7 @@ macro_rules! insert_key {
     };
 }
 
-pub(crate) use {engine, impl_store, insert_key, release_pin_attempt};
+pub(crate) use {engine, impl_store, insert_key, release_pin_attempt, select_all, select_optional};
 
 use crate::StoreError;
 use crate::rows::conflict_on_unique;
@@ -1084,7 +1083,9 @@ pub(crate) fn owner_or_backend(err: sqlx::Error, not_found: impl FnOnce() -> Sto
 
 /// Imports shared by every expansion of [`impl_store!`].
 pub(crate) mod prelude {
-    pub(crate) use super::{engine, insert_key, key_conflict, owner_or_backend, release_pin_attempt};
+    pub(crate) use super::{
+        engine, insert_key, key_conflict, owner_or_backend, release_pin_attempt, select_all, select_optional,
+    };
     pub(crate) use crate::rows::{
         AuditRow, BadgeRow, ClientRow, KeyRow, LogoutRow, MAX_LOGOUT_ERROR_CHARS, UserRow, WebauthnRow, WorkstationRow,
         audit_columns, badge_columns, checked_count, client_columns, conflict_on_unique, convert_all, decode_error,

@@ -406,3 +406,14 @@ async fn webauthn_credentials_go_with_their_user_and_bad_kinds_are_corrupt() {
     let err = store.webauthn_credentials(&bob.id).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
 }
+
+/// The shared SQL is written with `$N` placeholders: SQLite binds them by
+/// number, not by position, so a placeholder may come out of order or
+/// twice.
+#[tokio::test]
+async fn dollar_placeholders() {
+    let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:").await.unwrap();
+    let row: (i64, String, i64) =
+        sqlx::query_as("SELECT $2, $1, $2 + 1").bind("one").bind(2_i64).fetch_one(&mut conn).await.unwrap();
+    assert_eq!(row, (2, "one".to_string(), 3));
+}

@@ -1007,6 +1007,34 @@ pub async fn directory_generation_moves_with_every_directory_change(store: &dyn 
     assert_eq!(store.directory_generation().await.unwrap(), last);
 }
 
+/// Writes that change no directory row leave the generation alone, so nodes
+/// keep their caches. (PostgreSQL's statement triggers moved it for every
+/// statement: each password login's `reset_pin_failures` emptied every
+/// node's cache.)
+pub async fn directory_generation_stays_when_nothing_changes(store: &dyn Store) {
+    let user = store.create_user(&new_user("still"), None, 1).await.unwrap();
+    store.add_badge(&badge(b"still-badge", &user.id, 2)).await.unwrap();
+    store.create_workstation(&workstation("ws-still", "still-pc", "W", 3), b"still-code", 100).await.unwrap();
+    let before = store.directory_generation().await.unwrap();
+
+    store.reset_pin_failures(&user.id).await.unwrap(); // nothing to reset
+    store.reset_pin_failures("nobody").await.unwrap();
+    assert_eq!(store.revoke_user_badges("nobody").await.unwrap(), 0);
+    assert!(matches!(store.reset_login_failures("nobody").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.set_workstation_enabled("no-pc", false).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.set_user_disabled("nobody", true, 4).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.remove_client("no-client").await, Err(StoreError::NotFound(_))));
+    assert!(!store.begin_pin_attempt(b"no-badge", 5).await.unwrap());
+    assert!(matches!(store.enrol_workstation(b"wrong-code", &[1; 32], 5).await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.directory_generation().await.unwrap(), before);
+
+    // A change to several rows still moves it.
+    store.add_badge(&badge(b"still-badge-2", &user.id, 6)).await.unwrap();
+    let before = store.directory_generation().await.unwrap();
+    assert_eq!(store.revoke_user_badges(&user.id).await.unwrap(), 2);
+    assert!(store.directory_generation().await.unwrap() > before);
+}
+
 /// Guesses arriving at once (issue 12): a PIN check is counted before its
 /// slow verification, so that of thirty wrong PINs sent together only the
 /// badge's remaining tries are judged; password checks are claimed one at a
@@ -1099,6 +1127,7 @@ macro_rules! all_cases {
             session_revocations,
             imports_conflict_and_write_nothing,
             directory_generation_moves_with_every_directory_change,
+            directory_generation_stays_when_nothing_changes,
             attempts_are_counted_before_they_are_judged,
         );
         $crate::suite::store_pair_suite!(
