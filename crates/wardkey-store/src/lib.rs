@@ -219,7 +219,7 @@ pub trait Store:
     async fn directory_generation(&self) -> StoreResult<i64>;
 }
 
-/// The store's users and their login attempts.
+/// Users and their login attempts.
 #[async_trait]
 pub trait UserStore: Send + Sync {
     /// Create a user with a fresh opaque id. `Conflict` if the username is
@@ -257,7 +257,8 @@ pub trait UserStore: Send + Sync {
     async fn import_user(&self, user: &User, credentials: &[(CredentialKind, String)]) -> StoreResult<()>;
 }
 
-/// The store's what a user signs in with: secret hashes (password, PIN), WebAuthn credentials, and the enrolment invites that lead to them.
+/// What a user signs in with: secret hashes (password, PIN), WebAuthn
+/// credentials, and the enrolment invites that lead to them.
 #[async_trait]
 pub trait CredentialStore: Send + Sync {
     /// Set (replace) a user's credential of `kind`. `NotFound` if no user.
@@ -299,7 +300,7 @@ pub trait CredentialStore: Send + Sync {
     async fn take_invite(&self, digest: &[u8], now: i64) -> StoreResult<Option<String>>;
 }
 
-/// The store's registered OIDC clients (relying parties).
+/// Registered OIDC clients (relying parties).
 #[async_trait]
 pub trait ClientStore: Send + Sync {
     /// Register a client. `Conflict` if the id is taken.
@@ -312,7 +313,8 @@ pub trait ClientStore: Send + Sync {
     async fn remove_client(&self, client_id: &str) -> StoreResult<()>;
 }
 
-/// The store's tap workstations and the badges tapped on them, with the badges' wrong-PIN counts.
+/// Tap workstations and the badges tapped on them, with the badges'
+/// wrong-PIN counts.
 #[async_trait]
 pub trait WorkstationStore: Send + Sync {
     /// Create a workstation awaiting enrolment with a one-time code (its
@@ -359,7 +361,7 @@ pub trait WorkstationStore: Send + Sync {
     async fn list_badges(&self) -> StoreResult<Vec<Badge>>;
 }
 
-/// The store's token signing keys and the named server secrets every node shares.
+/// Token signing keys and the named server secrets every node shares.
 #[async_trait]
 pub trait KeyStore: Send + Sync {
     /// Every signing key, newest first, retired ones included.
@@ -377,7 +379,7 @@ pub trait KeyStore: Send + Sync {
     async fn server_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;
 }
 
-/// The store's the append-only audit log.
+/// The append-only audit log.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// Append an audit record.
@@ -386,7 +388,8 @@ pub trait AuditStore: Send + Sync {
     async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<AuditEvent>>;
 }
 
-/// The store's what ends sessions elsewhere: the back-channel logout outbox and the session revocation requests the admin CLI leaves for the servers.
+/// What ends sessions elsewhere: the back-channel logout outbox and the
+/// session revocation requests the admin CLI leaves for the servers.
 #[async_trait]
 pub trait LogoutStore: Send + Sync {
     /// Queue back-channel logouts due at `due_at`, all in one transaction.

@@ -95,38 +95,15 @@ macro_rules! impl_store {
             }
 
             async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
-                if Self::names_nothing(username) {
-                    return Ok(None);
-                }
-                select_optional!(
-                    &self.pool,
-                    UserRow,
-                    "users",
-                    concat!("SELECT ", user_columns!(), " FROM users WHERE username = $1"),
-                    username,
-                )
+                find_by!(self, UserRow, "users", user_columns, "username" = text username)
             }
 
             async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
-                if Self::names_nothing(id) {
-                    return Ok(None);
-                }
-                select_optional!(
-                    &self.pool,
-                    UserRow,
-                    "users",
-                    concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"),
-                    id,
-                )
+                find_by!(self, UserRow, "users", user_columns, "id" = text id)
             }
 
             async fn list_users(&self) -> StoreResult<Vec<User>> {
-                select_all!(
-                    &self.pool,
-                    UserRow,
-                    "users",
-                    concat!("SELECT ", user_columns!(), " FROM users ORDER BY username"),
-                )
+                list_all!(self, UserRow, "users", user_columns, "username")
             }
 
             async fn set_user_disabled(&self, username: &str, disabled: bool, now: i64) -> StoreResult<()> {
@@ -353,29 +330,21 @@ macro_rules! impl_store {
             }
 
             async fn webauthn_credential(&self, id: &[u8]) -> StoreResult<Option<WebauthnCredential>> {
-                select_optional!(
-                    &self.pool,
-                    WebauthnRow,
-                    "webauthn_credentials",
-                    concat!("SELECT ", webauthn_columns!(), " FROM webauthn_credentials WHERE id = $1"),
-                    id,
-                )
+                find_by!(self, WebauthnRow, "webauthn_credentials", webauthn_columns, "id" = id)
             }
 
             /// `data` the engine cannot store unchanged is refused as
             /// `Corrupt`, as in `add_webauthn_credential`.
             async fn update_webauthn_credential(&self, id: &[u8], data: &str, used_at: i64) -> StoreResult<()> {
                 Self::storable_import("webauthn credential", "data", data)?;
-                let done = sqlx::query("UPDATE webauthn_credentials SET data = $1, last_used_at = $2 WHERE id = $3")
-                    .bind(data)
-                    .bind(used_at)
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound("webauthn credential".to_string()));
-                }
-                Ok(())
+                change_one!(
+                    self,
+                    || StoreError::NotFound("webauthn credential".to_string()),
+                    "UPDATE webauthn_credentials SET data = $1, last_used_at = $2 WHERE id = $3",
+                    data,
+                    used_at,
+                    id,
+                )
             }
 
             async fn remove_webauthn_credential(&self, user_id: &str, id: &[u8]) -> StoreResult<()> {
@@ -383,15 +352,13 @@ macro_rules! impl_store {
                 if Self::names_nothing(user_id) {
                     return Err(not_found());
                 }
-                let done = sqlx::query("DELETE FROM webauthn_credentials WHERE id = $1 AND user_id = $2")
-                    .bind(id)
-                    .bind(user_id)
-                    .execute(&self.pool)
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err(not_found());
-                }
-                Ok(())
+                change_one!(
+                    self,
+                    not_found,
+                    "DELETE FROM webauthn_credentials WHERE id = $1 AND user_id = $2",
+                    id,
+                    user_id,
+                )
             }
 
             async fn set_webauthn_suspended(&self, user_id: &str, id: &[u8], at: Option<i64>) -> StoreResult<()> {
@@ -399,17 +366,14 @@ macro_rules! impl_store {
                 if Self::names_nothing(user_id) {
                     return Err(not_found());
                 }
-                let done =
-                    sqlx::query("UPDATE webauthn_credentials SET suspended_at = $1 WHERE user_id = $2 AND id = $3")
-                        .bind(at)
-                        .bind(user_id)
-                        .bind(id)
-                        .execute(&self.pool)
-                        .await?;
-                if done.rows_affected() == 0 {
-                    return Err(not_found());
-                }
-                Ok(())
+                change_one!(
+                    self,
+                    not_found,
+                    "UPDATE webauthn_credentials SET suspended_at = $1 WHERE user_id = $2 AND id = $3",
+                    at,
+                    user_id,
+                    id,
+                )
             }
 
             async fn create_invite(&self, digest: &[u8], user_id: &str, now: i64, expires_at: i64) -> StoreResult<()> {
@@ -478,25 +442,11 @@ macro_rules! impl_store {
             }
 
             async fn client(&self, client_id: &str) -> StoreResult<Option<Client>> {
-                if Self::names_nothing(client_id) {
-                    return Ok(None);
-                }
-                select_optional!(
-                    &self.pool,
-                    ClientRow,
-                    "clients",
-                    concat!("SELECT ", client_columns!(), " FROM clients WHERE client_id = $1"),
-                    client_id,
-                )
+                find_by!(self, ClientRow, "clients", client_columns, "client_id" = text client_id)
             }
 
             async fn list_clients(&self) -> StoreResult<Vec<Client>> {
-                select_all!(
-                    &self.pool,
-                    ClientRow,
-                    "clients",
-                    concat!("SELECT ", client_columns!(), " FROM clients ORDER BY client_id"),
-                )
+                list_all!(self, ClientRow, "clients", client_columns, "client_id")
             }
 
             async fn remove_client(&self, client_id: &str) -> StoreResult<()> {
@@ -504,12 +454,7 @@ macro_rules! impl_store {
                 if Self::names_nothing(client_id) {
                     return Err(not_found());
                 }
-                let done =
-                    sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(client_id).execute(&self.pool).await?;
-                if done.rows_affected() == 0 {
-                    return Err(not_found());
-                }
-                Ok(())
+                change_one!(self, not_found, "DELETE FROM clients WHERE client_id = $1", client_id)
             }
         }
 
@@ -519,8 +464,12 @@ macro_rules! impl_store {
                 // Keys created in the same second keep their insertion order:
                 // SQLite's rowid, PostgreSQL's `seq` column.
                 const SQL: &str = engine!($engine,
-                    sqlite: { concat!("SELECT ", key_columns!(), " FROM signing_keys ORDER BY created_at DESC, rowid DESC") }
-                    postgres: { concat!("SELECT ", key_columns!(), " FROM signing_keys ORDER BY created_at DESC, seq DESC") }
+                    sqlite: {
+                        concat!("SELECT ", key_columns!(), " FROM signing_keys ORDER BY created_at DESC, rowid DESC")
+                    }
+                    postgres: {
+                        concat!("SELECT ", key_columns!(), " FROM signing_keys ORDER BY created_at DESC, seq DESC")
+                    }
                 );
                 select_all!(
                     &self.pool,
@@ -628,21 +577,8 @@ macro_rules! impl_store {
                 code_digest: &[u8],
                 code_expires_at: i64,
             ) -> StoreResult<()> {
-                sqlx::query(concat!(
-                    "INSERT INTO workstations (",
-                    workstation_columns!(),
-                    ", enrol_code_digest, enrol_code_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-                ))
-                .bind(&ws.id)
-                .bind(&ws.name)
-                .bind(&ws.ward)
-                .bind(&ws.public_key)
-                .bind(ws.enabled)
-                .bind(ws.created_at)
-                .bind(ws.enrolled_at)
-                .bind(code_digest)
-                .bind(code_expires_at)
-                .execute(&self.pool)
+                insert_workstation!(ws, Some(code_digest), Some(code_expires_at))
+                    .execute(&self.pool)
                 .await
                 .map_err(|e| Self::workstation_conflict(e, ws))?;
                 Ok(())
@@ -682,25 +618,11 @@ macro_rules! impl_store {
             }
 
             async fn workstation(&self, id: &str) -> StoreResult<Option<Workstation>> {
-                if Self::names_nothing(id) {
-                    return Ok(None);
-                }
-                select_optional!(
-                    &self.pool,
-                    WorkstationRow,
-                    "workstations",
-                    concat!("SELECT ", workstation_columns!(), " FROM workstations WHERE id = $1"),
-                    id,
-                )
+                find_by!(self, WorkstationRow, "workstations", workstation_columns, "id" = text id)
             }
 
             async fn list_workstations(&self) -> StoreResult<Vec<Workstation>> {
-                select_all!(
-                    &self.pool,
-                    WorkstationRow,
-                    "workstations",
-                    concat!("SELECT ", workstation_columns!(), " FROM workstations ORDER BY name"),
-                )
+                list_all!(self, WorkstationRow, "workstations", workstation_columns, "name")
             }
 
             async fn set_workstation_enabled(&self, name: &str, enabled: bool) -> StoreResult<()> {
@@ -708,15 +630,7 @@ macro_rules! impl_store {
                 if Self::names_nothing(name) {
                     return Err(not_found());
                 }
-                let done = sqlx::query("UPDATE workstations SET enabled = $1 WHERE name = $2")
-                    .bind(enabled)
-                    .bind(name)
-                    .execute(&self.pool)
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err(not_found());
-                }
-                Ok(())
+                change_one!(self, not_found, "UPDATE workstations SET enabled = $1 WHERE name = $2", enabled, name)
             }
 
             /// Text the engine cannot store unchanged is refused as
@@ -726,19 +640,9 @@ macro_rules! impl_store {
                 Self::storable_import(&what, "id", &ws.id)?;
                 Self::storable_import(&what, "name", &ws.name)?;
                 Self::storable_import(&what, "ward", &ws.ward)?;
-                sqlx::query(concat!(
-                    "INSERT INTO workstations (",
-                    workstation_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                ))
-                .bind(&ws.id)
-                .bind(&ws.name)
-                .bind(&ws.ward)
-                .bind(&ws.public_key)
-                .bind(ws.enabled)
-                .bind(ws.created_at)
-                .bind(ws.enrolled_at)
-                .execute(&self.pool)
+                // No pending enrolment code.
+                insert_workstation!(ws, None::<&[u8]>, None::<i64>)
+                    .execute(&self.pool)
                 .await
                 .map_err(|e| Self::workstation_conflict(e, ws))?;
                 Ok(())
@@ -763,21 +667,16 @@ macro_rules! impl_store {
             }
 
             async fn badge(&self, digest: &[u8]) -> StoreResult<Option<Badge>> {
-                select_optional!(
-                    &self.pool,
-                    BadgeRow,
-                    "badges",
-                    concat!("SELECT ", badge_columns!(), " FROM badges WHERE digest = $1"),
-                    digest,
-                )
+                find_by!(self, BadgeRow, "badges", badge_columns, "digest" = digest)
             }
 
             async fn revoke_badge(&self, digest: &[u8]) -> StoreResult<()> {
-                let done = sqlx::query("DELETE FROM badges WHERE digest = $1").bind(digest).execute(&self.pool).await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound("badge".to_string()));
-                }
-                Ok(())
+                change_one!(
+                    self,
+                    || StoreError::NotFound("badge".to_string()),
+                    "DELETE FROM badges WHERE digest = $1",
+                    digest,
+                )
             }
 
             /// An unknown user has none: 0.
@@ -841,12 +740,7 @@ macro_rules! impl_store {
             }
 
             async fn list_badges(&self) -> StoreResult<Vec<Badge>> {
-                select_all!(
-                    &self.pool,
-                    BadgeRow,
-                    "badges",
-                    concat!("SELECT ", badge_columns!(), " FROM badges ORDER BY user_id, created_at, digest"),
-                )
+                list_all!(self, BadgeRow, "badges", badge_columns, "user_id, created_at, digest")
             }
         }
 
@@ -1040,12 +934,73 @@ macro_rules! select_all {
     };
 }
 
+/// The `$row` of `$table` whose `$column` is `$key`, converted; with
+/// `text`, a key the engine cannot store (`names_nothing`) answers `None`
+/// without asking.
+macro_rules! find_by {
+    ($self:ident, $row:ty, $table:literal, $columns:ident, $column:literal = text $key:expr) => {{
+        if Self::names_nothing($key) {
+            return Ok(None);
+        }
+        find_by!($self, $row, $table, $columns, $column = $key)
+    }};
+    ($self:ident, $row:ty, $table:literal, $columns:ident, $column:literal = $key:expr) => {
+        select_optional!(
+            &$self.pool,
+            $row,
+            $table,
+            concat!("SELECT ", $columns!(), " FROM ", $table, " WHERE ", $column, " = $1"),
+            $key
+        )
+    };
+}
+
+/// Run the statement `$sql` with `$bind`s: `Err($not_found())` if it
+/// changed no row.
+macro_rules! change_one {
+    ($self:ident, $not_found:expr, $sql:expr $(, $bind:expr)* $(,)?) => {
+        match sqlx::query($sql)$(.bind($bind))*.execute(&$self.pool).await {
+            Ok(done) if done.rows_affected() == 0 => Err($not_found()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(StoreError::from(e)),
+        }
+    };
+}
+
+/// Every `$row` of `$table` in `$order`, converted.
+macro_rules! list_all {
+    ($self:ident, $row:ty, $table:literal, $columns:ident, $order:literal) => {
+        select_all!(&$self.pool, $row, $table, concat!("SELECT ", $columns!(), " FROM ", $table, " ORDER BY ", $order))
+    };
+}
+
 /// `UPDATE badges SET pin_attempts = …`: one check under way fewer, never
 /// below zero (SQLite's two-argument `MAX` is PostgreSQL's `GREATEST`, so
 /// neither).
 macro_rules! release_pin_attempt {
     () => {
         "CASE WHEN pin_attempts > 0 THEN pin_attempts - 1 ELSE 0 END"
+    };
+}
+
+/// The insert of one workstation exactly as given, with its pending
+/// enrolment code (digest and expiry), if any.
+macro_rules! insert_workstation {
+    ($ws:expr, $code_digest:expr, $code_expires_at:expr) => {
+        sqlx::query(concat!(
+            "INSERT INTO workstations (",
+            workstation_columns!(),
+            ", enrol_code_digest, enrol_code_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&$ws.id)
+        .bind(&$ws.name)
+        .bind(&$ws.ward)
+        .bind(&$ws.public_key)
+        .bind($ws.enabled)
+        .bind($ws.created_at)
+        .bind($ws.enrolled_at)
+        .bind($code_digest)
+        .bind($code_expires_at)
     };
 }
 
@@ -1061,7 +1016,10 @@ macro_rules! insert_key {
     };
 }
 
-pub(crate) use {engine, impl_store, insert_key, release_pin_attempt, select_all, select_optional};
+pub(crate) use {
+    change_one, engine, find_by, impl_store, insert_key, insert_workstation, list_all, release_pin_attempt, select_all,
+    select_optional,
+};
 
 use crate::StoreError;
 use crate::rows::conflict_on_unique;
@@ -1084,7 +1042,8 @@ pub(crate) fn owner_or_backend(err: sqlx::Error, not_found: impl FnOnce() -> Sto
 /// Imports shared by every expansion of [`impl_store!`].
 pub(crate) mod prelude {
     pub(crate) use super::{
-        engine, insert_key, key_conflict, owner_or_backend, release_pin_attempt, select_all, select_optional,
+        change_one, engine, find_by, insert_key, insert_workstation, key_conflict, list_all, owner_or_backend,
+        release_pin_attempt, select_all, select_optional,
     };
     pub(crate) use crate::rows::{
         AuditRow, BadgeRow, ClientRow, KeyRow, LogoutRow, MAX_LOGOUT_ERROR_CHARS, UserRow, WebauthnRow, WorkstationRow,
