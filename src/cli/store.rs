@@ -3,8 +3,7 @@
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::json;
-use wardkey_core::secret::new_secret;
-use wardkey_store::{CredentialKind, Store};
+use wardkey_store::Store;
 
 use super::shared::{audit, print};
 
@@ -57,70 +56,6 @@ pub async fn run(cmd: StoreCommand, json_out: bool) -> anyhow::Result<()> {
 /// how many of each kind moved. Pending workstation enrolment codes and
 /// invites are not moved (only digests exist): issue new ones.
 async fn migrate(source: &dyn Store, target: &dyn Store) -> anyhow::Result<serde_json::Value> {
-    let empty = target.list_users().await?.is_empty()
-        && target.list_clients().await?.is_empty()
-        && target.signing_keys().await?.is_empty()
-        && target.list_workstations().await?.is_empty();
-    if !empty {
-        bail!("the target store is not empty: migrate into a new, empty database");
-    }
-    let users = source.list_users().await?;
-    let mut credentials = 0;
-    let mut webauthn_credentials = 0;
-    for user in &users {
-        let mut creds = Vec::new();
-        for kind in [CredentialKind::Password, CredentialKind::Pin] {
-            if let Some(hash) = source.credential(&user.id, kind).await? {
-                creds.push((kind, hash));
-            }
-        }
-        credentials += creds.len();
-        target.import_user(user, &creds).await.with_context(|| format!("user {:?}", user.username))?;
-        // Passkeys and security keys, with their signature counters and
-        // last use, so nobody registers theirs again.
-        let authenticators = source.webauthn_credentials(&user.id).await?;
-        for credential in &authenticators {
-            target
-                .add_webauthn_credential(credential)
-                .await
-                .with_context(|| format!("WebAuthn credential {:?} of user {:?}", credential.name, user.username))?;
-        }
-        webauthn_credentials += authenticators.len();
-    }
-    let clients = source.list_clients().await?;
-    for client in &clients {
-        target.create_client(client).await.with_context(|| format!("client {:?}", client.client_id))?;
-    }
-    let keys = source.signing_keys().await?;
-    // Oldest first, so "newest first" reads back the same on the target.
-    for key in keys.iter().rev() {
-        target.import_signing_key(key).await.with_context(|| format!("signing key {}", key.kid))?;
-    }
-    let workstations = source.list_workstations().await?;
-    for ws in &workstations {
-        target.import_workstation(ws).await.with_context(|| format!("workstation {:?}", ws.name))?;
-    }
-    // Badge digests only mean something with the key that made them.
-    let badge_key = source.server_secret(wardkey_core::badge::DIGEST_KEY_NAME, new_secret().as_bytes()).await?;
-    if target.server_secret(wardkey_core::badge::DIGEST_KEY_NAME, &badge_key).await? != badge_key {
-        bail!("the target store already has a different badge key");
-    }
-    let badges = source.list_badges().await?;
-    for badge in &badges {
-        target.add_badge(badge).await.context("badge")?;
-    }
-    let audit = source.recent_audit(u32::MAX).await?;
-    for event in audit.iter().rev() {
-        target.append_audit(event).await.context("audit record")?;
-    }
-    Ok(json!({
-        "users": users.len(),
-        "credentials": credentials,
-        "webauthn_credentials": webauthn_credentials,
-        "clients": clients.len(),
-        "signing_keys": keys.len(),
-        "workstations": workstations.len(),
-        "badges": badges.len(),
-        "audit_records": audit.len(),
-    }))
+    let report = wardkey_store::migrate::copy(source, target, wardkey_core::badge::DIGEST_KEY_NAME).await?;
+    Ok(serde_json::to_value(report)?)
 }

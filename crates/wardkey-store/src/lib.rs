@@ -9,12 +9,36 @@
 //!
 //! Nothing on the tap hot path needs the store; it is read on logins, client
 //! authentication and admin commands.
+//!
+//! Layout: [`Store`] gathers one small trait per aggregate ([`UserStore`],
+//! [`CredentialStore`], [`ClientStore`], [`WorkstationStore`], [`KeyStore`],
+//! [`AuditStore`], [`LogoutStore`]; all in [`prelude`]). Both engines
+//! implement them from one body per method: `shared` holds a macro in the
+//! style of vaultwarden's `db_run!` that expands each body once per engine
+//! against that engine's pool, with SQL written once in `$N` placeholders
+//! (SQLite binds `$N` by index too) and an `engine!` switch where the
+//! dialects really differ. `sqlite` and `postgres` keep only opening the
+//! pool, their error wording and those differences; `rows` decodes rows
+//! (`sqlx::FromRow`) into domain values. We chose a macro over sea-query or
+//! generic functions because the SQL stays readable and checked in one place,
+//! no dependency is added, and generic executors need the `where` bounds this
+//! replaces. [`migrate::copy`] is `wardkey store migrate`.
 
 #![warn(missing_docs)]
 
+pub mod migrate;
 mod postgres;
 mod rows;
+mod shared;
 mod sqlite;
+
+/// Every store trait, for `use wardkey_store::prelude::*;`: calling a method
+/// of an aggregate trait on an `Arc<dyn Store>` needs that trait in scope.
+pub mod prelude {
+    pub use crate::{
+        AuditStore, ClientStore, CredentialStore, KeyStore, LogoutStore, Store, UserStore, WorkstationStore,
+    };
+}
 
 use std::sync::Arc;
 
@@ -166,14 +190,38 @@ pub struct NewLogoutNotice {
     pub sid: String,
 }
 
-/// The durable directory. Object safe so the server can hold
-/// `Arc<dyn Store>`; every method is one short transaction, so a failure
-/// never leaves a partial write.
+/// The durable directory, as callers hold it: `Arc<dyn Store>`. Object
+/// safe; every method (here and on the aggregate traits it gathers) is one
+/// short transaction, so a failure never leaves a partial write. Split by
+/// aggregate so a reader finds a method next to its kin; the aggregates are
+/// supertraits, so import them (`use wardkey_store::prelude::*;`) to call
+/// their methods.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    UserStore
+    + CredentialStore
+    + ClientStore
+    + WorkstationStore
+    + KeyStore
+    + AuditStore
+    + LogoutStore
+    + Send
+    + Sync
+    + 'static
+{
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
+    /// A number that changes whenever a user, badge, workstation or client
+    /// changes (a trigger bumps it in the same transaction). Nodes cache
+    /// those rows for the hot path and drop the cache when it moves.
+    /// WebAuthn credentials do not move it: no node caches them, a WebAuthn
+    /// sign-in reads the store.
+    async fn directory_generation(&self) -> StoreResult<i64>;
+}
 
+/// Users and their login attempts.
+#[async_trait]
+pub trait UserStore: Send + Sync {
     /// Create a user with a fresh opaque id. `Conflict` if the username is
     /// taken. If `password_hash` is given it is stored in the same
     /// transaction, so a user never exists half-made.
@@ -185,7 +233,7 @@ pub trait Store: Send + Sync + 'static {
     /// Every user, ordered by username.
     async fn list_users(&self) -> StoreResult<Vec<User>>;
     /// Enable or disable a user. Disabling also asks the servers to end the
-    /// user's sessions (as [`Store::request_session_revocation`]), in the
+    /// user's sessions (as [`LogoutStore::request_session_revocation`]), in the
     /// same transaction. `NotFound` if no such user.
     async fn set_user_disabled(&self, username: &str, disabled: bool, now: i64) -> StoreResult<()>;
     /// Claim the one password check a user may have under way, before the
@@ -195,101 +243,28 @@ pub trait Store: Send + Sync + 'static {
     /// previous one left (NIST SP 800-63B §5.2.2); `false` too for no such
     /// user.
     async fn begin_login_attempt(&self, user_id: &str, now: i64, limit: u32, stale_before: i64) -> StoreResult<bool>;
-    /// Release a claim of [`Store::begin_login_attempt`] after a right
-    /// password ([`Store::record_login_failure`] releases it after a wrong one).
+    /// Release a claim of [`UserStore::begin_login_attempt`] after a right
+    /// password ([`UserStore::record_login_failure`] releases it after a wrong one).
     async fn end_login_attempt(&self, user_id: &str) -> StoreResult<()>;
     /// Record a failed password check (releasing the attempt's claim);
     /// returns the new consecutive count.
     async fn record_login_failure(&self, user_id: &str, now: i64) -> StoreResult<u32>;
     /// Reset the failure count after a successful check or an admin unlock.
     async fn reset_login_failures(&self, user_id: &str) -> StoreResult<()>;
+    /// Insert a user exactly as given (id, counters, timestamps) with its
+    /// credentials `(kind, hash)`, in one transaction; for `wardkey store
+    /// migrate`. `Conflict` if the id or username exists.
+    async fn import_user(&self, user: &User, credentials: &[(CredentialKind, String)]) -> StoreResult<()>;
+}
 
+/// What a user signs in with: secret hashes (password, PIN), WebAuthn
+/// credentials, and the enrolment invites that lead to them.
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
     /// Set (replace) a user's credential of `kind`. `NotFound` if no user.
     async fn set_credential(&self, user_id: &str, kind: CredentialKind, hash: &str, now: i64) -> StoreResult<()>;
     /// A user's credential hash of `kind`, if set.
     async fn credential(&self, user_id: &str, kind: CredentialKind) -> StoreResult<Option<String>>;
-
-    /// Register a client. `Conflict` if the id is taken.
-    async fn create_client(&self, client: &Client) -> StoreResult<()>;
-    /// Look a client up.
-    async fn client(&self, client_id: &str) -> StoreResult<Option<Client>>;
-    /// Every client, ordered by id.
-    async fn list_clients(&self) -> StoreResult<Vec<Client>>;
-    /// Remove a client. `NotFound` if no such client.
-    async fn remove_client(&self, client_id: &str) -> StoreResult<()>;
-
-    /// Every signing key, newest first, retired ones included.
-    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
-    /// Add new keys and retire every other unretired key with the same
-    /// algorithms at `now`, in one transaction.
-    async fn rotate_signing_keys(&self, new_keys: &[SigningKey], now: i64) -> StoreResult<()>;
-    /// Delete keys retired before `before`.
-    async fn purge_signing_keys(&self, retired_before: i64) -> StoreResult<u64>;
-
-    /// Create a workstation awaiting enrolment with a one-time code (its
-    /// digest) valid until `code_expires_at`. `Conflict` if the name is taken.
-    async fn create_workstation(&self, ws: &Workstation, code_digest: &[u8], code_expires_at: i64) -> StoreResult<()>;
-    /// Redeem an enrolment code: set the public key and clear the code, in
-    /// one statement so a code works once. `NotFound` if no workstation has
-    /// this code unexpired at `now`.
-    async fn enrol_workstation(&self, code_digest: &[u8], public_key: &[u8], now: i64) -> StoreResult<Workstation>;
-    /// Look a workstation up by id.
-    async fn workstation(&self, id: &str) -> StoreResult<Option<Workstation>>;
-    /// Every workstation, ordered by name.
-    async fn list_workstations(&self) -> StoreResult<Vec<Workstation>>;
-    /// Enable or disable a workstation by name. `NotFound` if none.
-    async fn set_workstation_enabled(&self, name: &str, enabled: bool) -> StoreResult<()>;
-
-    /// Enrol a badge. `Conflict` if the digest is already enrolled (to anyone).
-    async fn add_badge(&self, badge: &Badge) -> StoreResult<()>;
-    /// Look a badge up by digest.
-    async fn badge(&self, digest: &[u8]) -> StoreResult<Option<Badge>>;
-    /// Revoke one badge. `NotFound` if not enrolled.
-    async fn revoke_badge(&self, digest: &[u8]) -> StoreResult<()>;
-    /// Revoke every badge of a user; returns how many.
-    async fn revoke_user_badges(&self, user_id: &str) -> StoreResult<u64>;
-    /// Count a PIN check of a badge as under way, before the slow
-    /// verification: `false` if its wrong PINs plus the checks already
-    /// under way reach `limit`, so that however many guesses arrive at once,
-    /// at most `limit` are ever judged; `false` too for a badge not enrolled.
-    async fn begin_pin_attempt(&self, digest: &[u8], limit: u32) -> StoreResult<bool>;
-    /// Release a check of [`Store::begin_pin_attempt`] after a right PIN
-    /// ([`Store::record_pin_failure`] releases it after a wrong one).
-    async fn end_pin_attempt(&self, digest: &[u8]) -> StoreResult<()>;
-    /// Count a wrong PIN against a badge (releasing one check under way, if
-    /// any); returns the new consecutive count.
-    async fn record_pin_failure(&self, digest: &[u8]) -> StoreResult<u32>;
-    /// Clear wrong-PIN counts on every badge of a user (a correct PIN, a
-    /// password login, or an admin reset), and any PIN check left counted
-    /// by a request that never finished.
-    async fn reset_pin_failures(&self, user_id: &str) -> StoreResult<()>;
-
-    /// The server secret called `name`, storing `candidate` if there is none
-    /// yet; every node and the CLI then agree on one value.
-    async fn server_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;
-
-    /// Queue back-channel logouts due at `due_at`, all in one transaction.
-    /// There is one notice per (client, sid): queuing one again only brings
-    /// it forward, so an RP is told once per session.
-    async fn enqueue_logouts(&self, notices: &[NewLogoutNotice], due_at: i64, now: i64) -> StoreResult<()>;
-    /// Claim up to `limit` notices due at `now` for `lease` seconds: they are
-    /// not due again until the lease ends, so two nodes never deliver the
-    /// same notice at once.
-    async fn claim_due_logouts(&self, now: i64, lease: i64, limit: u32) -> StoreResult<Vec<LogoutNotice>>;
-    /// A notice was delivered: delete it.
-    async fn logout_delivered(&self, id: i64) -> StoreResult<()>;
-    /// Not yet: the notice watches a session that is still live; look again
-    /// at `next_attempt_at` (no attempt is counted).
-    async fn postpone_logout(&self, id: i64, next_attempt_at: i64) -> StoreResult<()>;
-    /// A delivery failed: count the attempt and retry at `next_attempt_at`.
-    async fn logout_failed(&self, id: i64, next_attempt_at: i64, error: &str) -> StoreResult<()>;
-
-    /// Ask the servers to end every session of a user (from the admin CLI,
-    /// which cannot reach an in-process cache).
-    async fn request_session_revocation(&self, user_id: &str, now: i64) -> StoreResult<()>;
-    /// Take (read and delete) the pending revocation requests: user ids.
-    async fn take_session_revocations(&self) -> StoreResult<Vec<String>>;
-
     /// Register a WebAuthn credential, every field stored as given (so
     /// `wardkey store migrate` copies one with it too). `Conflict` if a
     /// credential with this id exists (for any user); `NotFound` if the
@@ -312,7 +287,6 @@ pub trait Store: Send + Sync + 'static {
     /// Suspend a user's credential since `at`, or lift its suspension
     /// (`None`). `NotFound` if the user has no such credential.
     async fn set_webauthn_suspended(&self, user_id: &str, id: &[u8], at: Option<i64>) -> StoreResult<()>;
-
     /// Record an invite whose token has SHA-256 `digest`, for `user_id`,
     /// valid until `expires_at`. Invites that expired before `now` are
     /// deleted in the same transaction, so unused ones do not pile up.
@@ -324,32 +298,120 @@ pub trait Store: Send + Sync + 'static {
     /// statement/transaction (so two concurrent uses cannot both succeed);
     /// None otherwise.
     async fn take_invite(&self, digest: &[u8], now: i64) -> StoreResult<Option<String>>;
+}
 
-    /// Every enrolled badge, for `wardkey store migrate`.
-    async fn list_badges(&self) -> StoreResult<Vec<Badge>>;
-    /// Insert a user exactly as given (id, counters, timestamps) with its
-    /// credentials `(kind, hash)`, in one transaction; for `wardkey store
-    /// migrate`. `Conflict` if the id or username exists.
-    async fn import_user(&self, user: &User, credentials: &[(CredentialKind, String)]) -> StoreResult<()>;
-    /// Insert a signing key exactly as given (retired or not); for `wardkey
-    /// store migrate`. `Conflict` if the kid exists.
-    async fn import_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
+/// Registered OIDC clients (relying parties).
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    /// Register a client. `Conflict` if the id is taken.
+    async fn create_client(&self, client: &Client) -> StoreResult<()>;
+    /// Look a client up.
+    async fn client(&self, client_id: &str) -> StoreResult<Option<Client>>;
+    /// Every client, ordered by id.
+    async fn list_clients(&self) -> StoreResult<Vec<Client>>;
+    /// Remove a client. `NotFound` if no such client.
+    async fn remove_client(&self, client_id: &str) -> StoreResult<()>;
+}
+
+/// Tap workstations and the badges tapped on them, with the badges'
+/// wrong-PIN counts.
+#[async_trait]
+pub trait WorkstationStore: Send + Sync {
+    /// Create a workstation awaiting enrolment with a one-time code (its
+    /// digest) valid until `code_expires_at`. `Conflict` if the name is taken.
+    async fn create_workstation(&self, ws: &Workstation, code_digest: &[u8], code_expires_at: i64) -> StoreResult<()>;
+    /// Redeem an enrolment code: set the public key and clear the code, in
+    /// one statement so a code works once. `NotFound` if no workstation has
+    /// this code unexpired at `now`.
+    async fn enrol_workstation(&self, code_digest: &[u8], public_key: &[u8], now: i64) -> StoreResult<Workstation>;
+    /// Look a workstation up by id.
+    async fn workstation(&self, id: &str) -> StoreResult<Option<Workstation>>;
+    /// Every workstation, ordered by name.
+    async fn list_workstations(&self) -> StoreResult<Vec<Workstation>>;
+    /// Enable or disable a workstation by name. `NotFound` if none.
+    async fn set_workstation_enabled(&self, name: &str, enabled: bool) -> StoreResult<()>;
     /// Insert a workstation exactly as given, public key included, with no
     /// pending enrolment code; for `wardkey store migrate`. `Conflict` if the
     /// id or name exists.
     async fn import_workstation(&self, ws: &Workstation) -> StoreResult<()>;
+    /// Enrol a badge. `Conflict` if the digest is already enrolled (to anyone).
+    async fn add_badge(&self, badge: &Badge) -> StoreResult<()>;
+    /// Look a badge up by digest.
+    async fn badge(&self, digest: &[u8]) -> StoreResult<Option<Badge>>;
+    /// Revoke one badge. `NotFound` if not enrolled.
+    async fn revoke_badge(&self, digest: &[u8]) -> StoreResult<()>;
+    /// Revoke every badge of a user; returns how many.
+    async fn revoke_user_badges(&self, user_id: &str) -> StoreResult<u64>;
+    /// Count a PIN check of a badge as under way, before the slow
+    /// verification: `false` if its wrong PINs plus the checks already
+    /// under way reach `limit`, so that however many guesses arrive at once,
+    /// at most `limit` are ever judged; `false` too for a badge not enrolled.
+    async fn begin_pin_attempt(&self, digest: &[u8], limit: u32) -> StoreResult<bool>;
+    /// Release a check of [`WorkstationStore::begin_pin_attempt`] after a right PIN
+    /// ([`WorkstationStore::record_pin_failure`] releases it after a wrong one).
+    async fn end_pin_attempt(&self, digest: &[u8]) -> StoreResult<()>;
+    /// Count a wrong PIN against a badge (releasing one check under way, if
+    /// any); returns the new consecutive count.
+    async fn record_pin_failure(&self, digest: &[u8]) -> StoreResult<u32>;
+    /// Clear wrong-PIN counts on every badge of a user (a correct PIN, a
+    /// password login, or an admin reset), and any PIN check left counted
+    /// by a request that never finished.
+    async fn reset_pin_failures(&self, user_id: &str) -> StoreResult<()>;
+    /// Every enrolled badge, for `wardkey store migrate`.
+    async fn list_badges(&self) -> StoreResult<Vec<Badge>>;
+}
 
-    /// A number that changes whenever a user, badge, workstation or client
-    /// changes (a trigger bumps it in the same transaction). Nodes cache
-    /// those rows for the hot path and drop the cache when it moves.
-    /// WebAuthn credentials do not move it: no node caches them, a WebAuthn
-    /// sign-in reads the store.
-    async fn directory_generation(&self) -> StoreResult<i64>;
+/// Token signing keys and the named server secrets every node shares.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Every signing key, newest first, retired ones included.
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
+    /// Add new keys and retire every other unretired key with the same
+    /// algorithms at `now`, in one transaction.
+    async fn rotate_signing_keys(&self, new_keys: &[SigningKey], now: i64) -> StoreResult<()>;
+    /// Delete keys retired before `before`.
+    async fn purge_signing_keys(&self, retired_before: i64) -> StoreResult<u64>;
+    /// Insert a signing key exactly as given (retired or not); for `wardkey
+    /// store migrate`. `Conflict` if the kid exists.
+    async fn import_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
+    /// The server secret called `name`, storing `candidate` if there is none
+    /// yet; every node and the CLI then agree on one value.
+    async fn server_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;
+}
 
+/// The append-only audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
     /// Append an audit record.
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// The newest `limit` audit records, newest first.
     async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+}
+
+/// What ends sessions elsewhere: the back-channel logout outbox and the
+/// session revocation requests the admin CLI leaves for the servers.
+#[async_trait]
+pub trait LogoutStore: Send + Sync {
+    /// Queue back-channel logouts due at `due_at`, all in one transaction.
+    /// There is one notice per (client, sid): queuing one again only brings
+    /// it forward, so an RP is told once per session.
+    async fn enqueue_logouts(&self, notices: &[NewLogoutNotice], due_at: i64, now: i64) -> StoreResult<()>;
+    /// Claim up to `limit` notices due at `now` for `lease` seconds: they are
+    /// not due again until the lease ends, so two nodes never deliver the
+    /// same notice at once.
+    async fn claim_due_logouts(&self, now: i64, lease: i64, limit: u32) -> StoreResult<Vec<LogoutNotice>>;
+    /// A notice was delivered: delete it.
+    async fn logout_delivered(&self, id: i64) -> StoreResult<()>;
+    /// Not yet: the notice watches a session that is still live; look again
+    /// at `next_attempt_at` (no attempt is counted).
+    async fn postpone_logout(&self, id: i64, next_attempt_at: i64) -> StoreResult<()>;
+    /// A delivery failed: count the attempt and retry at `next_attempt_at`.
+    async fn logout_failed(&self, id: i64, next_attempt_at: i64, error: &str) -> StoreResult<()>;
+    /// Ask the servers to end every session of a user (from the admin CLI,
+    /// which cannot reach an in-process cache).
+    async fn request_session_revocation(&self, user_id: &str, now: i64) -> StoreResult<()>;
+    /// Take (read and delete) the pending revocation requests: user ids.
+    async fn take_session_revocations(&self) -> StoreResult<Vec<String>>;
 }
 
 /// Open the store named by `url` and bring its schema up to date.

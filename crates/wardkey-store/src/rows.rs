@@ -1,17 +1,15 @@
-//! What the backends share: the column lists their statements select, one
-//! conversion function per table from a returned row to a domain value, and
-//! the error mapping that does not depend on the engine.
+//! What the engines share when reading: the column lists their statements
+//! select, one `sqlx::FromRow` row struct per table with one conversion into
+//! its domain value, and the error mapping that does not depend on the
+//! engine.
 //!
-//! Everything here is generic over [`sqlx::Row`], so that SQLite and
-//! PostgreSQL decode a row the same way and report a corrupt one in the same
-//! words. Both schemas give each column the same name and a type that decodes
-//! to the same Rust type (a SQLite INTEGER flag and a PostgreSQL BOOLEAN both
-//! decode as `bool`; BLOB and BYTEA both as `Vec<u8>`), so no reader needs to
-//! know which engine it reads. What does differ (SQL, placeholders,
-//! transactions, constraint names, PostgreSQL's U+0000) stays in the
-//! backends.
+//! Both schemas give each column the same name and a type that decodes to the
+//! same Rust type (a SQLite INTEGER flag and a PostgreSQL BOOLEAN both decode
+//! as `bool`; BLOB and BYTEA both as `Vec<u8>`), so one row struct reads
+//! either engine. A value that does not decode (NULL where none belongs, bad
+//! JSON, an unknown algorithm) is [`StoreError::Corrupt`], naming the table
+//! and column, never a panic.
 
-use sqlx::{ColumnIndex, Decode, Row, Type};
 use wardkey_core::audit::AuditEvent;
 use wardkey_core::badge::Badge;
 use wardkey_core::client::{Client, validate_min_acr};
@@ -21,24 +19,61 @@ use wardkey_core::workstation::Workstation;
 
 use crate::{AuthenticatorKind, LogoutNotice, StoreError, StoreResult, WebauthnCredential};
 
-/// The `users` columns [`user_from_row`] reads, in the order inserts bind them.
-pub(crate) const USER_COLUMNS: &str =
-    "id, username, name, email, roles, disabled, failed_logins, last_failed_at, created_at";
-/// The `clients` columns [`client_from_row`] reads, in the order inserts bind them.
-pub(crate) const CLIENT_COLUMNS: &str = "client_id, auth, redirect_uris, post_logout_redirect_uris, \
-     backchannel_logout_uri, grant_types, start_url, id_token_alg, created_at, min_acr";
-/// The `signing_keys` columns [`signing_key_from_row`] reads, in the order inserts bind them.
-pub(crate) const KEY_COLUMNS: &str = "kid, alg, private_der, created_at, retired_at";
-/// The `workstations` columns [`workstation_from_row`] reads, in the order inserts bind them.
-pub(crate) const WORKSTATION_COLUMNS: &str = "id, name, ward, public_key, enabled, created_at, enrolled_at";
-/// The `badges` columns [`badge_from_row`] reads, in the order inserts bind them.
-pub(crate) const BADGE_COLUMNS: &str = "digest, user_id, failed_pins, created_at";
-/// The `webauthn_credentials` columns [`webauthn_credential_from_row`] reads, in the order inserts bind them.
-pub(crate) const WEBAUTHN_COLUMNS: &str = "id, user_id, kind, name, data, created_at, last_used_at, suspended_at";
-/// The `logout_outbox` columns [`logout_notice_from_row`] reads.
-pub(crate) const LOGOUT_COLUMNS: &str = "id, client_id, sub, sid, attempts, created_at";
-/// The `audit_log` columns [`audit_from_row`] reads, in the order inserts bind them.
-pub(crate) const AUDIT_COLUMNS: &str = "at, event, actor, subject, detail";
+/// The `users` columns [`UserRow`] reads, in the order inserts bind them.
+macro_rules! user_columns {
+    () => {
+        "id, username, name, email, roles, disabled, failed_logins, last_failed_at, created_at"
+    };
+}
+/// The `clients` columns [`ClientRow`] reads, in the order inserts bind them.
+macro_rules! client_columns {
+    () => {
+        "client_id, auth, redirect_uris, post_logout_redirect_uris, \
+         backchannel_logout_uri, grant_types, start_url, id_token_alg, created_at, min_acr"
+    };
+}
+/// The `signing_keys` columns [`KeyRow`] reads, in the order inserts bind them.
+macro_rules! key_columns {
+    () => {
+        "kid, alg, private_der, created_at, retired_at"
+    };
+}
+/// The `workstations` columns [`WorkstationRow`] reads, in the order inserts bind them.
+macro_rules! workstation_columns {
+    () => {
+        "id, name, ward, public_key, enabled, created_at, enrolled_at"
+    };
+}
+/// The `badges` columns [`BadgeRow`] reads, in the order inserts bind them.
+macro_rules! badge_columns {
+    () => {
+        "digest, user_id, failed_pins, created_at"
+    };
+}
+/// The `webauthn_credentials` columns [`WebauthnRow`] reads, in the order inserts bind them.
+macro_rules! webauthn_columns {
+    () => {
+        "id, user_id, kind, name, data, created_at, last_used_at, suspended_at"
+    };
+}
+/// The `logout_outbox` columns [`LogoutRow`] reads.
+macro_rules! logout_columns {
+    () => {
+        "id, client_id, sub, sid, attempts, created_at"
+    };
+}
+/// The `audit_log` columns [`AuditRow`] reads, in the order inserts bind them.
+macro_rules! audit_columns {
+    () => {
+        "at, event, actor, subject, detail"
+    };
+}
+// Macros, not consts, so that `concat!` builds each statement at compile
+// time: no SQL string is formatted per call.
+pub(crate) use {
+    audit_columns, badge_columns, client_columns, key_columns, logout_columns, user_columns, webauthn_columns,
+    workstation_columns,
+};
 
 /// Longest delivery error kept on an outbox row, in characters: enough to
 /// diagnose, bounded whatever an RP sends back.
@@ -53,17 +88,31 @@ pub(crate) fn conflict_on_unique(err: sqlx::Error, what: String) -> StoreError {
     }
 }
 
-/// A foreign-key violation becomes `NotFound(what)`.
-pub(crate) fn not_found_on_foreign_key(err: sqlx::Error, what: String) -> StoreError {
+/// A foreign-key violation becomes `NotFound(not_found())`, a unique one
+/// `Conflict(conflict)`; anything else is a backend failure.
+pub(crate) fn owner_or_conflict(
+    err: sqlx::Error,
+    not_found: impl FnOnce() -> StoreError,
+    conflict: &str,
+) -> StoreError {
     match err {
-        sqlx::Error::Database(ref e) if e.is_foreign_key_violation() => StoreError::NotFound(what),
+        sqlx::Error::Database(ref e) if e.is_foreign_key_violation() => not_found(),
+        other => conflict_on_unique(other, conflict.to_string()),
+    }
+}
+
+/// A column that did not decode becomes `Corrupt`, naming `table` and the
+/// column; anything else is a backend failure.
+pub(crate) fn decode_error(table: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |err| match err {
+        sqlx::Error::ColumnDecode { index, source } => StoreError::Corrupt(format!("{table}.{index}: {source}")),
         other => StoreError::Backend(other),
     }
 }
 
 /// Encoding plain data as JSON cannot really fail, but say so if it does.
-pub(crate) fn encode_error(what: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
-    move |e| StoreError::Corrupt(format!("cannot encode {what} as JSON: {e}"))
+pub(crate) fn to_json(what: &'static str, value: &impl serde::Serialize) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("cannot encode {what} as JSON: {e}")))
 }
 
 /// At most the first `max` characters of `text`.
@@ -74,90 +123,24 @@ pub(crate) fn truncate_chars(text: &str, max: usize) -> &str {
     }
 }
 
-/// Read one column, reporting a NULL or mistyped value as `Corrupt`.
-pub(crate) fn column<'r, R, T>(row: &'r R, table: &str, name: &str) -> StoreResult<T>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    T: Decode<'r, R::Database> + Type<R::Database>,
-{
-    row.try_get(name).map_err(|e| StoreError::Corrupt(format!("{table}.{name}: {e}")))
-}
-
 /// A count read back from `table.name`, which must fit a `u32`.
 pub(crate) fn checked_count(table: &str, name: &str, value: i64) -> StoreResult<u32> {
     u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{table}.{name} out of range: {value}")))
 }
 
-/// Read a non-negative count column.
-fn count_column<R>(row: &R, table: &str, name: &str) -> StoreResult<u32>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-{
-    checked_count(table, name, column(row, table, name)?)
+/// Parse a JSON text column.
+fn from_json<T: serde::de::DeserializeOwned>(table: &str, name: &str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{table}.{name}: bad JSON: {e}")))
 }
 
-/// Read a JSON text column; `parse` is `serde_json::from_str` at the type
-/// wanted.
-fn json_column<R, T>(
-    row: &R,
-    table: &str,
-    name: &str,
-    parse: impl FnOnce(&str) -> serde_json::Result<T>,
-) -> StoreResult<T>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let text: &str = column(row, table, name)?;
-    parse(text).map_err(|e| StoreError::Corrupt(format!("{table}.{name}: bad JSON: {e}")))
-}
-
-/// Read a JOSE algorithm name column.
-fn alg_column<R>(row: &R, table: &str, name: &str) -> StoreResult<SigningAlg>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let text: &str = column(row, table, name)?;
+/// Parse a JOSE algorithm name column.
+fn alg(table: &str, name: &str, text: &str) -> StoreResult<SigningAlg> {
     SigningAlg::parse(text).map_err(|e| StoreError::Corrupt(format!("{table}.{name}: {e}")))
 }
 
-/// Read a WebAuthn authenticator kind column.
-fn authenticator_kind_column<R>(row: &R, table: &str, name: &str) -> StoreResult<AuthenticatorKind>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let text: &str = column(row, table, name)?;
-    AuthenticatorKind::parse(text)
-        .ok_or_else(|| StoreError::Corrupt(format!("{table}.{name}: unknown authenticator kind {text:?}")))
-}
-
-/// Read a client's `min_acr` column: NULL, or an acr Wardkey issues. Any
-/// other value could never be met, so it is a corrupt row, not a client
-/// nobody can sign in to.
-fn min_acr_column<R>(row: &R, table: &str, name: &str) -> StoreResult<Option<String>>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-{
-    let acr: Option<String> = column(row, table, name)?;
-    if let Some(acr) = &acr {
-        validate_min_acr(acr).map_err(|e| StoreError::Corrupt(format!("{table}.{name}: {}", e.message)))?;
-    }
-    Ok(acr)
-}
-
-/// Refuse to store a client that [`client_from_row`] would read back as
-/// corrupt (a `min_acr` Wardkey does not issue): `Corrupt`, before anything
-/// is written, so one bad registration cannot break `list_clients`.
+/// Refuse to store a client that [`ClientRow`] would read back as corrupt (a
+/// `min_acr` Wardkey does not issue): `Corrupt`, before anything is written,
+/// so one bad registration cannot break `list_clients`.
 pub(crate) fn storable_client(client: &Client) -> StoreResult<()> {
     match &client.min_acr {
         Some(acr) => validate_min_acr(acr)
@@ -166,171 +149,229 @@ pub(crate) fn storable_client(client: &Client) -> StoreResult<()> {
     }
 }
 
-/// A [`User`] from a row of [`USER_COLUMNS`].
-pub(crate) fn user_from_row<R>(row: &R) -> StoreResult<User>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
-    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    bool: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-{
-    const T: &str = "users";
-    Ok(User {
-        id: column(row, T, "id")?,
-        username: column(row, T, "username")?,
-        name: column(row, T, "name")?,
-        email: column(row, T, "email")?,
-        roles: json_column(row, T, "roles", |s| serde_json::from_str(s))?,
-        disabled: column(row, T, "disabled")?,
-        failed_logins: count_column(row, T, "failed_logins")?,
-        last_failed_at: column(row, T, "last_failed_at")?,
-        created_at: column(row, T, "created_at")?,
-    })
+/// A `users` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    id: String,
+    username: String,
+    name: Option<String>,
+    email: Option<String>,
+    roles: String,
+    disabled: bool,
+    failed_logins: i64,
+    last_failed_at: Option<i64>,
+    created_at: i64,
 }
 
-/// A [`Client`] from a row of [`CLIENT_COLUMNS`].
-pub(crate) fn client_from_row<R>(row: &R) -> StoreResult<Client>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
-    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-{
-    const T: &str = "clients";
-    Ok(Client {
-        client_id: column(row, T, "client_id")?,
-        auth: json_column(row, T, "auth", |s| serde_json::from_str(s))?,
-        redirect_uris: json_column(row, T, "redirect_uris", |s| serde_json::from_str(s))?,
-        post_logout_redirect_uris: json_column(row, T, "post_logout_redirect_uris", |s| serde_json::from_str(s))?,
-        backchannel_logout_uri: column(row, T, "backchannel_logout_uri")?,
-        grant_types: json_column(row, T, "grant_types", |s| serde_json::from_str(s))?,
-        start_url: column(row, T, "start_url")?,
-        id_token_alg: alg_column(row, T, "id_token_alg")?,
-        created_at: column(row, T, "created_at")?,
-        min_acr: min_acr_column(row, T, "min_acr")?,
-    })
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+    fn try_from(row: UserRow) -> StoreResult<Self> {
+        const T: &str = "users";
+        Ok(User {
+            roles: from_json(T, "roles", &row.roles)?,
+            failed_logins: checked_count(T, "failed_logins", row.failed_logins)?,
+            id: row.id,
+            username: row.username,
+            name: row.name,
+            email: row.email,
+            disabled: row.disabled,
+            last_failed_at: row.last_failed_at,
+            created_at: row.created_at,
+        })
+    }
 }
 
-/// A [`SigningKey`] from a row of [`KEY_COLUMNS`].
-pub(crate) fn signing_key_from_row<R>(row: &R) -> StoreResult<SigningKey>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
-    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    Vec<u8>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-{
-    const T: &str = "signing_keys";
-    Ok(SigningKey {
-        kid: column(row, T, "kid")?,
-        alg: alg_column(row, T, "alg")?,
-        pkcs8: column(row, T, "private_der")?,
-        created_at: column(row, T, "created_at")?,
-        retired_at: column(row, T, "retired_at")?,
-    })
+/// A `clients` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ClientRow {
+    client_id: String,
+    auth: String,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    backchannel_logout_uri: Option<String>,
+    grant_types: String,
+    start_url: Option<String>,
+    id_token_alg: String,
+    created_at: i64,
+    min_acr: Option<String>,
 }
 
-/// A [`Workstation`] from a row of [`WORKSTATION_COLUMNS`].
-pub(crate) fn workstation_from_row<R>(row: &R) -> StoreResult<Workstation>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    Vec<u8>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    bool: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-{
-    const T: &str = "workstations";
-    Ok(Workstation {
-        id: column(row, T, "id")?,
-        name: column(row, T, "name")?,
-        ward: column(row, T, "ward")?,
-        public_key: column(row, T, "public_key")?,
-        enabled: column(row, T, "enabled")?,
-        created_at: column(row, T, "created_at")?,
-        enrolled_at: column(row, T, "enrolled_at")?,
-    })
+impl TryFrom<ClientRow> for Client {
+    type Error = StoreError;
+    /// A `min_acr` that is not an acr Wardkey issues could never be met, so
+    /// it is a corrupt row, not a client nobody can sign in to.
+    fn try_from(row: ClientRow) -> StoreResult<Self> {
+        const T: &str = "clients";
+        if let Some(acr) = &row.min_acr {
+            validate_min_acr(acr).map_err(|e| StoreError::Corrupt(format!("{T}.min_acr: {}", e.message)))?;
+        }
+        Ok(Client {
+            auth: from_json(T, "auth", &row.auth)?,
+            redirect_uris: from_json(T, "redirect_uris", &row.redirect_uris)?,
+            post_logout_redirect_uris: from_json(T, "post_logout_redirect_uris", &row.post_logout_redirect_uris)?,
+            grant_types: from_json(T, "grant_types", &row.grant_types)?,
+            id_token_alg: alg(T, "id_token_alg", &row.id_token_alg)?,
+            client_id: row.client_id,
+            backchannel_logout_uri: row.backchannel_logout_uri,
+            start_url: row.start_url,
+            created_at: row.created_at,
+            min_acr: row.min_acr,
+        })
+    }
 }
 
-/// A [`Badge`] from a row of [`BADGE_COLUMNS`].
-pub(crate) fn badge_from_row<R>(row: &R) -> StoreResult<Badge>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    Vec<u8>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-{
-    const T: &str = "badges";
-    Ok(Badge {
-        digest: column(row, T, "digest")?,
-        user_id: column(row, T, "user_id")?,
-        failed_pins: count_column(row, T, "failed_pins")?,
-        created_at: column(row, T, "created_at")?,
-    })
+/// A `signing_keys` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct KeyRow {
+    kid: String,
+    alg: String,
+    private_der: Vec<u8>,
+    created_at: i64,
+    retired_at: Option<i64>,
 }
 
-/// A [`WebauthnCredential`] from a row of [`WEBAUTHN_COLUMNS`].
-pub(crate) fn webauthn_credential_from_row<R>(row: &R) -> StoreResult<WebauthnCredential>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
-    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    Vec<u8>: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-{
-    const T: &str = "webauthn_credentials";
-    Ok(WebauthnCredential {
-        id: column(row, T, "id")?,
-        user_id: column(row, T, "user_id")?,
-        kind: authenticator_kind_column(row, T, "kind")?,
-        name: column(row, T, "name")?,
-        data: column(row, T, "data")?,
-        created_at: column(row, T, "created_at")?,
-        last_used_at: column(row, T, "last_used_at")?,
-        suspended_at: column(row, T, "suspended_at")?,
-    })
+impl TryFrom<KeyRow> for SigningKey {
+    type Error = StoreError;
+    fn try_from(row: KeyRow) -> StoreResult<Self> {
+        Ok(SigningKey {
+            alg: alg("signing_keys", "alg", &row.alg)?,
+            kid: row.kid,
+            pkcs8: row.private_der,
+            created_at: row.created_at,
+            retired_at: row.retired_at,
+        })
+    }
 }
 
-/// A [`LogoutNotice`] from a row of [`LOGOUT_COLUMNS`].
-pub(crate) fn logout_notice_from_row<R>(row: &R) -> StoreResult<LogoutNotice>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-{
-    const T: &str = "logout_outbox";
-    Ok(LogoutNotice {
-        id: column(row, T, "id")?,
-        client_id: column(row, T, "client_id")?,
-        sub: column(row, T, "sub")?,
-        sid: column(row, T, "sid")?,
-        attempts: count_column(row, T, "attempts")?,
-        created_at: column(row, T, "created_at")?,
-    })
+/// A `workstations` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct WorkstationRow {
+    id: String,
+    name: String,
+    ward: String,
+    public_key: Option<Vec<u8>>,
+    enabled: bool,
+    created_at: i64,
+    enrolled_at: Option<i64>,
 }
 
-/// An [`AuditEvent`] from a row of [`AUDIT_COLUMNS`].
-pub(crate) fn audit_from_row<R>(row: &R) -> StoreResult<AuditEvent>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
-    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
-{
-    const T: &str = "audit_log";
-    Ok(AuditEvent {
-        at: column(row, T, "at")?,
-        event: column(row, T, "event")?,
-        actor: column(row, T, "actor")?,
-        subject: column(row, T, "subject")?,
-        detail: json_column(row, T, "detail", |s| serde_json::from_str(s))?,
-    })
+impl TryFrom<WorkstationRow> for Workstation {
+    type Error = StoreError;
+    fn try_from(row: WorkstationRow) -> StoreResult<Self> {
+        Ok(Workstation {
+            id: row.id,
+            name: row.name,
+            ward: row.ward,
+            public_key: row.public_key,
+            enabled: row.enabled,
+            created_at: row.created_at,
+            enrolled_at: row.enrolled_at,
+        })
+    }
+}
+
+/// A `badges` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct BadgeRow {
+    digest: Vec<u8>,
+    user_id: String,
+    failed_pins: i64,
+    created_at: i64,
+}
+
+impl TryFrom<BadgeRow> for Badge {
+    type Error = StoreError;
+    fn try_from(row: BadgeRow) -> StoreResult<Self> {
+        Ok(Badge {
+            failed_pins: checked_count("badges", "failed_pins", row.failed_pins)?,
+            digest: row.digest,
+            user_id: row.user_id,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// A `webauthn_credentials` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct WebauthnRow {
+    id: Vec<u8>,
+    user_id: String,
+    kind: String,
+    name: String,
+    data: String,
+    created_at: i64,
+    last_used_at: Option<i64>,
+    suspended_at: Option<i64>,
+}
+
+impl TryFrom<WebauthnRow> for WebauthnCredential {
+    type Error = StoreError;
+    fn try_from(row: WebauthnRow) -> StoreResult<Self> {
+        let kind = AuthenticatorKind::parse(&row.kind).ok_or_else(|| {
+            StoreError::Corrupt(format!("webauthn_credentials.kind: unknown authenticator kind {:?}", row.kind))
+        })?;
+        Ok(WebauthnCredential {
+            id: row.id,
+            user_id: row.user_id,
+            kind,
+            name: row.name,
+            data: row.data,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            suspended_at: row.suspended_at,
+        })
+    }
+}
+
+/// A `logout_outbox` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct LogoutRow {
+    id: i64,
+    client_id: String,
+    sub: String,
+    sid: String,
+    attempts: i64,
+    created_at: i64,
+}
+
+impl TryFrom<LogoutRow> for LogoutNotice {
+    type Error = StoreError;
+    fn try_from(row: LogoutRow) -> StoreResult<Self> {
+        Ok(LogoutNotice {
+            attempts: checked_count("logout_outbox", "attempts", row.attempts)?,
+            id: row.id,
+            client_id: row.client_id,
+            sub: row.sub,
+            sid: row.sid,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// An `audit_log` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditRow {
+    at: i64,
+    event: String,
+    actor: String,
+    subject: String,
+    detail: String,
+}
+
+impl TryFrom<AuditRow> for AuditEvent {
+    type Error = StoreError;
+    fn try_from(row: AuditRow) -> StoreResult<Self> {
+        Ok(AuditEvent {
+            detail: from_json("audit_log", "detail", &row.detail)?,
+            at: row.at,
+            event: row.event,
+            actor: row.actor,
+            subject: row.subject,
+        })
+    }
+}
+
+/// Convert every row, failing on the first corrupt one.
+pub(crate) fn convert_all<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> StoreResult<Vec<T>> {
+    rows.into_iter().map(T::try_from).collect()
 }

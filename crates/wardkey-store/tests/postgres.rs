@@ -16,6 +16,7 @@ use wardkey_core::audit::AuditEvent;
 use wardkey_core::client::{Client, ClientAuth};
 use wardkey_core::keys::SigningAlg;
 use wardkey_core::session::ACR_BADGE_PIN;
+use wardkey_store::prelude::*;
 use wardkey_store::{
     AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, PostgresStore, Store, StoreError,
     WebauthnCredential,

@@ -11,6 +11,7 @@ use suite::{audit, badge, client, key, new_user, notice, notice_ids, webauthn, w
 use wardkey_core::client::{Client, ClientAuth};
 use wardkey_core::keys::SigningAlg;
 use wardkey_core::session::ACR_BADGE_PIN;
+use wardkey_store::prelude::*;
 use wardkey_store::{AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, SqliteStore, Store, StoreError};
 
 // ---------------------------------------------------------------------------
@@ -404,4 +405,15 @@ async fn webauthn_credentials_go_with_their_user_and_bad_kinds_are_corrupt() {
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     let err = store.webauthn_credentials(&bob.id).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+}
+
+/// The shared SQL is written with `$N` placeholders: SQLite binds them by
+/// number, not by position, so a placeholder may come out of order or
+/// twice.
+#[tokio::test]
+async fn dollar_placeholders() {
+    let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:").await.unwrap();
+    let row: (i64, String, i64) =
+        sqlx::query_as("SELECT $2, $1, $2 + 1").bind("one").bind(2_i64).fetch_one(&mut conn).await.unwrap();
+    assert_eq!(row, (2, "one".to_string(), 3));
 }

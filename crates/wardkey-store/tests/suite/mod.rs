@@ -14,6 +14,7 @@ use wardkey_core::keys::{SigningAlg, SigningKey};
 use wardkey_core::session::{ACR_PASSKEY, ACR_SECURITY_KEY};
 use wardkey_core::user::{NewUser, User};
 use wardkey_core::workstation::Workstation;
+use wardkey_store::migrate::CopyReport;
 use wardkey_store::{
     AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError, WebauthnCredential,
 };
@@ -658,40 +659,6 @@ pub async fn invites(store: &dyn Store) {
     assert_eq!(won, [bob.id], "exactly one use succeeds");
 }
 
-/// What `wardkey store migrate` does: copy every durable record of
-/// `source` into the empty `target` (keys oldest first, audit oldest first).
-async fn copy_store(source: &dyn Store, target: &dyn Store) {
-    for user in source.list_users().await.unwrap() {
-        let mut creds = Vec::new();
-        for kind in [CredentialKind::Password, CredentialKind::Pin] {
-            if let Some(hash) = source.credential(&user.id, kind).await.unwrap() {
-                creds.push((kind, hash));
-            }
-        }
-        target.import_user(&user, &creds).await.unwrap();
-        for credential in source.webauthn_credentials(&user.id).await.unwrap() {
-            target.add_webauthn_credential(&credential).await.unwrap();
-        }
-    }
-    for client in source.list_clients().await.unwrap() {
-        target.create_client(&client).await.unwrap();
-    }
-    for key in source.signing_keys().await.unwrap().iter().rev() {
-        target.import_signing_key(key).await.unwrap();
-    }
-    for ws in source.list_workstations().await.unwrap() {
-        target.import_workstation(&ws).await.unwrap();
-    }
-    let badge_key = source.server_secret("badge-key", b"unused").await.unwrap();
-    assert_eq!(target.server_secret("badge-key", &badge_key).await.unwrap(), badge_key);
-    for badge in source.list_badges().await.unwrap() {
-        target.add_badge(&badge).await.unwrap();
-    }
-    for event in source.recent_audit(u32::MAX).await.unwrap().iter().rev() {
-        target.append_audit(event).await.unwrap();
-    }
-}
-
 /// Everything `wardkey store migrate` moves reads back from the target
 /// exactly as from the source: ids, counters, timestamps, hashes, WebAuthn
 /// credentials, retired keys, enrolled and disabled workstations, badges and
@@ -765,7 +732,19 @@ pub async fn migrate_round_trip(source: &dyn Store, target: &dyn Store) {
         source.append_audit(&e).await.unwrap();
     }
 
-    copy_store(source, target).await;
+    let report = wardkey_store::migrate::copy(source, target, "badge-key").await.unwrap();
+    let expected = CopyReport {
+        users: 4,
+        credentials: 5,
+        webauthn_credentials: 3,
+        clients: 3,
+        signing_keys: 3,
+        workstations: 3,
+        badges: 3,
+        audit_records: 4,
+    };
+    assert_eq!(report, expected);
+    assert_eq!(target.server_secret("badge-key", b"unused").await.unwrap(), [0, 255, 1, 2]);
 
     // Users, by id and by list, with their counters and timestamps.
     let users = source.list_users().await.unwrap();
@@ -1028,6 +1007,34 @@ pub async fn directory_generation_moves_with_every_directory_change(store: &dyn 
     assert_eq!(store.directory_generation().await.unwrap(), last);
 }
 
+/// Writes that change no directory row leave the generation alone, so nodes
+/// keep their caches. (PostgreSQL's statement triggers moved it for every
+/// statement: each password login's `reset_pin_failures` emptied every
+/// node's cache.)
+pub async fn directory_generation_stays_when_nothing_changes(store: &dyn Store) {
+    let user = store.create_user(&new_user("still"), None, 1).await.unwrap();
+    store.add_badge(&badge(b"still-badge", &user.id, 2)).await.unwrap();
+    store.create_workstation(&workstation("ws-still", "still-pc", "W", 3), b"still-code", 100).await.unwrap();
+    let before = store.directory_generation().await.unwrap();
+
+    store.reset_pin_failures(&user.id).await.unwrap(); // nothing to reset
+    store.reset_pin_failures("nobody").await.unwrap();
+    assert_eq!(store.revoke_user_badges("nobody").await.unwrap(), 0);
+    assert!(matches!(store.reset_login_failures("nobody").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.set_workstation_enabled("no-pc", false).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.set_user_disabled("nobody", true, 4).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.remove_client("no-client").await, Err(StoreError::NotFound(_))));
+    assert!(!store.begin_pin_attempt(b"no-badge", 5).await.unwrap());
+    assert!(matches!(store.enrol_workstation(b"wrong-code", &[1; 32], 5).await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.directory_generation().await.unwrap(), before);
+
+    // A change to several rows still moves it.
+    store.add_badge(&badge(b"still-badge-2", &user.id, 6)).await.unwrap();
+    let before = store.directory_generation().await.unwrap();
+    assert_eq!(store.revoke_user_badges(&user.id).await.unwrap(), 2);
+    assert!(store.directory_generation().await.unwrap() > before);
+}
+
 /// Guesses arriving at once (issue 12): a PIN check is counted before its
 /// slow verification, so that of thirty wrong PINs sent together only the
 /// badge's remaining tries are judged; password checks are claimed one at a
@@ -1120,6 +1127,7 @@ macro_rules! all_cases {
             session_revocations,
             imports_conflict_and_write_nothing,
             directory_generation_moves_with_every_directory_change,
+            directory_generation_stays_when_nothing_changes,
             attempts_are_counted_before_they_are_judged,
         );
         $crate::suite::store_pair_suite!(
