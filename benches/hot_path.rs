@@ -289,7 +289,7 @@ async fn add_workstation(state: &AppState, name: &str, ward: &str) -> Ws {
     let now = state.now();
     let ws = fixtures::workstation(name, ward, now);
     let code = wardkey_core::workstation::enrolment_code();
-    let code_digest = digest(&wardkey_idp::tap::normalise_code(&code));
+    let code_digest = digest(&wardkey_core::workstation::normalise_code(&code));
     state.store.create_workstation(&ws, &code_digest, now + 3600).await.expect("create workstation");
     let (key, _) = WorkstationKey::generate().expect("Ed25519 key");
     let enrolled = state.store.enrol_workstation(&code_digest, key.public_key(), now).await.expect("enrol workstation");

@@ -57,7 +57,7 @@ pub async fn run(settings: &Settings, cmd: WorkstationCommand, json_out: bool) -
                 created_at: now,
                 enrolled_at: None,
             };
-            let code_digest = digest(&wardkey_idp::tap::normalise_code(&code));
+            let code_digest = digest(&wardkey_core::workstation::normalise_code(&code));
             store
                 .create_workstation(&ws, &code_digest, expires_at)
                 .await

@@ -34,7 +34,7 @@ impl TestWorkstation {
     pub async fn enrol(app: &TestApp, name: &str, ward: &str) -> Self {
         let code = wardkey_core::workstation::enrolment_code();
         let ws = fixtures::workstation(name, ward, app.clock.now());
-        let code_digest = digest(&wardkey_idp::tap::normalise_code(&code));
+        let code_digest = digest(&wardkey_core::workstation::normalise_code(&code));
         app.state.store.create_workstation(&ws, &code_digest, app.clock.now() + 3600).await.unwrap();
         let (key, _) = WorkstationKey::generate().unwrap();
         let request = EnrolRequest { code: code.to_lowercase(), public_key: key.public_key_b64() };

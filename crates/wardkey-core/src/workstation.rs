@@ -52,3 +52,9 @@ pub fn validate_label(field: &'static str, value: &str) -> Result<(), Validation
         ))
     }
 }
+
+/// Enrolment codes are typed by a person at a ward PC: compare them without
+/// case, spaces or dashes.
+pub fn normalise_code(code: &str) -> String {
+    code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
+}

@@ -83,12 +83,6 @@ struct Handoff {
     client_id: String,
 }
 
-/// Enrolment codes are typed by a person at a ward PC: compare them without
-/// case, spaces or dashes.
-pub fn normalise_code(code: &str) -> String {
-    code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
-}
-
 /// `POST /tap/enrol`: an agent registers its public key with a one-time code.
 async fn enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<EnrolResponse>, TapApiError> {
     let request: EnrolRequest = serde_json::from_slice(&body)
@@ -98,7 +92,7 @@ async fn enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<EnrolR
         .ok()
         .filter(|k| k.len() == 32)
         .ok_or_else(|| TapApiError::InvalidRequest("public_key must be a 32-byte Ed25519 key, base64url".into()))?;
-    let code = normalise_code(&request.code);
+    let code = wardkey_core::workstation::normalise_code(&request.code);
     let ws = match state.store.enrol_workstation(&digest(&code), &key, state.now()).await {
         Ok(ws) => ws,
         Err(wardkey_store::StoreError::NotFound(_)) => {
