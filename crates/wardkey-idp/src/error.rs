@@ -541,4 +541,4 @@ macro_rules! from_backend_error {
     )+};
 }
 
-from_backend_error!(OAuthError, PageError, TapApiError, WebauthnApiError, BearerError);
+from_backend_error!(OAuthError, PageError, TapApiError);
