@@ -398,4 +398,18 @@ mod tests {
         assert_eq!(rule(now + MAX_ASSERTION_LIFETIME + 1, None, Some("j2")), Err("exp is too far in the future"));
         assert_eq!(rule(now + 60, None, None), Err("no jti claim"));
     }
+
+    #[tokio::test]
+    async fn thirty_copies_of_one_assertion_at_once_are_accepted_once() {
+        let kit = Kit::new().await;
+        let auth = authenticator(&kit).await;
+        let exp = kit.now() + 60;
+        let tries = (0..30).map(|_| {
+            let auth = auth.clone();
+            tokio::spawn(async move { auth.accept_assertion("epr", exp, None, Some("same-jti")).await.unwrap() })
+        });
+        let outcomes: Vec<_> = futures_util::future::join_all(tries).await.into_iter().map(Result::unwrap).collect();
+        assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
+        assert!(outcomes.iter().all(|o| *o == Ok(()) || *o == Err(REPLAYED_ASSERTION)));
+    }
 }

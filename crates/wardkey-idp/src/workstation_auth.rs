@@ -215,4 +215,18 @@ mod tests {
         let disabled = refuse(jws(&key, header(), claims(&kit, "fedcba9876543210"))).await;
         assert!(matches!(disabled, TapApiError::WorkstationDisabled), "{disabled:?}");
     }
+
+    #[tokio::test]
+    async fn thirty_copies_of_one_signed_request_at_once_are_accepted_once() {
+        let kit = Kit::new().await;
+        let (auth, key) = enrolled(&kit).await;
+        let request = jws(&key, header(), claims(&kit, "0123456789abcdef"));
+        let tries = (0..30).map(|_| {
+            let (auth, request) = (auth.clone(), request.clone());
+            tokio::spawn(async move { auth.verify_tap::<TapOut>(request.as_bytes()).await })
+        });
+        let outcomes: Vec<_> = futures_util::future::join_all(tries).await.into_iter().map(Result::unwrap).collect();
+        assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
+        assert!(outcomes.iter().filter_map(|o| o.as_ref().err()).all(|e| matches!(e, TapApiError::Replayed)));
+    }
 }
