@@ -100,8 +100,9 @@ async fn tap_pin_broker_tokens_switch_and_lock() {
 
     let shutdown = CancellationToken::new();
     let (taps, lines) = Lines::channel();
-    let listener = wardkey_agent::broker::bind(&socket).await.expect("bind the broker socket");
-    tokio::spawn(wardkey_agent::broker::serve_listener(listener, agent.clone(), shutdown.clone()));
+    let policy = wardkey_agent::peer::PeerPolicy::own_user();
+    let listener = wardkey_agent::broker::bind(&socket, &policy).await.expect("bind the broker socket");
+    tokio::spawn(wardkey_agent::broker::serve_listener(listener, agent.clone(), policy, shutdown.clone()));
     let runner = agent.clone();
     let run_shutdown = shutdown.clone();
     tokio::spawn(async move { runner.run(lines, PinSource::reader(), run_shutdown).await });

@@ -7,6 +7,7 @@ mod attestation;
 mod browser;
 mod cli;
 mod cluster;
+mod desk;
 mod faults;
 mod helpers;
 mod oidc_errors;

@@ -27,6 +27,7 @@ use wardkey_proto::tap::{HandoffResponse, TapResponse};
 
 use crate::client::{KeyTapError, ServerClient, ServerError};
 use crate::config::{AgentConfig, ConfigError};
+use crate::desk::DeskLink;
 use crate::fido2::{Authenticator, KEY_TAP_LINE, SoftwareKey};
 use crate::hooks::{HookCall, HookRunner, Hooks};
 use crate::keys::{KeyError, Signer};
@@ -215,6 +216,8 @@ struct Inner {
     /// again naming it: a session revoked a moment after the tap is then
     /// reported too, however short-lived its attachment.
     desk_renew: Arc<Notify>,
+    /// The lock screen's view of the agent.
+    desk: DeskLink,
     /// Cancelled when the last handle goes: ends the background tasks.
     _stop: DropGuard,
 }
@@ -275,6 +278,7 @@ impl Agent {
                 fido2: Mutex::new(None),
                 key_pin: Mutex::new(None),
                 desk_renew: desk_renew.clone(),
+                desk: DeskLink::default(),
                 _stop: stop.drop_guard(),
             }),
         };
@@ -310,6 +314,27 @@ impl Agent {
     /// What the broker's `GET /v1/session` shows.
     pub fn state(&self) -> SessionInfo {
         lock(&self.inner.machine).info(&self.inner.workstation)
+    }
+
+    /// The lock screen's side of the agent.
+    pub fn desk(&self) -> &DeskLink {
+        &self.inner.desk
+    }
+
+    /// The lock screen shows the desktop for screen `seq`: report the
+    /// clinician's tap-to-desktop wait, if this ends one.
+    pub fn desk_shown(&self, seq: u64) {
+        if let Some(waited) = self.inner.desk.shown(seq) {
+            let seconds = waited.as_secs_f64();
+            tracing::info!(seconds, "tap to desktop");
+            self.inner.link.queue_report(seconds);
+        }
+    }
+
+    /// Show the current state on the lock screen, with `message`.
+    fn show(&self, info: &SessionInfo, message: Option<(&str, bool)>) {
+        let key_pin = self.key_pin_deadline().is_some();
+        self.inner.desk.show(info, key_pin, self.server_unreachable(), message);
     }
 
     /// Broker events from now on.
@@ -641,10 +666,16 @@ impl Agent {
             // No subscriber is fine: nobody to tell.
             let _ = self.inner.events.send(event.clone());
         }
+        self.show(&info, None);
         if let Some(waited) = effects.tap_to_active {
             let seconds = waited.as_secs_f64();
             tracing::info!(seconds, "tap to active");
-            if seconds <= 3600.0 {
+            if self.inner.desk.attached() {
+                // Reported when the lock screen shows the desktop.
+                if let Some(read_at) = Instant::now().checked_sub(waited) {
+                    self.inner.desk.unlocked(read_at);
+                }
+            } else if seconds <= 3600.0 {
                 self.inner.link.queue_report(seconds);
             }
         }
@@ -694,6 +725,8 @@ impl Agent {
         // The badge whose tap opened the PIN prompt: read again, it is a
         // new tap, not a (wrong) PIN costing the clinician an attempt.
         let mut prompting_badge: Option<String> = None;
+        // PINs typed on the lock screen's pad.
+        let mut pad = self.inner.desk.take_pins();
         self.warm_up();
         loop {
             // A badge's PIN for the server, or a security key's own PIN.
@@ -736,7 +769,7 @@ impl Agent {
                                 self.tap_line(&line, now, &pins).await;
                                 continue;
                             }
-                            self.pin_line(line, &pins, &mut prompted).await;
+                            self.pin_line(SecretString::from(line), &pins, &mut prompted).await;
                         } else if debouncer.accept(&line, now) {
                             self.tap_line(&line, now, &pins).await;
                             if self.pin_deadline().is_some() {
@@ -747,19 +780,26 @@ impl Agent {
                         }
                     }
                 },
+                Some(pin) = next_pad_pin(&mut pad) => {
+                    if pin_wanted {
+                        self.pin_line(pin, &pins, &mut prompted).await;
+                    } else {
+                        tracing::info!("ignored a PIN from the lock screen when none was asked for");
+                    }
+                }
                 line = pins.next_line(), if !pins_from_reader => {
                     if pin_wanted {
-                        self.pin_line(line, &pins, &mut prompted).await;
+                        self.pin_line(SecretString::from(line), &pins, &mut prompted).await;
                     } else {
                         tracing::info!("ignored a line typed when no PIN was asked for");
                     }
                 }
                 _ = tokio::time::sleep_until(pin_deadline.unwrap_or(far)), if pin_wanted => {
                     if self.expire_pin_if_due().await {
-                        say(&pins, "The PIN was not entered in time. Tap your badge again.");
+                        self.say(&pins, "The PIN was not entered in time. Tap your badge again.", true);
                     }
                     if self.expire_key_pin_if_due() {
-                        say(&pins, "The key's PIN was not entered in time. Tap your key again.");
+                        self.say(&pins, "The key's PIN was not entered in time. Tap your key again.", true);
                     }
                 }
                 _ = tokio::time::sleep_until(idle_deadline.unwrap_or(far)), if idle_deadline.is_some() => {
@@ -807,75 +847,85 @@ impl Agent {
         } else {
             self.handle_tap_at(badge, read_at).await
         };
-        report_tap(pins, tapped);
+        self.report_tap(pins, tapped);
     }
 
-    async fn pin_line(&self, pin: String, pins: &PinSource, prompted: &mut Option<String>) {
+    async fn pin_line(&self, pin: SecretString, pins: &PinSource, prompted: &mut Option<String>) {
         if self.key_pin_deadline().is_some() {
-            report_tap(pins, self.submit_key_pin(SecretString::from(pin)).await);
+            self.report_tap(pins, self.submit_key_pin(pin).await);
             return;
         }
-        match self.submit_pin(SecretString::from(pin)).await {
-            Ok(info) => greet(pins, &info),
+        match self.submit_pin(pin).await {
+            Ok(info) => self.greet(pins, &info),
             Err(AgentError::Server(e)) if e.code() == Some("wrong_pin") => {
                 tracing::warn!("PIN refused: {e}");
-                say(pins, &e.to_string());
+                self.say(pins, &e.to_string(), true);
                 // Ask again.
                 *prompted = None;
             }
             Err(AgentError::Server(e)) if e.is_refusal() => {
                 tracing::warn!(code = e.code().unwrap_or(""), "PIN refused: {e}");
-                say(pins, &e.to_string());
+                self.say(pins, &e.to_string(), true);
             }
             Err(e) => {
                 tracing::debug!(error = %e, "PIN not checked");
-                say(pins, SERVER_UNREACHABLE);
+                self.say(pins, SERVER_UNREACHABLE, true);
             }
         }
     }
-}
 
-/// Tell the person at the keyboard how a tap went.
-fn report_tap(pins: &PinSource, tapped: Result<SessionInfo, AgentError>) {
-    match tapped {
-        Ok(info) => greet(pins, &info),
-        Err(AgentError::Fido2(e)) if e.wants_pin() => {
-            tracing::info!("waiting for the security key's PIN: {e}");
-            say(pins, &e.to_string());
+    /// Tell the person at the keyboard how a tap went.
+    fn report_tap(&self, pins: &PinSource, tapped: Result<SessionInfo, AgentError>) {
+        match tapped {
+            Ok(info) => self.greet(pins, &info),
+            Err(AgentError::Fido2(e)) if e.wants_pin() => {
+                tracing::info!("waiting for the security key's PIN: {e}");
+                self.say(pins, &e.to_string(), false);
+            }
+            Err(e @ (AgentError::NoKeyReader | AgentError::Fido2(_))) => {
+                tracing::warn!("key tap failed: {e}");
+                self.say(pins, &e.to_string(), true);
+            }
+            Err(AgentError::Server(e)) if e.is_refusal() => {
+                tracing::warn!(code = e.code().unwrap_or(""), "tap refused: {e}");
+                self.say(pins, &e.to_string(), true);
+            }
+            // The log line is written once per outage; the person at the
+            // keyboard hears it on every tap.
+            Err(e) => {
+                tracing::debug!(error = %e, "tap failed");
+                self.say(pins, SERVER_UNREACHABLE, true);
+            }
         }
-        Err(e @ (AgentError::NoKeyReader | AgentError::Fido2(_))) => {
-            tracing::warn!("key tap failed: {e}");
-            say(pins, &e.to_string());
+    }
+
+    /// Tell the person at the keyboard where they are now (the PIN prompt
+    /// speaks for itself).
+    fn greet(&self, pins: &PinSource, info: &SessionInfo) {
+        match (info.state, &info.user) {
+            (WorkstationState::Active, Some(user)) => {
+                self.say(pins, &format!("Signed in: {}.", user.name.as_deref().unwrap_or(&user.username)), false)
+            }
+            (WorkstationState::Locked, _) => self.say(pins, "Locked.", false),
+            _ => {}
         }
-        Err(AgentError::Server(e)) if e.is_refusal() => {
-            tracing::warn!(code = e.code().unwrap_or(""), "tap refused: {e}");
-            say(pins, &e.to_string());
-        }
-        // The log line is written once per outage; the person at the
-        // keyboard hears it on every tap.
-        Err(e) => {
-            tracing::debug!(error = %e, "tap failed");
-            say(pins, SERVER_UNREACHABLE);
+    }
+
+    /// A sentence for the person at the keyboard: on the lock screen, and
+    /// on the terminal when there is one. `alert` when it is a problem.
+    fn say(&self, pins: &PinSource, sentence: &str, alert: bool) {
+        self.show(&self.state(), Some((sentence, alert)));
+        if pins.is_terminal() {
+            eprintln!("{sentence}");
         }
     }
 }
 
-/// Tell the person at the keyboard where they are now (the PIN prompt
-/// speaks for itself).
-fn greet(pins: &PinSource, info: &SessionInfo) {
-    match (info.state, &info.user) {
-        (WorkstationState::Active, Some(user)) => {
-            say(pins, &format!("Signed in: {}.", user.name.as_deref().unwrap_or(&user.username)))
-        }
-        (WorkstationState::Locked, _) => say(pins, "Locked."),
-        _ => {}
-    }
-}
-
-/// A sentence for the person at the keyboard, when there is a terminal.
-fn say(pins: &PinSource, sentence: &str) {
-    if pins.is_terminal() {
-        eprintln!("{sentence}");
+/// The next PIN typed on the lock screen's pad; never ready without one.
+async fn next_pad_pin(pad: &mut Option<tokio::sync::mpsc::Receiver<SecretString>>) -> Option<SecretString> {
+    match pad {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

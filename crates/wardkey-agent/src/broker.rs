@@ -8,18 +8,30 @@
 //!   lock, unlock and switch. Subscribe first, then read `/v1/session`: no
 //!   change falls between the two.
 //!
-//! The socket is mode 0600: only the signed-in desktop user's processes can
-//! ask, which is the whole access check (a TCP port could be reached by
-//! every local user). The module also holds the tiny HTTP/1.1 client that
-//! `wardkey-agent status` uses, so it needs no HTTP client stack.
+//! and for the lock screen (`wardkey-desk`, see [`crate::desk`]):
+//!
+//! - `GET /v1/desk` -> [`DeskScreen`]; `GET /v1/desk/events` -> every screen
+//!   as server-sent events, the current one first
+//! - `POST /v1/pin {"pin"}` -> 202 once the PIN is queued for checking (the
+//!   verdict comes as the next screen); 409 when no PIN is asked for
+//! - `POST /v1/desk/shown {"seq"}` -> 204: the desktop shows
+//!
+//! Every connection is checked against a [`PeerPolicy`] by the kernel's
+//! peer credentials (a TCP port could be reached by every local user and
+//! says nothing of who is asking): a caller not allowed gets 403 and is
+//! logged. The socket is mode 0600 from the moment it exists, or 0666 when
+//! the policy admits other users. The module also holds the tiny HTTP/1.1
+//! client that `wardkey-agent status` uses, so it needs no HTTP client
+//! stack.
 
 use std::convert::Infallible;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -30,27 +42,56 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
-use wardkey_proto::broker::{BrokerEvent, BrokerTokenRequest, SessionInfo};
+use wardkey_proto::broker::{BrokerEvent, BrokerTokenRequest, DeskPin, DeskScreen, DeskShown, SessionInfo};
 
 use crate::agent::{Agent, TokenError};
 use crate::client::ServerError;
+use crate::desk::PadError;
+use crate::peer::{Peer, PeerPolicy};
 
 /// Longest `client_id` accepted.
 const MAX_CLIENT_ID: usize = 256;
+
+/// Longest PIN accepted from the pad (a security key's PIN is at most 63
+/// bytes, CTAP 2.1 §6.5.5.5).
+const MAX_PIN: usize = 63;
 
 /// An error answer of the broker: `error` is a stable code, `message` a
 /// sentence for the app's log or its user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerError {
     /// `locked`, `pin_required`, `invalid_request`, `invalid_target`,
-    /// `unavailable`, `server_error`, or the server's OAuth error code.
+    /// `unavailable`, `server_error`, `forbidden`, `no_pin_asked`, `busy`,
+    /// or the server's OAuth error code.
     pub error: String,
     /// Plain words.
     pub message: String,
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+/// A broker error answer.
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (status, Json(BrokerError { error: code.into(), message: message.into() })).into_response()
+}
+
+/// Refuse callers the policy does not allow: 403 with a sentence naming
+/// the caller and the agent.toml setting that would allow it, and a log
+/// line for the security officer.
+pub async fn admit(
+    State((policy, setting)): State<(std::sync::Arc<PeerPolicy>, &'static str)>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if policy.allows(&peer) {
+        return next.run(request).await;
+    }
+    let who = peer.describe();
+    tracing::warn!(caller = %who, path = %request.uri().path(), "refused a broker caller that is not allowed");
+    error(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("{who} is not allowed to use the Wardkey broker; IT can allow it with {setting} in agent.toml"),
+    )
 }
 
 /// Why the broker could not start.
@@ -79,19 +120,28 @@ struct BrokerState {
     shutdown: CancellationToken,
 }
 
-/// The broker's routes. Event streams end when `shutdown` is cancelled, so
-/// a graceful shutdown does not wait on them forever.
-pub fn router(agent: Agent, shutdown: CancellationToken) -> Router {
+/// The broker's routes, for callers `policy` allows. Event streams end
+/// when `shutdown` is cancelled, so a graceful shutdown does not wait on
+/// them forever.
+pub fn router(agent: Agent, policy: PeerPolicy, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/v1/session", get(session))
         .route("/v1/token", post(token))
         .route("/v1/events", get(events))
+        .route("/v1/desk", get(desk))
+        .route("/v1/desk/events", get(desk_events))
+        .route("/v1/desk/shown", post(desk_shown))
+        .route("/v1/pin", post(pin))
         .with_state(BrokerState { agent, shutdown })
+        .layer(axum::middleware::from_fn_with_state((std::sync::Arc::new(policy), "broker_allow"), admit))
 }
 
-/// Bind the socket at `path`: a stale socket from a crashed agent is
-/// removed first (a live one is an error), and the socket is made 0600.
-pub async fn bind(path: &Path) -> Result<UnixListener, ServeError> {
+/// Bind the socket at `path` with `mode` from the moment it exists (it is
+/// made in a private directory beside `path` and renamed into place, so no
+/// one can connect through a wider mode in between). A stale socket from
+/// a crashed agent is removed first (a live one is an error); missing
+/// parent directories are made 0700.
+pub async fn bind_with_mode(path: &Path, mode: u32) -> Result<UnixListener, ServeError> {
     let io = |source| ServeError::Io { path: path.into(), source };
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
@@ -104,31 +154,111 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ServeError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(e)),
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let listener = UnixListener::bind(path).map_err(io)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-    Ok(listener)
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => dir,
+        None => Path::new("."),
+    };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
+    let name = path.file_name().ok_or_else(|| io(std::io::Error::other("the socket path names no file")))?;
+    let private = dir.join(format!(".{}.{}.bind", name.to_string_lossy(), std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new().mode(0o700).create(&private).map_err(io)?;
+    let staged = private.join("s");
+    let bound = (|| {
+        let listener = UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&staged, path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    bound.map_err(io)
+}
+
+/// [`bind_with_mode`] with 0600, or 0666 when `policy` admits other users
+/// (the policy is then the access check).
+pub async fn bind(path: &Path, policy: &PeerPolicy) -> Result<UnixListener, ServeError> {
+    bind_with_mode(path, if policy.admits_others() { 0o666 } else { 0o600 }).await
 }
 
 /// Serve the broker on `path` until `shutdown`, then remove the socket.
-pub async fn serve(path: &Path, agent: Agent, shutdown: CancellationToken) -> Result<(), ServeError> {
-    let listener = bind(path).await?;
+pub async fn serve(
+    path: &Path,
+    agent: Agent,
+    policy: PeerPolicy,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let listener = bind(path, &policy).await?;
     tracing::info!(socket = %path.display(), "token broker listening");
-    let result = serve_listener(listener, agent, shutdown).await;
+    let result = serve_listener(listener, agent, policy, shutdown).await;
     let _ = std::fs::remove_file(path);
     result.map_err(|source| ServeError::Io { path: path.into(), source })
 }
 
+/// Serve `app` on a bound listener until `shutdown`, telling each handler
+/// who connected ([`Peer`]).
+pub async fn serve_app(listener: UnixListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
 /// Serve the broker on a bound listener until `shutdown`.
-pub async fn serve_listener(listener: UnixListener, agent: Agent, shutdown: CancellationToken) -> std::io::Result<()> {
-    let app = router(agent, shutdown.clone());
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+pub async fn serve_listener(
+    listener: UnixListener,
+    agent: Agent,
+    policy: PeerPolicy,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    serve_app(listener, router(agent, policy, shutdown.clone()), shutdown).await
 }
 
 async fn session(State(state): State<BrokerState>) -> Json<SessionInfo> {
     Json(state.agent.state())
+}
+
+async fn desk(State(state): State<BrokerState>) -> Json<DeskScreen> {
+    Json(state.agent.desk().screen())
+}
+
+/// Every screen, the current one first; a slow desk skips to the latest.
+async fn desk_events(State(state): State<BrokerState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = state.agent.desk().subscribe();
+    let stream = futures_util::stream::unfold((rx, state.shutdown), |(mut rx, shutdown)| async move {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            changed = rx.changed() => changed.ok()?,
+        }
+        let screen = rx.borrow_and_update().clone();
+        let data = serde_json::to_string(&screen).ok()?;
+        Some((Ok(Event::default().data(data)), (rx, shutdown)))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn desk_shown(State(state): State<BrokerState>, body: axum::body::Bytes) -> Response {
+    match serde_json::from_slice::<DeskShown>(&body) {
+        Ok(shown) => {
+            state.agent.desk_shown(shown.seq);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_request", format!("expected {{\"seq\": N}}: {e}")),
+    }
+}
+
+/// `POST /v1/pin`: the verdict is the next screen, as for a typed PIN.
+async fn pin(State(state): State<BrokerState>, body: axum::body::Bytes) -> Response {
+    let pin = match serde_json::from_slice::<DeskPin>(&body) {
+        Ok(DeskPin { pin }) if !pin.is_empty() && pin.len() <= MAX_PIN && !pin.chars().any(char::is_control) => pin,
+        Ok(_) => return error(StatusCode::BAD_REQUEST, "invalid_request", "a PIN is 1 to 63 characters, no controls"),
+        // The body is not echoed: it may hold the PIN.
+        Err(_) => return error(StatusCode::BAD_REQUEST, "invalid_request", "expected {\"pin\": \"…\"}"),
+    };
+    state.agent.touch();
+    match state.agent.desk().submit_pin(secrecy::SecretString::from(pin)) {
+        Ok(()) => (StatusCode::ACCEPTED, Json(serde_json::json!({"accepted": true}))).into_response(),
+        Err(e @ PadError::NotAsked) => error(StatusCode::CONFLICT, "no_pin_asked", e.to_string()),
+        Err(e @ PadError::Busy) => error(StatusCode::TOO_MANY_REQUESTS, "busy", e.to_string()),
+    }
 }
 
 /// `POST /v1/token`. The body is parsed here rather than by the `Json`
@@ -232,23 +362,27 @@ pub enum StatusError {
 
 /// `GET /v1/session` over the broker socket.
 pub async fn fetch_session(path: &Path) -> Result<SessionInfo, StatusError> {
-    let (status, body) = http_get(path, "/v1/session").await?;
+    let (status, body) = http_request(path, "GET", "/v1/session", b"").await?;
     if status != 200 {
         return Err(StatusError::Protocol(format!("HTTP {status}")));
     }
     serde_json::from_slice(&body).map_err(|e| StatusError::Protocol(e.to_string()))
 }
 
-/// One HTTP/1.1 GET over a Unix socket, read to the end (the request asks
-/// the server to close): enough for `status`, without an HTTP client stack.
-pub async fn http_get(path: &Path, target: &str) -> Result<(u16, Vec<u8>), StatusError> {
+/// One HTTP/1.1 request over a Unix socket with a JSON `body`, read to the
+/// end (the request asks the server to close): enough for `status` and
+/// `token`, without an HTTP client stack.
+pub async fn http_request(path: &Path, method: &str, target: &str, body: &[u8]) -> Result<(u16, Vec<u8>), StatusError> {
     let exchange = async {
         let mut stream =
             UnixStream::connect(path).await.map_err(|source| StatusError::NotRunning { path: path.into(), source })?;
         let request = format!(
-            "GET {target} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+            "{method} {target} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
         );
         stream.write_all(request.as_bytes()).await?;
+        stream.write_all(body).await?;
         let mut raw = Vec::new();
         stream.take(1024 * 1024).read_to_end(&mut raw).await?;
         parse_response(&raw)
@@ -326,15 +460,23 @@ mod tests {
     async fn bind_replaces_a_stale_socket_but_not_a_live_one_or_a_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run/agent.sock");
-        let first = bind(&path).await.unwrap();
+        let own = PeerPolicy::own_user();
+        let first = bind(&path, &own).await.unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(matches!(bind(&path).await, Err(ServeError::InUse(_))));
+        assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert!(matches!(bind(&path, &own).await, Err(ServeError::InUse(_))));
         drop(first);
         // The socket file stays behind, as after a crash: it is stale now.
         assert!(path.exists());
-        let _second = bind(&path).await.unwrap();
+        let _second = bind(&path, &own).await.unwrap();
         let file = dir.path().join("file");
         std::fs::write(&file, "x").unwrap();
-        assert!(matches!(bind(&file).await, Err(ServeError::NotASocket(_))));
+        assert!(matches!(bind(&file, &own).await, Err(ServeError::NotASocket(_))));
+        // Nothing of the private bind directory is left behind.
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, [std::ffi::OsString::from("agent.sock")]);
+        let shared = bind(&dir.path().join("shared.sock"), &PeerPolicy::new(&["group:0".into()]).unwrap()).await;
+        drop(shared.unwrap());
+        assert_eq!(std::fs::metadata(dir.path().join("shared.sock")).unwrap().permissions().mode() & 0o777, 0o666);
     }
 }

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::peer::PeerPolicy;
+
 use crate::reader::ReaderSpec;
 
 /// The config file used when `--config` is not given.
@@ -53,6 +55,12 @@ pub struct AgentConfig {
     pub reader: ReaderSpec,
     /// The local token broker's socket (`unix:PATH`).
     pub broker: BrokerAddress,
+    /// Who besides the agent's own user may use `broker` (`user:NAME`,
+    /// `group:NAME`, `exe:/PATH`), checked by peer credentials.
+    pub broker_allow: Vec<String>,
+    /// Who besides the desktop user may use the per-user broker that the
+    /// lock screen (`wardkey-desk`) serves in the user's session.
+    pub desk_allow: Vec<String>,
     /// Lock after this long without a tap or PIN.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
@@ -88,6 +96,8 @@ impl Default for AgentConfig {
             key_file: PathBuf::from("agent.key"),
             reader: ReaderSpec::Stdin,
             broker: BrokerAddress::Unix(PathBuf::from("agent.sock")),
+            broker_allow: Vec::new(),
+            desk_allow: Vec::new(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             debounce: DEFAULT_DEBOUNCE,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -251,7 +261,22 @@ impl AgentConfig {
         if self.request_timeout.is_zero() || self.request_timeout > Duration::from_secs(60) {
             return Err(ConfigError::Invalid { key: "request_timeout", message: "must be between 1ms and 60s".into() });
         }
+        self.broker_policy()?;
+        self.desk_policy()?;
         Ok(())
+    }
+
+    /// Who may use the agent's broker socket.
+    pub fn broker_policy(&self) -> Result<PeerPolicy, ConfigError> {
+        PeerPolicy::new(&self.broker_allow)
+            .map_err(|e| ConfigError::Invalid { key: "broker_allow", message: e.to_string() })
+    }
+
+    /// Who may use the per-user broker of the lock screen.
+    pub fn desk_policy(&self) -> Result<PeerPolicy, ConfigError> {
+        PeerPolicy::new(&self.desk_allow)
+            .map(PeerPolicy::listed_only)
+            .map_err(|e| ConfigError::Invalid { key: "desk_allow", message: e.to_string() })
     }
 
     /// The enrolment keys, or which one is missing.
@@ -389,6 +414,8 @@ mod tests {
             key_file: "/etc/wardkey/agent.key".into(),
             reader: ReaderSpec::Fifo("/run/wardkey/badges".into()),
             broker: "unix:/run/user/1000/wardkey.sock".parse().unwrap(),
+            broker_allow: vec!["group:0".into()],
+            desk_allow: vec!["exe:/opt/epr/bin/epr".into()],
             idle_timeout: Duration::from_secs(300),
             debounce: Duration::from_millis(800),
             request_timeout: Duration::from_secs(3),

@@ -18,8 +18,12 @@
 //! - [`state`]: the session state machine, pure.
 //! - [`hooks`]: commands run on unlock, lock and switch.
 //! - [`agent`]: [`Agent`], which wires them together and runs the loop.
-//! - [`broker`]: the local HTTP broker for desktop apps, and the client
-//!   `wardkey-agent status` uses.
+//! - [`broker`]: the local HTTP broker for desktop apps and the lock
+//!   screen, and the client `wardkey-agent status` uses.
+//! - [`peer`]: who is asking on a broker socket (peer credentials), and
+//!   the allow-list that decides whether they may.
+//! - [`desk`]: the lock screen's view of the agent: its screen, its PIN
+//!   pad, and the tap-to-desktop clock.
 //!
 //! The agent depends on `wardkey-proto` for every wire type and never on the
 //! server's crates.
@@ -40,10 +44,12 @@ pub mod agent;
 pub mod broker;
 pub mod client;
 pub mod config;
+pub mod desk;
 pub mod enrol;
 pub mod fido2;
 pub mod hooks;
 pub mod keys;
+pub mod peer;
 pub mod prompt;
 pub mod reader;
 pub mod state;

@@ -53,6 +53,18 @@ enum Command {
         #[arg(long)]
         broker: Option<BrokerAddress>,
     },
+    /// Print a token for an EPR app, for the clinician at the keyboard (the
+    /// broker's `POST /v1/token`; for launch scripts).
+    Token {
+        /// The EPR app's client id (registered with the token_exchange grant).
+        client_id: String,
+        /// Print only the access token, not the JSON token response.
+        #[arg(long)]
+        access_token: bool,
+        /// Broker socket: unix:PATH (default: from agent.toml).
+        #[arg(long)]
+        broker: Option<BrokerAddress>,
+    },
     /// Show who is signed in at this workstation (asks the running agent).
     Status {
         /// Print the broker's JSON.
@@ -114,6 +126,28 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             run(config).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Token { client_id, access_token, broker } => {
+            init_tracing("warn");
+            let mut config = AgentConfig::load(&cli.config)?;
+            if let Some(BrokerAddress::Unix(path)) = broker {
+                config.broker = BrokerAddress::Unix(std::path::absolute(path)?);
+            }
+            let body = serde_json::to_vec(&serde_json::json!({ "client_id": client_id }))?;
+            let (status, answer) = broker::http_request(&config.broker_path(), "POST", "/v1/token", &body).await?;
+            if status != 200 {
+                let refusal: broker::BrokerError = serde_json::from_slice(&answer)
+                    .map_err(|_| anyhow::anyhow!("the broker answered HTTP {status}"))?;
+                eprintln!("error: {} ({})", refusal.message, refusal.error);
+                return Ok(ExitCode::FAILURE);
+            }
+            if access_token {
+                let token: wardkey_proto::oauth::TokenResponse = serde_json::from_slice(&answer)?;
+                println!("{}", token.access_token);
+            } else {
+                println!("{}", String::from_utf8_lossy(&answer));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status { json, broker } => {
             init_tracing("warn");
             let mut config = AgentConfig::load(&cli.config)?;
@@ -143,6 +177,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let socket = config.broker_path();
+    let policy = config.broker_policy()?;
     let reader = config.reader_spec();
     let software_key = config.fido2_software_key.is_some();
     let agent = Agent::new(config).context("cannot start the agent")?;
@@ -157,14 +192,14 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
 
-    let listener = broker::bind(&socket).await?;
+    let listener = broker::bind(&socket, &policy).await?;
     tracing::info!(socket = %socket.display(), reader = %reader, workstation = agent.workstation(), "wardkey-agent running");
     let tracker = TaskTracker::new();
     {
         let agent = agent.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            if let Err(e) = broker::serve_listener(listener, agent, shutdown.clone()).await {
+            if let Err(e) = broker::serve_listener(listener, agent, policy, shutdown.clone()).await {
                 tracing::error!(error = %e, "the token broker stopped");
                 shutdown.cancel();
             }

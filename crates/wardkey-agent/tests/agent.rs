@@ -642,7 +642,7 @@ async fn the_broker_serves_session_tokens_and_events_over_a_private_socket() {
     let shutdown = CancellationToken::new();
     let server = tokio::spawn({
         let (socket, agent, shutdown) = (socket.clone(), agent.clone(), shutdown.clone());
-        async move { broker::serve(&socket, agent, shutdown).await }
+        async move { broker::serve(&socket, agent, wardkey_agent::peer::PeerPolicy::own_user(), shutdown).await }
     });
     eventually("the socket", || socket.exists()).await;
     assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);

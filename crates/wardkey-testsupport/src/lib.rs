@@ -2,7 +2,8 @@
 //! or PostgreSQL cluster (`initdb` + `pg_ctl`) in a temporary directory on a
 //! free port and stops it when the handle drops, so tests never depend on a
 //! service someone left running and pass on a fresh machine. Browser tests
-//! get a headless Chromium the same way ([`chromium`]).
+//! get a headless Chromium the same way ([`chromium`]), and the lock screen
+//! an X server ([`xvfb`]).
 //!
 //! [`fixtures`] holds the directory records (users, badges, workstations)
 //! the integration tests and the benches both set up.
@@ -16,6 +17,7 @@ pub mod chromium;
 pub mod fixtures;
 pub mod postgres;
 pub mod redis;
+pub mod xvfb;
 
 /// Install aws-lc-rs as rustls's process-wide provider, once: rustls
 /// cannot choose by itself when both ring (reqwest) and aws-lc-rs are

@@ -32,8 +32,14 @@ const POLL: Duration = Duration::from_secs(1);
 /// Start reading cards; a PC/SC service that cannot be reached at all is
 /// an error at start-up.
 pub(super) fn spawn(tx: mpsc::Sender<String>, cards: CardSlot) -> Result<(), ReaderError> {
-    let ctx = Context::establish(Scope::User)
-        .map_err(|e| ReaderError::Pcsc(format!("cannot reach the PC/SC service (is pcscd running?): {e}")))?;
+    let ctx = Context::establish(Scope::User).map_err(|e| match e {
+        Error::NoService | Error::ServiceStopped | Error::CommError => ReaderError::Pcsc(format!(
+            "the PC/SC service (pcscd) is not running, so the badge reader cannot be used ({e}). \
+             Install and start it: `apt install pcscd && systemctl enable --now pcscd.socket`. \
+             A keyboard-wedge reader needs no pcscd: set reader = \"stdin\" in agent.toml"
+        )),
+        e => ReaderError::Pcsc(format!("cannot reach the PC/SC service: {e}")),
+    })?;
     spawn_thread("pcsc", move || run(ctx, &tx, &cards))
 }
 

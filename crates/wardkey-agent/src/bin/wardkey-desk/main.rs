@@ -1,0 +1,105 @@
+//! `wardkey-desk`: the desktop part of the Wardkey agent, run in the
+//! clinician's (or the kiosk user's) graphical session.
+//!
+//! - the lock screen ([`screen`]): full screen while locked, a PIN pad when
+//!   a PIN is asked for, gone while someone is signed in;
+//! - the per-user broker ([`proxy`]): `$XDG_RUNTIME_DIR/wardkey/broker.sock`,
+//!   where desktop EPR apps ask for tokens, checked by peer credentials
+//!   against `desk_allow` and forwarded to the agent's own socket.
+//!
+//! The privileged part (reader, workstation key, server link) is the
+//! `wardkey-agent run` system service; this process holds no secret but the
+//! PIN being typed. GTK runs on the main thread, Tokio on one worker
+//! thread; they talk over two channels ([`link`]).
+
+mod link;
+mod proxy;
+mod screen;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use wardkey_agent::AgentConfig;
+use wardkey_agent::config::{BrokerAddress, DEFAULT_CONFIG_FILE};
+
+/// The Wardkey lock screen and per-user token broker.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The agent's config file (read for `broker` and `desk_allow`).
+    #[arg(long, default_value = DEFAULT_CONFIG_FILE)]
+    config: PathBuf,
+    /// The agent's socket: unix:PATH (default: `broker` in agent.toml).
+    #[arg(long)]
+    agent: Option<BrokerAddress>,
+    /// Serve the per-user broker here: unix:PATH (default:
+    /// $XDG_RUNTIME_DIR/wardkey/broker.sock).
+    #[arg(long)]
+    broker: Option<BrokerAddress>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = AgentConfig::load(&cli.config)?;
+    let policy = config.desk_policy()?;
+    let agent = match cli.agent {
+        Some(BrokerAddress::Unix(path)) => std::path::absolute(path)?,
+        None => config.broker_path(),
+    };
+    let broker = match cli.broker {
+        Some(BrokerAddress::Unix(path)) => std::path::absolute(path)?,
+        None => {
+            let runtime = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()).context(
+                "XDG_RUNTIME_DIR is not set: start wardkey-desk inside the desktop session \
+                 (or name the broker socket with --broker unix:PATH)",
+            )?;
+            PathBuf::from(runtime).join("wardkey/broker.sock")
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("wardkey-desk-io")
+        .enable_all()
+        .build()
+        .context("cannot start")?;
+    let shutdown = CancellationToken::new();
+    // The broker socket is bound before the window opens, so a second
+    // desk in the same session stops here with a clear error.
+    let listener = runtime
+        .block_on(wardkey_agent::broker::bind_with_mode(&broker, 0o600))
+        .context("cannot serve the per-user broker")?;
+    tracing::info!(broker = %broker.display(), agent = %agent.display(), "wardkey-desk running");
+    let app = proxy::router(link::client(&agent), policy);
+    runtime.spawn(wardkey_agent::broker::serve_app(listener, app, shutdown.clone()));
+    let (to_screen, screens) = tokio::sync::mpsc::unbounded_channel();
+    let (to_agent, from_screen) = tokio::sync::mpsc::unbounded_channel();
+    runtime.spawn(link::run(agent, to_screen, from_screen, shutdown.clone()));
+
+    let code = screen::run(screens, to_agent);
+
+    shutdown.cancel();
+    let _ = std::fs::remove_file(&broker);
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    Ok(if code == gtk4::glib::ExitCode::SUCCESS { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
