@@ -12,6 +12,7 @@ mod faults;
 mod helpers;
 mod oidc_errors;
 mod oidc_flow;
+mod package;
 mod round_trips;
 mod serve;
 mod tap;

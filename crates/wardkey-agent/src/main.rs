@@ -52,6 +52,11 @@ enum Command {
         /// Broker socket: unix:PATH (default: from agent.toml).
         #[arg(long)]
         broker: Option<BrokerAddress>,
+        /// The workstation key (default: `key_file` from agent.toml). The
+        /// packaged unit passes the copy systemd hands the service
+        /// (LoadCredential), so the key on disk stays root's alone.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
     },
     /// Print a token for an EPR app, for the clinician at the keyboard (the
     /// broker's `POST /v1/token`; for launch scripts).
@@ -109,7 +114,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { reader, broker } => {
+        Command::Run { reader, broker, key_file } => {
             let mut config = AgentConfig::load(&cli.config)?;
             // Paths given on the command line are relative to the current
             // directory, those in agent.toml to the file's directory.
@@ -121,6 +126,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(BrokerAddress::Unix(path)) = broker {
                 config.broker = BrokerAddress::Unix(std::path::absolute(path)?);
+            }
+            if let Some(path) = key_file {
+                config.key_file = std::path::absolute(path)?;
             }
             init_tracing(&config.log_level);
             run(config).await?;
