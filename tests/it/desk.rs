@@ -182,6 +182,20 @@ fn shot(x: &Xvfb, name: &str) -> PathBuf {
     path
 }
 
+/// The Return key's keysym.
+const RETURN: u32 = 0xff0d;
+
+/// Type the PIN on the keyboard and press Return, after touching an empty
+/// part of the screen (as a person does; with no window manager, the
+/// keyboard follows the pointer).
+fn type_pin(x: &Xvfb) {
+    x.click(640, 30);
+    for d in PIN.chars() {
+        x.key(u32::from(d));
+    }
+    x.key(RETURN);
+}
+
 const ALICE: &str = "04A1B2C3";
 const BOB: &str = "04D4E5F6";
 
@@ -217,10 +231,12 @@ async fn the_lock_screen_from_tap_to_desktop_and_back() {
     let digits: Vec<String> = PIN.chars().map(String::from).collect();
     let (pad, keyboard) = digits.split_at(3);
     pc.press_keys(&x, &pad.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shot(&x, "lock-3b-typing");
     for d in keyboard {
         x.key(u32::from(d.chars().next().unwrap()));
     }
-    x.key(0xff0d); // Return
+    x.key(RETURN);
     let active = pc.wait_screen("the desktop", |s| s.state == WorkstationState::Active && s.desktop_shown).await;
     assert_eq!(active.user.unwrap().username, "alice");
     assert!(!covered(&x), "the lock screen is gone from the desktop");
@@ -241,10 +257,7 @@ async fn the_lock_screen_from_tap_to_desktop_and_back() {
     // Bob signs in with his PIN, typed on the keyboard this time...
     pc.tap(BOB);
     pc.wait_screen("Bob's PIN pad", |s| s.state == WorkstationState::PinRequired).await;
-    for d in PIN.chars() {
-        x.key(u32::from(d));
-    }
-    x.key(0xff0d);
+    type_pin(&x);
     pc.wait_screen("Bob's desktop", |s| s.desktop_shown && s.user.as_ref().is_some_and(|u| u.username == "bob")).await;
     // ...and Alice, within her PIN grace, takes over with a tap.
     pc.tap(ALICE);
@@ -359,7 +372,15 @@ async fn the_per_user_broker_serves_only_the_programs_it_names() {
     let config = dir.path().join("agent.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!("desk_allow = [\"exe:{}\"]\n", agent_bin.canonicalize().unwrap().display()));
+    text.push_str("desk_session_lock = true\n");
     std::fs::write(&config, text).unwrap();
+    // logind's command, recording what the lock screen asks of it.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let calls = dir.path().join("loginctl.calls");
+    std::fs::write(bin.join("loginctl"), format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display())).unwrap();
+    std::fs::set_permissions(bin.join("loginctl"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let broker = dir.path().join("user/broker.sock");
     pc.desk = Command::new(binary("wardkey-desk"))
         .args(["--config", config.to_str().unwrap(), "--broker"])
@@ -367,6 +388,7 @@ async fn the_per_user_broker_serves_only_the_programs_it_names() {
         .env("DISPLAY", x.display())
         .env("GSK_RENDERER", "cairo")
         .env("GTK_A11Y", "none")
+        .env("PATH", path)
         .stderr(std::fs::File::create(dir.path().join("desk.log")).unwrap())
         .spawn()
         .unwrap();
@@ -377,11 +399,10 @@ async fn the_per_user_broker_serves_only_the_programs_it_names() {
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&dir_mode) & 0o777, 0o700);
     pc.tap(ALICE);
     pc.wait_screen("the PIN pad", |s| s.state == WorkstationState::PinRequired).await;
-    for d in PIN.chars() {
-        x.key(u32::from(d));
-    }
-    x.key(0xff0d);
+    type_pin(&x);
     pc.wait_screen("the desktop", |s| s.desktop_shown).await;
+    wait_until("logind told", || std::fs::read_to_string(&calls).is_ok_and(|c| c.contains("unlock-session"))).await;
+    assert_eq!(std::fs::read_to_string(&calls).unwrap(), "lock-session\nunlock-session\n");
 
     // This test process is the desktop user, but not the named program.
     let (status, body) =

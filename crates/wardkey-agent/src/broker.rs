@@ -381,8 +381,15 @@ pub async fn http_request(path: &Path, method: &str, target: &str, body: &[u8]) 
              Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
-        stream.write_all(request.as_bytes()).await?;
-        stream.write_all(body).await?;
+        let mut whole = request.into_bytes();
+        whole.extend_from_slice(body);
+        // A server may answer before reading the body (a refusal) and
+        // close: its answer is still there to read.
+        if let Err(e) = stream.write_all(&whole).await
+            && !matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset)
+        {
+            return Err(e.into());
+        }
         let mut raw = Vec::new();
         stream.take(1024 * 1024).read_to_end(&mut raw).await?;
         parse_response(&raw)

@@ -61,6 +61,10 @@ pub struct AgentConfig {
     /// Who besides the desktop user may use the per-user broker that the
     /// lock screen (`wardkey-desk`) serves in the user's session.
     pub desk_allow: Vec<String>,
+    /// Whether the lock screen also locks and unlocks the session through
+    /// logind (`loginctl lock-session` / `unlock-session`), for desktops
+    /// whose own locker should follow it.
+    pub desk_session_lock: bool,
     /// Lock after this long without a tap or PIN.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
@@ -98,6 +102,7 @@ impl Default for AgentConfig {
             broker: BrokerAddress::Unix(PathBuf::from("agent.sock")),
             broker_allow: Vec::new(),
             desk_allow: Vec::new(),
+            desk_session_lock: false,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             debounce: DEFAULT_DEBOUNCE,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -416,6 +421,7 @@ mod tests {
             broker: "unix:/run/user/1000/wardkey.sock".parse().unwrap(),
             broker_allow: vec!["group:0".into()],
             desk_allow: vec!["exe:/opt/epr/bin/epr".into()],
+            desk_session_lock: true,
             idle_timeout: Duration::from_secs(300),
             debounce: Duration::from_millis(800),
             request_timeout: Duration::from_secs(3),

@@ -96,7 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let (to_agent, from_screen) = tokio::sync::mpsc::unbounded_channel();
     runtime.spawn(link::run(agent, to_screen, from_screen, shutdown.clone()));
 
-    let code = screen::run(screens, to_agent);
+    let code = screen::run(screens, to_agent, config.desk_session_lock);
 
     shutdown.cancel();
     let _ = std::fs::remove_file(&broker);

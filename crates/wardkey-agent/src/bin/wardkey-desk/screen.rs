@@ -28,7 +28,11 @@ const MAX_PIN: usize = 63;
 const BANNER_FOR: Duration = Duration::from_secs(3);
 
 /// Run the lock screen until its window is closed (never, on a ward PC).
-pub fn run(screens: UnboundedReceiver<ToScreen>, agent: UnboundedSender<ToAgent>) -> glib::ExitCode {
+pub fn run(
+    screens: UnboundedReceiver<ToScreen>,
+    agent: UnboundedSender<ToAgent>,
+    session_lock: bool,
+) -> glib::ExitCode {
     let app = gtk4::Application::builder()
         .application_id("uk.nhs.wardkey.Desk")
         // One lock screen per session is the agent's business, not D-Bus's:
@@ -38,7 +42,7 @@ pub fn run(screens: UnboundedReceiver<ToScreen>, agent: UnboundedSender<ToAgent>
     let screens = RefCell::new(Some(screens));
     app.connect_activate(move |app| {
         let Some(screens) = screens.borrow_mut().take() else { return };
-        let ui = Ui::build(app, agent.clone());
+        let ui = Ui::build(app, agent.clone(), session_lock);
         ui.draw(&ToScreen::Lost("Connecting to the Wardkey agent…".into()));
         glib::spawn_future_local(async move {
             let mut screens = screens;
@@ -70,10 +74,12 @@ struct Ui {
     last: Rc<RefCell<DeskScreen>>,
     pad_open: Rc<Cell<bool>>,
     agent: UnboundedSender<ToAgent>,
+    /// Lock and unlock the logind session along with the screen.
+    session_lock: bool,
 }
 
 impl Ui {
-    fn build(app: &gtk4::Application, agent: UnboundedSender<ToAgent>) -> Self {
+    fn build(app: &gtk4::Application, agent: UnboundedSender<ToAgent>, session_lock: bool) -> Self {
         let css = gtk4::CssProvider::new();
         css.load_from_data(include_str!("style.css"));
         let display = gdk::Display::default().expect("GTK has a display once the application is active");
@@ -192,6 +198,7 @@ impl Ui {
             last: Rc::new(RefCell::new(DeskScreen::default())),
             pad_open: Rc::new(Cell::new(false)),
             agent,
+            session_lock,
         };
         ui.connect_input();
         ui.tick_clock();
@@ -382,6 +389,7 @@ impl Ui {
         if !self.window.is_visible() {
             self.window.present();
             self.window.fullscreen();
+            self.logind("lock-session");
         }
     }
 
@@ -389,6 +397,9 @@ impl Ui {
     /// desktop is showing (where tap to desktop is measured).
     fn uncover(&self, s: &DeskScreen, before: &DeskScreen, name: &str) {
         self.pad_open.set(false);
+        if self.window.is_visible() {
+            self.logind("unlock-session");
+        }
         self.window.set_visible(false);
         WidgetExt::display(&self.window).flush();
         let _ = self.agent.send(ToAgent::Shown(s.seq));
@@ -403,6 +414,24 @@ impl Ui {
                     banner.set_visible(false);
                 }
             });
+        }
+    }
+
+    /// `loginctl lock-session` or `unlock-session` for this session, when
+    /// configured (never waited for: the screen does not depend on it).
+    fn logind(&self, verb: &'static str) {
+        if !self.session_lock {
+            return;
+        }
+        match std::process::Command::new("loginctl").arg(verb).spawn() {
+            Ok(mut child) => {
+                std::thread::spawn(move || {
+                    if !child.wait().is_ok_and(|s| s.success()) {
+                        tracing::warn!("loginctl {verb} failed (is this a logind session?)");
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot run loginctl {verb}"),
         }
     }
 
