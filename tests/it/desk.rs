@@ -257,6 +257,12 @@ async fn the_lock_screen_from_tap_to_desktop_and_back() {
     // Bob signs in with his PIN, typed on the keyboard this time...
     pc.tap(BOB);
     pc.wait_screen("Bob's PIN pad", |s| s.state == WorkstationState::PinRequired).await;
+    // Keyboard users see where the focus is (NHS yellow); mouse and touch
+    // presses leave no trace of the digits pressed.
+    x.click(640, 30);
+    x.key(0xff09); // Tab
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shot(&x, "lock-5b-keyboard-focus");
     type_pin(&x);
     pc.wait_screen("Bob's desktop", |s| s.desktop_shown && s.user.as_ref().is_some_and(|u| u.username == "bob")).await;
     // ...and Alice, within her PIN grace, takes over with a tap.

@@ -120,7 +120,9 @@ impl Ui {
         let labels = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "Delete", "0", "Enter"];
         let mut keys = Vec::new();
         for (i, text) in labels.iter().enumerate() {
-            let button = gtk4::Button::builder().label(*text).css_classes(["key"]).build();
+            // A click or touch leaves the focus where it was: a key that
+            // lit up after each press would show onlookers the PIN.
+            let button = gtk4::Button::builder().label(*text).css_classes(["key"]).focus_on_click(false).build();
             match *text {
                 "Delete" => button.update_property(&[gtk4::accessible::Property::Label("Delete the last digit")]),
                 "Enter" => {
