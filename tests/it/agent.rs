@@ -345,3 +345,28 @@ async fn the_agent_binary_locks_when_the_session_is_revoked_elsewhere() {
     let _ = child.wait();
     assert!(locked, "the revocation reached the PC");
 }
+
+/// The packaged agent reads badges through pcscd: when pcscd is missing it
+/// stops at start-up saying how to install and start it (a unit would
+/// otherwise restart it in a loop with nothing to read).
+#[tokio::test]
+async fn a_missing_pcscd_stops_the_agent_with_how_to_fix_it() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, _) = enrolled_agent(&app, dir.path()).await;
+    drop(agent);
+    let binary = Path::new(env!("CARGO_BIN_EXE_wardkey")).with_file_name("wardkey-agent");
+    let out = std::process::Command::new(&binary)
+        .args(["--config", dir.path().join("agent.toml").to_str().unwrap(), "run", "--reader", "pcsc"])
+        // pcsc-lite looks for pcscd's socket here: nothing listens.
+        .env("PCSCLITE_CSOCK_NAME", dir.path().join("no-pcscd.comm"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run wardkey-agent");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("pcscd") && said.contains("apt install pcscd") && said.contains("reader = \"stdin\""),
+        "{said}"
+    );
+}

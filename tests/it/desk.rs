@@ -272,12 +272,21 @@ async fn the_lock_screen_from_tap_to_desktop_and_back() {
     shot(&x, "lock-6-switched");
 
     // The server goes away: her tap locks the PC, which says why.
-    let _stopped = app.stop();
+    let address = app.base.trim_start_matches("http://").to_string();
+    let stopped = app.stop();
     pc.tap(ALICE);
     let down = pc.wait_screen("the server unreachable", |s| s.server_unreachable && s.message.is_some()).await;
     assert_eq!(down.state, WorkstationState::Locked);
     wait_until("the lock screen back", || covered(&x)).await;
     shot(&x, "lock-7-server-unreachable");
+
+    // It comes back: the screen says so without waiting for a tap.
+    let app = stopped.restart().listen(&address).spawn().await;
+    let back = pc.wait_screen("the server back", |s| !s.server_unreachable).await;
+    assert!(back.message.as_deref().is_some_and(|m| m.contains("reachable again")), "{back:?}");
+    assert!(!back.alert);
+    shot(&x, "lock-8-server-back");
+    drop(app);
 
     // Tap to desktop went to the server's report queue with the lock
     // screen in the loop.

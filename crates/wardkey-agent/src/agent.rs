@@ -144,6 +144,9 @@ struct Link {
     reports: Mutex<VecDeque<f64>>,
     wake: Notify,
     down: AtomicBool,
+    /// Told when the server becomes unreachable or reachable again, so the
+    /// lock screen says so without waiting for a tap.
+    changed: Notify,
 }
 
 impl Link {
@@ -156,6 +159,7 @@ impl Link {
         if !self.down.swap(true, Ordering::SeqCst) {
             tracing::warn!("{error}; {consequence}");
             self.wake.notify_one();
+            self.changed.notify_one();
         } else {
             tracing::debug!(%error, "the Wardkey server is still unreachable");
         }
@@ -164,6 +168,7 @@ impl Link {
     fn succeeded(&self) {
         if self.down.swap(false, Ordering::SeqCst) {
             tracing::info!("the Wardkey server at {} is reachable again", self.server);
+            self.changed.notify_one();
         }
     }
 
@@ -254,6 +259,7 @@ impl Agent {
             reports: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
             down: AtomicBool::new(false),
+            changed: Notify::new(),
         });
         tokio::spawn(link_task(client.clone(), link.clone(), stop.clone()));
         let desk_stop = stop.clone();
@@ -282,7 +288,8 @@ impl Agent {
                 _stop: stop.drop_guard(),
             }),
         };
-        tokio::spawn(desk_task(Arc::downgrade(&agent.inner), desk_renew, desk_stop));
+        tokio::spawn(desk_task(Arc::downgrade(&agent.inner), desk_renew, desk_stop.clone()));
+        tokio::spawn(screen_task(Arc::downgrade(&agent.inner), desk_stop));
         agent
     }
 
@@ -992,6 +999,29 @@ async fn desk_task(agent: std::sync::Weak<Inner>, renew: Arc<Notify>, stop: Canc
 
 /// Deliver reports and, while the server is unreachable, probe it, with
 /// exponential backoff; ends with the agent.
+/// Keep the lock screen's "server unreachable" true to the link: say when
+/// it is back, without waiting for a tap. Ends with the agent.
+async fn screen_task(agent: std::sync::Weak<Inner>, stop: CancellationToken) {
+    loop {
+        let Some(inner) = agent.upgrade() else { return };
+        let link = inner.link.clone();
+        drop(inner);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = link.changed.notified() => {}
+        }
+        let Some(inner) = agent.upgrade() else { return };
+        let this = Agent { inner };
+        let back = !this.server_unreachable();
+        let info = this.state();
+        if back && info.state == WorkstationState::Locked {
+            this.show(&info, Some(("The Wardkey server is reachable again. Tap your badge.", false)));
+        } else {
+            this.show(&info, None);
+        }
+    }
+}
+
 async fn link_task(client: Arc<ServerClient>, link: Arc<Link>, stop: CancellationToken) {
     let mut backoff = BACKOFF_START;
     loop {

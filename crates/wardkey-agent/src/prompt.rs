@@ -115,7 +115,9 @@ impl PinSource {
         match lines.next().await {
             Some(line) => line,
             None => {
-                tracing::warn!("the PIN input (standard input) closed: PINs can no longer be entered");
+                // Under systemd standard input is /dev/null: the lock
+                // screen's pad is then where PINs come from.
+                tracing::info!("standard input is closed: PINs are taken from the lock screen (wardkey-desk) only");
                 self.from = From::Lines(None);
                 std::future::pending().await
             }
