@@ -60,6 +60,21 @@ pub use config::AgentConfig;
 pub use prompt::PinSource;
 pub use reader::{Lines, ReaderSpec};
 
+/// Log to standard error (the journal, under systemd) with `default` as the
+/// filter unless `RUST_LOG` says otherwise; colours only on a terminal.
+/// Both programs, `wardkey-agent` and `wardkey-desk`, log this way.
+pub fn init_tracing(default: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(default))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

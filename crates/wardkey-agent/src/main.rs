@@ -1,7 +1,6 @@
 //! `wardkey-agent`: enrol this workstation, run the tap-and-go agent, or
 //! show its state. Thin: parse arguments, set up logging, call the library.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use wardkey_agent::config::{BrokerAddress, DEFAULT_CONFIG_FILE};
 use wardkey_agent::enrol::{EnrolOptions, enrol};
 use wardkey_agent::fido2::ctap2::{CardSlot, Ctap2Key};
-use wardkey_agent::{Agent, AgentConfig, Lines, PinSource, ReaderSpec, broker};
+use wardkey_agent::{Agent, AgentConfig, Lines, PinSource, ReaderSpec, broker, init_tracing};
 use wardkey_proto::broker::WorkstationState;
 
 /// The Wardkey tap-and-go workstation agent. No `Debug` (nor on
@@ -245,15 +244,4 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
         tracing::info!("stopping: locking the workstation first");
         shutdown.cancel();
     });
-}
-
-fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(default))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }

@@ -16,7 +16,6 @@ mod link;
 mod proxy;
 mod screen;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -44,13 +43,6 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -62,6 +54,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = AgentConfig::load(&cli.config)?;
+    wardkey_agent::init_tracing(&config.log_level);
     let policy = config.desk_policy()?;
     let agent = match cli.agent {
         Some(BrokerAddress::Unix(path)) => std::path::absolute(path)?,
