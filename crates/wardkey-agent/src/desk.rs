@@ -179,6 +179,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_security_key_asking_for_its_pin_opens_the_pad_on_a_locked_screen() {
+        let desk = DeskLink::default();
+        let _pins = desk.take_pins().unwrap();
+        desk.show(&info(WorkstationState::Locked), true, false, Some(("Type your security key's PIN", false)));
+        assert!(desk.screen().key_pin);
+        desk.submit_pin("123456".into()).unwrap();
+        desk.show(&info(WorkstationState::Locked), false, false, None);
+        assert_eq!(desk.submit_pin("123456".into()), Err(PadError::NotAsked));
+    }
+
+    #[tokio::test]
     async fn tap_to_desktop_ends_when_the_desk_shows_the_active_screen() {
         let desk = DeskLink::default();
         let mut screens = desk.subscribe();
