@@ -339,12 +339,7 @@ impl Cdp {
 /// Panic with instructions when `chromium` cannot be spawned: a test that
 /// needs a browser must fail, never pass by skipping.
 fn missing_chromium(error: std::io::Error) -> ! {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    panic!(
-        "cannot run chromium{}: {error}. Run the README's test command, `./scripts/test`, \
-         which installs it (Debian package `chromium`), or install it yourself.",
-        if ci { " on this CI runner" } else { "" }
-    );
+    crate::missing_program("chromium", "chromium", error)
 }
 
 #[cfg(test)]

@@ -37,3 +37,14 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("no free port on 127.0.0.1")
 }
+
+/// Panic with instructions when `program` (Debian package `package`) cannot
+/// be run: a test that needs it must fail, never pass by skipping.
+fn missing_program(program: &str, package: &str, error: std::io::Error) -> ! {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    panic!(
+        "cannot run {program}{}: {error}. Run the README's test command, `./scripts/test`, \
+         which installs it (Debian package `{package}`), or install it yourself.",
+        if ci { " on this CI runner" } else { "" }
+    );
+}

@@ -133,10 +133,5 @@ impl Drop for Xvfb {
 /// Panic with instructions when Xvfb cannot be started: a lock screen test
 /// must fail, never pass by skipping.
 fn missing_xvfb(error: std::io::Error) -> ! {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    panic!(
-        "cannot run Xvfb{}: {error}. Run the README's test command, `./scripts/test`, \
-         which installs it (Debian package `xvfb`), or install it yourself.",
-        if ci { " on this CI runner" } else { "" }
-    );
+    crate::missing_program("Xvfb", "xvfb", error)
 }
