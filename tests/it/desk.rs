@@ -357,7 +357,32 @@ async fn the_broker_refuses_other_users_and_serves_the_allowed_one() {
     assert!(said.contains("uid 65534") && said.contains("not allowed") && said.contains("broker_allow"), "{said}");
     assert!(refused.stdout.is_empty(), "no token for a process of another user");
 
+    // Allowed, but with no lock screen of its own on this PC (a background
+    // login): it acts for no one.
+    let elsewhere = token_as(1, &config, &socket);
+    let said = String::from_utf8_lossy(&elsewhere.stderr);
+    assert!(!elsewhere.status.success() && said.contains("no Wardkey lock screen open"), "{said}");
+
+    // Its lock screen attaches (the desk's subscription, held open as user
+    // daemon): now it is the user at the screen and gets the token.
+    let mut desk = Command::new("curl")
+        .args(["-sN", "--unix-socket"])
+        .arg(&socket)
+        .arg("http://agent/v1/desk/events")
+        .uid(1)
+        .gid(1)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl");
+    {
+        use std::io::Read;
+        let mut first = [0u8; 5];
+        desk.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"data:", "the desk's first screen");
+    }
     let allowed = token_as(1, &config, &socket);
+    let _ = desk.kill();
+    let _ = desk.wait();
     assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
     let token: serde_json::Value = serde_json::from_slice(&allowed.stdout).unwrap();
     assert!(token["access_token"].as_str().is_some_and(|t| !t.is_empty()));
@@ -433,4 +458,32 @@ async fn the_per_user_broker_serves_only_the_programs_it_names() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!out.stdout.is_empty());
+}
+
+/// A lock screen that cannot start (here: a config with a typo) still
+/// covers the screen and says why: it never leaves the desktop open.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_screen_that_cannot_start_still_covers_the_desktop() {
+    let x = Xvfb::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "brokr = \"unix:/run/wardkey-agent/agent.sock\"\n").unwrap();
+    let mut desk = Command::new(binary("wardkey-desk"))
+        .args(["--config", config.to_str().unwrap(), "--broker"])
+        .arg(format!("unix:{}", dir.path().join("user/broker.sock").display()))
+        .env("DISPLAY", x.display())
+        .env("GSK_RENDERER", "cairo")
+        .env("GTK_A11Y", "none")
+        .stderr(std::fs::File::create(dir.path().join("desk.log")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until("the lock screen to cover the screen", || covered(&x)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    shot(&x, "lock-9-cannot-start");
+    let still_running = desk.try_wait().unwrap().is_none();
+    let _ = desk.kill();
+    let _ = desk.wait();
+    assert!(still_running, "it stays up, covering the desktop");
+    let log = std::fs::read_to_string(dir.path().join("desk.log")).unwrap();
+    assert!(log.contains("brokr"), "the log names the bad key:\n{log}");
 }

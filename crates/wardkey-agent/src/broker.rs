@@ -123,17 +123,50 @@ struct BrokerState {
 /// The broker's routes, for callers `policy` allows. Event streams end
 /// when `shutdown` is cancelled, so a graceful shutdown does not wait on
 /// them forever.
+///
+/// Everything but `/v1/desk/events` (how a lock screen attaches) is for
+/// the clinician at the screen only: the agent's own user, or a user whose
+/// lock screen is attached now. So a member of the allowed group in another
+/// session (SSH, cron, a background login) gets no one's tokens and cannot
+/// type PINs.
 pub fn router(agent: Agent, policy: PeerPolicy, shutdown: CancellationToken) -> Router {
-    Router::new()
+    let state = BrokerState { agent, shutdown };
+    let at_the_screen = Router::new()
         .route("/v1/session", get(session))
         .route("/v1/token", post(token))
         .route("/v1/events", get(events))
         .route("/v1/desk", get(desk))
-        .route("/v1/desk/events", get(desk_events))
         .route("/v1/desk/shown", post(desk_shown))
         .route("/v1/pin", post(pin))
-        .with_state(BrokerState { agent, shutdown })
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), at_the_screen));
+    Router::new()
+        .route("/v1/desk/events", get(desk_events))
+        .merge(at_the_screen)
+        .with_state(state)
         .layer(axum::middleware::from_fn_with_state((std::sync::Arc::new(policy), "broker_allow"), admit))
+}
+
+/// Refuse callers who are neither the agent's user nor the user of an
+/// attached lock screen.
+async fn at_the_screen(
+    State(state): State<BrokerState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let own = rustix::process::getuid().as_raw();
+    match peer.uid {
+        Some(uid) if uid == own || state.agent.desk().is_attached(uid) => next.run(request).await,
+        _ => {
+            let who = peer.describe();
+            tracing::warn!(caller = %who, path = %request.uri().path(), "refused a caller with no lock screen on this PC");
+            error(
+                StatusCode::FORBIDDEN,
+                "not_at_the_screen",
+                format!("{who} has no Wardkey lock screen open on this PC, so it cannot act for the clinician here"),
+            )
+        }
+    }
 }
 
 /// Bind the socket at `path` with `mode` from the moment it exists (it is
@@ -221,17 +254,24 @@ async fn desk(State(state): State<BrokerState>) -> Json<DeskScreen> {
 }
 
 /// Every screen, the current one first; a slow desk skips to the latest.
-async fn desk_events(State(state): State<BrokerState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+/// A lock screen attaches: its user is at the screen for as long as the
+/// stream lasts.
+async fn desk_events(
+    State(state): State<BrokerState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = state.agent.desk().subscribe();
-    let stream = futures_util::stream::unfold((rx, state.shutdown), |(mut rx, shutdown)| async move {
-        tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            changed = rx.changed() => changed.ok()?,
-        }
-        let screen = rx.borrow_and_update().clone();
-        let data = serde_json::to_string(&screen).ok()?;
-        Some((Ok(Event::default().data(data)), (rx, shutdown)))
-    });
+    let attached = peer.uid.map(|uid| crate::desk::Attached::new(state.agent.clone(), uid));
+    let stream =
+        futures_util::stream::unfold((rx, state.shutdown, attached), |(mut rx, shutdown, attached)| async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                changed = rx.changed() => changed.ok()?,
+            }
+            let screen = rx.borrow_and_update().clone();
+            let data = serde_json::to_string(&screen).ok()?;
+            Some((Ok(Event::default().data(data)), (rx, shutdown, attached)))
+        });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
@@ -253,7 +293,8 @@ async fn pin(State(state): State<BrokerState>, body: axum::body::Bytes) -> Respo
         // The body is not echoed: it may hold the PIN.
         Err(_) => return error(StatusCode::BAD_REQUEST, "invalid_request", "expected {\"pin\": \"…\"}"),
     };
-    state.agent.touch();
+    // No touch() here: a PIN posted when none is asked for must not hold
+    // off the idle lock (the check of a real PIN touches).
     match state.agent.desk().submit_pin(secrecy::SecretString::from(pin)) {
         Ok(()) => (StatusCode::ACCEPTED, Json(serde_json::json!({"accepted": true}))).into_response(),
         Err(e @ PadError::NotAsked) => error(StatusCode::CONFLICT, "no_pin_asked", e.to_string()),
@@ -358,13 +399,19 @@ pub enum StatusError {
     /// It answered, but not with what was expected.
     #[error("the agent answered something unexpected: {0}")]
     Protocol(String),
+    /// It refused (this user is not allowed): its sentence.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// `GET /v1/session` over the broker socket.
 pub async fn fetch_session(path: &Path) -> Result<SessionInfo, StatusError> {
     let (status, body) = http_request(path, "GET", "/v1/session", b"").await?;
     if status != 200 {
-        return Err(StatusError::Protocol(format!("HTTP {status}")));
+        return Err(match serde_json::from_slice::<BrokerError>(&body) {
+            Ok(refusal) => StatusError::Refused(refusal.message),
+            Err(_) => StatusError::Protocol(format!("HTTP {status}")),
+        });
     }
     serde_json::from_slice(&body).map_err(|e| StatusError::Protocol(e.to_string()))
 }

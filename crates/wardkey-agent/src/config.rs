@@ -369,6 +369,9 @@ pub fn write_enrolment(path: &Path, enrolment: &Enrolment, key_file: &Path) -> R
     AgentConfig::parse(&new_text).map_err(|message| ConfigError::Parse { path: path.into(), message })?;
     let tmp = path.with_extension("toml.tmp");
     std::fs::write(&tmp, new_text).map_err(io)?;
+    // Readable by the service user and the lock screen whatever the admin's
+    // umask (it holds no secret: the key has its own file).
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644)).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
 

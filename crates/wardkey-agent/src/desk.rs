@@ -11,6 +11,7 @@
 //! "shown", so ops see tap to desktop (the clinician's wait) rather than
 //! tap to state change.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -19,8 +20,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use wardkey_proto::broker::{DeskScreen, SessionInfo, WorkstationState};
 
-/// PINs typed on the pad and not yet taken by the reader loop.
-const PIN_QUEUE: usize = 4;
+/// PINs typed on the pad and not yet taken by the reader loop: one, so a
+/// PIN never waits to be checked against a later prompt (another badge, or
+/// a security key).
+const PIN_QUEUE: usize = 1;
 
 /// A report waits this long for the desk's "shown" before it is dropped.
 const SHOWN_WITHIN: Duration = Duration::from_secs(60);
@@ -34,6 +37,35 @@ pub struct DeskLink {
     /// When the badge that unlocked was read, until the desk shows the
     /// desktop for screen `seq`.
     unlocked: Mutex<Option<(u64, Instant)>>,
+    /// Users with a lock screen attached now, and how many each.
+    attached: Mutex<HashMap<u32, usize>>,
+}
+
+/// A lock screen of user `uid` attached to the agent, until dropped.
+#[derive(Debug)]
+pub struct Attached {
+    agent: crate::Agent,
+    uid: u32,
+}
+
+impl Attached {
+    /// Count `uid` as at the screen until this is dropped.
+    pub fn new(agent: crate::Agent, uid: u32) -> Self {
+        *agent.desk().lock_attached().entry(uid).or_default() += 1;
+        Self { agent, uid }
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let mut attached = self.agent.desk().lock_attached();
+        if let Some(n) = attached.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                attached.remove(&self.uid);
+            }
+        }
+    }
 }
 
 /// Why a PIN from the pad was not taken.
@@ -52,11 +84,26 @@ impl Default for DeskLink {
     fn default() -> Self {
         let (screen, _) = watch::channel(DeskScreen::default());
         let (pins, pins_rx) = mpsc::channel(PIN_QUEUE);
-        Self { screen, pins, pins_rx: Mutex::new(Some(pins_rx)), unlocked: Mutex::new(None) }
+        Self {
+            screen,
+            pins,
+            pins_rx: Mutex::new(Some(pins_rx)),
+            unlocked: Mutex::new(None),
+            attached: Mutex::new(HashMap::new()),
+        }
     }
 }
 
 impl DeskLink {
+    /// Whether user `uid` has a lock screen attached now.
+    pub fn is_attached(&self, uid: u32) -> bool {
+        self.lock_attached().contains_key(&uid)
+    }
+
+    fn lock_attached(&self) -> std::sync::MutexGuard<'_, HashMap<u32, usize>> {
+        self.attached.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The screen now.
     pub fn screen(&self) -> DeskScreen {
         self.screen.borrow().clone()
@@ -175,7 +222,7 @@ mod tests {
         for _ in 0..PIN_QUEUE {
             desk.submit_pin("1".into()).unwrap();
         }
-        assert_eq!(desk.submit_pin("1".into()), Err(PadError::Busy), "thirty PINs at once queue no more than four");
+        assert_eq!(desk.submit_pin("1".into()), Err(PadError::Busy), "thirty PINs at once queue no more than one");
     }
 
     #[tokio::test]

@@ -62,7 +62,8 @@ pub use reader::{Lines, ReaderSpec};
 
 /// Log to standard error (the journal, under systemd) with `default` as the
 /// filter unless `RUST_LOG` says otherwise; colours only on a terminal.
-/// Both programs, `wardkey-agent` and `wardkey-desk`, log this way.
+/// Both programs, `wardkey-agent` and `wardkey-desk`, log this way. Only
+/// the first call takes effect.
 pub fn init_tracing(default: &str) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -72,7 +73,8 @@ pub fn init_tracing(default: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .try_init()
+        .ok();
 }
 
 #[cfg(test)]

@@ -99,9 +99,19 @@ async fn follow(client: &reqwest::Client, screen: &UnboundedSender<ToScreen>) ->
         }
         while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
             let event: Vec<u8> = buffer.drain(..end + 2).collect();
-            if let Some(parsed) = parse_event(&event) {
-                if screen.send(ToScreen::Screen(parsed)).is_err() {
-                    return "the screen has closed".into();
+            match parse_event(&event) {
+                Ok(Some(parsed)) => {
+                    if screen.send(ToScreen::Screen(parsed)).is_err() {
+                        return "the screen has closed".into();
+                    }
+                }
+                Ok(None) => {}
+                // A screen this desk cannot read might be a lock: cover.
+                Err(e) => {
+                    return format!(
+                        "This lock screen does not understand the Wardkey agent ({e}); \
+                         the agent and the lock screen may be different versions. Call the IT service desk."
+                    );
                 }
             }
         }
@@ -112,19 +122,13 @@ async fn follow(client: &reqwest::Client, screen: &UnboundedSender<ToScreen>) ->
 }
 
 /// One server-sent event's `data:` as a screen (keep-alives are `None`).
-fn parse_event(event: &[u8]) -> Option<DeskScreen> {
-    let text = std::str::from_utf8(event).ok()?;
+fn parse_event(event: &[u8]) -> Result<Option<DeskScreen>, String> {
+    let text = std::str::from_utf8(event).map_err(|e| e.to_string())?;
     let data: String = text.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim_start).collect();
     if data.is_empty() {
-        return None;
+        return Ok(None);
     }
-    match serde_json::from_str(&data) {
-        Ok(screen) => Some(screen),
-        Err(e) => {
-            tracing::warn!(error = %e, "ignored a screen the agent sent that this desk does not understand");
-            None
-        }
-    }
+    serde_json::from_str(&data).map(Some).map_err(|e| e.to_string())
 }
 
 /// A refusal's sentence.
@@ -163,8 +167,9 @@ mod tests {
     fn events_parse_and_keep_alives_do_not() {
         let screen = DeskScreen { seq: 3, workstation: "pc1".into(), ..DeskScreen::default() };
         let event = format!("data: {}\n\n", serde_json::to_string(&screen).unwrap());
-        assert_eq!(parse_event(event.as_bytes()), Some(screen));
-        assert_eq!(parse_event(b":\n\n"), None);
-        assert_eq!(parse_event(b"data: {not json\n\n"), None);
+        assert_eq!(parse_event(event.as_bytes()), Ok(Some(screen)));
+        assert_eq!(parse_event(b":\n\n"), Ok(None));
+        assert!(parse_event(b"data: {not json\n\n").is_err(), "a screen it cannot read covers, never skips");
+        assert!(parse_event(b"data: {\"seq\":1,\"state\":\"new_state\"}\n\n").is_err());
     }
 }

@@ -49,6 +49,10 @@ pub fn run(
             while let Some(next) = screens.recv().await {
                 ui.draw(&next);
             }
+            // The link is gone for good: stay covered.
+            ui.draw(&ToScreen::Lost(
+                "The lock screen lost its link to the Wardkey agent. Call the IT service desk.".into(),
+            ));
         });
     });
     app.run_with_args::<&str>(&[])
