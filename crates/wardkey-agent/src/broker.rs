@@ -20,9 +20,8 @@
 //! peer credentials (a TCP port could be reached by every local user and
 //! says nothing of who is asking): a caller not allowed gets 403 and is
 //! logged. The socket is mode 0600 from the moment it exists, or 0666 when
-//! the policy admits other users. The module also holds the tiny HTTP/1.1
-//! client that `wardkey-agent status` uses, so it needs no HTTP client
-//! stack.
+//! the policy admits other users. [`http_request`] is the client side, for
+//! `wardkey-agent status` and `token`.
 
 use std::convert::Infallible;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
@@ -38,7 +37,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -85,13 +83,17 @@ pub async fn admit(
     if policy.allows(&peer) {
         return next.run(request).await;
     }
-    let who = peer.describe();
-    tracing::warn!(caller = %who, path = %request.uri().path(), "refused a broker caller that is not allowed");
-    error(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        format!("{who} is not allowed to use the Wardkey broker; IT can allow it with {setting} in agent.toml"),
-    )
+    refuse(&peer, &request, "forbidden", |who| {
+        format!("{who} is not allowed to use the Wardkey broker; IT can allow it with {setting} in agent.toml")
+    })
+}
+
+/// 403 with `code` and the sentence `why` makes of the caller's name, and
+/// a log line for the security officer.
+fn refuse(peer: &Peer, request: &Request, code: &str, why: impl FnOnce(&str) -> String) -> Response {
+    let sentence = why(&peer.describe());
+    tracing::warn!(path = %request.uri().path(), "refused a broker caller: {sentence}");
+    error(StatusCode::FORBIDDEN, code, sentence)
 }
 
 /// Why the broker could not start.
@@ -157,15 +159,9 @@ async fn at_the_screen(
     let own = rustix::process::getuid().as_raw();
     match peer.uid {
         Some(uid) if uid == own || state.agent.desk().is_attached(uid) => next.run(request).await,
-        _ => {
-            let who = peer.describe();
-            tracing::warn!(caller = %who, path = %request.uri().path(), "refused a caller with no lock screen on this PC");
-            error(
-                StatusCode::FORBIDDEN,
-                "not_at_the_screen",
-                format!("{who} has no Wardkey lock screen open on this PC, so it cannot act for the clinician here"),
-            )
-        }
+        _ => refuse(&peer, &request, "not_at_the_screen", |who| {
+            format!("{who} has no Wardkey lock screen open on this PC, so it cannot act for the clinician here")
+        }),
     }
 }
 
@@ -393,9 +389,6 @@ pub enum StatusError {
         #[source]
         source: std::io::Error,
     },
-    /// Talking to it failed.
-    #[error("reading from the agent failed: {0}")]
-    Io(#[from] std::io::Error),
     /// It answered, but not with what was expected.
     #[error("the agent answered something unexpected: {0}")]
     Protocol(String),
@@ -416,92 +409,35 @@ pub async fn fetch_session(path: &Path) -> Result<SessionInfo, StatusError> {
     serde_json::from_slice(&body).map_err(|e| StatusError::Protocol(e.to_string()))
 }
 
-/// One HTTP/1.1 request over a Unix socket with a JSON `body`, read to the
-/// end (the request asks the server to close): enough for `status` and
-/// `token`, without an HTTP client stack.
+/// One request over the broker's Unix socket with a JSON `body`: its
+/// status and body (for `status`, `token` and tests).
 pub async fn http_request(path: &Path, method: &str, target: &str, body: &[u8]) -> Result<(u16, Vec<u8>), StatusError> {
-    let exchange = async {
-        let mut stream =
-            UnixStream::connect(path).await.map_err(|source| StatusError::NotRunning { path: path.into(), source })?;
-        let request = format!(
-            "{method} {target} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        let mut whole = request.into_bytes();
-        whole.extend_from_slice(body);
-        // A server may answer before reading the body (a refusal) and
-        // close: its answer is still there to read.
-        if let Err(e) = stream.write_all(&whole).await
-            && !matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset)
-        {
-            return Err(e.into());
-        }
-        let mut raw = Vec::new();
-        stream.take(1024 * 1024).read_to_end(&mut raw).await?;
-        parse_response(&raw)
-    };
-    tokio::time::timeout(Duration::from_secs(5), exchange)
+    let bad = |e: &dyn std::fmt::Display| StatusError::Protocol(e.to_string());
+    let client = reqwest::Client::builder()
+        .unix_socket(path.to_path_buf())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| bad(&e))?;
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| bad(&e))?;
+    let answer = client
+        .request(method, format!("http://agent{target}"))
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body(body.to_vec())
+        .send()
         .await
-        .map_err(|_| StatusError::Protocol("no answer within 5 s".into()))?
-}
-
-/// Status code and body of a raw HTTP/1.1 response (plain or chunked).
-fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), StatusError> {
-    let bad = |what: &str| StatusError::Protocol(what.to_string());
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no HTTP header"))?;
-    let head = std::str::from_utf8(&raw[..split]).map_err(|_| bad("header is not text"))?;
-    let body = &raw[split + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .filter(|_| status_line.starts_with("HTTP/1."))
-        .ok_or_else(|| bad("no HTTP status line"))?;
-    let chunked = lines.any(|l| {
-        l.split_once(':').is_some_and(|(name, value)| {
-            name.trim().eq_ignore_ascii_case("transfer-encoding") && value.to_ascii_lowercase().contains("chunked")
-        })
-    });
-    if !chunked {
-        return Ok((status, body.to_vec()));
-    }
-    let mut out = Vec::new();
-    let mut rest = body;
-    loop {
-        let eol = rest.windows(2).position(|w| w == b"\r\n").ok_or_else(|| bad("truncated chunk"))?;
-        let size_text = std::str::from_utf8(&rest[..eol]).map_err(|_| bad("bad chunk size"))?;
-        let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| bad("bad chunk size"))?;
-        rest = &rest[eol + 2..];
-        if size == 0 {
-            return Ok((status, out));
-        }
-        if rest.len() < size + 2 {
-            return Err(bad("truncated chunk"));
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
-    }
+        .map_err(|e| match e {
+            e if e.is_connect() => StatusError::NotRunning { path: path.into(), source: std::io::Error::other(e) },
+            e if e.is_timeout() => StatusError::Protocol("no answer within 5 s".into()),
+            e => bad(&e),
+        })?;
+    let status = answer.status().as_u16();
+    let body = answer.bytes().await.map_err(|e| bad(&e))?;
+    Ok((status, body.to_vec()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_plain_and_chunked_responses() {
-        let raw = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(parse_response(raw).unwrap(), (200, b"{}".to_vec()));
-        let raw = b"HTTP/1.1 409 Conflict\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
-        assert_eq!(parse_response(raw).unwrap(), (409, b"abcde".to_vec()));
-        assert!(parse_response(b"garbage").is_err());
-        assert!(parse_response(b"SSH-2.0\r\n\r\n").is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nab\r\n").is_err());
-    }
 
     #[tokio::test]
     async fn status_of_a_missing_agent_is_a_clear_error() {
