@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use wardkey_agent::enrol::{EnrolOptions, enrol};
 use wardkey_agent::{Agent, AgentConfig, Lines, PinSource};
@@ -62,18 +61,9 @@ pub async fn wait_for(agent: &Agent, state: WorkstationState, user: Option<&str>
 /// `POST /v1/token` over the broker's Unix socket: (status, body).
 async fn broker_token(socket: &Path, client_id: &str) -> (u16, Value) {
     let body = serde_json::json!({ "client_id": client_id }).to_string();
-    let mut stream = tokio::net::UnixStream::connect(socket).await.expect("broker socket");
-    let request = format!(
-        "POST /v1/token HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (status, body) =
+        wardkey_agent::broker::http_request(socket, "POST", "/v1/token", body.as_bytes()).await.expect("broker socket");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
 /// The verified claims of an access token, checked against `/jwks`.
@@ -369,4 +359,50 @@ async fn a_missing_pcscd_stops_the_agent_with_how_to_fix_it() {
         said.contains("pcscd") && said.contains("apt install pcscd") && said.contains("reader = \"stdin\""),
         "{said}"
     );
+}
+
+/// A program at the desk posts thirty PINs to the lock screen's pad at
+/// once: each gets an answer (queued, busy, or no PIN asked), the agent
+/// keeps serving, and the badge's wrong-PIN count never passes the five
+/// the lockout allows.
+#[tokio::test(flavor = "multi_thread")]
+async fn thirty_pad_pins_at_once_never_pass_the_lockout() {
+    let app = spawn_app().await;
+    enrol_badge(&app, "gwen", "0A0A0A0A").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, socket) = enrolled_agent(&app, dir.path()).await;
+    let shutdown = CancellationToken::new();
+    let (taps, lines) = Lines::channel();
+    let policy = wardkey_agent::peer::PeerPolicy::own_user();
+    let listener = wardkey_agent::broker::bind(&socket, &policy).await.unwrap();
+    tokio::spawn(wardkey_agent::broker::serve_listener(listener, agent.clone(), policy, shutdown.clone()));
+    let runner = agent.clone();
+    let run_shutdown = shutdown.clone();
+    tokio::spawn(async move { runner.run(lines, PinSource::reader(), run_shutdown).await });
+    taps.send("0A0A0A0A".into()).await.unwrap();
+    wait_for(&agent, WorkstationState::PinRequired, Some("gwen")).await;
+
+    let posts = (0..30).map(|i| {
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            let body = format!("{{\"pin\":\"{:06}\"}}", 900000 + i);
+            wardkey_agent::broker::http_request(&socket, "POST", "/v1/pin", body.as_bytes()).await.unwrap().0
+        })
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(posts).await.into_iter().map(Result::unwrap).collect();
+    assert!(statuses.iter().all(|s| [202, 409, 429].contains(s)), "{statuses:?}");
+    assert!(statuses.contains(&202), "the pad takes a PIN: {statuses:?}");
+    // Let the queued PINs be judged.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let digest = wardkey_core::badge::digest(&app.state.badge_key, "0A0A0A0A").unwrap();
+    let badge = app.state.store.badge(&digest).await.unwrap().unwrap();
+    let accepted = statuses.iter().filter(|s| **s == 202).count() as i64;
+    assert!(
+        i64::from(badge.failed_pins) <= accepted.min(5),
+        "{} wrong PINs counted for {accepted} taken",
+        badge.failed_pins
+    );
+    let (status, _) = wardkey_agent::broker::http_request(&socket, "GET", "/v1/desk", b"").await.unwrap();
+    assert_eq!(status, 200, "the agent still serves");
+    shutdown.cancel();
 }
