@@ -174,6 +174,9 @@ async fn fixtures(state: &AppState) {
         failed_logins: 0,
         last_failed_at: None,
         created_at: NOW,
+        source: wardkey_core::user::LOCAL.into(),
+        external_id: None,
+        employee_number: None,
     };
     store.import_user(&user, &[(CredentialKind::Password, hash)]).await.expect("user");
     let public = crate::jose::workstation_key();

@@ -28,6 +28,55 @@ pub struct User {
     pub last_failed_at: Option<i64>,
     /// When the account was created (Unix seconds).
     pub created_at: i64,
+    /// Where the record comes from: [`LOCAL`] (typed in with the CLI or
+    /// imported), `ldap:NAME` (a `[[directory.ldap]]` source) or [`SCIM`].
+    /// A directory owns its users' names, roles and enabled state, and an
+    /// LDAP user's password is checked by the directory.
+    pub source: String,
+    /// The source's stable id for the person (the LDAP entry's
+    /// `entryUUID`/`objectGUID`, SCIM's `externalId`), so a renamed account
+    /// stays one user.
+    pub external_id: Option<String>,
+    /// Employee (ESR) number, as the directory or import gives it.
+    pub employee_number: Option<String>,
+}
+
+/// [`User::source`] of users made by hand (CLI, invites, imports).
+pub const LOCAL: &str = "local";
+/// [`User::source`] of users provisioned over SCIM 2.0.
+pub const SCIM: &str = "scim";
+
+/// [`User::source`] of users synced from the `[[directory.ldap]]` source
+/// called `name`.
+pub fn ldap_source(name: &str) -> String {
+    format!("ldap:{name}")
+}
+
+impl User {
+    /// The name of the LDAP source whose password this user signs in with.
+    pub fn ldap_source(&self) -> Option<&str> {
+        self.source.strip_prefix("ldap:")
+    }
+}
+
+/// What a directory says about one person, mapped from its attributes: the
+/// whole of what a sync writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryRecord {
+    /// The directory's stable id for the entry.
+    pub external_id: String,
+    /// Login name.
+    pub username: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Email address.
+    pub email: Option<String>,
+    /// Employee number.
+    pub employee_number: Option<String>,
+    /// Role codes from the mapped groups, sorted.
+    pub roles: Vec<String>,
+    /// Disabled in the directory.
+    pub disabled: bool,
 }
 
 /// What an admin supplies to create a user.

@@ -48,7 +48,7 @@ use wardkey_core::audit::AuditEvent;
 use wardkey_core::badge::Badge;
 use wardkey_core::client::Client;
 use wardkey_core::keys::SigningKey;
-use wardkey_core::user::{NewUser, User};
+use wardkey_core::user::{DirectoryRecord, NewUser, User};
 use wardkey_core::workstation::Workstation;
 
 pub use postgres::PostgresStore;
@@ -76,6 +76,14 @@ pub enum StoreError {
     /// A row did not decode into a domain value (a corrupt or foreign row).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// Two existing usernames differ only in case, so the store cannot be
+    /// upgraded to case-insensitive usernames until one is renamed.
+    #[error(
+        "users {0:?} and {1:?} differ only in case, and Wardkey now treats usernames as one whatever their case; \
+         rename one before upgrading (with the previous Wardkey version, or in the database: \
+         UPDATE users SET username = 'NEW-NAME' WHERE username = '{0}'), then start again"
+    )]
+    UsernameCaseClash(String, String),
 }
 
 /// Result alias for store calls.
@@ -159,6 +167,37 @@ pub struct WebauthnCredential {
     /// Since when it signs nobody in, if suspended (a signature counter
     /// that went backwards: possibly copied).
     pub suspended_at: Option<i64>,
+}
+
+/// One change a directory sync (LDAP, SCIM) makes to a user, for
+/// [`UserStore::apply_user_changes`]. A directory owns the fields of a
+/// [`DirectoryRecord`]; counters, credentials, badges and keys are never
+/// touched, so a person moved between sources keeps them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserChange {
+    /// A new user from `source` (see [`User::source`]).
+    Create {
+        /// Where the user comes from.
+        source: String,
+        /// What the directory says.
+        record: DirectoryRecord,
+    },
+    /// Overwrite user `id`'s directory fields and set its source: an update
+    /// from the same source, or linking a user first made elsewhere.
+    Update {
+        /// The user's `sub`.
+        id: String,
+        /// Where the user comes from from now on.
+        source: String,
+        /// What the directory says.
+        record: DirectoryRecord,
+    },
+    /// Disable user `id`: gone from its directory. Users are never deleted
+    /// by a sync: their audit trail, badges and keys stay.
+    Disable {
+        /// The user's `sub`.
+        id: String,
+    },
 }
 
 /// A back-channel logout to deliver (OIDC Back-Channel Logout 1.0). Kept in
@@ -251,6 +290,12 @@ pub trait UserStore: Send + Sync {
     async fn record_login_failure(&self, user_id: &str, now: i64) -> StoreResult<u32>;
     /// Reset the failure count after a successful check or an admin unlock.
     async fn reset_login_failures(&self, user_id: &str) -> StoreResult<()>;
+    /// Apply a directory sync's changes all at once, in one transaction:
+    /// a sync is never half-written. A user disabled by a change has their
+    /// sessions ended (as [`UserStore::set_user_disabled`]). `Conflict` if a
+    /// username or a source's external id is taken, `NotFound` if a change
+    /// names a user id that does not exist; nothing is written then.
+    async fn apply_user_changes(&self, changes: &[UserChange], now: i64) -> StoreResult<()>;
     /// Insert a user exactly as given (id, counters, timestamps) with its
     /// credentials `(kind, hash)`, in one transaction; for `wardkey store
     /// migrate`. `Conflict` if the id or username exists.

@@ -68,6 +68,7 @@ impl PostgresStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
+        check_username_case!(&pool, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'users'");
         MIGRATOR.run(&pool).await?;
         tracing::debug!(host, port, database, "postgres store open");
         Ok(Self { pool })
@@ -125,6 +126,9 @@ impl PostgresStore {
         match err {
             sqlx::Error::Database(ref e) if e.is_unique_violation() => StoreError::Conflict(match e.constraint() {
                 Some("users_pkey") => format!("user id {:?}", user.id),
+                Some("users_source_external_id") => {
+                    format!("{} entry {:?}", user.source, user.external_id.as_deref().unwrap_or_default())
+                }
                 _ => format!("user {:?}", user.username),
             }),
             other => StoreError::Backend(other),

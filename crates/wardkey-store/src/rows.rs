@@ -22,7 +22,8 @@ use crate::{AuthenticatorKind, LogoutNotice, StoreError, StoreResult, WebauthnCr
 /// The `users` columns [`UserRow`] reads, in the order inserts bind them.
 macro_rules! user_columns {
     () => {
-        "id, username, name, email, roles, disabled, failed_logins, last_failed_at, created_at"
+        "id, username, name, email, roles, disabled, failed_logins, last_failed_at, created_at, source, external_id, \
+         employee_number"
     };
 }
 /// The `clients` columns [`ClientRow`] reads, in the order inserts bind them.
@@ -161,6 +162,9 @@ pub(crate) struct UserRow {
     failed_logins: i64,
     last_failed_at: Option<i64>,
     created_at: i64,
+    source: String,
+    external_id: Option<String>,
+    employee_number: Option<String>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -177,6 +181,9 @@ impl TryFrom<UserRow> for User {
             disabled: row.disabled,
             last_failed_at: row.last_failed_at,
             created_at: row.created_at,
+            source: row.source,
+            external_id: row.external_id,
+            employee_number: row.employee_number,
         })
     }
 }

@@ -91,11 +91,25 @@ macro_rules! impl_store {
                     failed_logins: 0,
                     last_failed_at: None,
                     created_at: now,
+                    source: wardkey_core::user::LOCAL.to_string(),
+                    external_id: None,
+                    employee_number: None,
                 })
             }
 
+            /// Case-insensitive, as usernames are unique (the
+            /// `users_username_lower` index).
             async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
-                find_by!(self, UserRow, "users", user_columns, "username" = text username)
+                if Self::names_nothing(username) {
+                    return Ok(None);
+                }
+                select_optional!(
+                    &self.pool,
+                    UserRow,
+                    "users",
+                    concat!("SELECT ", user_columns!(), " FROM users WHERE lower(username) = lower($1)"),
+                    username
+                )
             }
 
             async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
@@ -113,7 +127,7 @@ macro_rules! impl_store {
                 }
                 let mut tx = self.pool.begin().await?;
                 let user_id: Option<String> =
-                    sqlx::query_scalar("UPDATE users SET disabled = $1 WHERE username = $2 RETURNING id")
+                    sqlx::query_scalar("UPDATE users SET disabled = $1 WHERE lower(username) = lower($2) RETURNING id")
                         .bind(disabled)
                         .bind(username)
                         .fetch_optional(&mut *tx)
@@ -213,7 +227,7 @@ macro_rules! impl_store {
                 sqlx::query(concat!(
                     "INSERT INTO users (",
                     user_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
                 ))
                 .bind(&user.id)
                 .bind(&user.username)
@@ -224,6 +238,9 @@ macro_rules! impl_store {
                 .bind(i64::from(user.failed_logins))
                 .bind(user.last_failed_at)
                 .bind(user.created_at)
+                .bind(&user.source)
+                .bind(&user.external_id)
+                .bind(&user.employee_number)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| Self::user_conflict(e, user))?;
@@ -236,6 +253,74 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| conflict_on_unique(e, format!("{} credential of {what}", kind.as_str())))?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            /// Each change is one or two statements in one transaction;
+            /// a user disabled here (who was enabled) has their sessions
+            /// ended as by [`UserStore::set_user_disabled`].
+            async fn apply_user_changes(&self, changes: &[UserChange], now: i64) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                for change in changes {
+                    let (id, changed) = match change {
+                        UserChange::Create { source, record } => {
+                            sqlx::query(concat!(
+                                "INSERT INTO users (",
+                                user_columns!(),
+                                ") VALUES ($1, $2, $3, $4, $5, $6, 0, NULL, $7, $8, $9, $10)"
+                            ))
+                            .bind(random_token(16))
+                            .bind(Self::storable_text(&record.username))
+                            .bind(record.name.as_deref().map(Self::storable_text))
+                            .bind(record.email.as_deref().map(Self::storable_text))
+                            .bind(to_json("roles", &record.roles)?)
+                            .bind(record.disabled)
+                            .bind(now)
+                            .bind(source)
+                            .bind(Self::storable_text(&record.external_id))
+                            .bind(record.employee_number.as_deref().map(Self::storable_text))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| conflict_on_unique(e, format!("user {:?}", record.username)))?;
+                            continue;
+                        }
+                        UserChange::Update { id, source, record } => {
+                            if record.disabled {
+                                revoke_if_enabled!(tx, id, now);
+                            }
+                            let done = sqlx::query(
+                                "UPDATE users SET username = $2, name = $3, email = $4, roles = $5, disabled = $6, \
+                                 source = $7, external_id = $8, employee_number = $9 WHERE id = $1",
+                            )
+                            .bind(id)
+                            .bind(Self::storable_text(&record.username))
+                            .bind(record.name.as_deref().map(Self::storable_text))
+                            .bind(record.email.as_deref().map(Self::storable_text))
+                            .bind(to_json("roles", &record.roles)?)
+                            .bind(record.disabled)
+                            .bind(source)
+                            .bind(Self::storable_text(&record.external_id))
+                            .bind(record.employee_number.as_deref().map(Self::storable_text))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| conflict_on_unique(e, format!("user {:?}", record.username)))?;
+                            (id, done.rows_affected())
+                        }
+                        UserChange::Disable { id } => {
+                            revoke_if_enabled!(tx, id, now);
+                            let done = sqlx::query("UPDATE users SET disabled = TRUE WHERE id = $1")
+                                .bind(id)
+                                .execute(&mut *tx)
+                                .await?;
+                            (id, done.rows_affected())
+                        }
+                    };
+                    if changed == 0 {
+                        // Dropping the transaction rolls every change back.
+                        return Err(StoreError::NotFound(format!("user id {id:?}")));
+                    }
                 }
                 tx.commit().await?;
                 Ok(())
@@ -955,6 +1040,42 @@ macro_rules! find_by {
     };
 }
 
+/// Before the migrations: refuse, naming them, two usernames that differ
+/// only in case, which migration 0010's case-insensitive unique index
+/// would otherwise reject with a bare constraint error. `$users_exist` is
+/// the engine's query for whether the `users` table exists yet.
+macro_rules! check_username_case {
+    ($pool:expr, $users_exist:literal) => {{
+        let exists: i64 = sqlx::query_scalar($users_exist).fetch_one($pool).await?;
+        if exists > 0 {
+            let clash: Option<(String, String)> = sqlx::query_as(
+                "SELECT min(username), max(username) FROM users GROUP BY lower(username) HAVING count(*) > 1 \
+                 ORDER BY 1 LIMIT 1",
+            )
+            .fetch_optional($pool)
+            .await?;
+            if let Some((a, b)) = clash {
+                return Err(StoreError::UsernameCaseClash(a, b));
+            }
+        }
+    }};
+}
+
+/// In transaction `$tx`: ask the servers to end the sessions of user `$id`
+/// if the user is enabled (about to be disabled).
+macro_rules! revoke_if_enabled {
+    ($tx:ident, $id:expr, $now:expr) => {
+        sqlx::query(
+            "INSERT INTO session_revocations (user_id, requested_at) \
+             SELECT id, $2 FROM users WHERE id = $1 AND disabled = FALSE",
+        )
+        .bind($id)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+
 /// Run the statement `$sql` with `$bind`s: `Err($not_found())` if it
 /// changed no row.
 macro_rules! change_one {
@@ -1017,8 +1138,8 @@ macro_rules! insert_key {
 }
 
 pub(crate) use {
-    change_one, engine, find_by, impl_store, insert_key, insert_workstation, list_all, release_pin_attempt, select_all,
-    select_optional,
+    change_one, check_username_case, engine, find_by, impl_store, insert_key, insert_workstation, list_all, release_pin_attempt,
+    revoke_if_enabled, select_all, select_optional,
 };
 
 use crate::StoreError;
@@ -1042,8 +1163,8 @@ pub(crate) fn owner_or_backend(err: sqlx::Error, not_found: impl FnOnce() -> Sto
 /// Imports shared by every expansion of [`impl_store!`].
 pub(crate) mod prelude {
     pub(crate) use super::{
-        change_one, engine, find_by, insert_key, insert_workstation, key_conflict, list_all, owner_or_backend,
-        release_pin_attempt, select_all, select_optional,
+        change_one, check_username_case, engine, find_by, insert_key, insert_workstation, key_conflict, list_all, owner_or_backend,
+        release_pin_attempt, revoke_if_enabled, select_all, select_optional,
     };
     pub(crate) use crate::rows::{
         AuditRow, BadgeRow, ClientRow, KeyRow, LogoutRow, MAX_LOGOUT_ERROR_CHARS, UserRow, WebauthnRow, WorkstationRow,
@@ -1052,7 +1173,7 @@ pub(crate) mod prelude {
         webauthn_columns, workstation_columns,
     };
     pub(crate) use crate::{
-        CredentialKind, LogoutNotice, NewLogoutNotice, StoreError, StoreResult, WebauthnCredential,
+        CredentialKind, LogoutNotice, NewLogoutNotice, StoreError, StoreResult, UserChange, WebauthnCredential,
     };
     pub(crate) use wardkey_core::audit::AuditEvent;
     pub(crate) use wardkey_core::badge::Badge;

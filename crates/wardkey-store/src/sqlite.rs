@@ -58,6 +58,7 @@ impl SqliteStore {
         };
 
         let pool = pool_options.connect_with(options).await?;
+        check_username_case!(&pool, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'users'");
         MIGRATOR.run(&pool).await?;
         tracing::debug!(url, "sqlite store open");
         Ok(Self { pool })
@@ -154,6 +155,8 @@ impl SqliteStore {
             sqlx::Error::Database(ref e) if e.is_unique_violation() => {
                 StoreError::Conflict(if e.message().contains("users.id") {
                     format!("user id {:?}", user.id)
+                } else if e.message().contains("external_id") {
+                    format!("{} entry {:?}", user.source, user.external_id.as_deref().unwrap_or_default())
                 } else {
                     format!("user {:?}", user.username)
                 })

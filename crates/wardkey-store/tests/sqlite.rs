@@ -56,6 +56,42 @@ async fn open_creates_parent_directories_and_uses_wal() {
     assert_eq!(mode, "wal");
 }
 
+/// A store from before case-insensitive usernames with "Alice" and "alice"
+/// refuses to open, naming both, and is left as it was.
+#[tokio::test]
+async fn usernames_that_differ_only_in_case_stop_the_upgrade_with_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let url = file_url(&path);
+    {
+        let store = SqliteStore::open(&url).await.unwrap();
+        store.close().await;
+    }
+    // Roll the file back to before migration 0010, then give it a clash.
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    for sql in [
+        "DROP INDEX users_username_lower",
+        "DROP INDEX users_source_external_id",
+        "ALTER TABLE users DROP COLUMN source",
+        "ALTER TABLE users DROP COLUMN external_id",
+        "ALTER TABLE users DROP COLUMN employee_number",
+        "DELETE FROM _sqlx_migrations WHERE version = 10",
+        "INSERT INTO users (id, username, created_at) VALUES ('u1', 'Alice', 1), ('u2', 'alice', 2)",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    let err = SqliteStore::open(&url).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("\"Alice\" and \"alice\" differ only in case"), "{text}");
+    assert!(text.contains("rename one"), "{text}");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(count, 2, "nothing changed");
+    // Renamed: it opens and migrates.
+    sqlx::query("UPDATE users SET username = 'alice2' WHERE id = 'u1'").execute(&mut conn).await.unwrap();
+    let store = SqliteStore::open(&url).await.unwrap();
+    assert_eq!(store.user_by_username("ALICE2").await.unwrap().unwrap().id, "u1");
+}
+
 /// The database holds the signing keys, the badge key and every
 /// credential hash: its directory is 0700 when Wardkey creates it, and the
 /// database with its WAL files 0600 whatever the umask, also when an older

@@ -12,11 +12,12 @@ use wardkey_core::badge::{Badge, MAX_PIN_FAILURES};
 use wardkey_core::client::{Client, ClientAuth, GrantType};
 use wardkey_core::keys::{SigningAlg, SigningKey};
 use wardkey_core::session::{ACR_PASSKEY, ACR_SECURITY_KEY};
-use wardkey_core::user::{NewUser, User};
+use wardkey_core::user::{DirectoryRecord, NewUser, User};
 use wardkey_core::workstation::Workstation;
 use wardkey_store::migrate::CopyReport;
 use wardkey_store::{
-    AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError, WebauthnCredential,
+    AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError, UserChange,
+    WebauthnCredential,
 };
 
 // ---------------------------------------------------------------------------
@@ -156,6 +157,101 @@ pub async fn duplicate_username_conflicts(store: &dyn Store) {
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(store.credential(&first.id, CredentialKind::Password).await.unwrap(), None);
     assert_eq!(store.list_users().await.unwrap(), [first]);
+}
+
+/// "Alice" and "alice" are one person: found either way, and a second
+/// one is a conflict.
+pub async fn usernames_are_case_insensitive(store: &dyn Store) {
+    let alice = store.create_user(&new_user("Alice"), None, 1).await.unwrap();
+    assert_eq!(store.user_by_username("alice").await.unwrap().as_ref(), Some(&alice));
+    assert_eq!(store.user_by_username("ALICE").await.unwrap().as_ref(), Some(&alice));
+    assert_eq!(alice.username, "Alice", "kept as typed");
+    assert_eq!(alice.source, "local");
+    let err = store.create_user(&new_user("alice"), None, 2).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    store.set_user_disabled("aLiCe", true, 3).await.unwrap();
+    assert!(store.user_by_id(&alice.id).await.unwrap().unwrap().disabled);
+}
+
+pub fn record(username: &str) -> DirectoryRecord {
+    DirectoryRecord {
+        external_id: format!("guid-{username}"),
+        username: username.to_string(),
+        name: Some(format!("{username} name")),
+        email: Some(format!("{username}@trust.nhs.uk")),
+        employee_number: Some(format!("E-{username}")),
+        roles: vec!["R8000".to_string()],
+        disabled: false,
+    }
+}
+
+/// A directory sync's changes land all together or not at all, and a user
+/// it disables has their sessions ended.
+pub async fn directory_changes_are_all_or_nothing(store: &dyn Store) {
+    let local = store.create_user(&new_user("carol"), Some("$argon2id$carol"), 1).await.unwrap();
+    let changes = vec![
+        UserChange::Create { source: "ldap:ad".into(), record: record("dan") },
+        UserChange::Create { source: "ldap:ad".into(), record: record("eve") },
+        // Linking: the local user is taken over by the directory, keeping
+        // its id and password hash.
+        UserChange::Update { id: local.id.clone(), source: "ldap:ad".into(), record: record("carol") },
+    ];
+    store.apply_user_changes(&changes, 10).await.unwrap();
+    let dan = store.user_by_username("dan").await.unwrap().unwrap();
+    assert_eq!((dan.source.as_str(), dan.external_id.as_deref()), ("ldap:ad", Some("guid-dan")));
+    assert_eq!(dan.employee_number.as_deref(), Some("E-dan"));
+    assert_eq!(dan.created_at, 10);
+    let carol = store.user_by_id(&local.id).await.unwrap().unwrap();
+    assert_eq!((carol.source.as_str(), carol.username.as_str()), ("ldap:ad", "carol"));
+    assert_eq!(store.credential(&local.id, CredentialKind::Password).await.unwrap().as_deref(), Some("$argon2id$carol"));
+    assert_eq!(store.take_session_revocations().await.unwrap(), Vec::<String>::new());
+
+    // A batch with one bad change writes nothing: a duplicate username, a
+    // duplicate external id, a user id that does not exist.
+    let before = store.list_users().await.unwrap();
+    let bad_batches = [
+        UserChange::Create { source: "ldap:ad".into(), record: DirectoryRecord { external_id: "x".into(), ..record("DAN") } },
+        UserChange::Create { source: "ldap:ad".into(), record: DirectoryRecord { username: "zoe".into(), ..record("dan") } },
+        UserChange::Disable { id: "no-such-id".into() },
+    ];
+    for bad in bad_batches {
+        let batch = vec![
+            UserChange::Disable { id: dan.id.clone() },
+            UserChange::Create { source: "ldap:ad".into(), record: record("fred") },
+            bad.clone(),
+        ];
+        let err = store.apply_user_changes(&batch, 11).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_) | StoreError::NotFound(_)), "{bad:?}: {err:?}");
+        assert_eq!(store.list_users().await.unwrap(), before, "{bad:?}: nothing written");
+        assert_eq!(store.take_session_revocations().await.unwrap(), Vec::<String>::new(), "{bad:?}");
+    }
+
+    // Disabling, by removal or by the directory's flag, ends sessions once.
+    let eve = store.user_by_username("eve").await.unwrap().unwrap();
+    let flagged = DirectoryRecord { disabled: true, ..record("eve") };
+    store
+        .apply_user_changes(
+            &[
+                UserChange::Disable { id: dan.id.clone() },
+                UserChange::Update { id: eve.id.clone(), source: "ldap:ad".into(), record: flagged.clone() },
+            ],
+            12,
+        )
+        .await
+        .unwrap();
+    assert!(store.user_by_id(&dan.id).await.unwrap().unwrap().disabled);
+    assert!(store.user_by_id(&eve.id).await.unwrap().unwrap().disabled);
+    let mut revoked = store.take_session_revocations().await.unwrap();
+    revoked.sort();
+    let mut expected = vec![dan.id.clone(), eve.id.clone()];
+    expected.sort();
+    assert_eq!(revoked, expected);
+    // Already disabled: no new request.
+    store
+        .apply_user_changes(&[UserChange::Update { id: eve.id.clone(), source: "ldap:ad".into(), record: flagged }], 13)
+        .await
+        .unwrap();
+    assert_eq!(store.take_session_revocations().await.unwrap(), Vec::<String>::new());
 }
 
 pub async fn disable_unknown_user_is_not_found(store: &dyn Store) {
@@ -852,6 +948,9 @@ pub async fn imports_conflict_and_write_nothing(store: &dyn Store) {
         failed_logins: 4,
         last_failed_at: Some(90),
         created_at: 80,
+        source: "ldap:ad".to_string(),
+        external_id: Some("guid-erin".to_string()),
+        employee_number: Some("E000123".to_string()),
     };
     store.import_user(&erin, &[(CredentialKind::Pin, "$argon2id$pin".to_string())]).await.unwrap();
     assert_eq!(store.user_by_id("u-erin").await.unwrap(), Some(erin.clone()));
@@ -860,8 +959,9 @@ pub async fn imports_conflict_and_write_nothing(store: &dyn Store) {
 
     // A taken id or username; the credentials do not land on the existing user.
     for (clash, names) in [
-        (User { username: "erin2".to_string(), ..erin.clone() }, "user id"),
-        (User { id: "u-erin2".to_string(), ..erin.clone() }, "\"erin\""),
+        (User { username: "erin2".to_string(), external_id: None, ..erin.clone() }, "user id"),
+        (User { id: "u-erin2".to_string(), external_id: None, ..erin.clone() }, "\"erin\""),
+        (User { id: "u-erin3".to_string(), username: "erin3".to_string(), ..erin.clone() }, "ldap:ad entry"),
     ] {
         let err =
             store.import_user(&clash, &[(CredentialKind::Password, "$argon2id$pw".to_string())]).await.unwrap_err();
@@ -873,7 +973,7 @@ pub async fn imports_conflict_and_write_nothing(store: &dyn Store) {
     assert_eq!(store.user_by_username("erin2").await.unwrap(), None);
 
     // A credential insert that fails takes the user row with it.
-    let fay = User { id: "u-fay".to_string(), username: "fay".to_string(), ..erin.clone() };
+    let fay = User { id: "u-fay".to_string(), username: "fay".to_string(), external_id: None, ..erin.clone() };
     let twice = [
         (CredentialKind::Password, "$argon2id$one".to_string()),
         (CredentialKind::Password, "$argon2id$two".to_string()),
@@ -1111,6 +1211,8 @@ macro_rules! all_cases {
             ping,
             users_round_trip,
             duplicate_username_conflicts,
+            usernames_are_case_insensitive,
+            directory_changes_are_all_or_nothing,
             disable_unknown_user_is_not_found,
             credentials,
             webauthn_credentials,
