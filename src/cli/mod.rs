@@ -6,6 +6,7 @@
 
 mod badge;
 mod client;
+mod directory;
 mod keys;
 mod session;
 mod shared;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Manage the durable store.
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Sync users from the trust's directories (LDAP / Active Directory).
+    #[command(subcommand)]
+    Directory(directory::DirectoryCommand),
 }
 
 /// Load settings: `--config FILE` must exist; otherwise `./wardkey.toml` if
@@ -99,5 +103,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Badge(cmd) => badge::run(&settings, cmd, cli.json).await,
         Command::Session(cmd) => session::run(&settings, cmd, cli.json).await,
         Command::Store(cmd) => store::run(cmd, cli.json).await,
+        Command::Directory(cmd) => directory::run(&settings, cmd, cli.json).await,
     }
 }

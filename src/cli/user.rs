@@ -189,7 +189,8 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyho
                 .iter()
                 .map(|u| {
                     json!({"username": u.username, "sub": u.id, "name": u.name, "email": u.email, "roles": u.roles,
-                        "disabled": u.disabled, "failed_logins": u.failed_logins})
+                        "disabled": u.disabled, "failed_logins": u.failed_logins, "source": u.source,
+                        "employee_number": u.employee_number})
                 })
                 .collect();
             print(json_out, json!(rows), || {
@@ -197,7 +198,8 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyho
                     .iter()
                     .map(|u| {
                         let status = if u.disabled { "disabled" } else { "active" };
-                        format!("{}\t{}\t{}\t{status}", u.username, u.name.as_deref().unwrap_or("-"), u.id)
+                        let name = u.name.as_deref().unwrap_or("-");
+                        format!("{}\t{name}\t{}\t{status}\t{}", u.username, u.id, u.source)
                     })
                     .collect::<Vec<_>>()
                     .join("\n")

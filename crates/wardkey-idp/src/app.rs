@@ -138,7 +138,9 @@ impl Application {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client")?;
+        let directories = wardkey_directory::Directories::new(&settings.directory)?;
         let state = AppState::new(Foundations {
+            directories,
             webauthn: crate::passkeys::relying_party(&settings.issuer()),
             settings: settings.clone(),
             store,
@@ -175,6 +177,7 @@ impl Application {
         let poll = self.state.settings.store.directory_poll;
         tasks.spawn(crate::directory::poll_generation(self.state.directory.clone(), poll, cancel.clone()));
         tasks.spawn(crate::directory::listen(self.state.directory.clone(), self.state.cache.clone(), cancel.clone()));
+        tasks.spawn(crate::directory_sync::run(self.state.directory_sync(), cancel.clone()));
 
         let handle = axum_server::Handle::new();
         let signal_handle = handle.clone();

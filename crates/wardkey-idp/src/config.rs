@@ -47,6 +47,8 @@ pub struct Settings {
     pub limits: LimitsSettings,
     /// Logging.
     pub log: LogSettings,
+    /// The trust's directories: LDAP / Active Directory sign-in and sync.
+    pub directory: wardkey_directory::DirectorySettings,
 }
 
 /// `[limits]`: how many records needing no credential (pending sign-ins,
@@ -439,6 +441,14 @@ pub enum ConfigError {
         /// What is wrong and what would be right.
         message: String,
     },
+    /// A `[directory]` setting makes no sense.
+    #[error("configuration: {key}: {message}")]
+    Directory {
+        /// `directory.…` (with the source's index).
+        key: String,
+        /// What is wrong and what would be right.
+        message: String,
+    },
     /// An entry of `[[webauthn.approved_models]]` cannot be used.
     #[error("configuration: webauthn.approved_models entry {entry} ({description:?}): {message}")]
     ApprovedModel {
@@ -505,6 +515,7 @@ impl Settings {
 
     /// Check values that parsed but would not work.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.directory.validate().map_err(|(key, message)| ConfigError::Directory { key, message })?;
         for (key, value) in [
             ("server.header_read_timeout", self.server.header_read_timeout),
             ("server.request_timeout", self.server.request_timeout),

@@ -34,6 +34,7 @@ pub mod config;
 pub mod cookies;
 pub mod desks;
 pub mod directory;
+pub mod directory_sync;
 pub mod error;
 pub mod grants;
 pub mod health;

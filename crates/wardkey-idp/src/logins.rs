@@ -49,6 +49,9 @@ pub enum Verdict {
     Locked,
     /// The right password, for a disabled account.
     Disabled,
+    /// The user's directory cannot check a password now (down, or
+    /// misconfigured): not counted as a failure, and logged for IT.
+    DirectoryUnavailable,
 }
 
 /// Failed sign-ins for a username that does not exist, kept like a real
@@ -82,6 +85,8 @@ pub enum PinVerdict {
 /// Judges password sign-ins and badge PINs. Cheap to clone.
 #[derive(Clone)]
 pub struct PasswordLogins {
+    /// Where directory users' passwords are checked.
+    pub(crate) directories: wardkey_directory::Directories,
     pub(crate) store: Arc<dyn Store>,
     /// In-flight markers and unknown usernames' failures.
     pub(crate) cache: Arc<dyn Cache>,
@@ -160,12 +165,27 @@ impl PasswordLogins {
                 return Ok(Verdict::Throttled(1));
             }
         }
-        let stored = match &user {
-            Some(u) => self.store.credential(&u.id, CredentialKind::Password).await?,
-            None => None,
+        let ok = match user.as_ref().and_then(User::ldap_source) {
+            // A directory user's password is the directory's to judge.
+            Some(source) => match self.check_in_directory(source, username, password).await {
+                Some(ok) => ok,
+                None => {
+                    if let Some(u) = &user {
+                        self.store.end_login_attempt(&u.id).await?;
+                    }
+                    return Ok(Verdict::DirectoryUnavailable);
+                }
+            },
+            None => {
+                let stored = match &user {
+                    Some(u) => self.store.credential(&u.id, CredentialKind::Password).await?,
+                    None => None,
+                };
+                let (ok, seconds) = self.passwords.verify(stored, password.to_string()).await;
+                self.metrics.password_verify.observe(seconds);
+                ok
+            }
         };
-        let (ok, seconds) = self.passwords.verify(stored, password.to_string()).await;
-        self.metrics.password_verify.observe(seconds);
         match user {
             Some(user) if ok => {
                 self.store.end_login_attempt(&user.id).await?;
@@ -205,6 +225,25 @@ impl PasswordLogins {
                 let record = UnknownFailures { count: failures + 1, last: now };
                 put_json(self.cache.as_ref(), unknown_key, &record, UNKNOWN_USER_WINDOW).await?;
                 Ok(if record.count >= cfg.lock_after { Verdict::Locked } else { Verdict::Wrong })
+            }
+        }
+    }
+
+    /// Ask LDAP source `source` whether `password` is `username`'s: `None`
+    /// when it cannot say (unreachable, service account refused), which is
+    /// logged for IT and never counted against the user.
+    async fn check_in_directory(&self, source: &str, username: &str, password: &str) -> Option<bool> {
+        let started = std::time::Instant::now();
+        let outcome = match self.directories.ldap_source(source) {
+            Ok(directory) => directory.verify_password(username, password).await,
+            Err(e) => Err(e),
+        };
+        self.metrics.password_verify.observe(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(check) => Some(check == wardkey_directory::PasswordCheck::Right),
+            Err(e) => {
+                tracing::error!(error = %e, "a directory user's password could not be checked");
+                None
             }
         }
     }
@@ -269,6 +308,7 @@ mod tests {
 
     fn logins(kit: &Kit) -> PasswordLogins {
         PasswordLogins {
+            directories: wardkey_directory::Directories::default(),
             store: kit.store.clone(),
             cache: kit.cache.clone(),
             directory: Arc::new(Directory::new(kit.store.clone(), kit.cache.clone())),

@@ -66,6 +66,8 @@ pub struct Foundations {
     pub webauthn: Option<Arc<webauthn_rs::prelude::Webauthn>>,
     /// The security-key models the trust approves, if listed.
     pub attestation: Option<Arc<webauthn_rs::prelude::AttestationCaList>>,
+    /// The trust's directories (`[directory]`), ready to connect.
+    pub directories: wardkey_directory::Directories,
 }
 
 /// The services. Fields are public so a handler names exactly what it uses.
@@ -118,7 +120,8 @@ pub struct Services {
 impl AppState {
     /// Build every service from `base`.
     pub fn new(base: Foundations) -> Self {
-        let Foundations { settings, store, cache, clock, keys, badge_key, http, webauthn, attestation } = base;
+        let Foundations { settings, store, cache, clock, keys, badge_key, http, webauthn, attestation, directories } =
+            base;
         let issuer: Arc<str> = settings.issuer().into();
         let cookies = Cookies::new(settings.is_https());
         let passwords = Arc::new(PasswordChecker::new(settings.password.argon2(), settings.password.max_concurrent));
@@ -174,6 +177,7 @@ impl AppState {
             settings: settings.clone(),
         };
         let logins = PasswordLogins {
+            directories,
             store: store.clone(),
             cache: cache.clone(),
             directory: directory.clone(),
@@ -232,11 +236,23 @@ impl AppState {
             http: self.http.clone(),
             webauthn,
             attestation,
+            directories: self.logins.directories.clone(),
         })
     }
 }
 
 impl Services {
+    /// The directory sync's view of the services.
+    pub fn directory_sync(&self) -> crate::directory_sync::DirectorySync {
+        crate::directory_sync::DirectorySync {
+            directories: self.logins.directories.clone(),
+            store: self.store.clone(),
+            cache: self.cache.clone(),
+            directory: self.directory.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
     /// Current time in Unix seconds.
     pub fn now(&self) -> i64 {
         self.clock.now()

@@ -137,6 +137,13 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Byt
             "This account is disabled. Call the IT service desk if you need access.".to_string(),
             "disabled",
         ),
+        Verdict::DirectoryUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Your password cannot be checked right now because the trust directory is not answering. \
+             Try again in a few minutes, or tap your badge if you have one."
+                .to_string(),
+            "directory_unavailable",
+        ),
     };
     Metrics::count(&state.metrics.logins, outcome);
     let mut response = render(&state, status, username, request, Some(&message), min_acr);

@@ -346,7 +346,7 @@ async fn self_enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<T
             return Err(TapApiError::NotAllowed("this account is locked; call the IT service desk".into()));
         }
         Ok(Verdict::Disabled) => return Err(TapApiError::UserDisabled),
-        Err(_) => return Err(TapApiError::Unavailable),
+        Ok(Verdict::DirectoryUnavailable) | Err(_) => return Err(TapApiError::Unavailable),
     };
     let record = badge::Badge { digest, user_id: user.id.clone(), failed_pins: 0, created_at: state.now() };
     match state.store.add_badge(&record).await {

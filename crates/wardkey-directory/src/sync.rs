@@ -1,0 +1,300 @@
+//! A sync: read the whole source, work out what changes, check the
+//! change is believable, write it in one transaction.
+//!
+//! [`plan`] is the rule (no I/O): match each entry to the user it is by
+//! the source's id, else link it to a user Wardkey has from elsewhere by
+//! the configured attribute, else create one; disable, never delete, the
+//! source's users no longer found. [`run`] does the I/O around it.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::json;
+use wardkey_core::audit::AuditEvent;
+use wardkey_core::user::{DirectoryRecord, User, ldap_source};
+use wardkey_store::{Store, UserChange};
+
+use crate::config::{DirectorySettings, LinkBy};
+use crate::error::DirectoryError;
+use crate::ldap::LdapDirectory;
+
+/// Most entries listed in a report's `skipped` (the count is exact).
+const SKIPPED_SHOWN: usize = 20;
+
+/// What a sync did (or, in a dry run, would do).
+#[derive(Debug, Default, Serialize)]
+pub struct SyncReport {
+    /// The source's name.
+    pub source: String,
+    /// Whether nothing was written.
+    pub dry_run: bool,
+    /// User entries read.
+    pub read: usize,
+    /// Users created.
+    pub created: usize,
+    /// Users whose details changed.
+    pub updated: usize,
+    /// Users made elsewhere, now linked to their directory entry.
+    pub linked: usize,
+    /// Users disabled (disabled in the directory, or gone from it).
+    pub disabled: usize,
+    /// Users already as the directory says.
+    pub unchanged: usize,
+    /// Entries left out.
+    pub skipped: usize,
+    /// Why, for the first few.
+    pub skipped_entries: Vec<String>,
+    /// Usernames disabled by this sync.
+    pub disabled_users: Vec<String>,
+    /// LDAP requests that waited for an answer.
+    pub round_trips: u32,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// The changes one sync makes, with its report.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// What to write.
+    pub changes: Vec<UserChange>,
+    /// The counts.
+    pub report: SyncReport,
+    /// Users of this source enabled before the sync.
+    pub enabled_before: usize,
+}
+
+fn key(text: &str) -> String {
+    text.to_ascii_lowercase()
+}
+
+/// Work out what the records of source `name` change among `existing` users.
+pub fn plan(name: &str, records: Vec<DirectoryRecord>, existing: &[User], link_by: LinkBy) -> Plan {
+    let source = ldap_source(name);
+    let mut plan = Plan { report: SyncReport { source: name.to_string(), read: records.len(), ..Default::default() }, ..Default::default() };
+    let by_external: HashMap<&str, &User> = existing
+        .iter()
+        .filter(|u| u.source == source)
+        .filter_map(|u| u.external_id.as_deref().map(|id| (id, u)))
+        .collect();
+    let by_username: HashMap<String, &User> = existing.iter().map(|u| (key(&u.username), u)).collect();
+    let link_key = |u: &User| -> Option<String> {
+        match link_by {
+            LinkBy::Username => Some(key(&u.username)),
+            LinkBy::Email => u.email.as_deref().map(key),
+            LinkBy::EmployeeNumber => u.employee_number.clone(),
+            LinkBy::None => None,
+        }
+    };
+    let by_link: HashMap<String, &User> = existing.iter().filter_map(|u| link_key(u).map(|k| (k, u))).collect();
+    plan.enabled_before = existing.iter().filter(|u| u.source == source && !u.disabled).count();
+
+    let mut seen_ids = HashSet::new();
+    let mut seen_usernames = HashSet::new();
+    let skip = |report: &mut SyncReport, why: String| {
+        report.skipped += 1;
+        if report.skipped_entries.len() < SKIPPED_SHOWN {
+            report.skipped_entries.push(why);
+        }
+    };
+    for record in records {
+        if !seen_ids.insert(record.external_id.clone()) || !seen_usernames.insert(key(&record.username)) {
+            skip(&mut plan.report, format!("{}: a second entry with this id or username", record.username));
+            continue;
+        }
+        let record_link = match link_by {
+            LinkBy::Username => Some(key(&record.username)),
+            LinkBy::Email => record.email.as_deref().map(key),
+            LinkBy::EmployeeNumber => record.employee_number.clone(),
+            LinkBy::None => None,
+        };
+        let current = by_external.get(record.external_id.as_str()).copied().or_else(|| {
+            // Linking: a user made by hand, from SCIM, or from this source
+            // under an id the directory no longer has (an entry recreated),
+            // but never a user that another directory owns.
+            record_link
+                .and_then(|k| by_link.get(&k).copied())
+                .filter(|u| !u.source.starts_with("ldap:") || u.source == source)
+        });
+        match current {
+            Some(user) => {
+                // The username may not move onto someone else's.
+                if let Some(other) = by_username.get(&key(&record.username))
+                    && other.id != user.id
+                {
+                    skip(&mut plan.report, format!("{}: the username belongs to another user", record.username));
+                    continue;
+                }
+                let linked = user.source != source || user.external_id.as_deref() != Some(&record.external_id);
+                let same = !linked
+                    && user.username == record.username
+                    && user.name == record.name
+                    && user.email == record.email
+                    && user.employee_number == record.employee_number
+                    && user.roles == record.roles
+                    && user.disabled == record.disabled;
+                if same {
+                    plan.report.unchanged += 1;
+                    continue;
+                }
+                if record.disabled && !user.disabled {
+                    plan.report.disabled += 1;
+                    plan.report.disabled_users.push(user.username.clone());
+                } else if linked {
+                    plan.report.linked += 1;
+                } else {
+                    plan.report.updated += 1;
+                }
+                plan.changes.push(UserChange::Update { id: user.id.clone(), source: source.clone(), record });
+            }
+            None => {
+                if by_username.contains_key(&key(&record.username)) {
+                    skip(
+                        &mut plan.report,
+                        format!("{}: the username belongs to a user from elsewhere (see link_by)", record.username),
+                    );
+                    continue;
+                }
+                plan.report.created += 1;
+                plan.changes.push(UserChange::Create { source: source.clone(), record });
+            }
+        }
+    }
+    // Gone from the directory: disabled, never deleted.
+    for user in existing.iter().filter(|u| u.source == source && !u.disabled) {
+        if user.external_id.as_deref().is_some_and(|id| !seen_ids.contains(id)) {
+            plan.report.disabled += 1;
+            plan.report.disabled_users.push(user.username.clone());
+            plan.changes.push(UserChange::Disable { id: user.id.clone() });
+        }
+    }
+    plan
+}
+
+/// Sync source `directory` into `store`: read, plan, check, write (unless
+/// `dry_run`), audit. `force` lets through a sync that disables more than
+/// `max_disable_share`.
+pub async fn run(
+    directory: &LdapDirectory,
+    store: &dyn Store,
+    settings: &DirectorySettings,
+    now: i64,
+    dry_run: bool,
+    force: bool,
+) -> Result<SyncReport, DirectoryError> {
+    let started = Instant::now();
+    let name = directory.name();
+    let read = directory.read_all().await?;
+    let existing = store.list_users().await?;
+    let source = ldap_source(name);
+    if read.records.is_empty() && existing.iter().any(|u| u.source == source && !u.disabled) {
+        return Err(DirectoryError::NothingFound { name: name.to_string() });
+    }
+    let mut plan = plan(name, read.records, &existing, directory.source().link_by);
+    plan.report.round_trips = read.round_trips;
+    plan.report.skipped += read.skipped.len();
+    for why in read.skipped {
+        if plan.report.skipped_entries.len() < SKIPPED_SHOWN {
+            plan.report.skipped_entries.push(why);
+        }
+    }
+    let allowed = ((settings.max_disable_share * plan.enabled_before as f64).ceil() as usize).max(1);
+    if plan.report.disabled > allowed && !force {
+        return Err(DirectoryError::TooManyDisabled {
+            name: name.to_string(),
+            would: plan.report.disabled,
+            enabled: plan.enabled_before,
+            allowed,
+        });
+    }
+    plan.report.dry_run = dry_run;
+    if !dry_run && !plan.changes.is_empty() {
+        store.apply_user_changes(&plan.changes, now).await?;
+        let actor = format!("directory:{name}");
+        for username in &plan.report.disabled_users {
+            audit(store, now, "user.disabled", &actor, username, json!({"by": "directory sync"})).await;
+        }
+        let detail = json!({
+            "created": plan.report.created, "updated": plan.report.updated, "linked": plan.report.linked,
+            "disabled": plan.report.disabled, "skipped": plan.report.skipped, "forced": force,
+        });
+        audit(store, now, "directory.sync", &actor, name, detail).await;
+    }
+    plan.report.seconds = started.elapsed().as_secs_f64();
+    Ok(plan.report)
+}
+
+/// Audit records are best effort after the change committed: the change
+/// stands, and a failure is logged.
+async fn audit(store: &dyn Store, at: i64, event: &str, actor: &str, subject: &str, detail: serde_json::Value) {
+    let record = AuditEvent { at, event: event.into(), actor: actor.into(), subject: subject.into(), detail };
+    if let Err(e) = store.append_audit(&record).await {
+        tracing::error!(error = %e, event, "could not write an audit record");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(username: &str) -> DirectoryRecord {
+        DirectoryRecord {
+            external_id: format!("id-{username}"),
+            username: username.into(),
+            name: None,
+            email: Some(format!("{username}@trust.nhs.uk")),
+            employee_number: None,
+            roles: vec![],
+            disabled: false,
+        }
+    }
+
+    fn user(username: &str, source: &str, external_id: Option<&str>) -> User {
+        User {
+            id: format!("sub-{username}"),
+            username: username.into(),
+            name: None,
+            email: Some(format!("{username}@trust.nhs.uk")),
+            roles: vec![],
+            disabled: false,
+            failed_logins: 0,
+            last_failed_at: None,
+            created_at: 0,
+            source: source.into(),
+            external_id: external_id.map(Into::into),
+            employee_number: None,
+        }
+    }
+
+    #[test]
+    fn links_by_the_configured_attribute_and_never_duplicates() {
+        let existing = [user("Alice", "local", None), user("bob", "ldap:other", Some("x"))];
+        let p = plan("ad", vec![record("alice"), record("bob"), record("carol")], &existing, LinkBy::Username);
+        assert_eq!((p.report.linked, p.report.created, p.report.skipped), (1, 1, 1), "{:?}", p.report);
+        assert!(matches!(&p.changes[0], UserChange::Update { id, .. } if id == "sub-Alice"));
+        // Without linking, a taken username is skipped with a reason.
+        let p = plan("ad", vec![record("alice")], &existing, LinkBy::None);
+        assert_eq!((p.report.skipped, p.changes.len()), (1, 0));
+        assert!(p.report.skipped_entries[0].contains("link_by"), "{:?}", p.report.skipped_entries);
+    }
+
+    #[test]
+    fn gone_or_flagged_users_are_disabled_and_the_rest_unchanged() {
+        let existing = [user("a", "ldap:ad", Some("id-a")), user("b", "ldap:ad", Some("id-b")), user("c", "ldap:ad", Some("id-c"))];
+        let flagged = DirectoryRecord { disabled: true, ..record("b") };
+        let p = plan("ad", vec![record("a"), flagged], &existing, LinkBy::Username);
+        assert_eq!((p.report.unchanged, p.report.disabled, p.enabled_before), (1, 2, 3));
+        assert_eq!(p.report.disabled_users, ["b", "c"]);
+        // The same directory again: nothing to write.
+        let same = plan("ad", vec![record("a")], &[user("a", "ldap:ad", Some("id-a"))], LinkBy::Username);
+        assert!(same.changes.is_empty());
+    }
+
+    #[test]
+    fn a_username_cannot_move_onto_another_user() {
+        let existing = [user("a", "ldap:ad", Some("id-a")), user("b", "local", None)];
+        let renamed = DirectoryRecord { username: "B".into(), ..record("a") };
+        let p = plan("ad", vec![renamed], &existing, LinkBy::Username);
+        assert_eq!((p.report.skipped, p.changes.len()), (1, 0), "{:?}", p.report);
+    }
+}
