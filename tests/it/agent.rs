@@ -59,7 +59,7 @@ pub async fn wait_for(agent: &Agent, state: WorkstationState, user: Option<&str>
 }
 
 /// `POST /v1/token` over the broker's Unix socket: (status, body).
-async fn broker_token(socket: &Path, client_id: &str) -> (u16, Value) {
+pub(crate) async fn broker_token(socket: &Path, client_id: &str) -> (u16, Value) {
     let body = serde_json::json!({ "client_id": client_id }).to_string();
     let (status, body) =
         wardkey_agent::broker::http_request(socket, "POST", "/v1/token", body.as_bytes()).await.expect("broker socket");

@@ -24,7 +24,7 @@ use crate::tap::TestWorkstation;
 #[derive(Debug)]
 pub(crate) struct Run {
     code: Option<i32>,
-    stdout: String,
+    pub(crate) stdout: String,
     stderr: String,
 }
 
@@ -38,7 +38,7 @@ impl Run {
 
     /// Assert a runtime failure (exit 1, `error: …` on stderr, nothing on
     /// stdout) whose message contains every one of `needles`.
-    fn fails_with(self, needles: &[&str]) -> Self {
+    pub(crate) fn fails_with(self, needles: &[&str]) -> Self {
         assert_eq!(self.code, Some(1), "expected exit status 1: {self:#?}");
         assert!(self.stderr.starts_with("error: "), "{self:#?}");
         assert_eq!(self.stdout, "", "a failed command prints no result: {self:#?}");
@@ -57,7 +57,7 @@ impl Run {
     }
 
     /// stdout parsed as JSON.
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
     }
 }

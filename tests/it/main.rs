@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod desk;
+mod directory;
 mod faults;
 mod helpers;
 mod oidc_errors;

@@ -392,8 +392,8 @@ async fn one_badge_on_two_wards_raises_a_cloned_badge_alert() {
 
 /// A relying party's back-channel logout endpoint: records logout tokens,
 /// answering 503 to the first `fail_first` deliveries.
-struct TestRp {
-    uri: String,
+pub(crate) struct TestRp {
+    pub(crate) uri: String,
     received: Arc<Mutex<Vec<String>>>,
 }
 
@@ -404,7 +404,7 @@ struct RpState {
     attempts: Arc<Mutex<usize>>,
 }
 
-async fn spawn_rp(fail_first: usize) -> TestRp {
+pub(crate) async fn spawn_rp(fail_first: usize) -> TestRp {
     use axum::extract::State;
     let state = RpState::default();
     let received = state.received.clone();
@@ -425,7 +425,7 @@ async fn spawn_rp(fail_first: usize) -> TestRp {
     TestRp { uri, received }
 }
 
-async fn add_bcl_client(app: &TestApp, id: &str, uri: &str) {
+pub(crate) async fn add_bcl_client(app: &TestApp, id: &str, uri: &str) {
     app.add_client(id, Auth::Secret, &[GrantType::TokenExchange], SigningAlg::ES256).await;
     let client = app.state.store.client(id).await.unwrap().unwrap();
     app.state.store.remove_client(id).await.unwrap();
@@ -435,7 +435,7 @@ async fn add_bcl_client(app: &TestApp, id: &str, uri: &str) {
 
 /// Wait (bounded) for the RP to hold `n` tokens, moving the server clock so
 /// retries come due.
-async fn wait_for_tokens(app: &TestApp, rp: &TestRp, n: usize) -> Vec<String> {
+pub(crate) async fn wait_for_tokens(app: &TestApp, rp: &TestRp, n: usize) -> Vec<String> {
     for _ in 0..100 {
         let got = rp.received.lock().unwrap().clone();
         if got.len() >= n {

@@ -32,6 +32,10 @@ pub enum PasswordCheck {
     Right,
     /// Wrong password, or no such user in the directory.
     Wrong,
+    /// The right password, but the directory marks the account disabled
+    /// (AD's ACCOUNTDISABLE): a user disabled since the last sync is
+    /// refused at once, also by directories that accept their bind.
+    Disabled,
 }
 
 /// What one read of the whole directory found.
@@ -83,14 +87,14 @@ impl LdapDirectory {
         };
         let tls = match &source.ca_file {
             Some(path) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| config(format!("ca_file: cannot read {}: {e}", path.display())))?;
+                let pem =
+                    std::fs::read(path).map_err(|e| config(format!("ca_file: cannot read {}: {e}", path.display())))?;
                 let mut roots = rustls::RootCertStore::empty();
                 for cert in CertificateDer::pem_slice_iter(&pem) {
                     let cert = cert.map_err(|e| config(format!("ca_file: {} is not PEM: {e}", path.display())))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| config(format!("ca_file: a certificate in {} is unusable: {e}", path.display())))?;
+                    roots.add(cert).map_err(|e| {
+                        config(format!("ca_file: a certificate in {} is unusable: {e}", path.display()))
+                    })?;
                 }
                 if roots.is_empty() {
                     return Err(config(format!("ca_file: {} holds no certificate", path.display())));
@@ -125,16 +129,19 @@ impl LdapDirectory {
         if let Some(tls) = &self.tls {
             settings = settings.set_config(tls.clone());
         }
-        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.source.url)
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let (conn, mut ldap) =
+            LdapConnAsync::with_settings(settings, &self.source.url).await.map_err(|e| self.unreachable(e))?;
         ldap3::drive!(conn);
         ldap.with_timeout(self.source.timeout);
         Ok(ldap)
     }
 
     fn unreachable(&self, e: LdapError) -> DirectoryError {
-        DirectoryError::Unreachable { name: self.source.name.clone(), url: self.source.url.clone(), error: e.to_string() }
+        DirectoryError::Unreachable {
+            name: self.source.name.clone(),
+            url: self.source.url.clone(),
+            error: e.to_string(),
+        }
     }
 
     /// Bind with the service account.
@@ -170,14 +177,21 @@ impl LdapDirectory {
         outcome
     }
 
-    async fn verify_on(&self, ldap: &mut Ldap, username: &str, password: &str) -> Result<PasswordCheck, DirectoryError> {
+    async fn verify_on(
+        &self,
+        ldap: &mut Ldap,
+        username: &str,
+        password: &str,
+    ) -> Result<PasswordCheck, DirectoryError> {
         self.service_bind(ldap).await?;
         let filter =
             format!("(&{}({}={}))", self.source.user_filter, self.source.username_attribute, ldap_escape(username));
-        let SearchResult(entries, result) = ldap
-            .search(&self.source.base_dn, Scope::Subtree, &filter, vec!["1.1"])
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let attrs = match self.source.disabled_attribute.as_str() {
+            "" => vec!["1.1"],
+            flag => vec![flag],
+        };
+        let SearchResult(entries, result) =
+            ldap.search(&self.source.base_dn, Scope::Subtree, &filter, attrs).await.map_err(|e| self.unreachable(e))?;
         if result.rc != 0 {
             return Err(self.refused("search", result.rc, &result.text));
         }
@@ -187,9 +201,12 @@ impl LdapDirectory {
             }
             return Ok(PasswordCheck::Wrong);
         };
-        let dn = SearchEntry::construct(entry.clone()).dn;
-        let bind = ldap.simple_bind(&dn, password).await.map_err(|e| self.unreachable(e))?;
+        let entry = SearchEntry::construct(entry.clone());
+        let bind = ldap.simple_bind(&entry.dn, password).await.map_err(|e| self.unreachable(e))?;
         match bind.rc {
+            // As for local users, only the right password learns that the
+            // account is disabled.
+            0 if self.disabled(&entry).unwrap_or(true) => Ok(PasswordCheck::Disabled),
             0 => Ok(PasswordCheck::Right),
             INVALID_CREDENTIALS => Ok(PasswordCheck::Wrong),
             rc => Err(self.refused("bind", rc, &bind.text)),
@@ -260,6 +277,19 @@ impl LdapDirectory {
         }
     }
 
+    /// Whether the entry's `disabled_attribute` (AD `userAccountControl`)
+    /// has ACCOUNTDISABLE set; `Err` if it is not a number.
+    fn disabled(&self, entry: &SearchEntry) -> Result<bool, String> {
+        let attr = &self.source.disabled_attribute;
+        match entry.attrs.get(attr).and_then(|v| v.first()).map(|v| v.trim()) {
+            Some(flags) if !attr.is_empty() => {
+                let flags: u64 = flags.parse().map_err(|_| format!("{attr} is {flags:?}, not a number"))?;
+                Ok(flags & ACCOUNT_DISABLE != 0)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Map one entry; `Err` says why it is left out.
     fn record(&self, entry: &SearchEntry) -> Result<DirectoryRecord, String> {
         let s = &self.source;
@@ -281,14 +311,7 @@ impl LdapDirectory {
                 .map(|b| b.iter().map(|x| format!("{x:02x}")).collect())
                 .ok_or_else(|| format!("no {}", s.id_attribute))?,
         };
-        let disabled = match text(&s.disabled_attribute) {
-            Some(flags) => {
-                let flags: u64 =
-                    flags.parse().map_err(|_| format!("{} is {flags:?}, not a number", s.disabled_attribute))?;
-                flags & ACCOUNT_DISABLE != 0
-            }
-            None => false,
-        };
+        let disabled = self.disabled(entry)?;
         let mut roles: Vec<String> = entry
             .attrs
             .get(&s.group_attribute)

@@ -71,7 +71,10 @@ fn key(text: &str) -> String {
 /// Work out what the records of source `name` change among `existing` users.
 pub fn plan(name: &str, records: Vec<DirectoryRecord>, existing: &[User], link_by: LinkBy) -> Plan {
     let source = ldap_source(name);
-    let mut plan = Plan { report: SyncReport { source: name.to_string(), read: records.len(), ..Default::default() }, ..Default::default() };
+    let mut plan = Plan {
+        report: SyncReport { source: name.to_string(), read: records.len(), ..Default::default() },
+        ..Default::default()
+    };
     let by_external: HashMap<&str, &User> = existing
         .iter()
         .filter(|u| u.source == source)
@@ -280,7 +283,11 @@ mod tests {
 
     #[test]
     fn gone_or_flagged_users_are_disabled_and_the_rest_unchanged() {
-        let existing = [user("a", "ldap:ad", Some("id-a")), user("b", "ldap:ad", Some("id-b")), user("c", "ldap:ad", Some("id-c"))];
+        let existing = [
+            user("a", "ldap:ad", Some("id-a")),
+            user("b", "ldap:ad", Some("id-b")),
+            user("c", "ldap:ad", Some("id-c")),
+        ];
         let flagged = DirectoryRecord { disabled: true, ..record("b") };
         let p = plan("ad", vec![record("a"), flagged], &existing, LinkBy::Username);
         assert_eq!((p.report.unchanged, p.report.disabled, p.enabled_before), (1, 2, 3));

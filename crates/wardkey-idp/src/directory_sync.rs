@@ -48,8 +48,15 @@ impl DirectorySync {
                 Err(e) => tracing::warn!(error = %e, "cannot claim the directory sync; syncing anyway"),
             }
             let now = self.clock.now();
-            match wardkey_directory::sync::run(source, self.store.as_ref(), self.directories.settings(), now, false, false)
-                .await
+            match wardkey_directory::sync::run(
+                source,
+                self.store.as_ref(),
+                self.directories.settings(),
+                now,
+                false,
+                false,
+            )
+            .await
             {
                 Ok(report) => {
                     tracing::info!(

@@ -168,7 +168,14 @@ impl PasswordLogins {
         let ok = match user.as_ref().and_then(User::ldap_source) {
             // A directory user's password is the directory's to judge.
             Some(source) => match self.check_in_directory(source, username, password).await {
-                Some(ok) => ok,
+                Some(wardkey_directory::PasswordCheck::Right) => true,
+                Some(wardkey_directory::PasswordCheck::Wrong) => false,
+                Some(wardkey_directory::PasswordCheck::Disabled) => {
+                    if let Some(u) = &user {
+                        self.store.end_login_attempt(&u.id).await?;
+                    }
+                    return Ok(Verdict::Disabled);
+                }
                 None => {
                     if let Some(u) = &user {
                         self.store.end_login_attempt(&u.id).await?;
@@ -232,7 +239,12 @@ impl PasswordLogins {
     /// Ask LDAP source `source` whether `password` is `username`'s: `None`
     /// when it cannot say (unreachable, service account refused), which is
     /// logged for IT and never counted against the user.
-    async fn check_in_directory(&self, source: &str, username: &str, password: &str) -> Option<bool> {
+    async fn check_in_directory(
+        &self,
+        source: &str,
+        username: &str,
+        password: &str,
+    ) -> Option<wardkey_directory::PasswordCheck> {
         let started = std::time::Instant::now();
         let outcome = match self.directories.ldap_source(source) {
             Ok(directory) => directory.verify_password(username, password).await,
@@ -240,7 +252,7 @@ impl PasswordLogins {
         };
         self.metrics.password_verify.observe(started.elapsed().as_secs_f64());
         match outcome {
-            Ok(check) => Some(check == wardkey_directory::PasswordCheck::Right),
+            Ok(check) => Some(check),
             Err(e) => {
                 tracing::error!(error = %e, "a directory user's password could not be checked");
                 None

@@ -68,7 +68,10 @@ impl PostgresStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        check_username_case!(&pool, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'users'");
+        check_username_case!(
+            &pool,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'users'"
+        );
         MIGRATOR.run(&pool).await?;
         tracing::debug!(host, port, database, "postgres store open");
         Ok(Self { pool })

@@ -1138,8 +1138,8 @@ macro_rules! insert_key {
 }
 
 pub(crate) use {
-    change_one, check_username_case, engine, find_by, impl_store, insert_key, insert_workstation, list_all, release_pin_attempt,
-    revoke_if_enabled, select_all, select_optional,
+    change_one, check_username_case, engine, find_by, impl_store, insert_key, insert_workstation, list_all,
+    release_pin_attempt, revoke_if_enabled, select_all, select_optional,
 };
 
 use crate::StoreError;
@@ -1163,8 +1163,8 @@ pub(crate) fn owner_or_backend(err: sqlx::Error, not_found: impl FnOnce() -> Sto
 /// Imports shared by every expansion of [`impl_store!`].
 pub(crate) mod prelude {
     pub(crate) use super::{
-        change_one, check_username_case, engine, find_by, insert_key, insert_workstation, key_conflict, list_all, owner_or_backend,
-        release_pin_attempt, revoke_if_enabled, select_all, select_optional,
+        change_one, check_username_case, engine, find_by, insert_key, insert_workstation, key_conflict, list_all,
+        owner_or_backend, release_pin_attempt, revoke_if_enabled, select_all, select_optional,
     };
     pub(crate) use crate::rows::{
         AuditRow, BadgeRow, ClientRow, KeyRow, LogoutRow, MAX_LOGOUT_ERROR_CHARS, UserRow, WebauthnRow, WorkstationRow,

@@ -3,7 +3,9 @@
 //! free port and stops it when the handle drops, so tests never depend on a
 //! service someone left running and pass on a fresh machine. Browser tests
 //! get a headless Chromium the same way ([`chromium`]), and the lock screen
-//! an X server ([`xvfb`]).
+//! an X server ([`xvfb`]). Directory sync tests get an OpenLDAP `slapd`
+//! laid out like Active Directory ([`slapd`]), with LDAPS and StartTLS under
+//! a test CA.
 //!
 //! [`fixtures`] holds the directory records (users, badges, workstations)
 //! the integration tests and the benches both set up.
@@ -17,6 +19,7 @@ pub mod chromium;
 pub mod fixtures;
 pub mod postgres;
 pub mod redis;
+pub mod slapd;
 pub mod xvfb;
 
 /// Install aws-lc-rs as rustls's process-wide provider, once: rustls

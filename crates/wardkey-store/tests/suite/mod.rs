@@ -16,8 +16,7 @@ use wardkey_core::user::{DirectoryRecord, NewUser, User};
 use wardkey_core::workstation::Workstation;
 use wardkey_store::migrate::CopyReport;
 use wardkey_store::{
-    AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError, UserChange,
-    WebauthnCredential,
+    AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError, UserChange, WebauthnCredential,
 };
 
 // ---------------------------------------------------------------------------
@@ -203,15 +202,24 @@ pub async fn directory_changes_are_all_or_nothing(store: &dyn Store) {
     assert_eq!(dan.created_at, 10);
     let carol = store.user_by_id(&local.id).await.unwrap().unwrap();
     assert_eq!((carol.source.as_str(), carol.username.as_str()), ("ldap:ad", "carol"));
-    assert_eq!(store.credential(&local.id, CredentialKind::Password).await.unwrap().as_deref(), Some("$argon2id$carol"));
+    assert_eq!(
+        store.credential(&local.id, CredentialKind::Password).await.unwrap().as_deref(),
+        Some("$argon2id$carol")
+    );
     assert_eq!(store.take_session_revocations().await.unwrap(), Vec::<String>::new());
 
     // A batch with one bad change writes nothing: a duplicate username, a
     // duplicate external id, a user id that does not exist.
     let before = store.list_users().await.unwrap();
     let bad_batches = [
-        UserChange::Create { source: "ldap:ad".into(), record: DirectoryRecord { external_id: "x".into(), ..record("DAN") } },
-        UserChange::Create { source: "ldap:ad".into(), record: DirectoryRecord { username: "zoe".into(), ..record("dan") } },
+        UserChange::Create {
+            source: "ldap:ad".into(),
+            record: DirectoryRecord { external_id: "x".into(), ..record("DAN") },
+        },
+        UserChange::Create {
+            source: "ldap:ad".into(),
+            record: DirectoryRecord { username: "zoe".into(), ..record("dan") },
+        },
         UserChange::Disable { id: "no-such-id".into() },
     ];
     for bad in bad_batches {
