@@ -723,6 +723,13 @@ mod tests {
         for key in ["tls_cert", "tls_key", "max_concurrent", "idle_timeout", "pin_grace"] {
             assert!(text.contains(&format!("# {key} =")), "{key} undocumented");
         }
+        let source = toml::Value::try_from(wardkey_directory::LdapSource::default()).unwrap();
+        let mut keys: Vec<String> = source.as_table().unwrap().keys().cloned().collect();
+        keys.extend(["bind_password", "bind_password_file", "ca_file"].map(String::from));
+        for key in keys.iter().filter(|k| *k != "roles") {
+            assert!(text.contains(&format!("# {key} =")), "directory.ldap.{key} undocumented");
+        }
+        assert!(text.contains("[directory.ldap.roles]"));
     }
 
     #[test]
