@@ -38,6 +38,7 @@ const UNKNOWN_USER_WINDOW: std::time::Duration = std::time::Duration::from_secs(
 
 /// What a password check concluded.
 #[derive(Debug)]
+#[expect(clippy::large_enum_variant, reason = "made once per sign-in and moved straight to its caller, never stored")]
 pub enum Verdict {
     /// The right password, for an enabled account.
     Success(User),
