@@ -151,7 +151,7 @@ fn user_add_then_list() {
     assert!(!sub.is_empty() && added.stdout.contains(sub), "add prints the same sub that list shows");
 
     let human = wardkey(dir, &["user", "list"], None).ok();
-    assert_eq!(human.stdout, format!("alice\tAlice\t{sub}\tactive\n"));
+    assert_eq!(human.stdout, format!("alice\tAlice\t{sub}\tactive\tlocal\n"), "the source comes last");
 }
 
 #[test]
@@ -461,13 +461,13 @@ fn user_disable_and_enable() {
     assert_eq!(disabled.stdout, "disabled alice\n");
     assert_eq!(users(dir)[0]["disabled"], true);
     let human = wardkey(dir, &["user", "list"], None).ok();
-    assert!(human.stdout.ends_with("\tdisabled\n"), "{human:#?}");
+    assert!(human.stdout.ends_with("\tdisabled\tlocal\n"), "{human:#?}");
 
     let enabled = wardkey(dir, &["user", "enable", "alice", "--json"], None).ok().json();
     assert_eq!(enabled, serde_json::json!({"username": "alice", "disabled": false}));
     assert_eq!(users(dir)[0]["disabled"], false);
     let human = wardkey(dir, &["user", "list"], None).ok();
-    assert!(human.stdout.ends_with("\tactive\n"), "{human:#?}");
+    assert!(human.stdout.ends_with("\tactive\tlocal\n"), "{human:#?}");
 }
 
 /// The `kid`s a server publishes at /jwks.
