@@ -22,6 +22,13 @@ pub enum BadgeCommand {
         #[arg(long, required = true)]
         uid_stdin: bool,
     },
+    /// List enrolled badges (of one user, or all): owner, when enrolled, wrong
+    /// PINs. UIDs are not kept, only their keyed digests (the first bytes
+    /// are shown to tell badges apart).
+    List {
+        /// Only this user's badges.
+        username: Option<String>,
+    },
     /// Revoke a user's badges: one (UID on stdin) or all.
     Revoke {
         /// Login name of the badge's owner.
@@ -52,6 +59,42 @@ pub async fn run(settings: &Settings, cmd: BadgeCommand, json_out: bool) -> anyh
             audit(store.as_ref(), "badge.enrol", &username, json!({})).await?;
             print(json_out, json!({"username": username, "enrolled": true}), || {
                 format!("badge enrolled for {username}")
+            });
+        }
+        BadgeCommand::List { username } => {
+            let only = match &username {
+                Some(name) => Some(find_user(store.as_ref(), name).await?.id),
+                None => None,
+            };
+            let users: std::collections::HashMap<String, String> =
+                store.list_users().await?.into_iter().map(|u| (u.id, u.username)).collect();
+            let mut rows: Vec<(String, String, i64, u32)> = store
+                .list_badges()
+                .await?
+                .into_iter()
+                .filter(|b| only.as_ref().is_none_or(|id| *id == b.user_id))
+                .map(|b| {
+                    let owner = users.get(&b.user_id).cloned().unwrap_or_else(|| b.user_id.clone());
+                    let id: String = b.digest.iter().take(4).map(|x| format!("{x:02x}")).collect();
+                    (owner, id, b.created_at, b.failed_pins)
+                })
+                .collect();
+            rows.sort();
+            let json_rows: Vec<_> = rows
+                .iter()
+                .map(|(owner, id, at, fails)| {
+                    json!({"username": owner, "badge": id, "enrolled_at": at, "wrong_pins": fails,
+                        "locked": *fails >= wardkey_core::badge::MAX_PIN_FAILURES})
+                })
+                .collect();
+            print(json_out, json!(json_rows), || {
+                rows.iter()
+                    .map(|(owner, id, at, fails)| {
+                        let locked = if *fails >= wardkey_core::badge::MAX_PIN_FAILURES { "\tlocked" } else { "" };
+                        format!("{owner}\t{id}\tenrolled {}\t{fails} wrong PINs{locked}", super::user::show_time(*at))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
             });
         }
         BadgeCommand::Revoke { username, uid_stdin } => {

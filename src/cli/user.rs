@@ -38,6 +38,13 @@ pub enum UserCommand {
     },
     /// List users.
     List,
+    /// Remove a user for good, with their password, PIN, keys and badges;
+    /// their sessions end. The audit log keeps their history. (A user from
+    /// a directory comes back with its next sync: disable them there.)
+    Remove {
+        /// Login name.
+        username: String,
+    },
     /// Disable a user: no new sign-ins, refreshes or userinfo.
     Disable {
         /// Login name.
@@ -120,7 +127,7 @@ fn invite_validity(text: &str) -> anyhow::Result<Duration> {
 /// A Unix time as RFC 3339 UTC, for people. A value no clock gives (before
 /// 1970 or after 9999, from a damaged row) is shown as the bare number
 /// rather than failing the listing.
-fn show_time(secs: i64) -> String {
+pub(crate) fn show_time(secs: i64) -> String {
     match u64::try_from(secs) {
         Ok(s) if s < 253_402_300_800 => {
             humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string()
@@ -166,7 +173,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyho
             // never leaves a half-made user.
             let hash = if password_stdin {
                 let pw = read_secret("password")?;
-                password::validate_password(&pw)?;
+                password::validate_password(&pw, &username, &*settings.password.blocklist()?)?;
                 Some(password::hash(&settings.password.argon2(), &pw)?)
             } else {
                 None
@@ -178,9 +185,22 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyho
                 .await
                 .map_err(|e| explain(e, "user", &username))?;
             audit(store.as_ref(), "user.add", &username, json!({"sub": created.id})).await?;
-            print(json_out, json!({"username": created.username, "sub": created.id}), || {
-                format!("added user {} (sub {})", created.username, created.id)
-            });
+            print(
+                json_out,
+                json!({"username": created.username, "sub": created.id, "password_set": hash.is_some()}),
+                || {
+                    let mut text = format!("added user {} (sub {})", created.username, created.id);
+                    if hash.is_none() {
+                        text.push_str(&format!(
+                            "\n{0} has no password yet. Send a one-time link to add a passkey or security key \
+                         (`wardkey user invite {0}`), set a password (`wardkey user set-password {0} \
+                         --password-stdin`), or let them come from the trust's directory (`wardkey directory sync`).",
+                            created.username
+                        ));
+                    }
+                    text
+                },
+            );
         }
         UserCommand::List => {
             let store = open_store(settings).await?;
@@ -203,6 +223,31 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyho
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
+            });
+        }
+        UserCommand::Remove { username } => {
+            let store = open_store(settings).await?;
+            let removed =
+                store.remove_user(&username, SystemClock.now()).await.map_err(|e| explain(e, "user", &username))?;
+            audit(
+                store.as_ref(),
+                "user.remove",
+                &removed.username,
+                json!({"sub": removed.id, "source": removed.source}),
+            )
+            .await?;
+            print(json_out, json!({"username": removed.username, "sub": removed.id, "removed": true}), || {
+                let mut text = format!(
+                    "removed user {} (sub {}) with their credentials, keys and badges; their sessions end within a second",
+                    removed.username, removed.id
+                );
+                if let Some(source) = removed.ldap_source() {
+                    text.push_str(&format!(
+                        "\nnote: they come from directory {source:?} and return with its next sync unless they are \
+                         disabled or removed there"
+                    ));
+                }
+                text
             });
         }
         UserCommand::Disable { username } => set_disabled(settings, &username, true, json_out).await?,
@@ -228,11 +273,17 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyho
         }
         UserCommand::SetPassword { username, .. } => {
             let pw = read_secret("password")?;
-            password::validate_password(&pw)?;
+            password::validate_password(&pw, &username, &*settings.password.blocklist()?)?;
             let hash = password::hash(&settings.password.argon2(), &pw)?;
             let store = open_store(settings).await?;
             let user =
                 store.user_by_username(&username).await?.ok_or_else(|| anyhow!("user {username:?} does not exist"))?;
+            if let Some(source) = user.ldap_source() {
+                bail!(
+                    "{username}'s password is checked by the directory {source:?}: change it there (a password set \
+                     here would never be used)"
+                );
+            }
             store.set_credential(&user.id, CredentialKind::Password, &hash, SystemClock.now()).await?;
             store.reset_login_failures(&user.id).await?;
             audit(store.as_ref(), "user.set_password", &username, json!({})).await?;

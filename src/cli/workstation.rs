@@ -33,6 +33,12 @@ pub enum WorkstationCommand {
         /// Its name.
         name: String,
     },
+    /// Remove a workstation for good (scrapped or rebuilt): its key signs
+    /// nothing any more; enrol the PC again to bring it back.
+    Remove {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// `wardkey workstation …`.
@@ -100,6 +106,11 @@ pub async fn run(settings: &Settings, cmd: WorkstationCommand, json_out: bool) -
         }
         WorkstationCommand::Disable { name } => set_workstation(store.as_ref(), &name, false, json_out).await?,
         WorkstationCommand::Enable { name } => set_workstation(store.as_ref(), &name, true, json_out).await?,
+        WorkstationCommand::Remove { name } => {
+            store.remove_workstation(&name).await.map_err(|e| explain(e, "workstation", &name))?;
+            audit(store.as_ref(), "workstation.remove", &name, json!({})).await?;
+            print(json_out, json!({"name": name, "removed": true}), || format!("removed workstation {name}"));
+        }
     }
     Ok(())
 }

@@ -756,7 +756,7 @@ fn badge_enrol_and_revoke() {
     enrol("nosuch", "04B0B0B0\n").fails_with(&["user \"nosuch\" does not exist"]);
     enrol("alice", "").fails_with(&["no badge UID on stdin"]);
     enrol("alice", "\n").fails_with(&["no badge UID on stdin"]);
-    enrol("alice", "   \n").fails_with(&["uid", "1 to 128 printable characters"]);
+    enrol("alice", "   \n").fails_with(&["uid", "1 to 128 hex digits"]);
     wardkey(dir, &["badge", "enrol", "alice"], None).usage_error("--uid-stdin");
 
     let second = wardkey(dir, &["badge", "enrol", "alice", "--uid-stdin", "--json"], Some("04B0B0B0\n")).ok().json();
@@ -768,6 +768,10 @@ fn badge_enrol_and_revoke() {
     revoke_one("alice", "0B0B\n").fails_with(&["\"alice\" has no badge with that UID"]);
     enrol("bob", "0b0b\n").fails_with(&["already enrolled"]); // bob's badge is still there
     revoke_one("alice", "").fails_with(&["no badge UID on stdin"]);
+    // A UID is hex, whatever the separators; text is refused with words.
+    for text in ["alice\n", "04:A2:ZZ\n", "Dr Smith's badge\n"] {
+        enrol("alice", text).fails_with(&["a badge UID is 1 to 128 hex digits"]);
+    }
     revoke_one("nosuch", "04A23B1C\n").fails_with(&["user \"nosuch\" does not exist"]);
 
     let revoked = revoke_one("alice", "04-A2-3B-1C\n").ok();
@@ -801,6 +805,10 @@ fn user_set_pin() {
     for bad in ["12345\n", "abcdef\n", "12 345\n", "12345a\n", "١٢٣٤٥٦\n", &format!("{}\n", "1".repeat(33))] {
         let run = set_pin("alice", bad).fails_with(&["pin", "a PIN must be 6 to 32 digits"]);
         assert!(!run.stderr.contains(bad.trim_end()), "the PIN is never echoed: {run:#?}");
+    }
+    // The PINs anyone tries first are refused (NIST SP 800-63B §5.1.1.2).
+    for weak in ["111111\n", "123456\n", "654321\n", "890123\n", "00000000\n"] {
+        set_pin("alice", weak).fails_with(&["one of the first anyone would try"]);
     }
     set_pin("alice", "").fails_with(&["no PIN on stdin"]);
     set_pin("alice", "\n").fails_with(&["no PIN on stdin"]);
@@ -872,6 +880,19 @@ async fn badge_and_pin_from_the_cli_work_at_a_running_server() {
     assert_eq!(answer["user"]["username"], "dana", "{answer}");
     let wrong = ws.send(&app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": "000000"})).await;
     assert_eq!(tap_error(wrong).await, (401, "wrong_pin".into()));
+    // A PIN shorter than any PIN is a slip: it costs no attempt and the
+    // prompt stays open, however many times (thirty at once here).
+    let slips = (0..30).map(|_| ws.send(&app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": "1357"})));
+    for slip in futures_util::future::join_all(slips).await {
+        let status = slip.status().as_u16();
+        let body: Value = slip.json().await.unwrap();
+        assert_eq!((status, body["error"].as_str()), (400, Some("pin_too_short")), "{body}");
+        assert!(body["message"].as_str().unwrap().contains("did not count as a wrong PIN"), "{body}");
+    }
+    let dana = app.state.store.user_by_username("dana").await.unwrap().unwrap();
+    let badges = app.state.store.list_badges().await.unwrap();
+    let fails = badges.iter().find(|b| b.user_id == dana.id).unwrap().failed_pins;
+    assert_eq!(fails, 1, "only the one real wrong PIN counted");
     let answer = ws.call(&app, "/tap/pin", json!({"tap_id": answer["tap_id"], "pin": "135790"})).await;
     assert_eq!(answer["state"], "active", "{answer}");
     assert_eq!(answer["user"]["username"], "dana", "{answer}");
@@ -1234,4 +1255,74 @@ async fn bad_invite_input_is_refused_with_a_reason() {
     // Re-enabled, she can be invited.
     wardkey(dir, &["user", "enable", "dora"], None).ok();
     invite("dora", "1h").ok();
+}
+
+/// What a new admin meets: passwords anyone would try refused (and the
+/// list replaceable), a user added with no password told how to get one,
+/// badges listed, users and workstations removed for good, usernames one
+/// whatever their case.
+#[test]
+fn user_lifecycle_and_password_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let add = |name: &str, pw: &str| wardkey(dir, &["user", "add", name, "--password-stdin"], Some(pw));
+    for (pw, words) in [
+        ("password1\n", "commonly used or breached"),
+        ("Qwertyuiop\n", "commonly used or breached"),
+        ("bob-is-here-2026\n", "contains the username"),
+    ] {
+        add("bob", pw).fails_with(&[words]);
+    }
+    assert!(users(dir).is_empty(), "nothing written");
+    // The trust's own list replaces the shipped one.
+    std::fs::write(dir.join("blocked.txt"), "# trust list\nWard7Rules!\n").unwrap();
+    let blocked = dir.join("blocked.txt");
+    let with_list = [("WARDKEY_PASSWORD__BLOCKED_PASSWORDS", blocked.to_str().unwrap())];
+    wardkey_env(dir, &with_list, &["user", "add", "bob", "--password-stdin"], Some("ward7rules!\n"))
+        .fails_with(&["commonly used or breached"]);
+    wardkey_env(
+        dir,
+        &[("WARDKEY_PASSWORD__BLOCKED_PASSWORDS", "/nonexistent")],
+        &["user", "add", "bob", "--password-stdin"],
+        Some("a fine long phrase\n"),
+    )
+    .fails_with(&["password.blocked_passwords", "/nonexistent"]);
+    add("bob", "a fine long phrase\n").ok();
+    add("BOB", "another fine phrase\n").fails_with(&["user \"BOB\" already exists"]);
+
+    // No password: told the three ways to get one.
+    let carol = wardkey(dir, &["user", "add", "carol"], None).ok();
+    assert!(carol.stdout.contains("carol has no password yet"), "{carol:#?}");
+    for way in
+        ["wardkey user invite carol", "wardkey user set-password carol --password-stdin", "wardkey directory sync"]
+    {
+        assert!(carol.stdout.contains(way), "{way}: {carol:#?}");
+    }
+    let json = wardkey(dir, &["--json", "user", "add", "dave"], None).ok().json();
+    assert_eq!(json["password_set"], false);
+
+    // Badges listed, without UIDs.
+    wardkey(dir, &["badge", "enrol", "carol", "--uid-stdin"], Some("04:C4:20:11\n")).ok();
+    wardkey(dir, &["badge", "enrol", "bob", "--uid-stdin"], Some("04B0B0B1\n")).ok();
+    let listed = wardkey(dir, &["badge", "list"], None).ok();
+    assert_eq!(listed.stdout.lines().count(), 2, "{listed:#?}");
+    assert!(listed.stdout.lines().next().unwrap().starts_with("bob\t"), "{listed:#?}");
+    assert!(!listed.stdout.contains("04C42011") && !listed.stdout.contains("04:C4"), "UIDs are never shown");
+    let carols = wardkey(dir, &["--json", "badge", "list", "Carol"], None).ok().json();
+    assert_eq!(carols.as_array().unwrap().len(), 1, "{carols}");
+    assert_eq!((carols[0]["username"].as_str(), carols[0]["wrong_pins"].as_u64()), (Some("carol"), Some(0)));
+
+    // Removed for good, with their badges.
+    let removed = wardkey(dir, &["user", "remove", "CAROL"], None).ok();
+    assert!(removed.stdout.starts_with("removed user carol"), "{removed:#?}");
+    assert!(users(dir).iter().all(|u| u["username"] != "carol"));
+    assert_eq!(wardkey(dir, &["--json", "badge", "list"], None).ok().json().as_array().unwrap().len(), 1);
+    wardkey(dir, &["user", "remove", "carol"], None).fails_with(&["user \"carol\" does not exist"]);
+    // The same badge can go to someone else now.
+    wardkey(dir, &["badge", "enrol", "dave", "--uid-stdin"], Some("04C42011\n")).ok();
+
+    wardkey(dir, &["workstation", "enrol", "w9-pc1", "--ward", "Ward 9"], None).ok();
+    wardkey(dir, &["workstation", "remove", "w9-pc1"], None).ok();
+    assert!(workstations(dir).is_empty());
+    wardkey(dir, &["workstation", "remove", "w9-pc1"], None).fails_with(&["workstation \"w9-pc1\" does not exist"]);
 }

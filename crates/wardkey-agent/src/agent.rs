@@ -501,7 +501,8 @@ impl Agent {
         self.inner.link.note(&result, "staying locked, retrying");
         let input = match &result {
             Ok(answer) => Input::PinAnswer(answer.clone()),
-            Err(e) if e.code() == Some("wrong_pin") => Input::PinWrong,
+            // A PIN too short to be anyone's cost no attempt: ask again.
+            Err(e) if matches!(e.code(), Some("wrong_pin" | "pin_too_short")) => Input::PinWrong,
             Err(e) if e.is_refusal() => Input::PinRefused,
             Err(_) => Input::Unreachable,
         };
@@ -864,7 +865,7 @@ impl Agent {
         }
         match self.submit_pin(pin).await {
             Ok(info) => self.greet(pins, &info),
-            Err(AgentError::Server(e)) if e.code() == Some("wrong_pin") => {
+            Err(AgentError::Server(e)) if matches!(e.code(), Some("wrong_pin" | "pin_too_short")) => {
                 tracing::warn!("PIN refused: {e}");
                 self.say(pins, &e.to_string(), true);
                 // Ask again.

@@ -76,16 +76,71 @@ pub fn verify_dummy(params: &Argon2Params, secret: &str) -> bool {
     false
 }
 
+/// Passwords nobody may choose: commonly used and breached ones (NIST SP
+/// 800-63B §3.1.1.2 asks that new passwords are checked against such a
+/// list). Compared without case.
+#[derive(Debug, Clone, Default)]
+pub struct Blocklist(std::collections::HashSet<String>);
+
+/// The list Wardkey ships: `data/common-passwords.txt` (its header says
+/// where it comes from).
+const COMMON_PASSWORDS: &str = include_str!("../data/common-passwords.txt");
+
+impl Blocklist {
+    /// The shipped list of commonly used and breached passwords.
+    pub fn builtin() -> &'static Blocklist {
+        static BUILTIN: OnceLock<Blocklist> = OnceLock::new();
+        BUILTIN.get_or_init(|| Self::parse(COMMON_PASSWORDS))
+    }
+
+    /// One password per line; blank lines and lines starting with `#` are
+    /// skipped.
+    pub fn parse(text: &str) -> Blocklist {
+        Blocklist(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_lowercase)
+                .collect(),
+        )
+    }
+
+    /// Whether `password` is on the list.
+    pub fn contains(&self, password: &str) -> bool {
+        self.0.contains(&password.to_lowercase())
+    }
+
+    /// How many passwords it holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Passwords set by an admin follow NIST SP 800-63B §5.1.1.2: at least 8
 /// characters, at most 256 (we accept long passphrases but bound the work),
-/// no composition rules.
-pub fn validate_password(password: &str) -> Result<(), ValidationError> {
+/// no composition rules, not on `blocklist`, and not the username itself.
+pub fn validate_password(password: &str, username: &str, blocklist: &Blocklist) -> Result<(), ValidationError> {
     let n = password.chars().count();
     if n < 8 {
         return Err(ValidationError::new("password", "is shorter than 8 characters"));
     }
     if n > 256 {
         return Err(ValidationError::new("password", "is longer than 256 characters"));
+    }
+    if blocklist.contains(password) {
+        return Err(ValidationError::new(
+            "password",
+            "is one of the commonly used or breached passwords that attackers try first: choose another \
+             (a few unrelated words make a good one)",
+        ));
+    }
+    if !username.is_empty() && password.to_lowercase().contains(&username.to_lowercase()) {
+        return Err(ValidationError::new("password", "contains the username: choose one that does not"));
     }
     Ok(())
 }
@@ -110,7 +165,17 @@ mod tests {
 
     #[test]
     fn password_policy() {
-        assert!(validate_password("short").is_err());
-        assert!(validate_password("long enough").is_ok());
+        let list = Blocklist::builtin();
+        assert!(list.len() > 5000, "{}", list.len());
+        assert!(validate_password("short", "bob", list).is_err());
+        assert!(validate_password("long enough", "bob", list).is_ok());
+        for common in ["password", "Password1", "PASSWORD1", "iloveyou", "qwertyuiop", "1q2w3e4r5t"] {
+            let e = validate_password(common, "bob", list).unwrap_err();
+            assert!(e.to_string().contains("commonly used"), "{common}: {e}");
+        }
+        assert!(validate_password("bob-the-builder", "Bob", list).is_err(), "contains the username");
+        let own = Blocklist::parse("# trust list\nWardSeven2026\n\n");
+        assert!(validate_password("wardseven2026", "bob", &own).is_err());
+        assert!(validate_password("password1", "bob", &own).is_ok(), "a replacement list replaces");
     }
 }

@@ -339,6 +339,26 @@ pub struct PasswordSettings {
     /// Consecutive failures that lock the account until an admin unlocks
     /// it; NIST SP 800-63B §5.2.2 caps this at 100.
     pub lock_after: u32,
+    /// A file of passwords nobody may choose (one per line, `#` comments),
+    /// replacing the shipped list of commonly used and breached ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_passwords: Option<PathBuf>,
+}
+
+impl PasswordSettings {
+    /// The passwords nobody may choose: `blocked_passwords`, or the shipped list.
+    pub fn blocklist(&self) -> Result<std::borrow::Cow<'static, wardkey_core::password::Blocklist>, ConfigError> {
+        use wardkey_core::password::Blocklist;
+        match &self.blocked_passwords {
+            None => Ok(std::borrow::Cow::Borrowed(Blocklist::builtin())),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    invalid("password.blocked_passwords", format!("cannot read {}: {e}", path.display()))
+                })?;
+                Ok(std::borrow::Cow::Owned(Blocklist::parse(&text)))
+            }
+        }
+    }
 }
 
 impl Default for PasswordSettings {
@@ -351,6 +371,7 @@ impl Default for PasswordSettings {
             max_concurrent: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             backoff_after: 5,
             lock_after: 100,
+            blocked_passwords: None,
         }
     }
 }

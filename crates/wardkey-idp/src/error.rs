@@ -322,6 +322,13 @@ pub enum TapApiError {
         /// Attempts before the badge locks.
         remaining: u32,
     },
+    /// A PIN shorter than any PIN can be: a typing slip, not a guess, so
+    /// it costs no attempt and the prompt stays open.
+    #[error("that PIN is too short: PINs have at least {min} digits. It did not count as a wrong PIN; type it again")]
+    PinTooShort {
+        /// The shortest PIN (`tap.pin_min_length`).
+        min: usize,
+    },
     /// The tap, code or link has expired or was used.
     #[error("{0}")]
     Expired(String),
@@ -354,6 +361,7 @@ impl TapApiError {
             Self::BadgeLocked => "badge_locked",
             Self::UserDisabled => "user_disabled",
             Self::WrongPin { .. } => "wrong_pin",
+            Self::PinTooShort { .. } => "pin_too_short",
             Self::Expired(_) => "expired",
             Self::Unavailable => "unavailable",
             Self::NotAllowed(_) => "not_allowed",
@@ -373,7 +381,7 @@ impl From<KeyError> for TapApiError {
 impl IntoResponse for TapApiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            Self::InvalidRequest(_) | Self::Stale => StatusCode::BAD_REQUEST,
+            Self::InvalidRequest(_) | Self::Stale | Self::PinTooShort { .. } => StatusCode::BAD_REQUEST,
             Self::InvalidSignature | Self::WrongPin { .. } => StatusCode::UNAUTHORIZED,
             Self::Replayed => StatusCode::CONFLICT,
             Self::WorkstationDisabled | Self::BadgeLocked | Self::UserDisabled | Self::NotAllowed(_) => {

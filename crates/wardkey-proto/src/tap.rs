@@ -266,7 +266,7 @@ impl std::fmt::Debug for HandoffResponse {
 pub struct TapError {
     /// Stable code: `invalid_request`, `invalid_signature`, `replayed`,
     /// `stale`, `workstation_disabled`, `unknown_badge`, `badge_locked`,
-    /// `user_disabled`, `wrong_pin`, `expired`, `unavailable`.
+    /// `user_disabled`, `wrong_pin`, `pin_too_short`, `expired`, `unavailable`.
     pub error: String,
     /// Plain words.
     pub message: String,

@@ -290,6 +290,11 @@ pub trait UserStore: Send + Sync {
     async fn record_login_failure(&self, user_id: &str, now: i64) -> StoreResult<u32>;
     /// Reset the failure count after a successful check or an admin unlock.
     async fn reset_login_failures(&self, user_id: &str) -> StoreResult<()>;
+    /// Delete a user with their credentials, keys, badges and invites, and
+    /// ask the servers to end their sessions, in one transaction; the audit
+    /// log keeps their history. Returns the removed user. `NotFound` if no
+    /// such user.
+    async fn remove_user(&self, username: &str, now: i64) -> StoreResult<User>;
     /// Apply a directory sync's changes all at once, in one transaction:
     /// a sync is never half-written. A user disabled by a change has their
     /// sessions ended (as [`UserStore::set_user_disabled`]). `Conflict` if a
@@ -373,6 +378,9 @@ pub trait WorkstationStore: Send + Sync {
     async fn workstation(&self, id: &str) -> StoreResult<Option<Workstation>>;
     /// Every workstation, ordered by name.
     async fn list_workstations(&self) -> StoreResult<Vec<Workstation>>;
+    /// Delete a workstation by name (a PC scrapped or rebuilt): its key
+    /// signs nothing any more. `NotFound` if none.
+    async fn remove_workstation(&self, name: &str) -> StoreResult<()>;
     /// Enable or disable a workstation by name. `NotFound` if none.
     async fn set_workstation_enabled(&self, name: &str, enabled: bool) -> StoreResult<()>;
     /// Insert a workstation exactly as given, public key included, with no

@@ -258,6 +258,30 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn remove_user(&self, username: &str, now: i64) -> StoreResult<User> {
+                let not_found = || StoreError::NotFound(format!("user {username:?}"));
+                if Self::names_nothing(username) {
+                    return Err(not_found());
+                }
+                let mut tx = self.pool.begin().await?;
+                let row: Option<UserRow> = sqlx::query_as(concat!(
+                    "DELETE FROM users WHERE lower(username) = lower($1) RETURNING ",
+                    user_columns!()
+                ))
+                .bind(username)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(decode_error("users"))?;
+                let user = User::try_from(row.ok_or_else(not_found)?)?;
+                sqlx::query("INSERT INTO session_revocations (user_id, requested_at) VALUES ($1, $2)")
+                    .bind(&user.id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(user)
+            }
+
             /// Each change is one or two statements in one transaction;
             /// a user disabled here (who was enabled) has their sessions
             /// ended as by [`UserStore::set_user_disabled`].
@@ -266,46 +290,31 @@ macro_rules! impl_store {
                 for change in changes {
                     let (id, changed) = match change {
                         UserChange::Create { source, record } => {
-                            sqlx::query(concat!(
+                            let insert = sqlx::query(concat!(
                                 "INSERT INTO users (",
-                                user_columns!(),
-                                ") VALUES ($1, $2, $3, $4, $5, $6, 0, NULL, $7, $8, $9, $10)"
-                            ))
-                            .bind(random_token(16))
-                            .bind(Self::storable_text(&record.username))
-                            .bind(record.name.as_deref().map(Self::storable_text))
-                            .bind(record.email.as_deref().map(Self::storable_text))
-                            .bind(to_json("roles", &record.roles)?)
-                            .bind(record.disabled)
-                            .bind(now)
-                            .bind(source)
-                            .bind(Self::storable_text(&record.external_id))
-                            .bind(record.employee_number.as_deref().map(Self::storable_text))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(|e| conflict_on_unique(e, format!("user {:?}", record.username)))?;
+                                directory_columns!(),
+                                ", created_at, failed_logins) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)"
+                            ));
+                            bind_directory_record!(insert, random_token(16), source, record)
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(|e| conflict_on_unique(e, format!("user {:?}", record.username)))?;
                             continue;
                         }
                         UserChange::Update { id, source, record } => {
                             if record.disabled {
                                 revoke_if_enabled!(tx, id, now);
                             }
-                            let done = sqlx::query(
-                                "UPDATE users SET username = $2, name = $3, email = $4, roles = $5, disabled = $6, \
-                                 source = $7, external_id = $8, employee_number = $9 WHERE id = $1",
-                            )
-                            .bind(id)
-                            .bind(Self::storable_text(&record.username))
-                            .bind(record.name.as_deref().map(Self::storable_text))
-                            .bind(record.email.as_deref().map(Self::storable_text))
-                            .bind(to_json("roles", &record.roles)?)
-                            .bind(record.disabled)
-                            .bind(source)
-                            .bind(Self::storable_text(&record.external_id))
-                            .bind(record.employee_number.as_deref().map(Self::storable_text))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(|e| conflict_on_unique(e, format!("user {:?}", record.username)))?;
+                            let update = sqlx::query(concat!(
+                                "UPDATE users SET (",
+                                directory_columns!(),
+                                ") = ($1, $2, $3, $4, $5, $6, $7, $8, $9) WHERE id = $1"
+                            ));
+                            let done = bind_directory_record!(update, id, source, record)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(|e| conflict_on_unique(e, format!("user {:?}", record.username)))?;
                             (id, done.rows_affected())
                         }
                         UserChange::Disable { id } => {
@@ -710,6 +719,14 @@ macro_rules! impl_store {
                 list_all!(self, WorkstationRow, "workstations", workstation_columns, "name")
             }
 
+            async fn remove_workstation(&self, name: &str) -> StoreResult<()> {
+                let not_found = || StoreError::NotFound(format!("workstation {name:?}"));
+                if Self::names_nothing(name) {
+                    return Err(not_found());
+                }
+                change_one!(self, not_found, "DELETE FROM workstations WHERE name = $1", name)
+            }
+
             async fn set_workstation_enabled(&self, name: &str, enabled: bool) -> StoreResult<()> {
                 let not_found = || StoreError::NotFound(format!("workstation {name:?}"));
                 if Self::names_nothing(name) {
@@ -1061,6 +1078,32 @@ macro_rules! check_username_case {
     }};
 }
 
+/// The `users` columns a directory sync writes, in the order
+/// [`bind_directory_record!`] binds them (`$1` to `$9`).
+macro_rules! directory_columns {
+    () => {
+        "id, username, name, email, roles, disabled, source, external_id, employee_number"
+    };
+}
+
+/// Bind user `$id` from `$source` as `$record` describes them to `$query`,
+/// as `$1` to `$9` in the order of [`directory_columns!`]: one order for the
+/// sync's insert and update alike.
+macro_rules! bind_directory_record {
+    ($query:expr, $id:expr, $source:expr, $record:expr) => {
+        $query
+            .bind($id)
+            .bind(Self::storable_text(&$record.username))
+            .bind($record.name.as_deref().map(Self::storable_text))
+            .bind($record.email.as_deref().map(Self::storable_text))
+            .bind(to_json("roles", &$record.roles)?)
+            .bind($record.disabled)
+            .bind($source)
+            .bind(Self::storable_text(&$record.external_id))
+            .bind($record.employee_number.as_deref().map(Self::storable_text))
+    };
+}
+
 /// In transaction `$tx`: ask the servers to end the sessions of user `$id`
 /// if the user is enabled (about to be disabled).
 macro_rules! revoke_if_enabled {
@@ -1138,8 +1181,8 @@ macro_rules! insert_key {
 }
 
 pub(crate) use {
-    change_one, check_username_case, engine, find_by, impl_store, insert_key, insert_workstation, list_all,
-    release_pin_attempt, revoke_if_enabled, select_all, select_optional,
+    bind_directory_record, change_one, check_username_case, directory_columns, engine, find_by, impl_store, insert_key,
+    insert_workstation, list_all, release_pin_attempt, revoke_if_enabled, select_all, select_optional,
 };
 
 use crate::StoreError;
@@ -1163,8 +1206,9 @@ pub(crate) fn owner_or_backend(err: sqlx::Error, not_found: impl FnOnce() -> Sto
 /// Imports shared by every expansion of [`impl_store!`].
 pub(crate) mod prelude {
     pub(crate) use super::{
-        change_one, check_username_case, engine, find_by, insert_key, insert_workstation, key_conflict, list_all,
-        owner_or_backend, release_pin_attempt, revoke_if_enabled, select_all, select_optional,
+        bind_directory_record, change_one, check_username_case, directory_columns, engine, find_by, insert_key,
+        insert_workstation, key_conflict, list_all, owner_or_backend, release_pin_attempt, revoke_if_enabled,
+        select_all, select_optional,
     };
     pub(crate) use crate::rows::{
         AuditRow, BadgeRow, ClientRow, KeyRow, LogoutRow, MAX_LOGOUT_ERROR_CHARS, UserRow, WebauthnRow, WorkstationRow,

@@ -211,6 +211,12 @@ async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
     if entry.pin.len() > 64 {
         return Err(TapApiError::InvalidRequest("the PIN is too long".into()));
     }
+    // No PIN is this short, so it is a slip of the finger (NIST SP 800-63B
+    // §5.2.2 limits failed guesses; this is not one), not counted.
+    let min = state.settings.tap.pin_min_length;
+    if entry.pin.chars().count() < min {
+        return Err(TapApiError::PinTooShort { min });
+    }
     match state.logins.check_pin(&digest, &user, entry.pin, &ws.name).await? {
         PinVerdict::Right => {}
         PinVerdict::Busy => return Err(TapApiError::Throttled { wait: 1 }),

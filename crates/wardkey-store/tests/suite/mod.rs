@@ -172,6 +172,28 @@ pub async fn usernames_are_case_insensitive(store: &dyn Store) {
     assert!(store.user_by_id(&alice.id).await.unwrap().unwrap().disabled);
 }
 
+/// Removing a user takes everything of theirs with it in one go, ends
+/// their sessions, and leaves the audit log alone.
+pub async fn remove_user_and_workstation(store: &dyn Store) {
+    let gus = store.create_user(&new_user("Gus"), Some("$argon2id$gus"), 1).await.unwrap();
+    store.add_badge(&badge(&[9; 32], &gus.id, 1)).await.unwrap();
+    store.append_audit(&audit(2, "user.add", "Gus")).await.unwrap();
+    let removed = store.remove_user("gus", 3).await.unwrap();
+    assert_eq!(removed.id, gus.id);
+    assert_eq!(store.user_by_username("Gus").await.unwrap(), None);
+    assert_eq!(store.credential(&gus.id, CredentialKind::Password).await.unwrap(), None);
+    assert_eq!(store.badge(&[9; 32]).await.unwrap(), None);
+    assert_eq!(store.take_session_revocations().await.unwrap(), vec![gus.id.clone()]);
+    assert_eq!(store.recent_audit(10).await.unwrap().len(), 1, "the audit log keeps their history");
+    assert!(matches!(store.remove_user("gus", 4).await.unwrap_err(), StoreError::NotFound(_)));
+
+    let ws = workstation("ws-1", "PC 1", "Ward 1", 1);
+    store.create_workstation(&ws, &[1; 32], 100).await.unwrap();
+    store.remove_workstation("PC 1").await.unwrap();
+    assert_eq!(store.workstation("ws-1").await.unwrap(), None);
+    assert!(matches!(store.remove_workstation("PC 1").await.unwrap_err(), StoreError::NotFound(_)));
+}
+
 pub fn record(username: &str) -> DirectoryRecord {
     DirectoryRecord {
         external_id: format!("guid-{username}"),
@@ -1220,6 +1242,7 @@ macro_rules! all_cases {
             users_round_trip,
             duplicate_username_conflicts,
             usernames_are_case_insensitive,
+            remove_user_and_workstation,
             directory_changes_are_all_or_nothing,
             disable_unknown_user_is_not_found,
             credentials,
