@@ -514,7 +514,7 @@ async fn assurance_stays_at_the_place_it_was_earned() {
     let ca_file = ca.write(dir.path());
     let app =
         spawn_on_localhost_with(|s| s.webauthn.approved_models = vec![approved_model(ca_file.clone(), APPROVED)]).await;
-    enrol_badge(&app, "sol", "50L0").await;
+    enrol_badge(&app, "sol", "5010").await;
     let sol = app.state.store.user_by_username("sol").await.unwrap().unwrap();
     add_exchange_client(&app, "prescribing", Some("urn:wardkey:acr:security-key")).await;
     add_exchange_client(&app, "results", None).await;
@@ -529,7 +529,7 @@ async fn assurance_stays_at_the_place_it_was_earned() {
     app.clock.advance(60);
     let ws1 = TestWorkstation::enrol(&app, "pc1", "Ward 1").await;
     let ws2 = TestWorkstation::enrol(&app, "pc2", "Ward 1").await;
-    let pin_ticket = tap_in(&app, &ws1, "50L0").await;
+    let pin_ticket = tap_in(&app, &ws1, "5010").await;
     let pin_at = app.clock.now();
     app.clock.advance(60);
     let mut soft = key.soft_key(&sol.id);
@@ -546,7 +546,7 @@ async fn assurance_stays_at_the_place_it_was_earned() {
     assert_oauth_error(ws1.exchange(&app, &pin_ticket, "results").await, 400, "invalid_grant").await;
 
     // PC 2: the badge alone resumes the session (PIN grace), at badge + PIN.
-    let answer = ws2.call(&app, "/tap", json!({"badge": "50L0"})).await;
+    let answer = ws2.call(&app, "/tap", json!({"badge": "5010"})).await;
     assert_eq!(answer["state"], "active", "{answer}");
     let ticket2 = answer["session_ticket"].as_str().unwrap().to_string();
     let refused =
