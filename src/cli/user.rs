@@ -2,7 +2,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail};
+use anyhow::{Context, anyhow, bail};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::Subcommand;
@@ -38,6 +38,19 @@ pub enum UserCommand {
     },
     /// List users.
     List,
+    /// Import a CSV staff extract (the shape of an ESR export: columns
+    /// "Username" and "Employee Number", optionally names, email, roles
+    /// separated by ';' and assignment status). Creates users, updates
+    /// them on a later import (keyed by employee number), links users made
+    /// by hand by username; a terminated or suspended assignment disables.
+    /// All or nothing: any bad row stops the import and names the row.
+    Import {
+        /// The CSV file (UTF-8; "-" for stdin).
+        file: std::path::PathBuf,
+        /// Show what would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Remove a user for good, with their password, PIN, keys and badges;
     /// their sessions end. The audit log keeps their history. (A user from
     /// a directory comes back with its next sync: disable them there.)
@@ -223,6 +236,37 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyho
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
+            });
+        }
+        UserCommand::Import { file, dry_run } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading the extract from stdin")?
+            } else {
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
+            };
+            let records = wardkey_directory::esr::parse(&text)?;
+            let store = open_store(settings).await?;
+            let r = wardkey_directory::esr::import(store.as_ref(), records, SystemClock.now(), dry_run, "admin-cli")
+                .await?;
+            print(json_out, serde_json::to_value(&r)?, || {
+                let mut text = format!(
+                    "{}{} users in the extract: {} created, {} updated, {} linked, {} disabled, {} unchanged, {} skipped",
+                    if r.dry_run { "dry run, nothing written: " } else { "" },
+                    r.read,
+                    r.created,
+                    r.updated,
+                    r.linked,
+                    r.disabled,
+                    r.unchanged,
+                    r.skipped
+                );
+                for user in &r.disabled_users {
+                    text.push_str(&format!("\n  disabled: {user}"));
+                }
+                for why in &r.skipped_entries {
+                    text.push_str(&format!("\n  skipped: {why}"));
+                }
+                text
             });
         }
         UserCommand::Remove { username } => {

@@ -1326,3 +1326,61 @@ fn user_lifecycle_and_password_rules() {
     assert!(workstations(dir).is_empty());
     wardkey(dir, &["workstation", "remove", "w9-pc1"], None).fails_with(&["workstation \"w9-pc1\" does not exist"]);
 }
+
+/// An ESR-shaped staff extract: a dry run writes nothing, the import
+/// creates, links the hand-made user, disables a terminated assignment; a
+/// second import updates instead of duplicating; a bad extract names every
+/// bad row and writes nothing.
+#[test]
+fn user_import_from_an_esr_extract() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    wardkey(dir, &["user", "add", "AOkafor", "--password-stdin"], Some("a fine long phrase\n")).ok();
+    let sub = users(dir)[0]["sub"].clone();
+    let extract = "Employee Number,Assignment Number,Surname,First Name,Work Email,Username,Assignment Status,Role\n\
+                   E001,1-A,Okafor,Alice,alice.okafor@nhs.net,aokafor,Active Assignment,R8000\n\
+                   E002,2-A,Hughes,Bob,bob.hughes@nhs.net,bhughes,Active Assignment,R8001;R8002\n\
+                   E003,3-A,Iqbal,Cara,,ciqbal,Terminate Assignment,\n";
+    std::fs::write(dir.join("esr.csv"), extract).unwrap();
+    let dry = wardkey(dir, &["user", "import", "esr.csv", "--dry-run"], None).ok();
+    assert!(
+        dry.stdout.starts_with("dry run, nothing written: 3 users in the extract: 2 created, 0 updated, 1 linked"),
+        "{dry:#?}"
+    );
+    assert_eq!(users(dir).len(), 1);
+
+    let done = wardkey(dir, &["--json", "user", "import", "esr.csv"], None).ok().json();
+    assert_eq!((done["created"].as_u64(), done["linked"].as_u64()), (Some(2), Some(1)), "{done}");
+    let list = users(dir);
+    assert_eq!(list.len(), 3, "{list:?}");
+    let alice = list.iter().find(|u| u["username"] == "aokafor").unwrap();
+    assert_eq!((alice["sub"].clone(), alice["employee_number"].as_str()), (sub, Some("E001")));
+    assert_eq!(alice["name"], "Alice Okafor");
+    let cara = list.iter().find(|u| u["username"] == "ciqbal").unwrap();
+    assert_eq!(cara["disabled"], true, "a terminated assignment is disabled");
+    let bob = list.iter().find(|u| u["username"] == "bhughes").unwrap();
+    assert_eq!(bob["roles"], serde_json::json!(["R8001", "R8002"]));
+
+    // Next month's extract: Bob renamed; nobody duplicated; Alice left out
+    // of a partial extract is not disabled.
+    std::fs::write(dir.join("esr.csv"), "Employee Number,Username,Full Name\nE002,bhughes,Robert Hughes\n").unwrap();
+    let again = wardkey(dir, &["--json", "user", "import", "esr.csv"], None).ok().json();
+    assert_eq!(
+        (again["updated"].as_u64(), again["created"].as_u64(), again["disabled"].as_u64()),
+        (Some(1), Some(0), Some(0))
+    );
+    assert_eq!(users(dir).len(), 3);
+
+    // A bad extract: every bad row named, nothing written.
+    std::fs::write(dir.join("bad.csv"), "Username,Employee Number\nnew1,E010\nbad name,E011\nnew2,\n").unwrap();
+    wardkey(dir, &["user", "import", "bad.csv"], None).fails_with(&[
+        "row 3: username: \"bad name\"",
+        "row 4: new2 has no employee number",
+        "nothing was imported",
+    ]);
+    wardkey(dir, &["user", "import", "missing.csv"], None).fails_with(&["reading missing.csv"]);
+    std::fs::write(dir.join("cols.csv"), "Name,Email\nAlice,a@nhs.net\n").unwrap();
+    wardkey(dir, &["user", "import", "cols.csv"], None)
+        .fails_with(&["needs a \"Username\" and an \"Employee Number\" column"]);
+    assert_eq!(users(dir).len(), 3, "nothing written");
+}

@@ -5,12 +5,14 @@
 //!
 //! Depends on the domain and the store's traits, never on the server: the
 //! server's sign-in service and `wardkey directory sync` both call
-//! [`Directories`].
+//! [`Directories`]. [`esr`] imports a staff extract (CSV, the shape of an
+//! ESR export) through the same plan and the same one-transaction write.
 
 #![warn(missing_docs)]
 
 pub mod config;
 mod error;
+pub mod esr;
 pub mod ldap;
 pub mod sync;
 

@@ -68,9 +68,19 @@ fn key(text: &str) -> String {
     text.to_ascii_lowercase()
 }
 
-/// Work out what the records of source `name` change among `existing` users.
-pub fn plan(name: &str, records: Vec<DirectoryRecord>, existing: &[User], link_by: LinkBy) -> Plan {
-    let source = ldap_source(name);
+/// Work out what the records of `source` (a [`User::source`] value, e.g.
+/// `ldap:ad`, shown in the report as `name`) change among `existing` users.
+/// With `disable_missing`, the source's users not among `records` are
+/// disabled (a directory lists everyone; an extract may not).
+pub fn plan(
+    name: &str,
+    source: &str,
+    records: Vec<DirectoryRecord>,
+    existing: &[User],
+    link_by: LinkBy,
+    disable_missing: bool,
+) -> Plan {
+    let source = source.to_string();
     let mut plan = Plan {
         report: SyncReport { source: name.to_string(), read: records.len(), ..Default::default() },
         ..Default::default()
@@ -154,7 +164,10 @@ pub fn plan(name: &str, records: Vec<DirectoryRecord>, existing: &[User], link_b
                 if by_username.contains_key(&key(&record.username)) {
                     skip(
                         &mut plan.report,
-                        format!("{}: the username belongs to a user from elsewhere (see link_by)", record.username),
+                        format!(
+                            "{}: the username belongs to a user from another source (see link_by)",
+                            record.username
+                        ),
                     );
                     continue;
                 }
@@ -164,7 +177,7 @@ pub fn plan(name: &str, records: Vec<DirectoryRecord>, existing: &[User], link_b
         }
     }
     // Gone from the directory: disabled, never deleted.
-    for user in existing.iter().filter(|u| u.source == source && !u.disabled) {
+    for user in existing.iter().filter(|u| disable_missing && u.source == source && !u.disabled) {
         if user.external_id.as_deref().is_some_and(|id| !seen_ids.contains(id)) {
             plan.report.disabled += 1;
             plan.report.disabled_users.push(user.username.clone());
@@ -193,7 +206,7 @@ pub async fn run(
     if read.records.is_empty() && existing.iter().any(|u| u.source == source && !u.disabled) {
         return Err(DirectoryError::NothingFound { name: name.to_string() });
     }
-    let mut plan = plan(name, read.records, &existing, directory.source().link_by);
+    let mut plan = plan(name, &source, read.records, &existing, directory.source().link_by, true);
     plan.report.round_trips = read.round_trips;
     plan.report.skipped += read.skipped.len();
     for why in read.skipped {
@@ -272,11 +285,18 @@ mod tests {
     #[test]
     fn links_by_the_configured_attribute_and_never_duplicates() {
         let existing = [user("Alice", "local", None), user("bob", "ldap:other", Some("x"))];
-        let p = plan("ad", vec![record("alice"), record("bob"), record("carol")], &existing, LinkBy::Username);
+        let p = plan(
+            "ad",
+            "ldap:ad",
+            vec![record("alice"), record("bob"), record("carol")],
+            &existing,
+            LinkBy::Username,
+            true,
+        );
         assert_eq!((p.report.linked, p.report.created, p.report.skipped), (1, 1, 1), "{:?}", p.report);
         assert!(matches!(&p.changes[0], UserChange::Update { id, .. } if id == "sub-Alice"));
         // Without linking, a taken username is skipped with a reason.
-        let p = plan("ad", vec![record("alice")], &existing, LinkBy::None);
+        let p = plan("ad", "ldap:ad", vec![record("alice")], &existing, LinkBy::None, true);
         assert_eq!((p.report.skipped, p.changes.len()), (1, 0));
         assert!(p.report.skipped_entries[0].contains("link_by"), "{:?}", p.report.skipped_entries);
     }
@@ -289,11 +309,15 @@ mod tests {
             user("c", "ldap:ad", Some("id-c")),
         ];
         let flagged = DirectoryRecord { disabled: true, ..record("b") };
-        let p = plan("ad", vec![record("a"), flagged], &existing, LinkBy::Username);
+        let p = plan("ad", "ldap:ad", vec![record("a"), flagged], &existing, LinkBy::Username, true);
         assert_eq!((p.report.unchanged, p.report.disabled, p.enabled_before), (1, 2, 3));
         assert_eq!(p.report.disabled_users, ["b", "c"]);
         // The same directory again: nothing to write.
-        let same = plan("ad", vec![record("a")], &[user("a", "ldap:ad", Some("id-a"))], LinkBy::Username);
+        let same =
+            plan("ad", "ldap:ad", vec![record("a")], &[user("a", "ldap:ad", Some("id-a"))], LinkBy::Username, true);
+        // An extract that leaves people out disables nobody.
+        let partial = plan("esr", "local", vec![], &[user("a", "local", Some("id-a"))], LinkBy::Username, false);
+        assert!(partial.changes.is_empty());
         assert!(same.changes.is_empty());
     }
 
@@ -301,7 +325,7 @@ mod tests {
     fn a_username_cannot_move_onto_another_user() {
         let existing = [user("a", "ldap:ad", Some("id-a")), user("b", "local", None)];
         let renamed = DirectoryRecord { username: "B".into(), ..record("a") };
-        let p = plan("ad", vec![renamed], &existing, LinkBy::Username);
+        let p = plan("ad", "ldap:ad", vec![renamed], &existing, LinkBy::Username, true);
         assert_eq!((p.report.skipped, p.changes.len()), (1, 0), "{:?}", p.report);
     }
 }
