@@ -8,6 +8,7 @@ mod badge;
 mod client;
 mod directory;
 mod keys;
+mod scim;
 mod session;
 mod shared;
 mod store;
@@ -64,6 +65,9 @@ pub enum Command {
     /// Sync users from the trust's directories (LDAP / Active Directory).
     #[command(subcommand)]
     Directory(directory::DirectoryCommand),
+    /// Provisioning over SCIM 2.0 (Entra ID and other provisioners).
+    #[command(subcommand)]
+    Scim(scim::ScimCommand),
 }
 
 /// Load settings: `--config FILE` must exist; otherwise `./wardkey.toml` if
@@ -104,5 +108,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Session(cmd) => session::run(&settings, cmd, cli.json).await,
         Command::Store(cmd) => store::run(cmd, cli.json).await,
         Command::Directory(cmd) => directory::run(&settings, cmd, cli.json).await,
+        Command::Scim(cmd) => scim::run(&settings, cmd, cli.json).await,
     }
 }

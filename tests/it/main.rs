@@ -15,6 +15,7 @@ mod oidc_errors;
 mod oidc_flow;
 mod package;
 mod round_trips;
+mod scim;
 mod serve;
 mod tap;
 mod tls;

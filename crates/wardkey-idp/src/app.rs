@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .merge(oidc::browser_router())
         .merge(crate::tap::router())
         .merge(crate::webauthn::router())
+        .merge(crate::scim::router())
         .route("/static/webauthn.js", get(webauthn_js))
         .merge(api)
         .merge(ops)

@@ -49,6 +49,27 @@ pub struct Settings {
     pub log: LogSettings,
     /// The trust's directories: LDAP / Active Directory sign-in and sync.
     pub directory: wardkey_directory::DirectorySettings,
+    /// SCIM 2.0 provisioning (Entra ID and other provisioners).
+    pub scim: ScimSettings,
+}
+
+/// `[scim]`: who may provision users over SCIM 2.0 (`/scim/v2`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScimSettings {
+    /// Provisioning clients and the SHA-256 of their bearer token (`wardkey
+    /// scim token NAME` makes one). None: SCIM is off (every request 401).
+    pub tokens: Vec<ScimToken>,
+}
+
+/// One provisioning client's bearer token, kept as its digest only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimToken {
+    /// Who it is, for the audit log (`scim:NAME`).
+    pub name: String,
+    /// Hex SHA-256 of the token.
+    pub sha256: String,
 }
 
 /// `[limits]`: how many records needing no credential (pending sign-ins,
@@ -537,6 +558,15 @@ impl Settings {
     /// Check values that parsed but would not work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.directory.validate().map_err(|(key, message)| ConfigError::Directory { key, message })?;
+        for (i, token) in self.scim.tokens.iter().enumerate() {
+            let hex = token.sha256.len() == 64 && token.sha256.chars().all(|c| c.is_ascii_hexdigit());
+            if !hex || token.name.trim().is_empty() {
+                return Err(ConfigError::Directory {
+                    key: format!("scim.tokens[{i}]"),
+                    message: "needs a name and sha256, the 64 hex digits `wardkey scim token NAME` prints".into(),
+                });
+            }
+        }
         for (key, value) in [
             ("server.header_read_timeout", self.server.header_read_timeout),
             ("server.request_timeout", self.server.request_timeout),

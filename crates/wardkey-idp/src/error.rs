@@ -512,6 +512,75 @@ impl IntoResponse for WebauthnApiError {
     }
 }
 
+/// A refused SCIM 2.0 request, answered in SCIM's error format (RFC 7644
+/// §3.12) with its `scimType` where the RFC names one.
+#[derive(Debug, thiserror::Error)]
+pub enum ScimError {
+    /// No bearer token, or one no `[scim] tokens` entry holds.
+    #[error(
+        "a SCIM bearer token is required: the provisioning client's \"Secret Token\" from `wardkey scim token NAME`"
+    )]
+    Unauthorized,
+    /// The body is not JSON, or not the shape the request needs.
+    #[error("{0}")]
+    InvalidSyntax(String),
+    /// A value breaks the schema or Wardkey's rules.
+    #[error("{0}")]
+    InvalidValue(String),
+    /// A PATCH path names no attribute of the schema.
+    #[error("{0}")]
+    InvalidPath(String),
+    /// A filter Wardkey does not support.
+    #[error("{0}")]
+    InvalidFilter(String),
+    /// A read-only attribute, or a user another source owns.
+    #[error("{0}")]
+    Mutability(String),
+    /// The userName or externalId is taken.
+    #[error("{0}")]
+    Uniqueness(String),
+    /// No such resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// `If-Match` names another version.
+    #[error("the resource has changed since version {0}: fetch it again, then retry")]
+    PreconditionFailed(String),
+    /// A backend is down.
+    #[error("the service is temporarily unavailable; try again in a moment")]
+    Unavailable,
+}
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
+        let (status, scim_type) = match &self {
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, None),
+            Self::InvalidSyntax(_) => (StatusCode::BAD_REQUEST, Some("invalidSyntax")),
+            Self::InvalidValue(_) => (StatusCode::BAD_REQUEST, Some("invalidValue")),
+            Self::InvalidPath(_) => (StatusCode::BAD_REQUEST, Some("invalidPath")),
+            Self::InvalidFilter(_) => (StatusCode::BAD_REQUEST, Some("invalidFilter")),
+            Self::Mutability(_) => (StatusCode::BAD_REQUEST, Some("mutability")),
+            Self::Uniqueness(_) => (StatusCode::CONFLICT, Some("uniqueness")),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, None),
+            Self::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, None),
+            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, None),
+        };
+        let mut body = serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+            "status": status.as_u16().to_string(),
+            "detail": self.to_string(),
+        });
+        if let Some(scim_type) = scim_type {
+            body["scimType"] = scim_type.into();
+        }
+        let mut response =
+            (status, [(header::CONTENT_TYPE, "application/scim+json")], body.to_string()).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"scim\""));
+        }
+        no_store(response)
+    }
+}
+
 /// A backend failure becomes each response type's "unavailable": logged
 /// here, once, and answered with a retry, never with what failed inside.
 macro_rules! unavailable_on_backend_failure {
@@ -532,7 +601,7 @@ macro_rules! unavailable_on_backend_failure {
     )+};
 }
 
-unavailable_on_backend_failure!(BearerError, PageError, TapApiError, WebauthnApiError);
+unavailable_on_backend_failure!(BearerError, PageError, ScimError, TapApiError, WebauthnApiError);
 
 /// A service's [`BackendError`] is answered as the cache's or the store's
 /// own failure would be.

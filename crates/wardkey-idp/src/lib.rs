@@ -47,6 +47,7 @@ pub mod pages;
 pub mod params;
 pub mod passkeys;
 pub mod password;
+pub mod scim;
 pub mod sessions;
 pub mod state;
 pub mod tap;

@@ -1,0 +1,647 @@
+//! SCIM 2.0 provisioning (RFC 7643, RFC 7644) at `/scim/v2`, for Microsoft
+//! Entra ID and other provisioners: Users (create, read, list with `eq`
+//! filters and pagination, replace, PATCH, delete) and the discovery
+//! resources. Groups are not served yet.
+//!
+//! A SCIM user is a Wardkey user with source `scim`; the provisioner owns
+//! its username, name, email, employee number and enabled state, while
+//! badges, PINs and keys stay Wardkey's. Writes go through the store's
+//! `apply_user_changes`, the directory sync's one-transaction write, so a
+//! user disabled here has their sessions ended (ward PCs lock, back-channel
+//! logout) as when IT disables them in Active Directory. DELETE disables,
+//! never deletes (source `scim:deleted`: gone for SCIM, kept for audit).
+//!
+//! PATCH is applied to the user's SCIM representation and the result read
+//! back like a PUT, so every operation form (with a path, with a filter in
+//! the path, with no path and an object) follows one set of rules.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use wardkey_core::secret::constant_time_eq;
+use wardkey_core::user::{DirectoryRecord, SCIM, User, validate_email, validate_username};
+use wardkey_store::UserChange;
+
+use crate::error::ScimError;
+use crate::state::AppState;
+
+const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+/// Where a user deleted over SCIM goes: disabled, out of SCIM's sight.
+const DELETED: &str = "scim:deleted";
+/// Most resources one page returns.
+const MAX_COUNT: usize = 200;
+
+/// The core User schema's attributes (RFC 7643 §4.1), canonical case.
+/// Those Wardkey does not keep (title, phone numbers, …) are accepted and
+/// not stored, as provisioners send them by default.
+const USER_ATTRIBUTES: &[&str] = &[
+    "userName",
+    "name",
+    "displayName",
+    "nickName",
+    "profileUrl",
+    "title",
+    "userType",
+    "preferredLanguage",
+    "locale",
+    "timezone",
+    "active",
+    "password",
+    "emails",
+    "phoneNumbers",
+    "ims",
+    "photos",
+    "addresses",
+    "entitlements",
+    "roles",
+    "x509Certificates",
+    "externalId",
+];
+/// The enterprise extension's attributes (RFC 7643 §4.3).
+const ENTERPRISE_ATTRIBUTES: &[&str] =
+    &["employeeNumber", "costCenter", "organization", "division", "department", "manager"];
+
+/// `/scim/v2/…`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/scim/v2/Users", get(list_users).post(create_user))
+        .route("/scim/v2/Users/{id}", get(get_user).put(replace_user).patch(patch_user).delete(delete_user))
+        .route("/scim/v2/ServiceProviderConfig", get(service_provider_config))
+        .route("/scim/v2/ResourceTypes", get(resource_types))
+        .route("/scim/v2/Schemas", get(schemas))
+}
+
+/// The provisioning client a request's bearer token names (`[scim] tokens`).
+pub struct Provisioner(String);
+
+impl FromRequestParts<AppState> for Provisioner {
+    type Rejection = ScimError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ScimError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .ok_or(ScimError::Unauthorized)?;
+        let digest: String = Sha256::digest(token.trim().as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        // Every entry is compared, in constant time, so timing tells nothing.
+        let mut found = None;
+        for entry in &state.settings.scim.tokens {
+            if constant_time_eq(&entry.sha256.to_ascii_lowercase(), &digest) {
+                found = Some(entry.name.clone());
+            }
+        }
+        found.map(Provisioner).ok_or(ScimError::Unauthorized)
+    }
+}
+
+fn scim_json(status: StatusCode, body: &Value, version: Option<&str>) -> Response {
+    let mut response = (status, [(header::CONTENT_TYPE, "application/scim+json")], body.to_string()).into_response();
+    if let Some(v) = version.and_then(|v| HeaderValue::from_str(v).ok()) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+fn rfc3339(secs: i64) -> String {
+    let secs = u64::try_from(secs).unwrap_or_default();
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+}
+
+/// The user as SCIM shows them, with `meta.version` (a weak ETag over the
+/// content).
+fn resource(state: &AppState, user: &User) -> (Value, String) {
+    let mut v = json!({
+        "schemas": [USER, ENTERPRISE],
+        "id": user.id,
+        "userName": user.username,
+        "active": !user.disabled,
+    });
+    if let Some(id) = &user.external_id {
+        v["externalId"] = id.clone().into();
+    }
+    if let Some(name) = &user.name {
+        v["displayName"] = name.clone().into();
+        v["name"] = json!({ "formatted": name });
+    }
+    if let Some(email) = &user.email {
+        v["emails"] = json!([{ "value": email, "type": "work", "primary": true }]);
+    }
+    if !user.roles.is_empty() {
+        v["roles"] = user.roles.iter().map(|r| json!({ "value": r })).collect();
+    }
+    if let Some(number) = &user.employee_number {
+        v[ENTERPRISE] = json!({ "employeeNumber": number });
+    }
+    let hash = Sha256::digest(v.to_string().as_bytes());
+    let version = format!("W/\"{}\"", hash.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
+    v["meta"] = json!({
+        "resourceType": "User",
+        "created": rfc3339(user.created_at),
+        "lastModified": rfc3339(user.created_at),
+        "location": state.url(&format!("/scim/v2/Users/{}", user.id)),
+        "version": version,
+    });
+    (v, version)
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, ScimError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ScimError::InvalidSyntax(format!("the request body is not JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(ScimError::InvalidSyntax("the request body must be a JSON object".into()));
+    }
+    Ok(v)
+}
+
+/// A boolean, also as Entra ID has sent it: the strings "True" / "False".
+fn boolean(v: &Value, what: &str) -> Result<bool, ScimError> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        other => Err(ScimError::InvalidValue(format!("{what} must be true or false, not {other}"))),
+    }
+}
+
+fn text(v: &Value, what: &str) -> Result<Option<String>, ScimError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) if s.trim().is_empty() => Ok(None),
+        Value::String(s) => Ok(Some(s.trim().to_string())),
+        other => Err(ScimError::InvalidValue(format!("{what} must be a string, not {other}"))),
+    }
+}
+
+/// Read a User resource (a POST or PUT body, or a patched representation)
+/// into what Wardkey keeps; `roles` are kept as they are.
+fn record(v: &Value, roles: Vec<String>) -> Result<DirectoryRecord, ScimError> {
+    let username = text(&v["userName"], "userName")?
+        .ok_or_else(|| ScimError::InvalidValue("userName is required (RFC 7643 §4.1.1)".into()))?;
+    validate_username(&username).map_err(|e| ScimError::InvalidValue(e.to_string()))?;
+    let name = match (text(&v["displayName"], "displayName")?, &v["name"]) {
+        (Some(display), _) => Some(display),
+        (None, Value::Object(n)) => match text(n.get("formatted").unwrap_or(&Value::Null), "name.formatted")? {
+            Some(f) => Some(f),
+            None => {
+                let given = text(n.get("givenName").unwrap_or(&Value::Null), "name.givenName")?;
+                let family = text(n.get("familyName").unwrap_or(&Value::Null), "name.familyName")?;
+                match (given, family) {
+                    (Some(g), Some(f)) => Some(format!("{g} {f}")),
+                    (g, f) => g.or(f),
+                }
+            }
+        },
+        _ => None,
+    };
+    let email = match &v["emails"] {
+        Value::Null => None,
+        Value::Array(emails) => {
+            let pick = emails
+                .iter()
+                .find(|e| e["primary"] == true)
+                .or_else(|| emails.iter().find(|e| e["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case("work"))))
+                .or_else(|| emails.first());
+            match pick {
+                Some(e) => text(&e["value"], "emails.value")?,
+                None => None,
+            }
+        }
+        other => return Err(ScimError::InvalidValue(format!("emails must be a list, not {other}"))),
+    };
+    if let Some(address) = &email {
+        validate_email(address).map_err(|e| ScimError::InvalidValue(e.to_string()))?;
+    }
+    let active = match &v["active"] {
+        Value::Null => true,
+        other => boolean(other, "active")?,
+    };
+    let employee_number = text(&v[ENTERPRISE]["employeeNumber"], "employeeNumber")?;
+    let external_id = text(&v["externalId"], "externalId")?.unwrap_or_else(|| username.to_ascii_lowercase());
+    Ok(DirectoryRecord { external_id, username, name, email, employee_number, roles, disabled: !active })
+}
+
+/// A SCIM user by id: 404 for anyone not provisioned over SCIM.
+async fn scim_user(state: &AppState, id: &str) -> Result<User, ScimError> {
+    match state.store.user_by_id(id).await? {
+        Some(user) if user.source == SCIM => Ok(user),
+        _ => Err(ScimError::NotFound(format!("no SCIM user has id {id:?}"))),
+    }
+}
+
+/// `If-Match` (RFC 7644 §3.14): a version other than the current one is
+/// refused, so two provisioners never overwrite each other unseen.
+fn check_version(headers: &HeaderMap, current: &str) -> Result<(), ScimError> {
+    match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        Some(wanted) if wanted.trim() != "*" && !wanted.split(',').any(|w| w.trim() == current) => {
+            Err(ScimError::PreconditionFailed(wanted.trim().to_string()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Write `change`; a taken username or external id is SCIM's
+/// `uniqueness`.
+async fn write(
+    state: &AppState,
+    change: UserChange,
+    who: &Provisioner,
+    event: &str,
+    subject: &str,
+) -> Result<(), ScimError> {
+    match state.store.apply_user_changes(std::slice::from_ref(&change), state.now()).await {
+        Ok(()) => {}
+        Err(wardkey_store::StoreError::Conflict(what)) => {
+            return Err(ScimError::Uniqueness(format!("{what} is already taken by another user")));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    state.directory.changed().await;
+    crate::audit::record(state.store.as_ref(), state.now(), event, &format!("scim:{}", who.0), subject, json!({}))
+        .await;
+    Ok(())
+}
+
+/// `POST /scim/v2/Users`. A person Wardkey already has by this username —
+/// made by hand, or deleted over SCIM before — is linked, keeping their
+/// `sub`, badges and keys; one owned by a directory is a conflict.
+async fn create_user(State(state): State<AppState>, who: Provisioner, body: Bytes) -> Result<Response, ScimError> {
+    let v = parse_body(&body)?;
+    let record = record(&v, Vec::new())?;
+    let username = record.username.clone();
+    let change = match state.store.user_by_username(&username).await? {
+        None => UserChange::Create { source: SCIM.into(), record },
+        Some(u) if u.source == wardkey_core::user::LOCAL || u.source == DELETED => {
+            let record = DirectoryRecord { roles: u.roles.clone(), ..record };
+            UserChange::Update { id: u.id, source: SCIM.into(), record }
+        }
+        Some(u) => {
+            return Err(ScimError::Uniqueness(format!(
+                "userName {username:?} is taken by a user from {}",
+                if u.source == SCIM { "this provisioner" } else { u.source.as_str() }
+            )));
+        }
+    };
+    write(&state, change, &who, "scim.user.create", &username).await?;
+    let user = state.store.user_by_username(&username).await?.ok_or(ScimError::Unavailable)?;
+    let (body, version) = resource(&state, &user);
+    Ok(scim_json(StatusCode::CREATED, &body, Some(&version)))
+}
+
+/// `GET /scim/v2/Users/{id}`.
+async fn get_user(
+    State(state): State<AppState>,
+    _who: Provisioner,
+    Path(id): Path<String>,
+) -> Result<Response, ScimError> {
+    let user = scim_user(&state, &id).await?;
+    let (body, version) = resource(&state, &user);
+    Ok(scim_json(StatusCode::OK, &body, Some(&version)))
+}
+
+/// `PUT /scim/v2/Users/{id}`: the whole resource.
+async fn replace_user(
+    State(state): State<AppState>,
+    who: Provisioner,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let user = scim_user(&state, &id).await?;
+    check_version(&headers, &resource(&state, &user).1)?;
+    let record = record(&parse_body(&body)?, user.roles.clone())?;
+    let change = UserChange::Update { id: user.id.clone(), source: SCIM.into(), record };
+    write(&state, change, &who, "scim.user.replace", &user.username).await?;
+    get_user(State(state), who, Path(id)).await
+}
+
+/// `PATCH /scim/v2/Users/{id}` (RFC 7644 §3.5.2), in every form Entra ID
+/// sends: `replace` of `active` (also as the string "False"), of a
+/// sub-attribute (`name.familyName`), of a filtered one
+/// (`emails[type eq "work"].value`), and with no path and an object.
+async fn patch_user(
+    State(state): State<AppState>,
+    who: Provisioner,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let user = scim_user(&state, &id).await?;
+    let (mut doc, version) = resource(&state, &user);
+    check_version(&headers, &version)?;
+    let patch = parse_body(&body)?;
+    let operations =
+        patch.get("Operations").or_else(|| patch.get("operations")).and_then(Value::as_array).ok_or_else(|| {
+            ScimError::InvalidSyntax(format!("a PATCH body is a {PATCH_OP} with an \"Operations\" list"))
+        })?;
+    for operation in operations {
+        apply(&mut doc, operation)?;
+    }
+    let record = record(&doc, user.roles.clone())?;
+    let change = UserChange::Update { id: user.id.clone(), source: SCIM.into(), record };
+    write(&state, change, &who, "scim.user.patch", &user.username).await?;
+    get_user(State(state), who, Path(id)).await
+}
+
+/// `DELETE /scim/v2/Users/{id}`: disabled, never deleted; their sessions
+/// end. SCIM sees them no more (404).
+async fn delete_user(
+    State(state): State<AppState>,
+    who: Provisioner,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    let user = scim_user(&state, &id).await?;
+    check_version(&headers, &resource(&state, &user).1)?;
+    let record = DirectoryRecord {
+        external_id: user.external_id.clone().unwrap_or_else(|| user.username.to_ascii_lowercase()),
+        username: user.username.clone(),
+        name: user.name.clone(),
+        email: user.email.clone(),
+        employee_number: user.employee_number.clone(),
+        roles: user.roles.clone(),
+        disabled: true,
+    };
+    let change = UserChange::Update { id: user.id.clone(), source: DELETED.into(), record };
+    write(&state, change, &who, "scim.user.delete", &user.username).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// One PATCH operation on the representation `doc`.
+fn apply(doc: &mut Value, operation: &Value) -> Result<(), ScimError> {
+    let op = operation["op"].as_str().unwrap_or_default().to_ascii_lowercase();
+    let value = operation.get("value").cloned().unwrap_or(Value::Null);
+    match (op.as_str(), operation["path"].as_str()) {
+        ("add" | "replace", None) => {
+            let Value::Object(fields) = value else {
+                return Err(ScimError::InvalidSyntax("an operation with no path needs an object value".into()));
+            };
+            for (path, value) in fields {
+                set(doc, &path, value)?;
+            }
+            Ok(())
+        }
+        ("add" | "replace", Some(path)) => set(doc, path, value),
+        ("remove", Some(path)) => set(doc, path, Value::Null),
+        ("remove", None) => Err(ScimError::InvalidSyntax("a remove operation needs a path (RFC 7644 §3.5.2.2)".into())),
+        (other, _) => Err(ScimError::InvalidSyntax(format!("{other:?} is not a PATCH op: use add, replace or remove"))),
+    }
+}
+
+/// The canonical spelling of `name` among `known`, compared without case
+/// (RFC 7643 §2.1: attribute names are case-insensitive).
+fn canonical<'a>(known: &[&'a str], name: &str) -> Option<&'a str> {
+    known.iter().copied().find(|k| k.eq_ignore_ascii_case(name))
+}
+
+/// Set `path` in `doc` (null removes): `attr`, `attr.sub`,
+/// `attr[filter].sub`, or the enterprise extension's `urn:…:User:attr`.
+fn set(doc: &mut Value, path: &str, value: Value) -> Result<(), ScimError> {
+    let unknown =
+        || ScimError::InvalidPath(format!("the PATCH path {path:?} names no attribute of the SCIM User schema"));
+    if path.len() > ENTERPRISE.len() && path[..ENTERPRISE.len()].eq_ignore_ascii_case(ENTERPRISE) {
+        let attr = path[ENTERPRISE.len()..].trim_start_matches(':');
+        let attr = canonical(ENTERPRISE_ATTRIBUTES, attr).ok_or_else(unknown)?;
+        let ext = doc.as_object_mut().ok_or_else(unknown)?.entry(ENTERPRISE).or_insert_with(|| json!({}));
+        put(ext, attr, value);
+        return Ok(());
+    }
+    if path.eq_ignore_ascii_case(ENTERPRISE) {
+        // A whole-extension value: its attributes one by one.
+        if let Value::Object(fields) = value {
+            for (attr, v) in fields {
+                set(doc, &format!("{ENTERPRISE}:{attr}"), v)?;
+            }
+            return Ok(());
+        }
+        return Err(unknown());
+    }
+    let (head, sub) = match path.split_once('.') {
+        Some((h, s)) if !h.contains('[') => (h, Some(s)),
+        _ => (path, None),
+    };
+    let (attr, filter, sub) = match head.split_once('[') {
+        Some((attr, rest)) => {
+            let (filter, after) = rest.split_once(']').ok_or_else(unknown)?;
+            (attr, Some(filter), after.strip_prefix('.').or(sub))
+        }
+        None => (head, None, sub),
+    };
+    if ["id", "meta", "schemas", "groups"].iter().any(|ro| ro.eq_ignore_ascii_case(attr)) {
+        return Err(ScimError::Mutability(format!("{attr} is read-only")));
+    }
+    let attr = canonical(USER_ATTRIBUTES, attr).ok_or_else(unknown)?;
+    let root = doc.as_object_mut().ok_or_else(unknown)?;
+    match (filter, sub) {
+        (None, None) => {
+            if value.is_null() {
+                root.remove(attr);
+            } else {
+                root.insert(attr.to_string(), value);
+            }
+        }
+        (None, Some(sub)) => {
+            let parent = root.entry(attr).or_insert_with(|| json!({}));
+            put(parent, sub, value);
+        }
+        (Some(filter), sub) => {
+            // `type eq "work"`, `primary eq true`: the element it matches,
+            // made if there is none.
+            let (key, wanted) = filter.split_once(" eq ").or_else(|| filter.split_once(" EQ ")).ok_or_else(|| {
+                ScimError::InvalidFilter(format!("{filter:?}: only `attribute eq value` is supported"))
+            })?;
+            let wanted: Value = serde_json::from_str(wanted.trim()).unwrap_or(Value::String(wanted.trim().into()));
+            let key = key.trim().to_string();
+            let list = root.entry(attr).or_insert_with(|| json!([]));
+            if !list.is_array() {
+                *list = json!([]);
+            }
+            let items = list.as_array_mut().ok_or_else(unknown)?;
+            let pos = items.iter().position(|item| match (&item[&key], &wanted) {
+                (Value::String(a), Value::String(b)) => a.eq_ignore_ascii_case(b),
+                (a, b) => a == b,
+            });
+            match (pos, sub) {
+                (Some(i), None) if value.is_null() => {
+                    items.remove(i);
+                }
+                (Some(i), Some(sub)) => put(&mut items[i], sub, value),
+                (Some(i), None) => items[i] = value,
+                (None, _) if value.is_null() => {}
+                (None, Some(sub)) => {
+                    let mut item = json!({});
+                    item[&key] = wanted;
+                    put(&mut item, sub, value);
+                    items.push(item);
+                }
+                (None, None) => items.push(value),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Set (null: remove) `key` of the object `target`.
+fn put(target: &mut Value, key: &str, value: Value) {
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Some(object) = target.as_object_mut() {
+        let existing = object.keys().find(|k| k.eq_ignore_ascii_case(key)).cloned();
+        let key = existing.unwrap_or_else(|| key.to_string());
+        if value.is_null() {
+            object.remove(&key);
+        } else {
+            object.insert(key, value);
+        }
+    }
+}
+
+/// `GET /scim/v2/Users?filter=…&startIndex=…&count=…`.
+async fn list_users(
+    State(state): State<AppState>,
+    _who: Provisioner,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ScimError> {
+    let filter = match query.get("filter") {
+        Some(f) => Some(parse_filter(f)?),
+        None => None,
+    };
+    let number = |key: &str, default: usize| -> Result<usize, ScimError> {
+        match query.get(key) {
+            None => Ok(default),
+            Some(v) => {
+                v.parse().map_err(|_| ScimError::InvalidValue(format!("{key} must be a whole number, not {v:?}")))
+            }
+        }
+    };
+    let start = number("startIndex", 1)?.max(1);
+    let count = number("count", 100)?.min(MAX_COUNT);
+    let matching: Vec<User> = state
+        .store
+        .list_users()
+        .await?
+        .into_iter()
+        .filter(|u| u.source == SCIM)
+        .filter(|u| filter.as_ref().is_none_or(|(attr, value)| matches(u, attr, value)))
+        .collect();
+    let page: Vec<Value> = matching.iter().skip(start - 1).take(count).map(|u| resource(&state, u).0).collect();
+    let body = json!({
+        "schemas": [LIST],
+        "totalResults": matching.len(),
+        "startIndex": start,
+        "itemsPerPage": page.len(),
+        "Resources": page,
+    });
+    Ok(scim_json(StatusCode::OK, &body, None))
+}
+
+/// `attr eq "value"` on userName, externalId, displayName or id: what
+/// provisioners ask before they create (RFC 7644 §3.4.2.2).
+fn parse_filter(filter: &str) -> Result<(String, String), ScimError> {
+    let refused = || {
+        ScimError::InvalidFilter(format!(
+            "{filter:?}: Wardkey supports `ATTRIBUTE eq \"VALUE\"` on userName, externalId, displayName, id and emails.value"
+        ))
+    };
+    let lower = filter.to_ascii_lowercase();
+    let at = lower.find(" eq ").ok_or_else(refused)?;
+    let attr = filter[..at].trim();
+    let value: Value = serde_json::from_str(filter[at + 4..].trim()).map_err(|_| refused())?;
+    let value = value.as_str().ok_or_else(refused)?.to_string();
+    let attr = canonical(&["userName", "externalId", "displayName", "id", "emails.value", "emails"], attr)
+        .ok_or_else(refused)?;
+    Ok((attr.to_string(), value))
+}
+
+fn matches(user: &User, attr: &str, value: &str) -> bool {
+    match attr {
+        // userName is caseExact false (RFC 7643 §4.1.1).
+        "userName" => user.username.eq_ignore_ascii_case(value),
+        "externalId" => user.external_id.as_deref() == Some(value),
+        "displayName" => user.name.as_deref() == Some(value),
+        "id" => user.id == value,
+        _ => user.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(value)),
+    }
+}
+
+/// `GET /scim/v2/ServiceProviderConfig` (RFC 7643 §5).
+async fn service_provider_config(State(state): State<AppState>) -> Response {
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+        "documentationUri": state.url("/scim/v2/Schemas"),
+        "patch": { "supported": true },
+        "bulk": { "supported": false, "maxOperations": 0, "maxPayloadSize": 0 },
+        "filter": { "supported": true, "maxResults": MAX_COUNT },
+        "changePassword": { "supported": false },
+        "sort": { "supported": false },
+        "etag": { "supported": true },
+        "authenticationSchemes": [{
+            "type": "oauthbearertoken",
+            "name": "Bearer token",
+            "description": "The provisioning client's token from `wardkey scim token NAME`",
+            "primary": true
+        }],
+        "meta": { "resourceType": "ServiceProviderConfig", "location": state.url("/scim/v2/ServiceProviderConfig") }
+    });
+    scim_json(StatusCode::OK, &body, None)
+}
+
+/// `GET /scim/v2/ResourceTypes` (RFC 7643 §6).
+async fn resource_types(State(state): State<AppState>) -> Response {
+    let user = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+        "id": "User", "name": "User", "endpoint": "/Users", "schema": USER,
+        "schemaExtensions": [{ "schema": ENTERPRISE, "required": false }],
+        "meta": { "resourceType": "ResourceType", "location": state.url("/scim/v2/ResourceTypes/User") }
+    });
+    let body = json!({ "schemas": [LIST], "totalResults": 1, "startIndex": 1, "itemsPerPage": 1, "Resources": [user] });
+    scim_json(StatusCode::OK, &body, None)
+}
+
+/// `GET /scim/v2/Schemas` (RFC 7643 §7): the attributes Wardkey keeps.
+async fn schemas(State(state): State<AppState>) -> Response {
+    let attribute = |name: &str, kind: &str, required: bool, unique: &str| {
+        json!({ "name": name, "type": kind, "multiValued": false, "required": required, "caseExact": false,
+                "mutability": "readWrite", "returned": "default", "uniqueness": unique })
+    };
+    let user = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
+        "id": USER, "name": "User", "description": "A person who signs in with Wardkey",
+        "attributes": [
+            attribute("userName", "string", true, "server"),
+            attribute("displayName", "string", false, "none"),
+            { "name": "name", "type": "complex", "multiValued": false, "required": false, "mutability": "readWrite",
+              "returned": "default", "subAttributes": [
+                attribute("formatted", "string", false, "none"),
+                attribute("givenName", "string", false, "none"),
+                attribute("familyName", "string", false, "none")] },
+            { "name": "emails", "type": "complex", "multiValued": true, "required": false, "mutability": "readWrite",
+              "returned": "default", "subAttributes": [
+                attribute("value", "string", false, "none"),
+                attribute("type", "string", false, "none"),
+                attribute("primary", "boolean", false, "none")] },
+            attribute("active", "boolean", false, "none"),
+            attribute("externalId", "string", false, "server"),
+        ],
+        "meta": { "resourceType": "Schema", "location": state.url(&format!("/scim/v2/Schemas/{USER}")) }
+    });
+    let enterprise = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
+        "id": ENTERPRISE, "name": "EnterpriseUser", "description": "Enterprise User",
+        "attributes": [attribute("employeeNumber", "string", false, "none")],
+        "meta": { "resourceType": "Schema", "location": state.url(&format!("/scim/v2/Schemas/{ENTERPRISE}")) }
+    });
+    let body = json!({ "schemas": [LIST], "totalResults": 2, "startIndex": 1, "itemsPerPage": 2, "Resources": [user, enterprise] });
+    scim_json(StatusCode::OK, &body, None)
+}
