@@ -148,9 +148,8 @@ impl LdapDirectory {
         if let Some(tls) = &self.tls {
             settings = settings.set_config(tls.clone());
         }
-        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.source.url)
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let (conn, mut ldap) =
+            LdapConnAsync::with_settings(settings, &self.source.url).await.map_err(|e| self.unreachable(e))?;
         ldap3::drive!(conn);
         ldap.with_timeout(self.source.timeout);
         Ok(ldap)
