@@ -75,9 +75,52 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/scim/v2/Users", get(list_users).post(create_user))
         .route("/scim/v2/Users/{id}", get(get_user).put(replace_user).patch(patch_user).delete(delete_user))
+        .route("/scim/v2/Users/.search", axum::routing::post(search_users))
+        // Searching from the root covers every resource type: only Users.
+        .route("/scim/v2/.search", axum::routing::post(search_users))
         .route("/scim/v2/ServiceProviderConfig", get(service_provider_config))
         .route("/scim/v2/ResourceTypes", get(resource_types))
+        .route("/scim/v2/ResourceTypes/{id}", get(resource_type))
         .route("/scim/v2/Schemas", get(schemas))
+        .route("/scim/v2/Schemas/{id}", get(schema))
+        .route("/scim/v2/{*rest}", axum::routing::any(no_such_endpoint))
+}
+
+/// Anything else under `/scim/v2`: a SCIM 404, not a bare one.
+async fn no_such_endpoint(Path(rest): Path<String>) -> ScimError {
+    ScimError::NotFound(format!("/scim/v2/{rest} is not a SCIM endpoint of Wardkey: it serves Users"))
+}
+
+/// `attributes` / `excludedAttributes` (RFC 7644 §3.9): which top-level
+/// attributes a response carries; `id`, `schemas` and `meta` always.
+#[derive(Default)]
+struct Projection {
+    only: Option<Vec<String>>,
+    except: Vec<String>,
+}
+
+impl Projection {
+    fn from_query(query: &std::collections::HashMap<String, String>) -> Self {
+        let list = |key: &str| {
+            query
+                .get(key)
+                .map(|v| v.split(',').map(|a| a.trim().to_ascii_lowercase()).filter(|a| !a.is_empty()).collect())
+        };
+        Projection { only: list("attributes"), except: list("excludedAttributes").unwrap_or_default() }
+    }
+
+    fn apply(&self, mut v: Value) -> Value {
+        if let Some(object) = v.as_object_mut() {
+            object.retain(|key, _| {
+                let key_lower = key.to_ascii_lowercase();
+                let named =
+                    |list: &[String]| list.iter().any(|a| a == &key_lower || a.starts_with(&format!("{key_lower}.")));
+                matches!(key.as_str(), "id" | "schemas" | "meta")
+                    || (self.only.as_ref().is_none_or(|only| named(only)) && !named(&self.except))
+            });
+        }
+        v
+    }
 }
 
 /// The provisioning client a request's bearer token names (`[scim] tokens`).
@@ -303,9 +346,17 @@ async fn get_user(
     State(state): State<AppState>,
     _who: Provisioner,
     Path(id): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, ScimError> {
     let user = scim_user(&state, &id).await?;
     let (body, version) = resource(&state, &user);
+    Ok(scim_json(StatusCode::OK, &Projection::from_query(&query).apply(body), Some(&version)))
+}
+
+/// The user as a write leaves them.
+async fn written(state: &AppState, id: &str) -> Result<Response, ScimError> {
+    let user = scim_user(state, id).await?;
+    let (body, version) = resource(state, &user);
     Ok(scim_json(StatusCode::OK, &body, Some(&version)))
 }
 
@@ -322,7 +373,7 @@ async fn replace_user(
     let record = record(&parse_body(&body)?, user.roles.clone())?;
     let change = UserChange::Update { id: user.id.clone(), source: SCIM.into(), record };
     write(&state, change, &who, "scim.user.replace", &user.username).await?;
-    get_user(State(state), who, Path(id)).await
+    written(&state, &id).await
 }
 
 /// `PATCH /scim/v2/Users/{id}` (RFC 7644 §3.5.2), in every form Entra ID
@@ -350,7 +401,7 @@ async fn patch_user(
     let record = record(&doc, user.roles.clone())?;
     let change = UserChange::Update { id: user.id.clone(), source: SCIM.into(), record };
     write(&state, change, &who, "scim.user.patch", &user.username).await?;
-    get_user(State(state), who, Path(id)).await
+    written(&state, &id).await
 }
 
 /// `DELETE /scim/v2/Users/{id}`: disabled, never deleted; their sessions
@@ -418,13 +469,20 @@ fn set(doc: &mut Value, path: &str, value: Value) -> Result<(), ScimError> {
     }
     if path.eq_ignore_ascii_case(ENTERPRISE) {
         // A whole-extension value: its attributes one by one.
-        if let Value::Object(fields) = value {
-            for (attr, v) in fields {
-                set(doc, &format!("{ENTERPRISE}:{attr}"), v)?;
+        match value {
+            Value::Object(fields) => {
+                for (attr, v) in fields.into_iter().filter(|(attr, _)| attr != "schemas") {
+                    set(doc, &format!("{ENTERPRISE}:{attr}"), v)?;
+                }
             }
-            return Ok(());
+            Value::Null => {
+                if let Some(root) = doc.as_object_mut() {
+                    root.remove(ENTERPRISE);
+                }
+            }
+            _ => return Err(unknown()),
         }
-        return Err(unknown());
+        return Ok(());
     }
     let (head, sub) = match path.split_once('.') {
         Some((h, s)) if !h.contains('[') => (h, Some(s)),
@@ -507,6 +565,29 @@ fn put(target: &mut Value, key: &str, value: Value) {
     }
 }
 
+/// `POST /scim/v2/Users/.search` (RFC 7644 §3.4.3): the query in a body.
+async fn search_users(State(state): State<AppState>, who: Provisioner, body: Bytes) -> Result<Response, ScimError> {
+    let v = parse_body(&body)?;
+    let mut query = std::collections::HashMap::new();
+    for key in ["filter", "startIndex", "count", "attributes", "excludedAttributes"] {
+        match &v[key] {
+            Value::Null => {}
+            Value::String(s) => {
+                query.insert(key.to_string(), s.clone());
+            }
+            Value::Number(n) => {
+                query.insert(key.to_string(), n.to_string());
+            }
+            Value::Array(items) => {
+                let joined: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+                query.insert(key.to_string(), joined.join(","));
+            }
+            other => return Err(ScimError::InvalidValue(format!("{key} cannot be {other}"))),
+        }
+    }
+    list_users(State(state), who, Query(query)).await
+}
+
 /// `GET /scim/v2/Users?filter=…&startIndex=…&count=…`.
 async fn list_users(
     State(state): State<AppState>,
@@ -535,7 +616,9 @@ async fn list_users(
         .filter(|u| u.source == SCIM)
         .filter(|u| filter.as_ref().is_none_or(|(attr, value)| matches(u, attr, value)))
         .collect();
-    let page: Vec<Value> = matching.iter().skip(start - 1).take(count).map(|u| resource(&state, u).0).collect();
+    let projection = Projection::from_query(&query);
+    let page: Vec<Value> =
+        matching.iter().skip(start - 1).take(count).map(|u| projection.apply(resource(&state, u).0)).collect();
     let body = json!({
         "schemas": [LIST],
         "totalResults": matching.len(),
@@ -597,20 +680,49 @@ async fn service_provider_config(State(state): State<AppState>) -> Response {
     scim_json(StatusCode::OK, &body, None)
 }
 
-/// `GET /scim/v2/ResourceTypes` (RFC 7643 §6).
-async fn resource_types(State(state): State<AppState>) -> Response {
-    let user = json!({
+/// `GET /scim/v2/ResourceTypes/{id}`.
+async fn resource_type(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ScimError> {
+    if id != "User" {
+        return Err(ScimError::NotFound(format!("no resource type {id:?}: Wardkey serves User")));
+    }
+    Ok(scim_json(StatusCode::OK, &user_resource_type(&state), None))
+}
+
+fn user_resource_type(state: &AppState) -> Value {
+    json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
         "id": "User", "name": "User", "endpoint": "/Users", "schema": USER,
         "schemaExtensions": [{ "schema": ENTERPRISE, "required": false }],
         "meta": { "resourceType": "ResourceType", "location": state.url("/scim/v2/ResourceTypes/User") }
-    });
+    })
+}
+
+/// `GET /scim/v2/ResourceTypes` (RFC 7643 §6).
+async fn resource_types(State(state): State<AppState>) -> Response {
+    let user = user_resource_type(&state);
     let body = json!({ "schemas": [LIST], "totalResults": 1, "startIndex": 1, "itemsPerPage": 1, "Resources": [user] });
     scim_json(StatusCode::OK, &body, None)
 }
 
-/// `GET /scim/v2/Schemas` (RFC 7643 §7): the attributes Wardkey keeps.
+/// `GET /scim/v2/Schemas/{id}`.
+async fn schema(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ScimError> {
+    all_schemas(&state)
+        .into_iter()
+        .find(|s| s["id"] == id.as_str())
+        .map(|s| scim_json(StatusCode::OK, &s, None))
+        .ok_or_else(|| ScimError::NotFound(format!("no schema {id:?}")))
+}
+
+/// `GET /scim/v2/Schemas` (RFC 7643 §7).
 async fn schemas(State(state): State<AppState>) -> Response {
+    let all = all_schemas(&state);
+    let body = json!({ "schemas": [LIST], "totalResults": all.len(), "startIndex": 1, "itemsPerPage": all.len(), "Resources": all });
+    scim_json(StatusCode::OK, &body, None)
+}
+
+/// The User schema and the enterprise extension, with the attributes
+/// Wardkey keeps.
+fn all_schemas(state: &AppState) -> Vec<Value> {
     let attribute = |name: &str, kind: &str, required: bool, unique: &str| {
         json!({ "name": name, "type": kind, "multiValued": false, "required": required, "caseExact": false,
                 "mutability": "readWrite", "returned": "default", "uniqueness": unique })
@@ -642,6 +754,5 @@ async fn schemas(State(state): State<AppState>) -> Response {
         "attributes": [attribute("employeeNumber", "string", false, "none")],
         "meta": { "resourceType": "Schema", "location": state.url(&format!("/scim/v2/Schemas/{ENTERPRISE}")) }
     });
-    let body = json!({ "schemas": [LIST], "totalResults": 2, "startIndex": 1, "itemsPerPage": 2, "Resources": [user, enterprise] });
-    scim_json(StatusCode::OK, &body, None)
+    vec![user, enterprise]
 }
