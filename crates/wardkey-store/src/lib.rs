@@ -36,7 +36,8 @@ mod sqlite;
 /// of an aggregate trait on an `Arc<dyn Store>` needs that trait in scope.
 pub mod prelude {
     pub use crate::{
-        AuditStore, ClientStore, CredentialStore, KeyStore, LogoutStore, Store, UserStore, WorkstationStore,
+        AuditStore, ClientStore, CredentialStore, GroupStore, KeyStore, LogoutStore, Store, UserStore,
+        WorkstationStore,
     };
 }
 
@@ -244,6 +245,7 @@ pub trait Store:
     + KeyStore
     + AuditStore
     + LogoutStore
+    + GroupStore
     + Send
     + Sync
     + 'static
@@ -439,6 +441,38 @@ pub trait AuditStore: Send + Sync {
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// The newest `limit` audit records, newest first.
     async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+}
+
+/// A group provisioned over SCIM 2.0, with its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimGroup {
+    /// Opaque id (SCIM `id`).
+    pub id: String,
+    /// Display name, unique whatever its case; mapped to role codes.
+    pub display_name: String,
+    /// The provisioner's id for it.
+    pub external_id: Option<String>,
+    /// Members' `sub`s, sorted.
+    pub members: Vec<String>,
+    /// When it was created (Unix seconds).
+    pub created_at: i64,
+    /// When it last changed (Unix seconds).
+    pub updated_at: i64,
+}
+
+/// SCIM groups and their members.
+#[async_trait]
+pub trait GroupStore: Send + Sync {
+    /// Every group with its members, by display name.
+    async fn list_groups(&self) -> StoreResult<Vec<ScimGroup>>;
+    /// Write `group` (new, or replacing its name, external id and member
+    /// set) and set each `(user id, role codes)` of `roles`, in one
+    /// transaction: membership and roles never disagree. `Conflict` if the
+    /// display name is taken; `NotFound` if a member does not exist.
+    async fn save_group(&self, group: &ScimGroup, roles: &[(String, Vec<String>)]) -> StoreResult<()>;
+    /// Delete group `id` and set `roles`, in one transaction. `NotFound` if
+    /// there is no such group.
+    async fn delete_group(&self, id: &str, roles: &[(String, Vec<String>)]) -> StoreResult<()>;
 }
 
 /// What ends sessions elsewhere: the back-channel logout outbox and the

@@ -34,6 +34,8 @@ pub struct CopyReport {
     pub workstations: usize,
     /// Badges.
     pub badges: usize,
+    /// SCIM groups.
+    pub groups: usize,
     /// Audit records.
     pub audit_records: usize,
 }
@@ -102,6 +104,13 @@ pub async fn copy(source: &dyn Store, target: &dyn Store, badge_key_name: &str) 
         report.webauthn_credentials += authenticators.len();
     }
     report.users = users.len();
+
+    // Members and roles came with the users; the groups name them again.
+    let groups = source.list_groups().await?;
+    for group in &groups {
+        target.save_group(group, &[]).await.map_err(record(|| format!("group {:?}", group.display_name)))?;
+    }
+    report.groups = groups.len();
 
     let clients = source.list_clients().await?;
     for client in &clients {

@@ -981,6 +981,80 @@ macro_rules! impl_store {
         }
 
         #[async_trait::async_trait]
+        impl $crate::GroupStore for $store {
+            async fn list_groups(&self) -> StoreResult<Vec<ScimGroup>> {
+                let groups: Vec<(String, String, Option<String>, i64, i64)> = sqlx::query_as(
+                    "SELECT id, display_name, external_id, created_at, updated_at FROM scim_groups \
+                     ORDER BY lower(display_name)",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(decode_error("scim_groups"))?;
+                let members: Vec<(String, String)> =
+                    sqlx::query_as("SELECT group_id, user_id FROM scim_group_members ORDER BY user_id")
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(decode_error("scim_group_members"))?;
+                let mut by_group: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+                for (group_id, user_id) in members {
+                    by_group.entry(group_id).or_default().push(user_id);
+                }
+                Ok(groups
+                    .into_iter()
+                    .map(|(id, display_name, external_id, created_at, updated_at)| ScimGroup {
+                        members: by_group.remove(&id).unwrap_or_default(),
+                        id,
+                        display_name,
+                        external_id,
+                        created_at,
+                        updated_at,
+                    })
+                    .collect())
+            }
+
+            async fn save_group(&self, group: &ScimGroup, roles: &[(String, Vec<String>)]) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO scim_groups (id, display_name, external_id, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
+                     display_name = excluded.display_name, external_id = excluded.external_id, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(&group.id)
+                .bind(Self::storable_text(&group.display_name))
+                .bind(group.external_id.as_deref().map(Self::storable_text))
+                .bind(group.created_at)
+                .bind(group.updated_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| conflict_on_unique(e, format!("group {:?}", group.display_name)))?;
+                sqlx::query("DELETE FROM scim_group_members WHERE group_id = $1").bind(&group.id).execute(&mut *tx).await?;
+                for member in &group.members {
+                    sqlx::query("INSERT INTO scim_group_members (group_id, user_id) VALUES ($1, $2)")
+                        .bind(&group.id)
+                        .bind(member)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| owner_or_backend(e, || StoreError::NotFound(format!("user id {member:?}"))))?;
+                }
+                set_roles!(tx, roles);
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn delete_group(&self, id: &str, roles: &[(String, Vec<String>)]) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query("DELETE FROM scim_groups WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound(format!("group id {id:?}")));
+                }
+                set_roles!(tx, roles);
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
         impl $crate::AuditStore for $store {
             /// `event`, `actor` and `subject` are stored as the engine can
             /// hold them, so a record of a strange request is kept, not lost.
@@ -1104,6 +1178,19 @@ macro_rules! bind_directory_record {
     };
 }
 
+/// In transaction `$tx`: set each `(user id, role codes)` of `$roles`.
+macro_rules! set_roles {
+    ($tx:ident, $roles:expr) => {
+        for (user_id, codes) in $roles {
+            sqlx::query("UPDATE users SET roles = $2 WHERE id = $1")
+                .bind(user_id)
+                .bind(to_json("roles", codes)?)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+
 /// In transaction `$tx`: ask the servers to end the sessions of user `$id`
 /// if the user is enabled (about to be disabled).
 macro_rules! revoke_if_enabled {
@@ -1182,7 +1269,7 @@ macro_rules! insert_key {
 
 pub(crate) use {
     bind_directory_record, change_one, check_username_case, directory_columns, engine, find_by, impl_store, insert_key,
-    insert_workstation, list_all, release_pin_attempt, revoke_if_enabled, select_all, select_optional,
+    insert_workstation, list_all, release_pin_attempt, revoke_if_enabled, select_all, select_optional, set_roles,
 };
 
 use crate::StoreError;
@@ -1208,7 +1295,7 @@ pub(crate) mod prelude {
     pub(crate) use super::{
         bind_directory_record, change_one, check_username_case, directory_columns, engine, find_by, insert_key,
         insert_workstation, key_conflict, list_all, owner_or_backend, release_pin_attempt, revoke_if_enabled,
-        select_all, select_optional,
+        select_all, select_optional, set_roles,
     };
     pub(crate) use crate::rows::{
         AuditRow, BadgeRow, ClientRow, KeyRow, LogoutRow, MAX_LOGOUT_ERROR_CHARS, UserRow, WebauthnRow, WorkstationRow,
@@ -1217,7 +1304,8 @@ pub(crate) mod prelude {
         webauthn_columns, workstation_columns,
     };
     pub(crate) use crate::{
-        CredentialKind, LogoutNotice, NewLogoutNotice, StoreError, StoreResult, UserChange, WebauthnCredential,
+        CredentialKind, LogoutNotice, NewLogoutNotice, ScimGroup, StoreError, StoreResult, UserChange,
+        WebauthnCredential,
     };
     pub(crate) use wardkey_core::audit::AuditEvent;
     pub(crate) use wardkey_core::badge::Badge;

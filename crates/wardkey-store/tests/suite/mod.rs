@@ -16,7 +16,7 @@ use wardkey_core::user::{DirectoryRecord, NewUser, User};
 use wardkey_core::workstation::Workstation;
 use wardkey_store::migrate::CopyReport;
 use wardkey_store::{
-    AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, Store, StoreError, UserChange, WebauthnCredential,
+    AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, ScimGroup, Store, StoreError, UserChange, WebauthnCredential,
 };
 
 // ---------------------------------------------------------------------------
@@ -192,6 +192,42 @@ pub async fn remove_user_and_workstation(store: &dyn Store) {
     store.remove_workstation("PC 1").await.unwrap();
     assert_eq!(store.workstation("ws-1").await.unwrap(), None);
     assert!(matches!(store.remove_workstation("PC 1").await.unwrap_err(), StoreError::NotFound(_)));
+}
+
+/// SCIM groups: members and the roles they give change together; a
+/// missing member or a taken name writes nothing.
+pub async fn scim_groups_and_roles(store: &dyn Store) {
+    let ann = store.create_user(&new_user("ann"), None, 1).await.unwrap();
+    let ben = store.create_user(&new_user("ben"), None, 1).await.unwrap();
+    let mut nurses = ScimGroup {
+        id: "g1".into(),
+        display_name: "Ward 7 Nurses".into(),
+        external_id: Some("ext-g1".into()),
+        members: vec![ann.id.clone()],
+        created_at: 5,
+        updated_at: 5,
+    };
+    store.save_group(&nurses, &[(ann.id.clone(), vec!["R8001".into()])]).await.unwrap();
+    assert_eq!(store.list_groups().await.unwrap(), [nurses.clone()]);
+    assert_eq!(store.user_by_id(&ann.id).await.unwrap().unwrap().roles, ["R8001"]);
+
+    // A member who does not exist, a taken name: nothing written.
+    let ghost = ScimGroup { members: vec![ann.id.clone(), "ghost".into()], ..nurses.clone() };
+    assert!(matches!(store.save_group(&ghost, &[]).await.unwrap_err(), StoreError::NotFound(_)));
+    let twin = ScimGroup { id: "g2".into(), display_name: "WARD 7 NURSES".into(), ..nurses.clone() };
+    assert!(matches!(store.save_group(&twin, &[]).await.unwrap_err(), StoreError::Conflict(_)));
+    assert_eq!(store.list_groups().await.unwrap(), [nurses.clone()]);
+
+    nurses.members = vec![ben.id.clone()];
+    nurses.updated_at = 6;
+    let roles = [(ann.id.clone(), vec![]), (ben.id.clone(), vec!["R8001".to_string()])];
+    store.save_group(&nurses, &roles).await.unwrap();
+    assert_eq!(store.list_groups().await.unwrap()[0].members, [ben.id.clone()]);
+    assert!(store.user_by_id(&ann.id).await.unwrap().unwrap().roles.is_empty());
+    store.delete_group("g1", &[(ben.id.clone(), vec![])]).await.unwrap();
+    assert!(store.list_groups().await.unwrap().is_empty());
+    assert!(store.user_by_id(&ben.id).await.unwrap().unwrap().roles.is_empty());
+    assert!(matches!(store.delete_group("g1", &[]).await.unwrap_err(), StoreError::NotFound(_)));
 }
 
 pub fn record(username: &str) -> DirectoryRecord {
@@ -858,7 +894,21 @@ pub async fn migrate_round_trip(source: &dyn Store, target: &dyn Store) {
         source.append_audit(&e).await.unwrap();
     }
 
+    let members: Vec<String> = source.list_users().await.unwrap().into_iter().take(2).map(|u| u.id).collect();
+    let mut members = members;
+    members.sort();
+    let group = ScimGroup {
+        id: "g-1".into(),
+        display_name: "Ward 3".into(),
+        external_id: None,
+        members,
+        created_at: 3,
+        updated_at: 4,
+    };
+    source.save_group(&group, &[]).await.unwrap();
+
     let report = wardkey_store::migrate::copy(source, target, "badge-key").await.unwrap();
+    assert_eq!(target.list_groups().await.unwrap(), [group]);
     let expected = CopyReport {
         users: 4,
         credentials: 5,
@@ -867,6 +917,7 @@ pub async fn migrate_round_trip(source: &dyn Store, target: &dyn Store) {
         signing_keys: 3,
         workstations: 3,
         badges: 3,
+        groups: 1,
         audit_records: 4,
     };
     assert_eq!(report, expected);
@@ -1243,6 +1294,7 @@ macro_rules! all_cases {
             duplicate_username_conflicts,
             usernames_are_case_insensitive,
             remove_user_and_workstation,
+            scim_groups_and_roles,
             directory_changes_are_all_or_nothing,
             disable_unknown_user_is_not_found,
             credentials,
