@@ -15,5 +15,5 @@ from scim2_tester import check_server
 
 base, token = sys.argv[1], sys.argv[2]
 http = httpx2.Client(base_url=f"{base}/scim/v2", headers={"Authorization": f"Bearer {token}"})
-for result in check_server(SyncSCIMClient(http), resource_types=["User"]):
+for result in check_server(SyncSCIMClient(http), resource_types=["User", "Group"]):
     print(json.dumps({"status": result.status.name, "title": result.title, "reason": (result.reason or "")[:400]}))

@@ -60,6 +60,9 @@ pub struct ScimSettings {
     /// Provisioning clients and the SHA-256 of their bearer token (`wardkey
     /// scim token NAME` makes one). None: SCIM is off (every request 401).
     pub tokens: Vec<ScimToken>,
+    /// SCIM group display name (any case) → role code released in the
+    /// `roles` claim of the group's members. Groups not listed give none.
+    pub roles: BTreeMap<String, String>,
 }
 
 /// One provisioning client's bearer token, kept as its digest only.

@@ -1,7 +1,8 @@
 //! SCIM 2.0 provisioning (RFC 7643, RFC 7644) at `/scim/v2`, for Microsoft
 //! Entra ID and other provisioners: Users (create, read, list with `eq`
 //! filters and pagination, replace, PATCH, delete) and the discovery
-//! resources. Groups are not served yet.
+//! resources; Groups (create, read, list, replace, PATCH of members and
+//! name, delete), whose display names map to role codes (`[scim] roles`).
 //!
 //! A SCIM user is a Wardkey user with source `scim`; the provisioner owns
 //! its username, name, email, employee number and enabled state, while
@@ -26,12 +27,13 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use wardkey_core::secret::constant_time_eq;
 use wardkey_core::user::{DirectoryRecord, SCIM, User, validate_email, validate_username};
-use wardkey_store::UserChange;
+use wardkey_store::{ScimGroup, UserChange};
 
 use crate::error::ScimError;
 use crate::state::AppState;
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -75,9 +77,12 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/scim/v2/Users", get(list_users).post(create_user))
         .route("/scim/v2/Users/{id}", get(get_user).put(replace_user).patch(patch_user).delete(delete_user))
+        .route("/scim/v2/Groups", get(list_groups).post(create_group))
+        .route("/scim/v2/Groups/{id}", get(get_group).put(replace_group).patch(patch_group).delete(delete_group))
         .route("/scim/v2/Users/.search", axum::routing::post(search_users))
-        // Searching from the root covers every resource type: only Users.
-        .route("/scim/v2/.search", axum::routing::post(search_users))
+        .route("/scim/v2/Groups/.search", axum::routing::post(search_groups))
+        // Searching from the root covers every resource type.
+        .route("/scim/v2/.search", axum::routing::post(search_all))
         .route("/scim/v2/ServiceProviderConfig", get(service_provider_config))
         .route("/scim/v2/ResourceTypes", get(resource_types))
         .route("/scim/v2/ResourceTypes/{id}", get(resource_type))
@@ -88,7 +93,7 @@ pub fn router() -> Router<AppState> {
 
 /// Anything else under `/scim/v2`: a SCIM 404, not a bare one.
 async fn no_such_endpoint(Path(rest): Path<String>) -> ScimError {
-    ScimError::NotFound(format!("/scim/v2/{rest} is not a SCIM endpoint of Wardkey: it serves Users"))
+    ScimError::NotFound(format!("/scim/v2/{rest} is not a SCIM endpoint of Wardkey: it serves Users and Groups"))
 }
 
 /// `attributes` / `excludedAttributes` (RFC 7644 §3.9): which top-level
@@ -565,27 +570,40 @@ fn put(target: &mut Value, key: &str, value: Value) {
     }
 }
 
-/// `POST /scim/v2/Users/.search` (RFC 7644 §3.4.3): the query in a body.
-async fn search_users(State(state): State<AppState>, who: Provisioner, body: Bytes) -> Result<Response, ScimError> {
-    let v = parse_body(&body)?;
+/// A `.search` body (RFC 7644 §3.4.3) as the query parameters it stands for.
+fn search_query(body: &Bytes) -> Result<std::collections::HashMap<String, String>, ScimError> {
+    let v = parse_body(body)?;
     let mut query = std::collections::HashMap::new();
     for key in ["filter", "startIndex", "count", "attributes", "excludedAttributes"] {
-        match &v[key] {
-            Value::Null => {}
-            Value::String(s) => {
-                query.insert(key.to_string(), s.clone());
-            }
-            Value::Number(n) => {
-                query.insert(key.to_string(), n.to_string());
-            }
-            Value::Array(items) => {
-                let joined: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
-                query.insert(key.to_string(), joined.join(","));
-            }
+        let value = match &v[key] {
+            Value::Null => continue,
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Array(items) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
             other => return Err(ScimError::InvalidValue(format!("{key} cannot be {other}"))),
-        }
+        };
+        query.insert(key.to_string(), value);
     }
-    list_users(State(state), who, Query(query)).await
+    Ok(query)
+}
+
+/// `POST /scim/v2/Users/.search`.
+async fn search_users(State(state): State<AppState>, who: Provisioner, body: Bytes) -> Result<Response, ScimError> {
+    list_users(State(state), who, Query(search_query(&body)?)).await
+}
+
+/// `POST /scim/v2/Groups/.search`.
+async fn search_groups(State(state): State<AppState>, who: Provisioner, body: Bytes) -> Result<Response, ScimError> {
+    list_groups(State(state), who, Query(search_query(&body)?)).await
+}
+
+/// `POST /scim/v2/.search`: users, then groups.
+async fn search_all(State(state): State<AppState>, _who: Provisioner, body: Bytes) -> Result<Response, ScimError> {
+    let query = search_query(&body)?;
+    let filter = query.get("filter").map(|f| parse_filter(f)).transpose()?;
+    let mut items = matching_users(&state, filter.as_ref()).await?;
+    items.extend(matching_groups(&state, filter.as_ref()).await?);
+    list_response(&query, items)
 }
 
 /// `GET /scim/v2/Users?filter=…&startIndex=…&count=…`.
@@ -594,10 +612,26 @@ async fn list_users(
     _who: Provisioner,
     Query(query): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, ScimError> {
-    let filter = match query.get("filter") {
-        Some(f) => Some(parse_filter(f)?),
-        None => None,
-    };
+    let filter = query.get("filter").map(|f| parse_filter(f)).transpose()?;
+    list_response(&query, matching_users(&state, filter.as_ref()).await?)
+}
+
+/// The SCIM users `filter` matches, as resources.
+async fn matching_users(state: &AppState, filter: Option<&(String, String)>) -> Result<Vec<Value>, ScimError> {
+    Ok(state
+        .store
+        .list_users()
+        .await?
+        .into_iter()
+        .filter(|u| u.source == SCIM)
+        .filter(|u| filter.is_none_or(|(attr, value)| matches(u, attr, value)))
+        .map(|u| resource(state, &u).0)
+        .collect())
+}
+
+/// One page of `items` (RFC 7644 §3.4.2.4: `startIndex` from 1, `count`
+/// at most [`MAX_COUNT`]), with `attributes` / `excludedAttributes`.
+fn list_response(query: &std::collections::HashMap<String, String>, items: Vec<Value>) -> Result<Response, ScimError> {
     let number = |key: &str, default: usize| -> Result<usize, ScimError> {
         match query.get(key) {
             None => Ok(default),
@@ -608,20 +642,12 @@ async fn list_users(
     };
     let start = number("startIndex", 1)?.max(1);
     let count = number("count", 100)?.min(MAX_COUNT);
-    let matching: Vec<User> = state
-        .store
-        .list_users()
-        .await?
-        .into_iter()
-        .filter(|u| u.source == SCIM)
-        .filter(|u| filter.as_ref().is_none_or(|(attr, value)| matches(u, attr, value)))
-        .collect();
-    let projection = Projection::from_query(&query);
-    let page: Vec<Value> =
-        matching.iter().skip(start - 1).take(count).map(|u| projection.apply(resource(&state, u).0)).collect();
+    let projection = Projection::from_query(query);
+    let total = items.len();
+    let page: Vec<Value> = items.into_iter().skip(start - 1).take(count).map(|v| projection.apply(v)).collect();
     let body = json!({
         "schemas": [LIST],
-        "totalResults": matching.len(),
+        "totalResults": total,
         "startIndex": start,
         "itemsPerPage": page.len(),
         "Resources": page,
@@ -682,10 +708,20 @@ async fn service_provider_config(State(state): State<AppState>) -> Response {
 
 /// `GET /scim/v2/ResourceTypes/{id}`.
 async fn resource_type(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ScimError> {
-    if id != "User" {
-        return Err(ScimError::NotFound(format!("no resource type {id:?}: Wardkey serves User")));
-    }
-    Ok(scim_json(StatusCode::OK, &user_resource_type(&state), None))
+    all_resource_types(&state)
+        .into_iter()
+        .find(|t| t["id"] == id.as_str())
+        .map(|t| scim_json(StatusCode::OK, &t, None))
+        .ok_or_else(|| ScimError::NotFound(format!("no resource type {id:?}: Wardkey serves User and Group")))
+}
+
+fn all_resource_types(state: &AppState) -> Vec<Value> {
+    let group = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+        "id": "Group", "name": "Group", "endpoint": "/Groups", "schema": GROUP,
+        "meta": { "resourceType": "ResourceType", "location": state.url("/scim/v2/ResourceTypes/Group") }
+    });
+    vec![user_resource_type(state), group]
 }
 
 fn user_resource_type(state: &AppState) -> Value {
@@ -699,8 +735,8 @@ fn user_resource_type(state: &AppState) -> Value {
 
 /// `GET /scim/v2/ResourceTypes` (RFC 7643 §6).
 async fn resource_types(State(state): State<AppState>) -> Response {
-    let user = user_resource_type(&state);
-    let body = json!({ "schemas": [LIST], "totalResults": 1, "startIndex": 1, "itemsPerPage": 1, "Resources": [user] });
+    let all = all_resource_types(&state);
+    let body = json!({ "schemas": [LIST], "totalResults": all.len(), "startIndex": 1, "itemsPerPage": all.len(), "Resources": all });
     scim_json(StatusCode::OK, &body, None)
 }
 
@@ -754,5 +790,358 @@ fn all_schemas(state: &AppState) -> Vec<Value> {
         "attributes": [attribute("employeeNumber", "string", false, "none")],
         "meta": { "resourceType": "Schema", "location": state.url(&format!("/scim/v2/Schemas/{ENTERPRISE}")) }
     });
-    vec![user, enterprise]
+    let group = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
+        "id": GROUP, "name": "Group", "description": "A group; its display name maps to a role code ([scim] roles)",
+        "attributes": [
+            attribute("displayName", "string", true, "server"),
+            attribute("externalId", "string", false, "none"),
+            { "name": "members", "type": "complex", "multiValued": true, "required": false, "mutability": "readWrite",
+              "returned": "default", "subAttributes": [
+                { "name": "value", "type": "string", "multiValued": false, "required": false, "caseExact": true,
+                  "mutability": "immutable", "returned": "default", "uniqueness": "none" },
+                { "name": "$ref", "type": "reference", "referenceTypes": ["User"], "multiValued": false,
+                  "required": false, "caseExact": true, "mutability": "immutable", "returned": "default",
+                  "uniqueness": "none" },
+                { "name": "display", "type": "string", "multiValued": false, "required": false, "caseExact": false,
+                  "mutability": "readOnly", "returned": "default", "uniqueness": "none" }] },
+        ],
+        "meta": { "resourceType": "Schema", "location": state.url(&format!("/scim/v2/Schemas/{GROUP}")) }
+    });
+    vec![user, enterprise, group]
+}
+
+// ---------------------------------------------------------------------------
+// Groups
+
+/// The group as SCIM shows it, with its version.
+fn group_resource(state: &AppState, group: &ScimGroup) -> (Value, String) {
+    let members: Vec<Value> = group
+        .members
+        .iter()
+        .map(|id| json!({ "value": id, "$ref": state.url(&format!("/scim/v2/Users/{id}")) }))
+        .collect();
+    let mut v = json!({ "schemas": [GROUP], "id": group.id, "displayName": group.display_name, "members": members });
+    if let Some(id) = &group.external_id {
+        v["externalId"] = id.clone().into();
+    }
+    let hash = Sha256::digest(v.to_string().as_bytes());
+    let version = format!("W/\"{}\"", hash.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
+    v["meta"] = json!({
+        "resourceType": "Group",
+        "created": rfc3339(group.created_at),
+        "lastModified": rfc3339(group.updated_at),
+        "location": state.url(&format!("/scim/v2/Groups/{}", group.id)),
+        "version": version,
+    });
+    (v, version)
+}
+
+/// What a group request needs at hand: every group, and the users by id
+/// (members must be SCIM users).
+struct Groups {
+    all: Vec<ScimGroup>,
+    users: std::collections::HashMap<String, User>,
+}
+
+impl Groups {
+    async fn load(state: &AppState) -> Result<Self, ScimError> {
+        let all = state.store.list_groups().await?;
+        let users = state.store.list_users().await?.into_iter().map(|u| (u.id.clone(), u)).collect();
+        Ok(Groups { all, users })
+    }
+
+    fn find(&self, id: &str) -> Result<&ScimGroup, ScimError> {
+        self.all.iter().find(|g| g.id == id).ok_or_else(|| ScimError::NotFound(format!("no SCIM group has id {id:?}")))
+    }
+
+    /// The roles each member of `before` or `after` gets from the groups
+    /// once `after` replaces `before` (`None`: deleted).
+    fn roles(&self, state: &AppState, id: &str, after: Option<&ScimGroup>) -> Vec<(String, Vec<String>)> {
+        let map: std::collections::HashMap<String, &String> =
+            state.settings.scim.roles.iter().map(|(name, role)| (name.to_lowercase(), role)).collect();
+        let groups: Vec<&ScimGroup> = self.all.iter().filter(|g| g.id != id).chain(after).collect();
+        let mut affected: Vec<&String> =
+            self.all.iter().filter(|g| g.id == id).chain(after).flat_map(|g| &g.members).collect();
+        affected.sort();
+        affected.dedup();
+        affected
+            .into_iter()
+            .map(|user| {
+                let mut roles: Vec<String> = groups
+                    .iter()
+                    .filter(|g| g.members.contains(user))
+                    .filter_map(|g| map.get(&g.display_name.to_lowercase()).map(|r| r.to_string()))
+                    .collect();
+                roles.sort();
+                roles.dedup();
+                (user.clone(), roles)
+            })
+            .collect()
+    }
+
+    /// A member list (`[{"value": id}, …]`) of SCIM users.
+    fn members(&self, value: &Value) -> Result<Vec<String>, ScimError> {
+        let list = match value {
+            Value::Null => return Ok(Vec::new()),
+            Value::Array(list) => list.clone(),
+            single @ Value::Object(_) => vec![single.clone()],
+            other => return Err(ScimError::InvalidValue(format!("members must be a list, not {other}"))),
+        };
+        let mut ids = Vec::new();
+        for m in list {
+            let id = m["value"]
+                .as_str()
+                .ok_or_else(|| ScimError::InvalidValue(format!("a member needs a \"value\" (a user id): {m}")))?;
+            match self.users.get(id) {
+                Some(u) if u.source == SCIM => ids.push(id.to_string()),
+                _ => {
+                    return Err(ScimError::InvalidValue(format!(
+                        "no SCIM user has id {id:?}, so it cannot be a member"
+                    )));
+                }
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+}
+
+/// A Group resource (POST or PUT body) read into `group`.
+fn read_group(v: &Value, groups: &Groups, group: &mut ScimGroup) -> Result<(), ScimError> {
+    group.display_name = text(&v["displayName"], "displayName")?
+        .ok_or_else(|| ScimError::InvalidValue("displayName is required (RFC 7643 §4.2)".into()))?;
+    group.external_id = text(&v["externalId"], "externalId")?;
+    group.members = groups.members(&v["members"])?;
+    Ok(())
+}
+
+async fn save(
+    state: &AppState,
+    groups: &Groups,
+    group: &ScimGroup,
+    who: &Provisioner,
+    event: &str,
+) -> Result<(), ScimError> {
+    let roles = groups.roles(state, &group.id, Some(group));
+    match state.store.save_group(group, &roles).await {
+        Ok(()) => {}
+        Err(wardkey_store::StoreError::Conflict(_)) => {
+            return Err(ScimError::Uniqueness(format!("a group is already called {:?}", group.display_name)));
+        }
+        Err(wardkey_store::StoreError::NotFound(what)) => {
+            return Err(ScimError::InvalidValue(format!("{what} no longer exists, so it cannot be a member")));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    state.directory.changed().await;
+    let detail = json!({ "group": group.display_name, "members": group.members.len() });
+    crate::audit::record(state.store.as_ref(), state.now(), event, &format!("scim:{}", who.0), &group.id, detail).await;
+    Ok(())
+}
+
+async fn group_response(
+    state: &AppState,
+    id: &str,
+    status: StatusCode,
+    query: &std::collections::HashMap<String, String>,
+) -> Result<Response, ScimError> {
+    let groups = Groups::load(state).await?;
+    let (body, version) = group_resource(state, groups.find(id)?);
+    Ok(scim_json(status, &Projection::from_query(query).apply(body), Some(&version)))
+}
+
+/// `POST /scim/v2/Groups`.
+async fn create_group(State(state): State<AppState>, who: Provisioner, body: Bytes) -> Result<Response, ScimError> {
+    let v = parse_body(&body)?;
+    let groups = Groups::load(&state).await?;
+    let now = state.now();
+    let mut group = ScimGroup {
+        id: wardkey_core::secret::random_token(16),
+        display_name: String::new(),
+        external_id: None,
+        members: Vec::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    read_group(&v, &groups, &mut group)?;
+    save(&state, &groups, &group, &who, "scim.group.create").await?;
+    group_response(&state, &group.id, StatusCode::CREATED, &Default::default()).await
+}
+
+/// `GET /scim/v2/Groups/{id}` (Entra asks with `excludedAttributes=members`).
+async fn get_group(
+    State(state): State<AppState>,
+    _who: Provisioner,
+    Path(id): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ScimError> {
+    group_response(&state, &id, StatusCode::OK, &query).await
+}
+
+/// `PUT /scim/v2/Groups/{id}`.
+async fn replace_group(
+    State(state): State<AppState>,
+    who: Provisioner,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let groups = Groups::load(&state).await?;
+    let mut group = groups.find(&id)?.clone();
+    check_version(&headers, &group_resource(&state, &group).1)?;
+    read_group(&parse_body(&body)?, &groups, &mut group)?;
+    group.updated_at = state.now();
+    save(&state, &groups, &group, &who, "scim.group.replace").await?;
+    group_response(&state, &id, StatusCode::OK, &Default::default()).await
+}
+
+/// `PATCH /scim/v2/Groups/{id}`: Entra's member forms (`add` / `remove` of
+/// `members` with a list, `remove` of `members[value eq "…"]`), and
+/// `replace` of `displayName` / `externalId` / `members`.
+async fn patch_group(
+    State(state): State<AppState>,
+    who: Provisioner,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let groups = Groups::load(&state).await?;
+    let mut group = groups.find(&id)?.clone();
+    check_version(&headers, &group_resource(&state, &group).1)?;
+    let patch = parse_body(&body)?;
+    let operations =
+        patch.get("Operations").or_else(|| patch.get("operations")).and_then(Value::as_array).ok_or_else(|| {
+            ScimError::InvalidSyntax(format!("a PATCH body is a {PATCH_OP} with an \"Operations\" list"))
+        })?;
+    for operation in operations {
+        let op = operation["op"].as_str().unwrap_or_default().to_ascii_lowercase();
+        let value = operation.get("value").cloned().unwrap_or(Value::Null);
+        let path = operation["path"].as_str().map(str::trim);
+        let member_filter = path.and_then(|p| {
+            let lower = p.to_ascii_lowercase();
+            lower.starts_with("members[").then(|| p["members[".len()..].trim_end_matches(']').to_string())
+        });
+        match (op.as_str(), path.map(str::to_ascii_lowercase).as_deref(), member_filter) {
+            ("add", Some("members"), _) => {
+                group.members.extend(groups.members(&value)?);
+                group.members.sort();
+                group.members.dedup();
+            }
+            ("replace", Some("members"), _) => group.members = groups.members(&value)?,
+            ("remove", Some("members"), _) if value.is_null() => group.members.clear(),
+            ("remove", Some("members"), _) => {
+                let gone: Vec<String> = match &value {
+                    Value::Array(list) => list.iter().filter_map(|m| m["value"].as_str().map(str::to_string)).collect(),
+                    other => {
+                        return Err(ScimError::InvalidValue(format!("members to remove must be a list, not {other}")));
+                    }
+                };
+                group.members.retain(|m| !gone.contains(m));
+            }
+            ("remove", _, Some(filter)) => {
+                let refused = || ScimError::InvalidFilter(format!("{filter:?}: use members[value eq \"USER-ID\"]"));
+                let (attr, wanted) =
+                    filter.split_once(" eq ").or_else(|| filter.split_once(" EQ ")).ok_or_else(refused)?;
+                let wanted: String = serde_json::from_str(wanted.trim()).map_err(|_| refused())?;
+                if !attr.trim().eq_ignore_ascii_case("value") {
+                    return Err(refused());
+                }
+                group.members.retain(|m| *m != wanted);
+            }
+            ("add" | "replace", Some("displayname"), _) => {
+                group.display_name = text(&value, "displayName")?
+                    .ok_or_else(|| ScimError::InvalidValue("displayName cannot be empty".into()))?;
+            }
+            ("add" | "replace", Some("externalid"), _) => group.external_id = text(&value, "externalId")?,
+            ("remove", Some("externalid"), _) => group.external_id = None,
+            ("add" | "replace", None, _) => {
+                let Value::Object(fields) = value else {
+                    return Err(ScimError::InvalidSyntax("an operation with no path needs an object value".into()));
+                };
+                for (key, v) in fields {
+                    match key.to_ascii_lowercase().as_str() {
+                        "displayname" => {
+                            group.display_name = text(&v, "displayName")?
+                                .ok_or_else(|| ScimError::InvalidValue("displayName cannot be empty".into()))?;
+                        }
+                        "externalid" => group.external_id = text(&v, "externalId")?,
+                        "members" => group.members = groups.members(&v)?,
+                        "id" | "meta" | "schemas" => return Err(ScimError::Mutability(format!("{key} is read-only"))),
+                        _ => {
+                            return Err(ScimError::InvalidPath(format!("{key:?} is not an attribute of a SCIM Group")));
+                        }
+                    }
+                }
+            }
+            (op @ ("add" | "replace" | "remove"), Some(other), _) => {
+                return Err(ScimError::InvalidPath(format!(
+                    "the PATCH path {other:?} ({op}) names no attribute of a SCIM Group: use members, displayName or externalId"
+                )));
+            }
+            (other, _, _) => {
+                return Err(ScimError::InvalidSyntax(format!(
+                    "{other:?} is not a PATCH op: use add, replace or remove"
+                )));
+            }
+        }
+    }
+    group.updated_at = state.now();
+    save(&state, &groups, &group, &who, "scim.group.patch").await?;
+    group_response(&state, &id, StatusCode::OK, &Default::default()).await
+}
+
+/// `DELETE /scim/v2/Groups/{id}`: its members lose the role it gave.
+async fn delete_group(
+    State(state): State<AppState>,
+    who: Provisioner,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    let groups = Groups::load(&state).await?;
+    let group = groups.find(&id)?;
+    check_version(&headers, &group_resource(&state, group).1)?;
+    let roles = groups.roles(&state, &id, None);
+    state.store.delete_group(&id, &roles).await?;
+    state.directory.changed().await;
+    let detail = json!({ "group": group.display_name });
+    crate::audit::record(
+        state.store.as_ref(),
+        state.now(),
+        "scim.group.delete",
+        &format!("scim:{}", who.0),
+        &id,
+        detail,
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /scim/v2/Groups?filter=displayName eq "…"`.
+async fn list_groups(
+    State(state): State<AppState>,
+    _who: Provisioner,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ScimError> {
+    let filter = query.get("filter").map(|f| parse_filter(f)).transpose()?;
+    list_response(&query, matching_groups(&state, filter.as_ref()).await?)
+}
+
+/// The groups `filter` matches, as resources.
+async fn matching_groups(state: &AppState, filter: Option<&(String, String)>) -> Result<Vec<Value>, ScimError> {
+    let groups = Groups::load(state).await?;
+    Ok(groups
+        .all
+        .iter()
+        .filter(|g| {
+            filter.is_none_or(|(attr, value)| match attr.as_str() {
+                "displayName" => g.display_name.eq_ignore_ascii_case(value),
+                "externalId" => g.external_id.as_deref() == Some(value.as_str()),
+                "id" => g.id == *value,
+                _ => false,
+            })
+        })
+        .map(|g| group_resource(state, g).0)
+        .collect())
 }

@@ -36,8 +36,7 @@ mod sqlite;
 /// of an aggregate trait on an `Arc<dyn Store>` needs that trait in scope.
 pub mod prelude {
     pub use crate::{
-        AuditStore, ClientStore, CredentialStore, GroupStore, KeyStore, LogoutStore, Store, UserStore,
-        WorkstationStore,
+        AuditStore, ClientStore, CredentialStore, GroupStore, KeyStore, LogoutStore, Store, UserStore, WorkstationStore,
     };
 }
 

@@ -16,7 +16,8 @@ use wardkey_core::user::{DirectoryRecord, NewUser, User};
 use wardkey_core::workstation::Workstation;
 use wardkey_store::migrate::CopyReport;
 use wardkey_store::{
-    AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, ScimGroup, Store, StoreError, UserChange, WebauthnCredential,
+    AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, ScimGroup, Store, StoreError, UserChange,
+    WebauthnCredential,
 };
 
 // ---------------------------------------------------------------------------
@@ -222,7 +223,7 @@ pub async fn scim_groups_and_roles(store: &dyn Store) {
     nurses.updated_at = 6;
     let roles = [(ann.id.clone(), vec![]), (ben.id.clone(), vec!["R8001".to_string()])];
     store.save_group(&nurses, &roles).await.unwrap();
-    assert_eq!(store.list_groups().await.unwrap()[0].members, [ben.id.clone()]);
+    assert_eq!(store.list_groups().await.unwrap()[0].members, std::slice::from_ref(&ben.id));
     assert!(store.user_by_id(&ann.id).await.unwrap().unwrap().roles.is_empty());
     store.delete_group("g1", &[(ben.id.clone(), vec![])]).await.unwrap();
     assert!(store.list_groups().await.unwrap().is_empty());
