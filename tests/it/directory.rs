@@ -337,3 +337,45 @@ async fn directory_sync_from_the_cli_links_reports_and_never_half_writes() {
     assert_eq!(users().len(), 4);
     assert!(users().iter().all(|u| u["disabled"] == false));
 }
+
+/// A trust-sized directory, 15,000 users in 200 groups, syncs into the
+/// test server's store (SQLite, and PostgreSQL in the suite's second pass)
+/// in 31 LDAP round trips; a repeat changes nothing; 50 changes in the
+/// directory are 50 changes in the store. Times are in BENCHMARKS.md
+/// (`scripts/bench-directory`), not asserted here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifteen_thousand_users_in_two_hundred_groups_sync_into_the_store() {
+    let slapd = Slapd::start_with_population(15_000, 200);
+    let app = spawn_app().await;
+    let mut ldap = source(&slapd);
+    ldap.roles = (0..200).map(|j| (Slapd::group_dn(&Slapd::population_group(j)), format!("R{}", 8000 + j))).collect();
+    let directory = LdapDirectory::new(ldap).unwrap();
+    let settings = wardkey_directory::DirectorySettings::default();
+    let store = app.state.store.as_ref();
+    let full = wardkey_directory::sync::run(&directory, store, &settings, 1, false, false).await.unwrap();
+    assert_eq!((full.read, full.created, full.skipped, full.round_trips), (15_000, 15_000, 0, 31), "{full:?}");
+    let users = store.list_users().await.unwrap();
+    assert_eq!(users.len(), 15_000);
+    let u7 = users.iter().find(|u| u.username == Slapd::population_uid(7)).unwrap();
+    let mut expected: Vec<String> =
+        Slapd::population_groups(7, 200).into_iter().map(|j| format!("R{}", 8000 + j)).collect();
+    expected.sort();
+    assert_eq!(u7.roles, expected, "groups become roles");
+    let again = wardkey_directory::sync::run(&directory, store, &settings, 2, false, false).await.unwrap();
+    assert_eq!((again.unchanged, again.created + again.updated + again.disabled), (15_000, 0));
+    let mut ldif = String::new();
+    for i in 0..50 {
+        let dn = Slapd::user_dn(&Slapd::population_uid(i * 97));
+        let change = if i < 40 {
+            format!("replace: displayName\ndisplayName: Renamed {i}")
+        } else {
+            format!("replace: userAccountControl\nuserAccountControl: {}", Slapd::DISABLED)
+        };
+        ldif.push_str(&format!("dn: {dn}\nchangetype: modify\n{change}\n\n"));
+    }
+    slapd.modify_ldif(&ldif);
+    let changed = wardkey_directory::sync::run(&directory, store, &settings, 3, false, false).await.unwrap();
+    assert_eq!((changed.updated, changed.disabled, changed.unchanged), (40, 10, 14_950), "{changed:?}");
+    let revoked = store.take_session_revocations().await.unwrap();
+    assert_eq!(revoked.len(), 10, "each disabled user's sessions end");
+}
