@@ -395,12 +395,7 @@ async fn patch_user(
     let user = scim_user(&state, &id).await?;
     let (mut doc, version) = resource(&state, &user);
     check_version(&headers, &version)?;
-    let patch = parse_body(&body)?;
-    let operations =
-        patch.get("Operations").or_else(|| patch.get("operations")).and_then(Value::as_array).ok_or_else(|| {
-            ScimError::InvalidSyntax(format!("a PATCH body is a {PATCH_OP} with an \"Operations\" list"))
-        })?;
-    for operation in operations {
+    for operation in &operations(&body)? {
         apply(&mut doc, operation)?;
     }
     let record = record(&doc, user.roles.clone())?;
@@ -431,6 +426,16 @@ async fn delete_user(
     let change = UserChange::Update { id: user.id.clone(), source: DELETED.into(), record };
     write(&state, change, &who, "scim.user.delete", &user.username).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A PATCH body's operations (RFC 7644 §3.5.2).
+fn operations(body: &Bytes) -> Result<Vec<Value>, ScimError> {
+    let mut patch = parse_body(body)?;
+    let list = patch.get_mut("Operations").map(Value::take).or_else(|| patch.get_mut("operations").map(Value::take));
+    match list {
+        Some(Value::Array(operations)) => Ok(operations),
+        _ => Err(ScimError::InvalidSyntax(format!("a PATCH body is a {PATCH_OP} with an \"Operations\" list"))),
+    }
 }
 
 /// One PATCH operation on the representation `doc`.
@@ -1010,12 +1015,7 @@ async fn patch_group(
     let groups = Groups::load(&state).await?;
     let mut group = groups.find(&id)?.clone();
     check_version(&headers, &group_resource(&state, &group).1)?;
-    let patch = parse_body(&body)?;
-    let operations =
-        patch.get("Operations").or_else(|| patch.get("operations")).and_then(Value::as_array).ok_or_else(|| {
-            ScimError::InvalidSyntax(format!("a PATCH body is a {PATCH_OP} with an \"Operations\" list"))
-        })?;
-    for operation in operations {
+    for operation in &operations(&body)? {
         let op = operation["op"].as_str().unwrap_or_default().to_ascii_lowercase();
         let value = operation.get("value").cloned().unwrap_or(Value::Null);
         let path = operation["path"].as_str().map(str::trim);
