@@ -623,10 +623,18 @@ async fn list_users(
 
 /// The SCIM users `filter` matches, as resources.
 async fn matching_users(state: &AppState, filter: Option<&(String, String)>) -> Result<Vec<Value>, ScimError> {
-    Ok(state
-        .store
-        .list_users()
-        .await?
+    // What a provisioner asks before every create is one indexed look-up,
+    // not a read of every user (an initial Entra cycle asks 15,000 times).
+    let found = match filter.map(|(attr, value)| (attr.as_str(), value.as_str())) {
+        Some(("userName", name)) => Some(state.store.user_by_username(name).await?),
+        Some(("id", id)) => Some(state.store.user_by_id(id).await?),
+        _ => None,
+    };
+    let users = match found {
+        Some(user) => user.into_iter().collect(),
+        None => state.store.list_users().await?,
+    };
+    Ok(users
         .into_iter()
         .filter(|u| u.source == SCIM)
         .filter(|u| filter.is_none_or(|(attr, value)| matches(u, attr, value)))
