@@ -177,6 +177,7 @@ async fn fixtures(state: &AppState) {
         source: wardkey_core::user::LOCAL.into(),
         external_id: None,
         employee_number: None,
+        held: false,
     };
     store.import_user(&user, &[(CredentialKind::Password, hash)]).await.expect("user");
     let public = crate::jose::workstation_key();

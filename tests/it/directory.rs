@@ -183,17 +183,17 @@ async fn directory_passwords_hold_against_guessing_injection_and_outages() {
         Slapd::user_ldif("erin", "Erin Fox", "E000005", PASSWORD, false),
     ));
     let directory = LdapDirectory::new(source(&slapd)).unwrap();
-    assert_eq!(directory.verify_password("carol", PASSWORD).await.unwrap(), PasswordCheck::Right);
+    assert_eq!(directory.verify_password("carol", None, PASSWORD).await.unwrap(), PasswordCheck::Right);
     for (username, password) in
         [("carol", ""), ("*", PASSWORD), ("carol)(uid=*", PASSWORD), ("*)(|(uid=*", PASSWORD), ("carol*", PASSWORD)]
     {
-        let check = directory.verify_password(username, password).await.unwrap();
+        let check = directory.verify_password(username, None, password).await.unwrap();
         assert_eq!(check, PasswordCheck::Wrong, "{username:?} / {password:?}");
     }
     // OpenLDAP accepts a disabled account's bind (AD does not): the flag is
     // checked too.
-    assert_eq!(directory.verify_password("erin", PASSWORD).await.unwrap(), PasswordCheck::Disabled);
-    assert_eq!(directory.verify_password("erin", "nope").await.unwrap(), PasswordCheck::Wrong);
+    assert_eq!(directory.verify_password("erin", None, PASSWORD).await.unwrap(), PasswordCheck::Disabled);
+    assert_eq!(directory.verify_password("erin", None, "nope").await.unwrap(), PasswordCheck::Wrong);
 
     let ldap = source(&slapd);
     let app = TestApp::builder().settings(move |s| s.directory.ldap = vec![ldap]).spawn().await;
@@ -242,6 +242,24 @@ async fn directory_passwords_hold_against_guessing_injection_and_outages() {
     assert_eq!(dan.failed_logins, 0, "an outage is not the user's failure");
     slapd.start_again();
     assert!(matches!(app.state.logins.check("dan", PASSWORD).await.unwrap(), Verdict::Success(_)));
+
+    // AD renames Dan and gives his username to a new starter, between two
+    // syncs: the newcomer's password does not open Dan's Wardkey user (the
+    // check binds as the entry Dan's user is linked to, by its id).
+    slapd.modify_ldif(&format!(
+        "dn: {}\nchangetype: modify\nreplace: sAMAccountName\nsAMAccountName: dan.old\n",
+        Slapd::user_dn("dan")
+    ));
+    slapd.add_ldif(&Slapd::user_ldif("dan-new", "Dan Newcomer", "E000099", "the newcomer's own password", true));
+    slapd.modify_ldif(&format!(
+        "dn: {}\nchangetype: modify\nreplace: sAMAccountName\nsAMAccountName: dan\n",
+        Slapd::user_dn("dan-new")
+    ));
+    app.clock.advance(3600);
+    let newcomer = app.state.logins.check("dan", "the newcomer's own password").await.unwrap();
+    assert!(matches!(newcomer, Verdict::Wrong), "{newcomer:?}");
+    app.clock.advance(3600);
+    assert!(matches!(app.state.logins.check("dan", PASSWORD).await.unwrap(), Verdict::Success(_)), "Dan still is Dan");
 }
 
 /// `wardkey directory sync` against what goes wrong in real directories:
@@ -336,6 +354,14 @@ async fn directory_sync_from_the_cli_links_reports_and_never_half_writes() {
     assert_eq!(run[0]["updated"].as_u64(), Some(3), "{run}");
     assert_eq!(users().len(), 4);
     assert!(users().iter().all(|u| u["disabled"] == false));
+    // An admin's emergency disable of a directory user stands: the next
+    // sync does not enable them again (until `user enable`).
+    wardkey(dir, &["user", "disable", "gus"], None).ok();
+    wardkey(dir, &["directory", "sync"], None).ok();
+    assert_eq!(users().iter().find(|u| u["username"] == "gus").unwrap()["disabled"], true);
+    wardkey(dir, &["user", "enable", "gus"], None).ok();
+    wardkey(dir, &["directory", "sync"], None).ok();
+    assert_eq!(users().iter().find(|u| u["username"] == "gus").unwrap()["disabled"], false);
 }
 
 /// A trust-sized directory, 15,000 users in 200 groups, syncs into the

@@ -206,8 +206,13 @@ async fn entra_id_provisions_a_user_through_its_whole_life() {
     let audit = app.state.store.recent_audit(20).await.unwrap();
     assert!(audit.iter().any(|e| e.event == "scim.user.delete" && e.actor == "scim:entra-id"), "{audit:?}");
     // Provisioned again later: the same person, the same sub.
-    let (status, again, _) = scim(&app, "POST", "/scim/v2/Users", Some(entra_user(user_name, "ext-3"))).await;
+    let (status, again, _) = scim(&app, "POST", "/scim/v2/Users", Some(entra_user(user_name, "ext-2"))).await;
     assert_eq!((status, again["id"].as_str()), (201, Some(id.as_str())));
+    // Someone else with that userName later (another externalId) does not
+    // inherit the person's sub, badges or keys.
+    scim(&app, "DELETE", &format!("/scim/v2/Users/{id}"), None).await;
+    let (status, error, _) = scim(&app, "POST", "/scim/v2/Users", Some(entra_user(user_name, "someone-else"))).await;
+    assert_eq!(status, 409, "{error}");
 }
 
 /// Everything a provisioner can get wrong is refused in SCIM's error format,
@@ -287,6 +292,12 @@ async fn bad_scim_requests_get_scim_errors_and_change_nothing() {
     let (status, linked, _) = scim(&app, "POST", "/scim/v2/Users", Some(entra_user("sam.local", "x-3"))).await;
     assert_eq!((status, linked["id"].as_str()), (201, Some(local.id.as_str())));
     assert!(app.state.store.credential(&local.id, CredentialKind::Password).await.unwrap().is_some());
+    // A hand-made user an admin disabled is not enabled by linking.
+    app.add_user("held.local").await;
+    app.state.store.set_user_disabled("held.local", true, 0).await.unwrap();
+    let (status, _, _) = scim(&app, "POST", "/scim/v2/Users", Some(entra_user("held.local", "x-4"))).await;
+    assert_eq!(status, 409);
+    assert!(app.state.store.user_by_username("held.local").await.unwrap().unwrap().disabled);
     // Users SCIM did not make are not SCIM's to read.
     let other = app.add_user("not.scim").await;
     let (status, _, _) = scim(&app, "GET", &format!("/scim/v2/Users/{}", other.id), None).await;

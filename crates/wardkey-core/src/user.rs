@@ -39,6 +39,9 @@ pub struct User {
     pub external_id: Option<String>,
     /// Employee (ESR) number, as the directory or import gives it.
     pub employee_number: Option<String>,
+    /// Disabled by a Wardkey admin (`wardkey user disable`): stays disabled
+    /// whatever its directory or provisioner says, until `user enable`.
+    pub held: bool,
 }
 
 /// [`User::source`] of users made by hand (CLI, invites, imports).

@@ -220,7 +220,8 @@ async fn run_signin(rounds: usize) {
         // A different user each time, across the whole directory.
         let uid = Slapd::population_uid((n * 7919) % users);
         let started = Instant::now();
-        let check = directory.verify_password(&uid, &format!("pw-{uid}")).await.expect("the directory did not answer");
+        let check =
+            directory.verify_password(&uid, None, &format!("pw-{uid}")).await.expect("the directory did not answer");
         right.push(started.elapsed());
         assert_eq!(check, PasswordCheck::Right, "{uid}'s own password");
     }
@@ -230,7 +231,8 @@ async fn run_signin(rounds: usize) {
     for n in 0..rounds / 3 {
         let uid = Slapd::population_uid((n * 7919 + 1) % users);
         let started = Instant::now();
-        let check = directory.verify_password(&uid, "not the password").await.expect("the directory did not answer");
+        let check =
+            directory.verify_password(&uid, None, "not the password").await.expect("the directory did not answer");
         wrong.push(started.elapsed());
         assert_eq!(check, PasswordCheck::Wrong, "{uid} with a wrong password");
     }

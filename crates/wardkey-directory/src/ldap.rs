@@ -24,6 +24,8 @@ use crate::error::DirectoryError;
 const ACCOUNT_DISABLE: u64 = 0x2;
 /// LDAP result code invalidCredentials (RFC 4511 §A.1).
 const INVALID_CREDENTIALS: u32 = 49;
+/// Most pages a sync reads (10,000 × page_size entries).
+const MAX_PAGES: u32 = 10_000;
 /// sizeLimitExceeded.
 const SIZE_LIMIT_EXCEEDED: u32 = 4;
 
@@ -87,6 +89,13 @@ impl LdapDirectory {
                 .to_string(),
             (None, None) => return Err(config("bind_password or bind_password_file must be set".into())),
         };
+        // An empty password would make the service bind an anonymous one
+        // (RFC 4513 §5.1.2), which directories accept.
+        if password.is_empty() {
+            return Err(config(
+                "the service account's password is empty: set bind_password_file to a file holding it".into(),
+            ));
+        }
         let tls = match &source.ca_file {
             Some(path) => {
                 let pem =
@@ -165,7 +174,11 @@ impl LdapDirectory {
 
     /// Bind with the service account.
     async fn service_bind(&self, ldap: &mut Ldap) -> Result<(), DirectoryError> {
-        let result = ldap.simple_bind(&self.source.bind_dn, &self.password).await.map_err(|e| self.unreachable(e))?;
+        let result = ldap
+            .with_timeout(self.source.timeout)
+            .simple_bind(&self.source.bind_dn, &self.password)
+            .await
+            .map_err(|e| self.unreachable(e))?;
         match result.rc {
             0 => Ok(()),
             INVALID_CREDENTIALS => Err(DirectoryError::ServiceBind {
@@ -180,37 +193,84 @@ impl LdapDirectory {
         DirectoryError::Refused { name: self.source.name.clone(), what: what.into(), rc, text: text.into() }
     }
 
-    /// Check `password` for `username` by binding as their entry.
+    /// Check `password` for the person whose entry has id `external_id`
+    /// (the one their Wardkey user is linked to; by `username` when there is
+    /// none yet) by binding as that entry. By id, so that whoever holds the
+    /// username in the directory today (a rename, a reused name) never signs
+    /// in as someone else's Wardkey user.
     ///
     /// An empty password is wrong without asking: LDAP takes a simple bind
     /// with a name and no password as an anonymous bind that succeeds
-    /// (RFC 4513 §5.1.2). The username is escaped into the filter
-    /// (RFC 4515 §3), so `*` or `)(` match nothing they should not.
-    pub async fn verify_password(&self, username: &str, password: &str) -> Result<PasswordCheck, DirectoryError> {
+    /// (RFC 4513 §5.1.2). Values are escaped into the filter (RFC 4515 §3),
+    /// so `*` or `)(` match nothing they should not. The whole check is
+    /// bounded by the source's `timeout`, twice over.
+    pub async fn verify_password(
+        &self,
+        username: &str,
+        external_id: Option<&str>,
+        password: &str,
+    ) -> Result<PasswordCheck, DirectoryError> {
         if password.is_empty() || username.is_empty() {
             return Ok(PasswordCheck::Wrong);
         }
-        let mut ldap = self.connect().await?;
-        let outcome = self.verify_on(&mut ldap, username, password).await;
-        let _ = ldap.unbind().await;
-        outcome
+        let check = async {
+            let mut ldap = self.connect().await?;
+            let outcome = self.verify_on(&mut ldap, username, external_id, password).await;
+            let _ = ldap.unbind().await;
+            outcome
+        };
+        tokio::time::timeout(self.source.timeout * 2, check).await.map_err(|_| self.stalled())?
+    }
+
+    fn stalled(&self) -> DirectoryError {
+        DirectoryError::Unreachable {
+            name: self.source.name.clone(),
+            url: self.source.url.clone(),
+            error: format!("no answer within {:?}", self.source.timeout * 2),
+        }
+    }
+
+    /// The filter term that finds the entry with id `id`: an AD
+    /// `objectGUID` (kept as hex) as escaped bytes, anything else escaped
+    /// text.
+    fn id_term(&self, id: &str) -> String {
+        let attr = &self.source.id_attribute;
+        if self.binary_id() {
+            let bytes: String = (0..id.len() / 2).map(|i| format!("\\{}", &id[2 * i..2 * i + 2])).collect();
+            format!("({attr}={bytes})")
+        } else {
+            format!("({attr}={})", ldap_escape(id))
+        }
+    }
+
+    /// Whether the id attribute is AD's binary `objectGUID`, always kept as
+    /// hex (even when its 16 bytes happen to be valid UTF-8).
+    fn binary_id(&self) -> bool {
+        self.source.id_attribute.eq_ignore_ascii_case("objectGUID")
     }
 
     async fn verify_on(
         &self,
         ldap: &mut Ldap,
         username: &str,
+        external_id: Option<&str>,
         password: &str,
     ) -> Result<PasswordCheck, DirectoryError> {
         self.service_bind(ldap).await?;
-        let filter =
-            format!("(&{}({}={}))", self.source.user_filter, self.source.username_attribute, ldap_escape(username));
+        let term = match external_id {
+            Some(id) => self.id_term(id),
+            None => format!("({}={})", self.source.username_attribute, ldap_escape(username)),
+        };
+        let filter = format!("(&{}{term})", self.source.user_filter);
         let attrs = match self.source.disabled_attribute.as_str() {
             "" => vec!["1.1"],
             flag => vec![flag],
         };
-        let SearchResult(entries, result) =
-            ldap.search(&self.source.base_dn, Scope::Subtree, &filter, attrs).await.map_err(|e| self.unreachable(e))?;
+        let SearchResult(entries, result) = ldap
+            .with_timeout(self.source.timeout)
+            .search(&self.source.base_dn, Scope::Subtree, &filter, attrs)
+            .await
+            .map_err(|e| self.unreachable(e))?;
         if result.rc != 0 {
             return Err(self.refused("search", result.rc, &result.text));
         }
@@ -221,7 +281,11 @@ impl LdapDirectory {
             return Ok(PasswordCheck::Wrong);
         };
         let entry = SearchEntry::construct(entry.clone());
-        let bind = ldap.simple_bind(&entry.dn, password).await.map_err(|e| self.unreachable(e))?;
+        let bind = ldap
+            .with_timeout(self.source.timeout)
+            .simple_bind(&entry.dn, password)
+            .await
+            .map_err(|e| self.unreachable(e))?;
         match bind.rc {
             // As for local users, only the right password learns that the
             // account is disabled.
@@ -263,6 +327,7 @@ impl LdapDirectory {
         loop {
             let page = PagedResults { size: s.page_size as i32, cookie: std::mem::take(&mut cookie) };
             let SearchResult(entries, result) = ldap
+                .with_timeout(s.timeout)
                 .with_controls(page)
                 .search(&s.base_dn, Scope::Subtree, &s.user_filter, &attrs)
                 .await
@@ -282,7 +347,7 @@ impl LdapDirectory {
                 let entry = SearchEntry::construct(entry);
                 match self.record(&entry) {
                     Ok(record) => read.records.push(record),
-                    Err(why) => read.skipped.push(format!("{}: {why}", entry.dn)),
+                    Err(why) => read.skipped.push(format!("{:?}: {why}", entry.dn)),
                 }
             }
             for Control(kind, raw) in &result.ctrls {
@@ -292,6 +357,15 @@ impl LdapDirectory {
             }
             if cookie.is_empty() {
                 return Ok(read);
+            }
+            // A directory that keeps sending a cookie with no entries would
+            // keep this loop going for ever.
+            if read.round_trips > 1 + MAX_PAGES {
+                return Err(self.refused(
+                    "paged search (more pages than Wardkey reads)",
+                    0,
+                    "still more after 10,000 pages",
+                ));
             }
         }
     }
@@ -320,16 +394,20 @@ impl LdapDirectory {
         };
         let username = text(&s.username_attribute).ok_or_else(|| format!("no {}", s.username_attribute))?;
         validate_username(&username).map_err(|e| e.to_string())?;
-        let external_id = match text(&s.id_attribute) {
-            Some(id) => id,
-            // objectGUID is binary: kept as hex.
-            None => entry
-                .bin_attrs
-                .get(&s.id_attribute)
-                .and_then(|v| v.first())
-                .map(|b| b.iter().map(|x| format!("{x:02x}")).collect())
-                .ok_or_else(|| format!("no {}", s.id_attribute))?,
+        // objectGUID is 16 bytes, kept as hex, also when they happen to be
+        // valid UTF-8 (ldap3 then files them as text).
+        let raw = entry.attrs.get(&s.id_attribute).and_then(|v| v.first()).map(|v| v.as_bytes().to_vec());
+        let raw = raw.or_else(|| entry.bin_attrs.get(&s.id_attribute).and_then(|v| v.first()).cloned());
+        let external_id = match raw {
+            Some(bytes) if self.binary_id() || std::str::from_utf8(&bytes).is_err() => {
+                bytes.iter().map(|x| format!("{x:02x}")).collect()
+            }
+            Some(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+            None => return Err(format!("no {}", s.id_attribute)),
         };
+        if external_id.is_empty() {
+            return Err(format!("no {}", s.id_attribute));
+        }
         let disabled = self.disabled(entry)?;
         let mut roles: Vec<String> = entry
             .attrs

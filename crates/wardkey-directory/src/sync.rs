@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::json;
 use wardkey_core::audit::AuditEvent;
-use wardkey_core::user::{DirectoryRecord, User, ldap_source};
+use wardkey_core::user::{DirectoryRecord, LOCAL, User, ldap_source};
 use wardkey_store::{Store, UserChange};
 
 use crate::config::{DirectorySettings, LinkBy};
@@ -99,11 +99,25 @@ pub fn plan(
             LinkBy::None => None,
         }
     };
-    let by_link: HashMap<String, &User> = existing.iter().filter_map(|u| link_key(u).map(|k| (k, u))).collect();
+    // Only a user made by hand, tied to no entry yet and enabled, may be
+    // linked: never another source's user (two sources would fight over
+    // them), never one already tied to an entry (a username reused for a
+    // new starter would inherit a leaver's sub, badges and keys), never a
+    // disabled one (linking would enable them again).
+    let mut by_link: HashMap<String, Vec<&User>> = HashMap::new();
+    for u in existing.iter().filter(|u| u.source == LOCAL && u.external_id.is_none() && !u.disabled) {
+        if let Some(k) = link_key(u) {
+            by_link.entry(k).or_default().push(u);
+        }
+    }
     plan.enabled_before = existing.iter().filter(|u| u.source == source && !u.disabled).count();
 
     let mut seen_ids = HashSet::new();
     let mut seen_usernames = HashSet::new();
+    // Each user takes one record: those matched by their entry's id first,
+    // so a link can never take a user whose own entry is still there.
+    let mut claimed: HashSet<&str> =
+        records.iter().filter_map(|r| by_external.get(r.external_id.as_str()).map(|u| u.id.as_str())).collect();
     let skip = |report: &mut SyncReport, why: String| {
         report.skipped += 1;
         if report.skipped_entries.len() < SKIPPED_SHOWN {
@@ -111,7 +125,7 @@ pub fn plan(
         }
     };
     for record in records {
-        if !seen_ids.insert(record.external_id.clone()) || !seen_usernames.insert(key(&record.username)) {
+        if seen_ids.contains(&record.external_id) || !seen_usernames.insert(key(&record.username)) {
             skip(&mut plan.report, format!("{}: a second entry with this id or username", record.username));
             continue;
         }
@@ -121,20 +135,43 @@ pub fn plan(
             LinkBy::EmployeeNumber => record.employee_number.clone(),
             LinkBy::None => None,
         };
-        let current = by_external.get(record.external_id.as_str()).copied().or_else(|| {
-            // Linking: a user made by hand, from SCIM, or from this source
-            // under an id the directory no longer has (an entry recreated),
-            // but never a user that another directory owns.
-            record_link
-                .and_then(|k| by_link.get(&k).copied())
-                .filter(|u| !u.source.starts_with("ldap:") || u.source == source)
-        });
+        let current = match by_external.get(record.external_id.as_str()) {
+            Some(user) => Some(*user),
+            None => match record_link.as_ref().and_then(|k| by_link.get(k)).map(Vec::as_slice) {
+                Some([user]) if claimed.insert(user.id.as_str()) => Some(*user),
+                Some([_]) => {
+                    skip(&mut plan.report, format!("{}: its link matches a user another entry has", record.username));
+                    continue;
+                }
+                Some(several) if several.len() > 1 => {
+                    skip(
+                        &mut plan.report,
+                        format!(
+                            "{}: {} users share its {link_by:?} value, so none is linked",
+                            record.username,
+                            several.len()
+                        ),
+                    );
+                    continue;
+                }
+                _ => None,
+            },
+        };
+        seen_ids.insert(record.external_id.clone());
         match current {
             Some(user) => {
+                // An admin's disable stands whatever the directory says.
+                let record = DirectoryRecord { disabled: record.disabled || user.held, ..record };
                 // The username may not move onto someone else's.
                 if let Some(other) = by_username.get(&key(&record.username))
                     && other.id != user.id
                 {
+                    if record.disabled && !user.disabled {
+                        // Still disabled, though its new name is taken.
+                        plan.report.disabled += 1;
+                        plan.report.disabled_users.push(user.username.clone());
+                        plan.changes.push(UserChange::Disable { id: user.id.clone() });
+                    }
                     skip(&mut plan.report, format!("{}: the username belongs to another user", record.username));
                     continue;
                 }
@@ -165,7 +202,9 @@ pub fn plan(
                     skip(
                         &mut plan.report,
                         format!(
-                            "{}: the username belongs to a user from another source (see link_by)",
+                            "{}: the username belongs to a user this entry is not linked to (link_by is none, or the \
+                             user is another source's, tied to another entry, or disabled): if it is the same \
+                             person, remove or rename the old user first",
                             record.username
                         ),
                     );
@@ -279,6 +318,7 @@ mod tests {
             source: source.into(),
             external_id: external_id.map(Into::into),
             employee_number: None,
+            held: false,
         }
     }
 
@@ -319,6 +359,61 @@ mod tests {
         let partial = plan("esr", "local", vec![], &[user("a", "local", Some("id-a"))], LinkBy::Username, false);
         assert!(partial.changes.is_empty());
         assert!(same.changes.is_empty());
+    }
+
+    #[test]
+    fn reused_usernames_and_other_sources_users_are_never_taken_over() {
+        // A leaver's user (tied to their old entry), a SCIM user, a disabled
+        // hand-made user: a new entry with their username links none of them.
+        let mut gone = user("jsmith", "ldap:ad", Some("id-old"));
+        gone.disabled = true;
+        let mut held = user("admin", "local", None);
+        held.disabled = true;
+        let existing = [gone, user("sam", "scim", Some("x")), held];
+        let p = plan(
+            "ad",
+            "ldap:ad",
+            vec![record("jsmith"), record("sam"), record("admin")],
+            &existing,
+            LinkBy::Username,
+            true,
+        );
+        assert!(p.changes.is_empty(), "{:?}", p.changes);
+        assert_eq!(p.report.skipped, 3, "{:?}", p.report);
+    }
+
+    #[test]
+    fn two_entries_never_land_on_one_user() {
+        // jsmith renamed to jsmith.old (same id), and a new jsmith: the
+        // new entry may not link to the renamed user by the old name.
+        let existing = [user("jsmith", "local", None)];
+        let renamed = DirectoryRecord { username: "jsmith.old".into(), ..record("jsmith") };
+        let existing =
+            [User { external_id: Some("id-jsmith".into()), source: "ldap:ad".into(), ..existing[0].clone() }];
+        let newcomer = DirectoryRecord { external_id: "id-new".into(), ..record("jsmith") };
+        let p = plan("ad", "ldap:ad", vec![newcomer, renamed], &existing, LinkBy::Username, true);
+        let targets: Vec<&str> = p
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                UserChange::Update { id, .. } => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(targets.len(), 1, "{:?}", p.changes);
+        // Two hand-made users with one email: neither is linked by email.
+        let a = User { email: Some("x@nhs.net".into()), ..user("a", "local", None) };
+        let b = User { email: Some("x@nhs.net".into()), ..user("b", "local", None) };
+        let c = DirectoryRecord { email: Some("X@nhs.net".into()), ..record("c") };
+        let p = plan("ad", "ldap:ad", vec![c], &[a, b], LinkBy::Email, true);
+        assert!(p.changes.is_empty() && p.report.skipped_entries[0].contains("2 users share"), "{:?}", p.report);
+    }
+
+    #[test]
+    fn an_admins_disable_stands_whatever_the_directory_says() {
+        let held = User { disabled: true, held: true, ..user("a", "ldap:ad", Some("id-a")) };
+        let p = plan("ad", "ldap:ad", vec![record("a")], &[held], LinkBy::Username, true);
+        assert!(p.changes.is_empty(), "not enabled again: {:?}", p.changes);
     }
 
     #[test]

@@ -168,7 +168,7 @@ impl PasswordLogins {
         }
         let ok = match user.as_ref().and_then(User::ldap_source) {
             // A directory user's password is the directory's to judge.
-            Some(source) => match self.check_in_directory(source, username, password).await {
+            Some(source) => match self.check_in_directory(source, user.as_ref(), username, password).await {
                 Some(wardkey_directory::PasswordCheck::Right) => true,
                 Some(wardkey_directory::PasswordCheck::Wrong) => false,
                 Some(wardkey_directory::PasswordCheck::Disabled) => {
@@ -243,12 +243,14 @@ impl PasswordLogins {
     async fn check_in_directory(
         &self,
         source: &str,
+        user: Option<&User>,
         username: &str,
         password: &str,
     ) -> Option<wardkey_directory::PasswordCheck> {
+        let external_id = user.and_then(|u| u.external_id.as_deref());
         let started = std::time::Instant::now();
         let outcome = match self.directories.ldap_source(source) {
-            Ok(directory) => directory.verify_password(username, password).await,
+            Ok(directory) => directory.verify_password(username, external_id, password).await,
             Err(e) => Err(e),
         };
         self.metrics.password_verify.observe(started.elapsed().as_secs_f64());

@@ -329,8 +329,15 @@ async fn create_user(State(state): State<AppState>, who: Provisioner, body: Byte
     let username = record.username.clone();
     let change = match state.store.user_by_username(&username).await? {
         None => UserChange::Create { source: SCIM.into(), record },
-        Some(u) if u.source == wardkey_core::user::LOCAL || u.source == DELETED => {
-            let record = DirectoryRecord { roles: u.roles.clone(), ..record };
+        // Linked: a user made by hand and tied to nothing yet, or the same
+        // person deleted over SCIM before (the same externalId). Never a
+        // disabled hand-made user (this would enable them) nor anyone
+        // another source owns.
+        Some(u)
+            if (u.source == wardkey_core::user::LOCAL && u.external_id.is_none() && !u.disabled)
+                || (u.source == DELETED && u.external_id.as_deref() == Some(record.external_id.as_str())) =>
+        {
+            let record = DirectoryRecord { roles: u.roles.clone(), disabled: record.disabled || u.held, ..record };
             UserChange::Update { id: u.id, source: SCIM.into(), record }
         }
         Some(u) => {
@@ -375,7 +382,8 @@ async fn replace_user(
 ) -> Result<Response, ScimError> {
     let user = scim_user(&state, &id).await?;
     check_version(&headers, &resource(&state, &user).1)?;
-    let record = record(&parse_body(&body)?, user.roles.clone())?;
+    let mut record = record(&parse_body(&body)?, user.roles.clone())?;
+    record.disabled |= user.held;
     let change = UserChange::Update { id: user.id.clone(), source: SCIM.into(), record };
     write(&state, change, &who, "scim.user.replace", &user.username).await?;
     written(&state, &id).await
@@ -398,7 +406,9 @@ async fn patch_user(
     for operation in &operations(&body)? {
         apply(&mut doc, operation)?;
     }
-    let record = record(&doc, user.roles.clone())?;
+    let mut record = record(&doc, user.roles.clone())?;
+    // An admin's disable stands whatever the provisioner says.
+    record.disabled |= user.held;
     let change = UserChange::Update { id: user.id.clone(), source: SCIM.into(), record };
     write(&state, change, &who, "scim.user.patch", &user.username).await?;
     written(&state, &id).await

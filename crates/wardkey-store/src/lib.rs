@@ -272,8 +272,9 @@ pub trait UserStore: Send + Sync {
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
     /// Every user, ordered by username.
     async fn list_users(&self) -> StoreResult<Vec<User>>;
-    /// Enable or disable a user. Disabling also asks the servers to end the
-    /// user's sessions (as [`LogoutStore::request_session_revocation`]), in the
+    /// Enable or disable a user, as an admin: the user is held so, whatever
+    /// their directory says (see [`User::held`]). Disabling also asks the
+    /// servers to end the user's sessions (as [`LogoutStore::request_session_revocation`]), in the
     /// same transaction. `NotFound` if no such user.
     async fn set_user_disabled(&self, username: &str, disabled: bool, now: i64) -> StoreResult<()>;
     /// Claim the one password check a user may have under way, before the

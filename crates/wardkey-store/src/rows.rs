@@ -23,7 +23,7 @@ use crate::{AuthenticatorKind, LogoutNotice, StoreError, StoreResult, WebauthnCr
 macro_rules! user_columns {
     () => {
         "id, username, name, email, roles, disabled, failed_logins, last_failed_at, created_at, source, external_id, \
-         employee_number"
+         employee_number, held"
     };
 }
 /// The `clients` columns [`ClientRow`] reads, in the order inserts bind them.
@@ -165,6 +165,7 @@ pub(crate) struct UserRow {
     source: String,
     external_id: Option<String>,
     employee_number: Option<String>,
+    held: bool,
 }
 
 impl TryFrom<UserRow> for User {
@@ -184,6 +185,7 @@ impl TryFrom<UserRow> for User {
             source: row.source,
             external_id: row.external_id,
             employee_number: row.employee_number,
+            held: row.held,
         })
     }
 }

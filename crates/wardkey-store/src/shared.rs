@@ -94,6 +94,7 @@ macro_rules! impl_store {
                     source: wardkey_core::user::LOCAL.to_string(),
                     external_id: None,
                     employee_number: None,
+                    held: false,
                 })
             }
 
@@ -127,7 +128,9 @@ macro_rules! impl_store {
                 }
                 let mut tx = self.pool.begin().await?;
                 let user_id: Option<String> =
-                    sqlx::query_scalar("UPDATE users SET disabled = $1 WHERE lower(username) = lower($2) RETURNING id")
+                    sqlx::query_scalar(
+                        "UPDATE users SET disabled = $1, held = $1 WHERE lower(username) = lower($2) RETURNING id",
+                    )
                         .bind(disabled)
                         .bind(username)
                         .fetch_optional(&mut *tx)
@@ -227,7 +230,7 @@ macro_rules! impl_store {
                 sqlx::query(concat!(
                     "INSERT INTO users (",
                     user_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
                 ))
                 .bind(&user.id)
                 .bind(&user.username)
@@ -241,6 +244,7 @@ macro_rules! impl_store {
                 .bind(&user.source)
                 .bind(&user.external_id)
                 .bind(&user.employee_number)
+                .bind(user.held)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| Self::user_conflict(e, user))?;

@@ -75,6 +75,7 @@ async fn usernames_that_differ_only_in_case_stop_the_upgrade_with_words() {
         "ALTER TABLE users DROP COLUMN source",
         "ALTER TABLE users DROP COLUMN external_id",
         "ALTER TABLE users DROP COLUMN employee_number",
+        "ALTER TABLE users DROP COLUMN held",
         "DELETE FROM _sqlx_migrations WHERE version = 10",
         "INSERT INTO users (id, username, created_at) VALUES ('u1', 'Alice', 1), ('u2', 'alice', 2)",
     ] {

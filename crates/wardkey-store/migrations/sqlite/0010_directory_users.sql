@@ -4,6 +4,9 @@
 ALTER TABLE users ADD COLUMN source TEXT NOT NULL DEFAULT 'local';
 ALTER TABLE users ADD COLUMN external_id TEXT;
 ALTER TABLE users ADD COLUMN employee_number TEXT;
+-- Disabled by a Wardkey admin: stays disabled whatever its source says, so
+-- a sync cannot undo an emergency disable.
+ALTER TABLE users ADD COLUMN held INTEGER NOT NULL DEFAULT 0 CHECK (held IN (0, 1));
 -- One user per directory entry, so a sync links and never duplicates.
 CREATE UNIQUE INDEX users_source_external_id ON users (source, external_id) WHERE external_id IS NOT NULL;
 -- Usernames are case-insensitive: "Alice" and "alice" are one person, as

@@ -1033,6 +1033,7 @@ pub async fn imports_conflict_and_write_nothing(store: &dyn Store) {
         source: "ldap:ad".to_string(),
         external_id: Some("guid-erin".to_string()),
         employee_number: Some("E000123".to_string()),
+        held: true,
     };
     store.import_user(&erin, &[(CredentialKind::Pin, "$argon2id$pin".to_string())]).await.unwrap();
     assert_eq!(store.user_by_id("u-erin").await.unwrap(), Some(erin.clone()));
