@@ -243,6 +243,35 @@ async fn directory_passwords_hold_against_guessing_injection_and_outages() {
     slapd.start_again();
     assert!(matches!(app.state.logins.check("dan", PASSWORD).await.unwrap(), Verdict::Success(_)));
 
+    // Disabled in AD since the last sync: the right password is refused as
+    // disabled, and the user is disabled at once, sessions and all.
+    slapd.modify_ldif(&disable_ldif("dan", Slapd::DISABLED));
+    let _ = app.state.store.take_session_revocations().await.unwrap();
+    assert!(matches!(app.state.logins.check("dan", PASSWORD).await.unwrap(), Verdict::Disabled));
+    assert!(app.state.store.user_by_username("dan").await.unwrap().unwrap().disabled);
+    assert_eq!(app.state.store.take_session_revocations().await.unwrap(), vec![dan.id.clone()]);
+    slapd.modify_ldif(&disable_ldif("dan", Slapd::ENABLED));
+    app.state
+        .store
+        .apply_user_changes(
+            &[wardkey_store::UserChange::Update {
+                id: dan.id.clone(),
+                source: "ldap:ad".into(),
+                record: wardkey_core::user::DirectoryRecord {
+                    external_id: dan.external_id.clone().unwrap(),
+                    username: "dan".into(),
+                    name: dan.name.clone(),
+                    email: dan.email.clone(),
+                    employee_number: dan.employee_number.clone(),
+                    roles: vec![],
+                    disabled: false,
+                },
+            }],
+            0,
+        )
+        .await
+        .unwrap();
+
     // AD renames Dan and gives his username to a new starter, between two
     // syncs: the newcomer's password does not open Dan's Wardkey user (the
     // check binds as the entry Dan's user is linked to, by its id).

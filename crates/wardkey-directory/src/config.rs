@@ -90,6 +90,10 @@ pub struct LdapSource {
     /// Active Directory's `userAccountControl`: bit 2 (ACCOUNTDISABLE)
     /// disables the user in Wardkey. Empty: nothing in the entry disables.
     pub disabled_attribute: String,
+    /// Active Directory's `accountExpires` (a FILETIME): an account past it
+    /// is disabled in Wardkey too, as locums' and fixed-term staff's
+    /// accounts end this way. Empty: nothing expires.
+    pub expires_attribute: String,
     /// The user's groups (DNs): `memberOf`.
     pub group_attribute: String,
     /// Group DN → role code released in the `roles` claim. Groups not
@@ -123,6 +127,7 @@ impl Default for LdapSource {
             email_attribute: "mail".into(),
             employee_number_attribute: "employeeNumber".into(),
             disabled_attribute: "userAccountControl".into(),
+            expires_attribute: "accountExpires".into(),
             group_attribute: "memberOf".into(),
             roles: BTreeMap::new(),
             link_by: LinkBy::Username,

@@ -316,6 +316,7 @@ impl LdapDirectory {
             &s.email_attribute,
             &s.employee_number_attribute,
             &s.disabled_attribute,
+            &s.expires_attribute,
             &s.group_attribute,
         ]
         .into_iter()
@@ -371,16 +372,25 @@ impl LdapDirectory {
     }
 
     /// Whether the entry's `disabled_attribute` (AD `userAccountControl`)
-    /// has ACCOUNTDISABLE set; `Err` if it is not a number.
+    /// has ACCOUNTDISABLE set, or its `expires_attribute` (AD
+    /// `accountExpires`) has passed; `Err` if either is not a number.
     fn disabled(&self, entry: &SearchEntry) -> Result<bool, String> {
-        let attr = &self.source.disabled_attribute;
-        match entry.attrs.get(attr).and_then(|v| v.first()).map(|v| v.trim()) {
-            Some(flags) if !attr.is_empty() => {
-                let flags: u64 = flags.parse().map_err(|_| format!("{attr} is {flags:?}, not a number"))?;
-                Ok(flags & ACCOUNT_DISABLE != 0)
+        let number = |attr: &str| -> Result<Option<i64>, String> {
+            match entry.attrs.get(attr).and_then(|v| v.first()).map(|v| v.trim()) {
+                Some(value) if !attr.is_empty() => {
+                    value.parse().map(Some).map_err(|_| format!("{attr} is {value:?}, not a number"))
+                }
+                _ => Ok(None),
             }
-            _ => Ok(false),
-        }
+        };
+        let flagged = number(&self.source.disabled_attribute)?.is_some_and(|flags| flags as u64 & ACCOUNT_DISABLE != 0);
+        // FILETIME: 100 ns since 1601; 0 and i64::MAX mean "never".
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+        let now_filetime = (now + 11_644_473_600) * 10_000_000;
+        let expired =
+            number(&self.source.expires_attribute)?.is_some_and(|at| at != 0 && at != i64::MAX && at <= now_filetime);
+        Ok(flagged || expired)
     }
 
     /// Map one entry; `Err` says why it is left out.
@@ -433,6 +443,29 @@ impl LdapDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expired_or_flagged_ad_accounts_are_disabled() {
+        let source = LdapSource {
+            bind_password: Some(crate::Secret("x".into())),
+            url: "ldaps://dc".into(),
+            ..LdapSource::default()
+        };
+        let directory = LdapDirectory::new(source).unwrap();
+        let entry = |pairs: &[(&str, &str)]| SearchEntry {
+            dn: "cn=x".into(),
+            attrs: pairs.iter().map(|(k, v)| (k.to_string(), vec![v.to_string()])).collect(),
+            bin_attrs: HashMap::new(),
+        };
+        assert!(!directory.disabled(&entry(&[("userAccountControl", "512")])).unwrap());
+        assert!(directory.disabled(&entry(&[("userAccountControl", "514")])).unwrap());
+        // 2020-01-01 has passed; 0 and i64::MAX are "never"; 2100 has not.
+        assert!(directory.disabled(&entry(&[("accountExpires", "132223104000000000")])).unwrap());
+        assert!(!directory.disabled(&entry(&[("accountExpires", "0")])).unwrap());
+        assert!(!directory.disabled(&entry(&[("accountExpires", "9223372036854775807")])).unwrap());
+        assert!(!directory.disabled(&entry(&[("accountExpires", "159725952000000000")])).unwrap());
+        assert!(directory.disabled(&entry(&[("userAccountControl", "x")])).is_err());
+    }
 
     #[test]
     fn dns_compare_without_case_or_spaces() {

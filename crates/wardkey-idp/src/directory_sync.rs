@@ -71,7 +71,22 @@ impl DirectorySync {
                         self.directory.changed().await;
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "directory sync failed; users stay as they were"),
+                Err(e) => {
+                    tracing::error!(error = %e, "directory sync failed; users stay as they were");
+                    // Leavers stay enabled until a sync succeeds: the
+                    // security officer's record shows it, not only the log.
+                    let detail = serde_json::json!({ "error": e.to_string() });
+                    let actor = format!("directory:{}", source.name());
+                    crate::audit::record(
+                        self.store.as_ref(),
+                        now,
+                        "directory.sync_failed",
+                        &actor,
+                        source.name(),
+                        detail,
+                    )
+                    .await;
+                }
             }
         }
     }

@@ -174,6 +174,21 @@ impl PasswordLogins {
                 Some(wardkey_directory::PasswordCheck::Disabled) => {
                     if let Some(u) = &user {
                         self.store.end_login_attempt(&u.id).await?;
+                        // The directory disabled them since the last sync:
+                        // disable them now, which ends their sessions (their
+                        // badge opens nothing more), rather than at the sync.
+                        if !u.disabled {
+                            let change = wardkey_store::UserChange::Disable { id: u.id.clone() };
+                            self.store.apply_user_changes(&[change], now).await?;
+                            self.directory.changed().await;
+                            self.audit(
+                                "directory",
+                                "user.disabled",
+                                &u.username,
+                                json!({"by": "directory at sign-in"}),
+                            )
+                            .await;
+                        }
                     }
                     return Ok(Verdict::Disabled);
                 }
