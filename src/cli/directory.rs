@@ -52,7 +52,17 @@ pub async fn run(settings: &Settings, cmd: DirectoryCommand, json_out: bool) -> 
         .await?;
         reports.push(report);
     }
-    print(json_out, serde_json::to_value(&reports)?, || reports.iter().map(describe).collect::<Vec<_>>().join("\n"));
+    let orphans = wardkey_directory::sync::orphaned_sources(&store.list_users().await?, directories.settings());
+    print(json_out, serde_json::to_value(&reports)?, || {
+        let mut text = reports.iter().map(describe).collect::<Vec<_>>().join("\n");
+        for (source, count) in &orphans {
+            text.push_str(&format!(
+                "\nwarning: {count} enabled users come from directory source {source:?}, which wardkey.toml no longer \
+                 has: nobody syncs or disables them; configure it again, or disable them"
+            ));
+        }
+        text
+    });
     Ok(())
 }
 

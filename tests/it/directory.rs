@@ -391,6 +391,16 @@ async fn directory_sync_from_the_cli_links_reports_and_never_half_writes() {
     wardkey(dir, &["user", "enable", "gus"], None).ok();
     wardkey(dir, &["directory", "sync"], None).ok();
     assert_eq!(users().iter().find(|u| u["username"] == "gus").unwrap()["disabled"], false);
+    // The source renamed in wardkey.toml: its users are not taken by the new
+    // name, and IT is told they are no longer synced.
+    std::fs::write(dir.join("wardkey.toml"), toml(&slapd, "").replace("name = \"ad\"", "name = \"ad2\"")).unwrap();
+    let renamed = wardkey(dir, &["directory", "sync", "--dry-run"], None).ok();
+    assert!(renamed.stdout.contains("0 created") && renamed.stdout.contains("5 skipped"), "{}", renamed.stdout);
+    assert!(
+        renamed.stdout.contains("warning: 4 enabled users come from directory source \"ad\""),
+        "{}",
+        renamed.stdout
+    );
 }
 
 /// A trust-sized directory, 15,000 users in 200 groups, syncs into the

@@ -226,6 +226,21 @@ pub fn plan(
     plan
 }
 
+/// Sources that enabled users still name but the configuration no longer
+/// has (renamed or removed), with how many: nobody syncs or disables those
+/// users any more, and their badges keep working, so IT must hear of it.
+pub fn orphaned_sources(users: &[User], settings: &DirectorySettings) -> Vec<(String, usize)> {
+    let mut orphans: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for user in users.iter().filter(|u| !u.disabled) {
+        if let Some(name) = user.ldap_source()
+            && !settings.ldap.iter().any(|s| s.name == name)
+        {
+            *orphans.entry(name.to_string()).or_default() += 1;
+        }
+    }
+    orphans.into_iter().collect()
+}
+
 /// Sync source `directory` into `store`: read, plan, check, write (unless
 /// `dry_run`), audit. `force` lets through a sync that disables more than
 /// `max_disable_share`.
@@ -407,6 +422,17 @@ mod tests {
         let c = DirectoryRecord { email: Some("X@nhs.net".into()), ..record("c") };
         let p = plan("ad", "ldap:ad", vec![c], &[a, b], LinkBy::Email, true);
         assert!(p.changes.is_empty() && p.report.skipped_entries[0].contains("2 users share"), "{:?}", p.report);
+    }
+
+    #[test]
+    fn users_of_a_source_no_longer_configured_are_reported() {
+        let users =
+            [user("a", "ldap:old", Some("1")), user("b", "ldap:old", Some("2")), user("c", "ldap:ad", Some("3"))];
+        let settings = DirectorySettings {
+            ldap: vec![crate::LdapSource { name: "ad".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        assert_eq!(orphaned_sources(&users, &settings), [("old".to_string(), 2)]);
     }
 
     #[test]

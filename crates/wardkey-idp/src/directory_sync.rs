@@ -95,6 +95,19 @@ impl DirectorySync {
 /// Run [`DirectorySync::sync_all`] at start and every `sync_interval`
 /// until `cancel`; returns at once when no source is configured.
 pub async fn run(sync: DirectorySync, cancel: CancellationToken) {
+    match sync.store.list_users().await {
+        Ok(users) => {
+            for (source, count) in wardkey_directory::sync::orphaned_sources(&users, sync.directories.settings()) {
+                tracing::warn!(
+                    source = %source,
+                    users = count,
+                    "enabled users come from directory source {source:?}, which wardkey.toml no longer has: nobody \
+                     syncs or disables them and their badges keep working; configure the source again, or disable them"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot check for users of directory sources no longer configured"),
+    }
     if sync.directories.ldap().next().is_none() {
         return;
     }
