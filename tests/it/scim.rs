@@ -144,9 +144,8 @@ async fn entra_id_provisions_a_user_through_its_whole_life() {
         (200, Some("Dr Again"), Some("ext-2"))
     );
 
-    // A clinician at a ward PC in between: their sessions end when Entra
-    // deactivates them.
-    app.state.store.request_session_revocation("nobody", 0).await.unwrap();
+    // Entra deactivates them: their sessions end (ward PCs lock, RPs get
+    // back-channel logout).
     let _ = app.state.store.take_session_revocations().await.unwrap();
     let (status, off, _) = scim(
         &app,
@@ -157,6 +156,19 @@ async fn entra_id_provisions_a_user_through_its_whole_life() {
     .await;
     assert_eq!((status, off["active"].as_bool()), (200, Some(false)), "Entra's string \"False\" is false: {off}");
     assert!(app.state.store.user_by_id(&id).await.unwrap().unwrap().disabled);
+    assert_eq!(app.state.store.take_session_revocations().await.unwrap(), vec![id.clone()], "their sessions end");
+    // An admin's emergency disable stands against the provisioner.
+    let name = app.state.store.user_by_id(&id).await.unwrap().unwrap().username;
+    app.state.store.set_user_disabled(&name, true, 0).await.unwrap();
+    let (status, held, _) = scim(
+        &app,
+        "PATCH",
+        &format!("/scim/v2/Users/{id}"),
+        Some(patch(json!([{"op": "Replace", "path": "active", "value": true}]))),
+    )
+    .await;
+    assert_eq!((status, held["active"].as_bool()), (200, Some(false)), "held by the admin: {held}");
+    app.state.store.set_user_disabled(&name, false, 0).await.unwrap();
     let (status, on, _) = scim(
         &app,
         "PATCH",
@@ -285,6 +297,24 @@ async fn bad_scim_requests_get_scim_errors_and_change_nothing() {
     assert_eq!(status, 404);
     assert_scim_error(&error, 404, None, "no SCIM user");
     assert_eq!(app.state.store.list_users().await.unwrap(), users_before, "nothing was written");
+
+    // Thirty creates of one userName at once (a provisioner retrying):
+    // exactly one user, the rest told it is taken.
+    let creates =
+        (0..30).map(|i| scim(&app, "POST", "/scim/v2/Users", Some(entra_user("race.user", &format!("r-{i}")))));
+    let statuses: Vec<u16> = futures_util::future::join_all(creates).await.into_iter().map(|(s, _, _)| s).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| matches!(s, 201 | 409)), "{statuses:?}");
+    let race: Vec<_> =
+        app.state.store.list_users().await.unwrap().into_iter().filter(|u| u.username == "race.user").collect();
+    assert_eq!(race.len(), 1);
+    // Another party's token, and a body far past the limit.
+    let other = app.http.get(app.url("/scim/v2/Users")).bearer_auth(format!("{TOKEN}x")).send().await.unwrap();
+    assert_eq!(other.status(), 401);
+    let huge = json!({"userName": "big", "displayName": "x".repeat(4 * 1024 * 1024)});
+    let r = app.http.post(app.url("/scim/v2/Users")).bearer_auth(TOKEN).body(huge.to_string()).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(app.state.store.user_by_username("big").await.unwrap(), None);
 
     // A user made by hand is linked, keeping their sub and password; one
     // that another directory owns cannot be taken over.

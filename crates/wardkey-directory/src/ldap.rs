@@ -468,6 +468,13 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_service_password_is_refused_not_sent_as_an_anonymous_bind() {
+        let source = LdapSource { bind_password: Some(crate::Secret(String::new())), ..LdapSource::default() };
+        let e = LdapDirectory::new(source).unwrap_err().to_string();
+        assert!(e.contains("password is empty"), "{e}");
+    }
+
+    #[test]
     fn dns_compare_without_case_or_spaces() {
         assert_eq!(normalise_dn("CN=Ward 7, OU=Groups,DC=Trust"), normalise_dn("cn=ward 7,ou=groups, dc=trust"));
     }

@@ -160,7 +160,9 @@ pub fn plan(
         seen_ids.insert(record.external_id.clone());
         match current {
             Some(user) => {
-                // An admin's disable stands whatever the directory says.
+                // An admin's disable stands whatever the directory says (the
+                // store keeps a held user disabled; here so that the report
+                // does not count it as a change every sync).
                 let record = DirectoryRecord { disabled: record.disabled || user.held, ..record };
                 // The username may not move onto someone else's.
                 if let Some(other) = by_username.get(&key(&record.username))

@@ -183,7 +183,9 @@ pub enum UserChange {
         record: DirectoryRecord,
     },
     /// Overwrite user `id`'s directory fields and set its source: an update
-    /// from the same source, or linking a user first made elsewhere.
+    /// from the same source, or linking a user first made elsewhere. A user
+    /// an admin holds disabled ([`User::held`]) stays disabled, whoever
+    /// writes.
     Update {
         /// The user's `sub`.
         id: String,

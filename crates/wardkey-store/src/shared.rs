@@ -313,7 +313,7 @@ macro_rules! impl_store {
                             let update = sqlx::query(concat!(
                                 "UPDATE users SET (",
                                 directory_columns!(),
-                                ") = ($1, $2, $3, $4, $5, $6, $7, $8, $9) WHERE id = $1"
+                                ") = ($1, $2, $3, $4, $5, $6 OR held, $7, $8, $9) WHERE id = $1"
                             ));
                             let done = bind_directory_record!(update, id, source, record)
                                 .execute(&mut *tx)

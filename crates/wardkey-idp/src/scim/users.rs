@@ -169,7 +169,7 @@ pub(super) async fn create_user(
             if (u.source == wardkey_core::user::LOCAL && u.external_id.is_none() && !u.disabled)
                 || (u.source == DELETED && u.external_id.as_deref() == Some(record.external_id.as_str())) =>
         {
-            let record = DirectoryRecord { roles: u.roles.clone(), disabled: record.disabled || u.held, ..record };
+            let record = DirectoryRecord { roles: u.roles.clone(), ..record };
             UserChange::Update { id: u.id, source: SCIM.into(), record }
         }
         Some(u) => {
@@ -197,9 +197,18 @@ pub(super) async fn get_user(
     Ok(scim_json(StatusCode::OK, &Projection::from_query(&query).apply(body), Some(&version)))
 }
 
-/// The user as a write leaves them.
-async fn written(state: &AppState, id: &str) -> Result<Response, ScimError> {
-    let user = scim_user(state, id).await?;
+/// Write `record` over SCIM user `user` (an admin's disable stands: the
+/// store keeps a held user disabled) and answer with the result.
+async fn update(
+    state: &AppState,
+    who: &Provisioner,
+    user: &User,
+    record: DirectoryRecord,
+    event: &str,
+) -> Result<Response, ScimError> {
+    let change = UserChange::Update { id: user.id.clone(), source: SCIM.into(), record };
+    write(state, change, who, event, &user.username).await?;
+    let user = scim_user(state, &user.id).await?;
     let (body, version) = resource(state, &user);
     Ok(scim_json(StatusCode::OK, &body, Some(&version)))
 }
@@ -214,11 +223,8 @@ pub(super) async fn replace_user(
 ) -> Result<Response, ScimError> {
     let user = scim_user(&state, &id).await?;
     check_version(&headers, &resource(&state, &user).1)?;
-    let mut record = record(&parse_body(&body)?, user.roles.clone())?;
-    record.disabled |= user.held;
-    let change = UserChange::Update { id: user.id.clone(), source: SCIM.into(), record };
-    write(&state, change, &who, "scim.user.replace", &user.username).await?;
-    written(&state, &id).await
+    let record = record(&parse_body(&body)?, user.roles.clone())?;
+    update(&state, &who, &user, record, "scim.user.replace").await
 }
 
 /// `PATCH /scim/v2/Users/{id}` (RFC 7644 §3.5.2), in every form Entra ID
@@ -238,12 +244,8 @@ pub(super) async fn patch_user(
     for operation in &operations(&body)? {
         apply(&mut doc, operation)?;
     }
-    let mut record = record(&doc, user.roles.clone())?;
-    // An admin's disable stands whatever the provisioner says.
-    record.disabled |= user.held;
-    let change = UserChange::Update { id: user.id.clone(), source: SCIM.into(), record };
-    write(&state, change, &who, "scim.user.patch", &user.username).await?;
-    written(&state, &id).await
+    let record = record(&doc, user.roles.clone())?;
+    update(&state, &who, &user, record, "scim.user.patch").await
 }
 
 /// `DELETE /scim/v2/Users/{id}`: disabled, never deleted; their sessions
