@@ -227,6 +227,14 @@ async fn the_lock_screen_from_tap_to_desktop_and_back() {
     );
     shot(&x, "lock-3-wrong-pin");
 
+    // A PIN too short to be anyone's: said so, no attempt spent, the pad stays.
+    pc.press_keys(&x, &["1", "3", "Enter"]).await;
+    let short =
+        pc.wait_screen("the short PIN", |s| s.message.as_deref().is_some_and(|m| m.contains("too short"))).await;
+    assert_eq!(short.state, WorkstationState::PinRequired, "{short:?}");
+    assert!(short.message.as_deref().is_some_and(|m| m.contains("did not count as a wrong PIN")), "{short:?}");
+    shot(&x, "lock-3a-short-pin");
+
     // The right PIN, half on the pad and half on the keyboard.
     let digits: Vec<String> = PIN.chars().map(String::from).collect();
     let (pad, keyboard) = digits.split_at(3);
