@@ -51,6 +51,70 @@ pub struct Settings {
     pub directory: wardkey_directory::DirectorySettings,
     /// SCIM 2.0 provisioning (Entra ID and other provisioners).
     pub scim: ScimSettings,
+    /// The tamper-evident audit log: retention and a live copy for a SIEM.
+    pub audit: AuditSettings,
+    /// The console at `/console`.
+    pub console: ConsoleSettings,
+    /// What the login-time metrics compare against.
+    pub metrics: MetricsSettings,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Delete records older than this (the chain keeps an anchor, so what
+    /// is left still verifies). None: keep every record.
+    #[serde(with = "humantime_serde")]
+    pub retention: Option<Duration>,
+    /// A live copy of every record as it is written, for a SIEM:
+    /// `file:/var/log/wardkey/audit.jsonl` (JSON lines), `syslog` (the
+    /// local `/dev/log`, RFC 5424) or `syslog:HOST:PORT` (RFC 5424 over
+    /// UDP). None: the store only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sink: Option<String>,
+}
+
+/// `[console]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSettings {
+    /// A change made in the console needs a sign-in (passkey or security
+    /// key) this recent; older sessions may look but must sign in again
+    /// to change anything.
+    #[serde(with = "humantime_serde")]
+    pub fresh_sign_in: Duration,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self { fresh_sign_in: Duration::from_secs(15 * 60) }
+    }
+}
+
+/// `[metrics]`: the time a login took before Wardkey, per method, which
+/// `wardkey_time_saved_seconds_total` subtracts each measured login from.
+/// The defaults are the published 105 s a login took before single
+/// sign-on (NHS trusts' measurements).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// A badge tap (with or without the PIN).
+    #[serde(with = "humantime_serde")]
+    pub badge_baseline: Duration,
+    /// A username and password.
+    #[serde(with = "humantime_serde")]
+    pub password_baseline: Duration,
+    /// A passkey or security key.
+    #[serde(with = "humantime_serde")]
+    pub passkey_baseline: Duration,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        let published = Duration::from_secs(105);
+        Self { badge_baseline: published, password_baseline: published, passkey_baseline: published }
+    }
 }
 
 /// `[scim]`: who may provision users over SCIM 2.0 (`/scim/v2`).
