@@ -10,6 +10,7 @@ mod cluster;
 mod desk;
 mod directory;
 mod faults;
+mod grafana;
 mod helpers;
 mod oidc_errors;
 mod oidc_flow;
