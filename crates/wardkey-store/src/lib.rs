@@ -26,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+pub mod audit_chain;
 pub mod migrate;
 mod postgres;
 mod rows;
@@ -84,6 +85,13 @@ pub enum StoreError {
          UPDATE users SET username = 'NEW-NAME' WHERE username = '{0}'), then start again"
     )]
     UsernameCaseClash(String, String),
+    /// Opening an existing store found none: a missing file, or a database
+    /// with no Wardkey tables. Nothing was created.
+    #[error(
+        "there is no Wardkey store at {0}; check store.url (or run this where the server keeps its data), \
+         or create a new, empty one with `wardkey store init` or `wardkey serve --init`"
+    )]
+    NoStore(String),
 }
 
 /// Result alias for store calls.
@@ -436,13 +444,59 @@ pub trait KeyStore: Send + Sync {
     async fn server_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;
 }
 
-/// The append-only audit log.
+/// Which audit records to read, newest first (the console's and `wardkey
+/// audit`'s filters). Unset fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// At or after (Unix seconds).
+    pub since: Option<i64>,
+    /// Before (Unix seconds).
+    pub until: Option<i64>,
+    /// Event names starting with this (`tap.`, `user.disabled`).
+    pub event: Option<String>,
+    /// This actor exactly.
+    pub actor: Option<String>,
+    /// This subject exactly (a username, a workstation name).
+    pub subject: Option<String>,
+    /// Only records older than this `seq` (the next page).
+    pub before_seq: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// An audit record and its place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Its place in the chain.
+    pub seq: i64,
+    /// The record.
+    #[serde(flatten)]
+    pub event: AuditEvent,
+}
+
+/// The append-only, hash-chained audit log ([`audit_chain`]).
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// Append an audit record.
-    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
+    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+        self.append_audit_batch(std::slice::from_ref(event)).await
+    }
+    /// Append records in order, in one transaction: they join the chain
+    /// together, after whatever another node appended first.
+    async fn append_audit_batch(&self, events: &[AuditEvent]) -> StoreResult<()>;
     /// The newest `limit` audit records, newest first.
     async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+    /// The records `filter` matches, newest first.
+    async fn search_audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>>;
+    /// Up to `limit` rows as stored, in chain order after `after_seq`, with
+    /// every row that never joined the chain first (for verify and export).
+    async fn audit_chain_page(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<audit_chain::ChainedRecord>>;
+    /// The chain's head and anchor.
+    async fn audit_chain_head(&self) -> StoreResult<audit_chain::ChainHead>;
+    /// Delete the records before `before` (Unix seconds), oldest first and
+    /// without gaps, moving the anchor so the rest still verifies; how many
+    /// went.
+    async fn prune_audit(&self, before: i64) -> StoreResult<u64>;
 }
 
 /// A group provisioned over SCIM 2.0, with its members.
@@ -503,12 +557,25 @@ pub trait LogoutStore: Send + Sync {
     async fn take_session_revocations(&self) -> StoreResult<Vec<String>>;
 }
 
-/// Open the store named by `url` and bring its schema up to date.
+/// Open the store named by `url` and bring its schema up to date, creating
+/// a new, empty store if there is none (`wardkey store init`, tests).
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    open_with(url, true).await
+}
+
+/// Open the store named by `url`, which must exist, and bring its schema up
+/// to date. A server or command pointed at the wrong path or database gets
+/// [`StoreError::NoStore`] instead of a new, empty store that would quietly
+/// know no users, keys or audit history.
+pub async fn open_existing(url: &str) -> StoreResult<Arc<dyn Store>> {
+    open_with(url, false).await
+}
+
+async fn open_with(url: &str, create: bool) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(url).await?))
+        Ok(Arc::new(SqliteStore::open_with(url, create).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::open(url).await?))
+        Ok(Arc::new(PostgresStore::open_with(url, create).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }

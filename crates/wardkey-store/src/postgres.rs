@@ -55,6 +55,12 @@ impl PostgresStore {
     /// (or `postgresql://…`); the database must exist. Fails within a few
     /// seconds if the server cannot be reached.
     pub async fn open(url: &str) -> StoreResult<Self> {
+        Self::open_with(url, true).await
+    }
+
+    /// [`PostgresStore::open`], or with `create` false, refuse a database
+    /// without Wardkey's tables ([`StoreError::NoStore`]).
+    pub async fn open_with(url: &str, create: bool) -> StoreResult<Self> {
         let mut options = PgConnectOptions::from_str(url)?;
         if options.get_application_name().is_none() {
             options = options.application_name(APPLICATION_NAME);
@@ -68,11 +74,26 @@ impl PostgresStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
+        if !create {
+            let tables: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = '_sqlx_migrations'",
+            )
+            .fetch_one(&pool)
+            .await?;
+            if tables == 0 {
+                pool.close().await;
+                return Err(StoreError::NoStore(format!(
+                    "{} (database {database:?} on {host}:{port} has no Wardkey tables)",
+                    wardkey_core::secret::redact_url(url)
+                )));
+            }
+        }
         check_username_case!(
             &pool,
             "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'users'"
         );
         MIGRATOR.run(&pool).await?;
+        seal_legacy_audit!(&pool);
         tracing::debug!(host, port, database, "postgres store open");
         Ok(Self { pool })
     }

@@ -17,7 +17,8 @@ use wardkey_core::keys::{SigningAlg, SigningKey};
 use wardkey_core::user::User;
 use wardkey_core::workstation::Workstation;
 
-use crate::{AuthenticatorKind, LogoutNotice, StoreError, StoreResult, WebauthnCredential};
+use crate::audit_chain::{ChainHead, ChainedRecord};
+use crate::{AuditRecord, AuthenticatorKind, LogoutNotice, StoreError, StoreResult, WebauthnCredential};
 
 /// The `users` columns [`UserRow`] reads, in the order inserts bind them.
 macro_rules! user_columns {
@@ -377,6 +378,83 @@ impl TryFrom<AuditRow> for AuditEvent {
             actor: row.actor,
             subject: row.subject,
         })
+    }
+}
+
+/// An `audit_log` row with its place in the chain, as stored.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ChainedRow {
+    id: i64,
+    seq: Option<i64>,
+    at: i64,
+    event: String,
+    actor: String,
+    subject: String,
+    detail: String,
+    prev_hash: Option<String>,
+    hash: Option<String>,
+}
+
+/// The `audit_log` columns [`ChainedRow`] reads.
+macro_rules! chained_columns {
+    () => {
+        "id, seq, at, event, actor, subject, detail, prev_hash, hash"
+    };
+}
+pub(crate) use chained_columns;
+
+impl TryFrom<ChainedRow> for ChainedRecord {
+    type Error = StoreError;
+    /// A detail that is not JSON is kept as a JSON string: the hash is over
+    /// the text, so a corrupt row still shows as altered, not as an error.
+    fn try_from(row: ChainedRow) -> StoreResult<Self> {
+        let detail =
+            serde_json::from_str(&row.detail).unwrap_or_else(|_| serde_json::Value::String(row.detail.clone()));
+        Ok(ChainedRecord {
+            seq: row.seq,
+            row_id: row.id,
+            event: AuditEvent { at: row.at, event: row.event, actor: row.actor, subject: row.subject, detail },
+            detail_text: row.detail,
+            prev_hash: row.prev_hash,
+            hash: row.hash,
+        })
+    }
+}
+
+impl TryFrom<ChainedRow> for AuditRecord {
+    type Error = StoreError;
+    fn try_from(row: ChainedRow) -> StoreResult<Self> {
+        Ok(AuditRecord {
+            seq: row.seq.unwrap_or_default(),
+            event: AuditEvent {
+                detail: from_json("audit_log", "detail", &row.detail)?,
+                at: row.at,
+                event: row.event,
+                actor: row.actor,
+                subject: row.subject,
+            },
+        })
+    }
+}
+
+/// The `audit_chain` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ChainHeadRow {
+    seq: i64,
+    hash: String,
+    anchor_seq: i64,
+    anchor_hash: String,
+}
+
+impl From<ChainHeadRow> for ChainHead {
+    fn from(row: ChainHeadRow) -> Self {
+        ChainHead {
+            seq: row.seq,
+            hash: row.hash,
+            anchor_seq: row.anchor_seq,
+            anchor_hash: row.anchor_hash,
+            unchained: None,
+        }
     }
 }
 

@@ -1061,16 +1061,52 @@ macro_rules! impl_store {
         #[async_trait::async_trait]
         impl $crate::AuditStore for $store {
             /// `event`, `actor` and `subject` are stored as the engine can
-            /// hold them, so a record of a strange request is kept, not lost.
-            async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
-                sqlx::query(concat!("INSERT INTO audit_log (", audit_columns!(), ") VALUES ($1, $2, $3, $4, $5)"))
-                    .bind(event.at)
-                    .bind(Self::storable_text(&event.event))
-                    .bind(Self::storable_text(&event.actor))
-                    .bind(Self::storable_text(&event.subject))
-                    .bind(to_json("audit detail", &event.detail)?)
-                    .execute(&self.pool)
+            /// hold them, so a record of a strange request is kept, not lost;
+            /// the hash is over what is stored. The head row's update comes
+            /// first: it takes the write lock (SQLite) or the row lock
+            /// (PostgreSQL, across nodes) before anything is read, so two
+            /// writers never chain onto the same record.
+            async fn append_audit_batch(&self, events: &[AuditEvent]) -> StoreResult<()> {
+                if events.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.pool.begin().await?;
+                let (last, mut prev): (i64, String) =
+                    sqlx::query_as("UPDATE audit_chain SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+                        .bind(events.len() as i64)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(decode_error("audit_chain"))?;
+                let first = last - events.len() as i64 + 1;
+                for (seq, event) in (first..).zip(events) {
+                    let stored = AuditEvent {
+                        at: event.at,
+                        event: Self::storable_text(&event.event).to_string(),
+                        actor: Self::storable_text(&event.actor).to_string(),
+                        subject: Self::storable_text(&event.subject).to_string(),
+                        detail: serde_json::Value::Null,
+                    };
+                    let detail = to_json("audit detail", &event.detail)?;
+                    let hash = record_hash(&prev, seq, &stored, &detail);
+                    sqlx::query(concat!(
+                        "INSERT INTO audit_log (",
+                        audit_columns!(),
+                        ", seq, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                    ))
+                    .bind(stored.at)
+                    .bind(&stored.event)
+                    .bind(&stored.actor)
+                    .bind(&stored.subject)
+                    .bind(&detail)
+                    .bind(seq)
+                    .bind(&prev)
+                    .bind(&hash)
+                    .execute(&mut *tx)
                     .await?;
+                    prev = hash;
+                }
+                sqlx::query("UPDATE audit_chain SET hash = $1 WHERE id = 1").bind(&prev).execute(&mut *tx).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -1082,6 +1118,105 @@ macro_rules! impl_store {
                     concat!("SELECT ", audit_columns!(), " FROM audit_log ORDER BY at DESC, id DESC LIMIT $1"),
                     i64::from(limit),
                 )
+            }
+
+            async fn search_audit(&self, filter: &$crate::AuditFilter) -> StoreResult<Vec<$crate::AuditRecord>> {
+                let event = filter.event.as_ref().map(|e| {
+                    format!("{}%", e.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+                });
+                select_all!(
+                    &self.pool,
+                    ChainedRow,
+                    "audit_log",
+                    concat!(
+                        "SELECT ",
+                        chained_columns!(),
+                        " FROM audit_log WHERE seq IS NOT NULL \
+                         AND ($1 IS NULL OR at >= $1) AND ($2 IS NULL OR at < $2) \
+                         AND ($3 IS NULL OR event LIKE $3 ESCAPE '\\') \
+                         AND ($4 IS NULL OR lower(actor) = lower($4)) \
+                         AND ($5 IS NULL OR lower(subject) = lower($5)) \
+                         AND ($6 IS NULL OR seq < $6) \
+                         ORDER BY seq DESC LIMIT $7"
+                    ),
+                    filter.since,
+                    filter.until,
+                    event,
+                    filter.actor.as_deref(),
+                    filter.subject.as_deref(),
+                    filter.before_seq,
+                    i64::from(filter.limit),
+                )
+            }
+
+            async fn audit_chain_page(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<ChainedRecord>> {
+                select_all!(
+                    &self.pool,
+                    ChainedRow,
+                    "audit_log",
+                    concat!("SELECT ", chained_columns!(), " FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"),
+                    after_seq,
+                    i64::from(limit),
+                )
+            }
+
+            async fn audit_chain_head(&self) -> StoreResult<ChainHead> {
+                let head: ChainHeadRow =
+                    sqlx::query_as("SELECT seq, hash, anchor_seq, anchor_hash FROM audit_chain WHERE id = 1")
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(decode_error("audit_chain"))?;
+                let mut head = ChainHead::from(head);
+                let unchained: Vec<ChainedRecord> = select_all!(
+                    &self.pool,
+                    ChainedRow,
+                    "audit_log",
+                    concat!(
+                        "SELECT ",
+                        chained_columns!(),
+                        " FROM audit_log WHERE seq IS NULL OR hash IS NULL ORDER BY id LIMIT 1"
+                    ),
+                )?;
+                head.unchained = unchained.into_iter().next();
+                Ok(head)
+            }
+
+            /// Deletes a prefix of the chain, never a record in the middle:
+            /// everything before the first record at or after `before`.
+            async fn prune_audit(&self, before: i64) -> StoreResult<u64> {
+                let mut tx = self.pool.begin().await?;
+                let (head, anchor): (i64, i64) =
+                    sqlx::query_as("UPDATE audit_chain SET seq = seq WHERE id = 1 RETURNING seq, anchor_seq")
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(decode_error("audit_chain"))?;
+                let keep_from: Option<i64> =
+                    sqlx::query_scalar("SELECT min(seq) FROM audit_log WHERE seq > $1 AND at >= $2")
+                        .bind(anchor)
+                        .bind(before)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let last_gone = keep_from.unwrap_or(head + 1) - 1;
+                if last_gone <= anchor {
+                    return Ok(0);
+                }
+                let hash: String = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1")
+                    .bind(last_gone)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(decode_error("audit_log"))?;
+                let gone = sqlx::query("DELETE FROM audit_log WHERE seq <= $1")
+                    .bind(last_gone)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query("UPDATE audit_chain SET anchor_seq = $1, anchor_hash = $2 WHERE id = 1")
+                    .bind(last_gone)
+                    .bind(&hash)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(gone)
             }
         }
     };
@@ -1099,6 +1234,47 @@ macro_rules! select_optional {
             .map(TryFrom::try_from)
             .transpose()
     };
+}
+
+/// Seal the audit records written before the chain existed into it, in
+/// the order they were written, once (`audit_chain.legacy_sealed`): a row
+/// without a place in the chain found later was inserted by something other
+/// than Wardkey, and `verify` reports it instead of sealing it.
+macro_rules! seal_legacy_audit {
+    ($pool:expr) => {{
+        let mut tx = $pool.begin().await?;
+        let head: Option<(i64, String)> = sqlx::query_as(
+            "UPDATE audit_chain SET legacy_sealed = 1 WHERE id = 1 AND legacy_sealed = 0 RETURNING seq, hash",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((mut seq, mut prev)) = head {
+            let rows: Vec<ChainedRecord> = select_all!(
+                &mut *tx,
+                ChainedRow,
+                "audit_log",
+                concat!("SELECT ", chained_columns!(), " FROM audit_log WHERE seq IS NULL ORDER BY id"),
+            )?;
+            for row in &rows {
+                seq += 1;
+                let hash = record_hash(&prev, seq, &row.event, &row.detail_text);
+                sqlx::query("UPDATE audit_log SET seq = $1, prev_hash = $2, hash = $3 WHERE id = $4")
+                    .bind(seq)
+                    .bind(&prev)
+                    .bind(&hash)
+                    .bind(row.row_id)
+                    .execute(&mut *tx)
+                    .await?;
+                prev = hash;
+            }
+            sqlx::query("UPDATE audit_chain SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(seq)
+                .bind(&prev)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+    }};
 }
 
 /// Every `$row` that `$sql` selects with `$bind`s, converted.
@@ -1273,7 +1449,8 @@ macro_rules! insert_key {
 
 pub(crate) use {
     bind_directory_record, change_one, check_username_case, directory_columns, engine, find_by, impl_store, insert_key,
-    insert_workstation, list_all, release_pin_attempt, revoke_if_enabled, select_all, select_optional, set_roles,
+    insert_workstation, list_all, release_pin_attempt, revoke_if_enabled, seal_legacy_audit, select_all,
+    select_optional, set_roles,
 };
 
 use crate::StoreError;
@@ -1299,13 +1476,14 @@ pub(crate) mod prelude {
     pub(crate) use super::{
         bind_directory_record, change_one, check_username_case, directory_columns, engine, find_by, insert_key,
         insert_workstation, key_conflict, list_all, owner_or_backend, release_pin_attempt, revoke_if_enabled,
-        select_all, select_optional, set_roles,
+        seal_legacy_audit, select_all, select_optional, set_roles,
     };
+    pub(crate) use crate::audit_chain::{ChainHead, ChainedRecord, record_hash};
     pub(crate) use crate::rows::{
-        AuditRow, BadgeRow, ClientRow, KeyRow, LogoutRow, MAX_LOGOUT_ERROR_CHARS, UserRow, WebauthnRow, WorkstationRow,
-        audit_columns, badge_columns, checked_count, client_columns, conflict_on_unique, convert_all, decode_error,
-        key_columns, logout_columns, owner_or_conflict, storable_client, to_json, truncate_chars, user_columns,
-        webauthn_columns, workstation_columns,
+        AuditRow, BadgeRow, ChainHeadRow, ChainedRow, ClientRow, KeyRow, LogoutRow, MAX_LOGOUT_ERROR_CHARS, UserRow,
+        WebauthnRow, WorkstationRow, audit_columns, badge_columns, chained_columns, checked_count, client_columns,
+        conflict_on_unique, convert_all, decode_error, key_columns, logout_columns, owner_or_conflict, storable_client,
+        to_json, truncate_chars, user_columns, webauthn_columns, workstation_columns,
     };
     pub(crate) use crate::{
         CredentialKind, LogoutNotice, NewLogoutNotice, ScimGroup, StoreError, StoreResult, UserChange,

@@ -40,6 +40,12 @@ impl SqliteStore {
     /// `sqlite::memory:` (a private in-memory database, for tests). A missing
     /// parent directory is created.
     pub async fn open(url: &str) -> StoreResult<Self> {
+        Self::open_with(url, true).await
+    }
+
+    /// [`SqliteStore::open`], or with `create` false, refuse a missing
+    /// file or one without Wardkey's tables ([`StoreError::NoStore`]).
+    pub async fn open_with(url: &str, create: bool) -> StoreResult<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -53,13 +59,30 @@ impl SqliteStore {
             // waiting, so keep exactly one connection open for good.
             SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
         } else {
-            create_private_file(options.get_filename())?;
+            let path = options.get_filename();
+            if !create && !path.exists() {
+                return Err(StoreError::NoStore(path.display().to_string()));
+            }
+            create_private_file(path)?;
             SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS)
         };
 
+        let shown = options.get_filename().display().to_string();
         let pool = pool_options.connect_with(options).await?;
+        if !create {
+            let tables: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            )
+            .fetch_one(&pool)
+            .await?;
+            if tables == 0 {
+                pool.close().await;
+                return Err(StoreError::NoStore(format!("{shown} (the file has no Wardkey tables)")));
+            }
+        }
         check_username_case!(&pool, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'users'");
         MIGRATOR.run(&pool).await?;
+        seal_legacy_audit!(&pool);
         tracing::debug!(url, "sqlite store open");
         Ok(Self { pool })
     }

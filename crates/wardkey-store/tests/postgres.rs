@@ -487,3 +487,39 @@ async fn stopped_server_fails_fast_and_store_recovers() {
     let back = tokio::time::timeout(BOUND, store.user_by_id(&alice.id)).await.expect("the pool reconnects").unwrap();
     assert_eq!(back, Some(alice));
 }
+
+/// `wardkey audit verify` finds every kind of tampering made with SQL
+/// behind Wardkey's back, each on a fresh database.
+#[tokio::test]
+async fn audit_tampering_is_found() {
+    for (what, statements, expected) in suite::audit_tampering() {
+        let (pg, store) = pg_store().await;
+        suite::seed_audit_chain(&store).await;
+        assert_eq!(suite::tampered_verdict(&store).await, Ok(6));
+        let mut side = side_connection(&pg).await;
+        for sql in statements {
+            exec(&mut side, sql).await;
+        }
+        let verdict = suite::tampered_verdict(&store).await;
+        assert!(verdict.as_ref().is_err_and(expected), "{what}: verify said {verdict:?}");
+    }
+}
+
+/// Two nodes (two pools on one database) appending at once make one
+/// unbroken chain: the head row's lock orders them.
+#[tokio::test]
+async fn two_nodes_appending_at_once_make_one_chain() {
+    let (pg, a) = pg_store().await;
+    let b = PostgresStore::open(pg.url()).await.unwrap();
+    let writes = (0..60).map(|i| {
+        let node: &dyn Store = if i % 2 == 0 { &a } else { &b };
+        async move {
+            let batch = [audit(i, "tap.signin", "a"), audit(i, "tap.lock", "a")];
+            node.append_audit_batch(&batch).await
+        }
+    });
+    for result in futures_util::future::join_all(writes).await {
+        result.unwrap();
+    }
+    assert_eq!(suite::tampered_verdict(&a).await, Ok(120));
+}

@@ -454,3 +454,52 @@ async fn dollar_placeholders() {
         sqlx::query_as("SELECT $2, $1, $2 + 1").bind("one").bind(2_i64).fetch_one(&mut conn).await.unwrap();
     assert_eq!(row, (2, "one".to_string(), 3));
 }
+
+/// `wardkey audit verify` finds every kind of tampering made with SQL
+/// behind Wardkey's back, each on a fresh store.
+#[tokio::test]
+async fn audit_tampering_is_found() {
+    for (what, statements, expected) in suite::audit_tampering() {
+        let (dir, store) = temp_file_store().await;
+        suite::seed_audit_chain(&store).await;
+        assert_eq!(suite::tampered_verdict(&store).await, Ok(6));
+        let mut side = sqlx::SqliteConnection::connect(&file_url(&dir.path().join("wardkey.db"))).await.unwrap();
+        for sql in statements {
+            sqlx::query(sql).execute(&mut side).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        let verdict = suite::tampered_verdict(&store).await;
+        assert!(verdict.as_ref().is_err_and(expected), "{what}: verify said {verdict:?}");
+    }
+}
+
+/// Records written before the chain existed are sealed into it, in order,
+/// when the store is opened; a row added without a place in it later is
+/// not.
+#[tokio::test]
+async fn records_older_than_the_chain_are_sealed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(&dir.path().join("wardkey.db"));
+    let store = SqliteStore::open(&url).await.unwrap();
+    store.append_audit(&audit(1, "tap.signin", "new")).await.unwrap();
+    store.close().await;
+    let mut side = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    for sql in [
+        "UPDATE audit_log SET seq = NULL, prev_hash = NULL, hash = NULL",
+        "INSERT INTO audit_log (at, event, actor, subject, detail) VALUES (2, 'user.add', 'admin-cli', 'old', '{}')",
+        "UPDATE audit_chain SET seq = 0, hash = '', legacy_sealed = 0",
+    ] {
+        sqlx::query(sql).execute(&mut side).await.unwrap();
+    }
+    let store = SqliteStore::open(&url).await.unwrap();
+    assert_eq!(suite::tampered_verdict(&store).await, Ok(2), "both old records sealed, in order");
+    sqlx::query("INSERT INTO audit_log (at, event, actor, subject, detail) VALUES (3, 'x', 'y', 'z', '{}')")
+        .execute(&mut side)
+        .await
+        .unwrap();
+    store.close().await;
+    let store = SqliteStore::open(&url).await.unwrap();
+    assert!(matches!(
+        suite::tampered_verdict(&store).await,
+        Err(wardkey_store::audit_chain::ChainProblem::Inserted { .. })
+    ));
+}

@@ -14,6 +14,7 @@ use wardkey_core::keys::{SigningAlg, SigningKey};
 use wardkey_core::session::{ACR_PASSKEY, ACR_SECURITY_KEY};
 use wardkey_core::user::{DirectoryRecord, NewUser, User};
 use wardkey_core::workstation::Workstation;
+use wardkey_store::audit_chain::ChainProblem;
 use wardkey_store::migrate::CopyReport;
 use wardkey_store::{
     AuthenticatorKind, CredentialKind, LogoutNotice, NewLogoutNotice, ScimGroup, Store, StoreError, UserChange,
@@ -1316,6 +1317,7 @@ macro_rules! all_cases {
             directory_generation_moves_with_every_directory_change,
             directory_generation_stays_when_nothing_changes,
             attempts_are_counted_before_they_are_judged,
+            audit_chain_verifies_pages_and_prunes,
         );
         $crate::suite::store_pair_suite!(
             $open;
@@ -1327,3 +1329,103 @@ macro_rules! all_cases {
 pub(crate) use all_cases;
 pub(crate) use store_pair_suite;
 pub(crate) use store_suite;
+
+// ---------------------------------------------------------------------------
+// The audit chain
+
+/// Six records, appended one by one and as a batch.
+pub async fn seed_audit_chain(store: &dyn Store) {
+    for at in 1..=3 {
+        store.append_audit(&audit(at, "tap.signin", &format!("user{at}"))).await.unwrap();
+    }
+    store
+        .append_audit_batch(&[
+            audit(4, "tap.lock", "user4"),
+            audit(5, "tap.out", "user5"),
+            audit(6, "user.disabled", "user6"),
+        ])
+        .await
+        .unwrap();
+}
+
+pub async fn audit_chain_verifies_pages_and_prunes(store: &dyn Store) {
+    use wardkey_store::AuditFilter;
+    use wardkey_store::audit_chain::verify;
+    assert_eq!(verify(store).await.unwrap().1, Ok(0), "an empty log verifies");
+    seed_audit_chain(store).await;
+    let (head, verdict) = verify(store).await.unwrap();
+    assert_eq!((head.seq, verdict), (6, Ok(6)));
+    // Thirty writers at once still make one unbroken chain.
+    let writes = (0..30).map(|i| async move { store.append_audit(&audit(100 + i, "tap.signin", "crowd")).await });
+    for result in futures_util::future::join_all(writes).await {
+        result.unwrap();
+    }
+    assert_eq!(verify(store).await.unwrap().1, Ok(36));
+
+    // Filters, newest first, with paging by seq.
+    let search = |filter: AuditFilter| async move { store.search_audit(&filter).await.unwrap() };
+    let taps = search(AuditFilter { event: Some("tap.".into()), limit: 100, ..Default::default() }).await;
+    assert_eq!(taps.len(), 35);
+    assert!(taps.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+    let page = search(AuditFilter { before_seq: Some(3), limit: 10, ..Default::default() }).await;
+    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 1]);
+    let user2 = search(AuditFilter { subject: Some("USER2".into()), limit: 10, ..Default::default() }).await;
+    assert_eq!(user2.len(), 1, "subjects match whatever their case");
+    let window = search(AuditFilter { since: Some(2), until: Some(4), limit: 10, ..Default::default() }).await;
+    assert_eq!(window.iter().map(|r| r.event.at).collect::<Vec<_>>(), [3, 2]);
+    let like = search(AuditFilter { event: Some("tap_".into()), limit: 10, ..Default::default() }).await;
+    assert!(like.is_empty(), "`_` in a filter is a character, not a wildcard");
+
+    // Retention deletes the oldest records and the rest still verifies.
+    assert_eq!(store.prune_audit(4).await.unwrap(), 3);
+    assert_eq!(store.prune_audit(4).await.unwrap(), 0, "pruning again deletes nothing");
+    let (head, verdict) = verify(store).await.unwrap();
+    assert_eq!((head.anchor_seq, verdict), (3, Ok(33)));
+    store.append_audit(&audit(200, "user.enabled", "user6")).await.unwrap();
+    assert_eq!(verify(store).await.unwrap().1, Ok(34));
+}
+
+/// Each way of tampering with the log behind Wardkey's back (SQL run on
+/// [`seed_audit_chain`]'s six records) and the first problem `verify` must
+/// report.
+pub fn audit_tampering() -> Vec<(&'static str, Vec<&'static str>, fn(&ChainProblem) -> bool)> {
+    vec![
+        ("an edited subject", vec!["UPDATE audit_log SET subject = 'mallory' WHERE seq = 3"], |p| {
+            *p == ChainProblem::Altered { seq: 3 }
+        }),
+        ("an edited detail", vec![r#"UPDATE audit_log SET detail = '{"n":4}' WHERE seq = 4"#], |p| {
+            *p == ChainProblem::Altered { seq: 4 }
+        }),
+        ("a deleted record", vec!["DELETE FROM audit_log WHERE seq = 2"], |p| {
+            *p == ChainProblem::Missing { from: 2, to: 2, before: 1, seq: 3 }
+        }),
+        (
+            "two records swapped",
+            vec![
+                "UPDATE audit_log SET seq = -2 WHERE seq = 2",
+                "UPDATE audit_log SET seq = 2 WHERE seq = 3",
+                "UPDATE audit_log SET seq = 3 WHERE seq = -2",
+            ],
+            |p| *p == ChainProblem::Altered { seq: 2 },
+        ),
+        ("a record moved to another time", vec!["UPDATE audit_log SET at = 100 WHERE seq = 1"], |p| {
+            *p == ChainProblem::Altered { seq: 1 }
+        }),
+        (
+            "an inserted record",
+            vec![
+                "INSERT INTO audit_log (at, event, actor, subject, detail) \
+                 VALUES (7, 'user.enabled', 'admin-cli', 'mallory', '{}')",
+            ],
+            |p| matches!(p, ChainProblem::Inserted { event, .. } if event == "user.enabled"),
+        ),
+        ("the newest record deleted", vec!["DELETE FROM audit_log WHERE seq = 6"], |p| {
+            *p == ChainProblem::TailMissing { head: 6, last: 5 }
+        }),
+    ]
+}
+
+/// `verify` of a store seeded and then tampered with by `case`.
+pub async fn tampered_verdict(store: &dyn Store) -> Result<u64, ChainProblem> {
+    wardkey_store::audit_chain::verify(store).await.unwrap().1
+}
