@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::progress::Progress;
 use crate::schedule::Timetable;
-use crate::stats::{ErrorKind, Op, Stats};
+use crate::stats::{ErrorKind, Op, Stats, timeline_step};
 
 /// What one request came to.
 #[derive(Debug, Clone)]
@@ -132,7 +132,7 @@ fn note(stats: &mut Stats, progress: &Progress, measured: bool, due: Instant, ou
         return;
     }
     match outcome.result {
-        Ok(()) => stats.record(outcome.op, outcome.done.saturating_duration_since(due)),
+        Ok(()) => stats.record_at(outcome.op, outcome.done.saturating_duration_since(due), due),
         Err(kind) => stats.record_error(outcome.op, &kind),
     }
 }
@@ -151,6 +151,9 @@ pub async fn run_open<A: Actor>(
     // is due.
     let start = Instant::now() + Duration::from_millis(20);
     let stop_sending = start + timetable.total() + options.drain;
+    // The latency-over-time view starts with the measured window.
+    let measure_from = start + options.warmup;
+    let step = timeline_step(options.duration);
     let mut senders = Vec::new();
     let mut workers = Vec::new();
     for lane in lanes {
@@ -162,7 +165,7 @@ pub async fn run_open<A: Actor>(
             let progress = options.progress.clone();
             let cancel = options.cancel.clone();
             workers.push(tokio::spawn(async move {
-                let mut stats = Stats::new();
+                let mut stats = Stats::timed(measure_from, step);
                 loop {
                     let slot = rx.lock().await.recv().await;
                     let Some(slot) = slot else { break };
@@ -241,12 +244,13 @@ pub async fn run_closed<A: Actor>(actors: Vec<(A, usize)>, options: &RunOptions)
     let start = Instant::now();
     let measure_from = start + options.warmup;
     let end = measure_from + options.duration;
+    let step = timeline_step(options.duration);
     let mut workers = Vec::new();
     for (mut actor, lane) in actors {
         let progress = options.progress.clone();
         let cancel = options.cancel.clone();
         workers.push(tokio::spawn(async move {
-            let mut stats = Stats::new();
+            let mut stats = Stats::timed(measure_from, step);
             loop {
                 let due = Instant::now();
                 if due >= end || cancel.is_cancelled() {
@@ -353,6 +357,29 @@ mod tests {
         assert!((2050.0..2150.0).contains(&max_ms), "coordinated omission would show 200 ms, got {max_ms}");
         assert!(h.min() >= 199_000 && h.min() <= 201_000);
         assert!(done.stats.queue_delay.max() > 1_800_000, "the wait for a worker is shown too");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timeline_shows_the_backlog_growing_over_the_measured_window() {
+        // As above, after a second of warmup: 20 measured requests, one in
+        // each 100 ms step, each waiting longer than the one before.
+        let opts = options(1, 2, 10);
+        let timetable = Timetable::new(10.0, opts.warmup, opts.duration).unwrap();
+        let actors = vec![Fixed { service: Duration::from_millis(200), steps: 0 }];
+        let done = run_open(vec![actors], timetable, |_| 0, &opts).await;
+        let steps = done.stats.timeline.buckets(Some(Op::TapHot));
+        assert_eq!(steps.len(), 20, "warmup left out: {steps:?}");
+        assert!(steps.iter().all(|b| b.count == 1 && (b.seconds - 0.1).abs() < 1e-9));
+        assert_eq!(steps[0].from_seconds, 0.0);
+        assert_eq!(steps[19].from_seconds, 1.9);
+        assert!(steps.windows(2).all(|w| w[0].p50_ms <= w[1].p50_ms), "{steps:?}");
+        assert!(steps[19].p50_ms > steps[0].p50_ms + 1500.0, "{steps:?}");
+        // Closed loop: from the end of warmup too.
+        let opts = options(1, 2, 0);
+        let done = run_closed(vec![(Fixed { service: Duration::from_millis(100), steps: 0 }, 0)], &opts).await;
+        let steps = done.stats.timeline.buckets(None);
+        assert_eq!(steps.iter().map(|b| b.count).sum::<u64>(), 20);
+        assert_eq!(steps[0].from_seconds, 0.0);
     }
 
     #[tokio::test(start_paused = true)]

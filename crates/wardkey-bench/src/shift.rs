@@ -29,7 +29,7 @@ use crate::progress::Progress;
 use crate::report::{ClinicianShift, Reference, ShiftReport, Spread};
 use crate::schedule::shift_taps;
 use crate::shift_change::state_name;
-use crate::stats::{ErrorKind, Op, Stats};
+use crate::stats::{ErrorKind, Op, Stats, timeline_step};
 use crate::wire::Wardkey;
 
 /// The shift to play.
@@ -175,6 +175,10 @@ struct Player {
     ward: Arc<Ward>,
     /// Taps not started by then are counted as unsent.
     stop: Instant,
+    /// When the shift's first tap was due: the start of its timeline.
+    start: Instant,
+    /// The timeline's step.
+    step: Duration,
     exchanges: usize,
     seed: u64,
     progress: Progress,
@@ -183,9 +187,9 @@ struct Player {
 /// One clinician's shift: each time a tap falls due (`taps` yields its due
 /// time, released by the pacer), walk up to a workstation and tap.
 async fn play(ctx: Player, c: usize, mut taps: mpsc::UnboundedReceiver<Instant>) -> Shift {
-    let Player { ward, stop, exchanges, seed, progress } = ctx;
+    let Player { ward, stop, start, step, exchanges, seed, progress } = ctx;
     let mut rng = StdRng::seed_from_u64(seed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let mut stats = Stats::new();
+    let mut stats = Stats::timed(start, step);
     let clinician = ward.clinicians[c].clone();
     let mut figures = ClinicianShift {
         username: clinician.username.clone(),
@@ -345,8 +349,15 @@ pub async fn run(
     let ticker = progress.spawn_ticker(start);
     progress.phase("shift");
     let stop = start + limit.min(plan.compressed()) + plan.drain;
-    let ctx =
-        Player { ward: ward.clone(), stop, exchanges: plan.exchanges, seed: plan.seed, progress: progress.clone() };
+    let ctx = Player {
+        ward: ward.clone(),
+        stop,
+        start,
+        step: timeline_step(limit.min(plan.compressed())),
+        exchanges: plan.exchanges,
+        seed: plan.seed,
+        progress: progress.clone(),
+    };
     let mut inboxes = Vec::new();
     let tasks: Vec<_> = (0..plan.clinicians)
         .map(|c| {

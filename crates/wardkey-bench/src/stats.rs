@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 /// Highest latency a histogram holds, in microseconds (one hour); longer
 /// ones are recorded as one hour.
@@ -133,6 +134,8 @@ pub struct Stats {
     pub queue_delay: Histogram<u64>,
     /// Requests that were due but never sent because the run ended first.
     pub unsent: u64,
+    /// Latency over the run, when [`Stats::timed`] gave it a start.
+    pub timeline: Timeline,
 }
 
 impl Default for Stats {
@@ -142,14 +145,35 @@ impl Default for Stats {
 }
 
 impl Stats {
-    /// Nothing measured yet.
+    /// Nothing measured yet, and no timeline kept.
     pub fn new() -> Self {
-        Self { latency: BTreeMap::new(), errors: BTreeMap::new(), queue_delay: new_histogram(), unsent: 0 }
+        Self {
+            latency: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            queue_delay: new_histogram(),
+            unsent: 0,
+            timeline: Timeline::default(),
+        }
     }
 
-    /// A successful `op` that took `latency`.
+    /// Nothing measured yet; each request is also placed on a timeline by
+    /// when it started, from `origin` (the start of the measured window) in
+    /// steps of `step`.
+    pub fn timed(origin: Instant, step: Duration) -> Self {
+        Self { timeline: Timeline::new(origin, step), ..Self::new() }
+    }
+
+    /// A successful `op` that took `latency` and has just ended.
     pub fn record(&mut self, op: Op, latency: Duration) {
+        let now = Instant::now();
+        self.record_at(op, latency, now.checked_sub(latency).unwrap_or(now));
+    }
+
+    /// A successful `op` that took `latency` from `started` (when it was
+    /// due, for latency counted from then).
+    pub fn record_at(&mut self, op: Op, latency: Duration, started: Instant) {
         record(self.latency.entry(op).or_insert_with(new_histogram), latency);
+        self.timeline.record(op, latency, started);
     }
 
     /// A failed `op`.
@@ -176,6 +200,7 @@ impl Stats {
         }
         let _ = self.queue_delay.add(&other.queue_delay);
         self.unsent += other.unsent;
+        self.timeline.merge(&other.timeline);
     }
 
     /// Successful requests of `op`.
@@ -205,6 +230,149 @@ impl Stats {
             let _ = all.add(h);
         }
         all
+    }
+}
+
+/// Steps of the timeline's latency buckets: 16 a doubling, so a bucket is
+/// 4.4 % wide and a percentile read from it is within about 2 % — plenty
+/// for a chart, at a few bytes a bucket.
+const STEPS_PER_DOUBLING: f64 = 16.0;
+
+fn latency_bucket(latency: Duration) -> u16 {
+    let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, MAX_MICROS);
+    ((micros as f64).log2() * STEPS_PER_DOUBLING).floor() as u16
+}
+
+/// The middle of a latency bucket, in milliseconds.
+fn bucket_ms(bucket: u16) -> f64 {
+    2f64.powf((f64::from(bucket) + 0.5) / STEPS_PER_DOUBLING) / 1000.0
+}
+
+/// A step for a timeline of `window`: about 60 steps, rounded up to 1, 2 or
+/// 5 times a power of ten milliseconds, at least 100 ms.
+pub fn timeline_step(window: Duration) -> Duration {
+    let raw = (window.as_secs_f64() * 1000.0 / 60.0).max(100.0);
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let ms = [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * magnitude).find(|s| *s >= raw - 1e-9).unwrap_or(raw);
+    Duration::from_millis(ms.round() as u64)
+}
+
+/// Latency over the run: for each operation and time step, how many
+/// requests that started in the step fell in each latency bucket. Sparse
+/// (only buckets hit are kept) and coarse (see [`STEPS_PER_DOUBLING`]), so
+/// a worker's timeline stays small however long the run; timelines of
+/// several workers merge by adding counts.
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    /// Step 0 starts here; none: nothing is kept.
+    origin: Option<Instant>,
+    step: Duration,
+    /// (operation, step, latency bucket) → requests.
+    cells: BTreeMap<(Op, u32, u16), u64>,
+}
+
+/// One step of a timeline: requests that started in it, and their latency.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TimeBucket {
+    /// Start of the step, seconds from the start of the measured window.
+    pub from_seconds: f64,
+    /// Length of the step, seconds.
+    pub seconds: f64,
+    /// Successful requests that started in the step.
+    pub count: u64,
+    /// Median latency, milliseconds (within about 2 %).
+    pub p50_ms: f64,
+    /// 99th percentile latency, milliseconds (within about 2 %).
+    pub p99_ms: f64,
+}
+
+impl Timeline {
+    /// An empty timeline whose step 0 starts at `origin`.
+    pub fn new(origin: Instant, step: Duration) -> Self {
+        Self { origin: Some(origin), step: step.max(Duration::from_millis(1)), cells: BTreeMap::new() }
+    }
+
+    /// The length of one step.
+    pub fn step(&self) -> Duration {
+        self.step
+    }
+
+    fn index(&self, started: Instant) -> Option<u32> {
+        let origin = self.origin?;
+        let since = started.saturating_duration_since(origin);
+        Some(u32::try_from(since.as_nanos() / self.step.as_nanos().max(1)).unwrap_or(u32::MAX))
+    }
+
+    /// A request of `op` that started at `started` and took `latency`.
+    pub fn record(&mut self, op: Op, latency: Duration, started: Instant) {
+        if let Some(index) = self.index(started) {
+            *self.cells.entry((op, index, latency_bucket(latency))).or_default() += 1;
+        }
+    }
+
+    /// Add what `other` holds. A timeline without an origin takes
+    /// `other`'s origin and step; steps of another origin or length are
+    /// placed by when they started.
+    pub fn merge(&mut self, other: &Timeline) {
+        let Some(theirs) = other.origin else { return };
+        let Some(mine) = self.origin else {
+            *self = other.clone();
+            return;
+        };
+        if mine == theirs && self.step == other.step {
+            for (key, n) in &other.cells {
+                *self.cells.entry(*key).or_default() += n;
+            }
+            return;
+        }
+        for ((op, index, bucket), n) in &other.cells {
+            let started = theirs + other.step * *index;
+            if let Some(at) = self.index(started) {
+                *self.cells.entry((*op, at, *bucket)).or_default() += n;
+            }
+        }
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// Each step in which `op` (every operation, for none) had requests,
+    /// in time order.
+    pub fn buckets(&self, op: Option<Op>) -> Vec<TimeBucket> {
+        // step → latency bucket → requests
+        let mut steps: BTreeMap<u32, BTreeMap<u16, u64>> = BTreeMap::new();
+        for ((o, index, bucket), n) in &self.cells {
+            if op.is_none_or(|want| want == *o) {
+                *steps.entry(*index).or_default().entry(*bucket).or_default() += n;
+            }
+        }
+        let step = self.step.as_secs_f64();
+        steps
+            .into_iter()
+            .map(|(index, counts)| {
+                let count: u64 = counts.values().sum();
+                let at = |q: f64| {
+                    let rank = ((q * count as f64).ceil() as u64).clamp(1, count);
+                    let mut seen = 0;
+                    for (bucket, n) in &counts {
+                        seen += n;
+                        if seen >= rank {
+                            return bucket_ms(*bucket);
+                        }
+                    }
+                    0.0
+                };
+                TimeBucket {
+                    from_seconds: self.step.checked_mul(index).map_or(f64::MAX, |d| d.as_secs_f64()),
+                    seconds: step,
+                    count,
+                    p50_ms: at(0.5),
+                    p99_ms: at(0.99),
+                }
+            })
+            .collect()
     }
 }
 
@@ -355,6 +523,60 @@ mod tests {
         // The tail is drawn in detail: points beyond 99.9 %.
         assert!(c.iter().filter(|p| p.percentile > 99.9).count() >= 3);
         assert!(curve(&new_histogram()).is_empty());
+    }
+
+    #[test]
+    fn timeline_places_requests_by_when_they_started() {
+        let origin = Instant::now();
+        let at = |ms: u64| origin + Duration::from_millis(ms);
+        let mut a = Stats::timed(origin, Duration::from_secs(1));
+        for _ in 0..100 {
+            a.record_at(Op::TapHot, Duration::from_millis(1), at(100));
+        }
+        let mut b = Stats::timed(origin, Duration::from_secs(1));
+        for _ in 0..98 {
+            b.record_at(Op::TapHot, Duration::from_millis(10), at(2500));
+        }
+        b.record_at(Op::TapHot, Duration::from_millis(200), at(2900));
+        b.record_at(Op::TapHot, Duration::from_millis(200), at(2000));
+        b.record_at(Op::PinEntry, Duration::from_millis(100), at(2100));
+        // As the engine gathers workers: into stats without a timeline.
+        let mut all = Stats::new();
+        all.merge(&a);
+        all.merge(&b);
+        assert_eq!(all.count(Op::TapHot), 200);
+        let within = |got: f64, want: f64| (got - want).abs() <= want * 0.025;
+        let hot = all.timeline.buckets(Some(Op::TapHot));
+        assert_eq!(hot.len(), 2, "{hot:?}");
+        assert_eq!((hot[0].from_seconds, hot[0].seconds, hot[0].count), (0.0, 1.0, 100));
+        assert!(within(hot[0].p50_ms, 1.0) && within(hot[0].p99_ms, 1.0), "{hot:?}");
+        assert_eq!((hot[1].from_seconds, hot[1].count), (2.0, 100));
+        assert!(within(hot[1].p50_ms, 10.0), "{hot:?}");
+        assert!(within(hot[1].p99_ms, 200.0), "the slowest 2 of 100 make p99: {hot:?}");
+        let every = all.timeline.buckets(None);
+        assert_eq!(every.iter().map(|b| b.count).collect::<Vec<_>>(), [100, 101]);
+        assert_eq!(all.timeline.buckets(Some(Op::Refresh)), []);
+        // Stats without a start keep no timeline.
+        let mut plain = Stats::new();
+        plain.record(Op::TapHot, Duration::from_millis(1));
+        assert!(plain.timeline.is_empty());
+        // A timeline of another origin is placed by time.
+        let mut later = Stats::timed(at(1000), Duration::from_millis(500));
+        later.record_at(Op::TapHot, Duration::from_millis(3), at(1700));
+        all.merge(&later);
+        assert_eq!(all.timeline.buckets(Some(Op::TapHot))[1].from_seconds, 1.0);
+    }
+
+    #[test]
+    fn timeline_steps_are_round_and_about_sixty_a_run() {
+        assert_eq!(timeline_step(Duration::from_secs(20)), Duration::from_millis(500));
+        assert_eq!(timeline_step(Duration::from_secs(60)), Duration::from_secs(1));
+        assert_eq!(timeline_step(Duration::from_secs(600)), Duration::from_secs(10));
+        assert_eq!(timeline_step(Duration::from_secs(3600)), Duration::from_secs(100));
+        assert_eq!(timeline_step(Duration::from_secs(1)), Duration::from_millis(100));
+        assert_eq!(timeline_step(Duration::ZERO), Duration::from_millis(100));
+        assert_eq!(latency_bucket(Duration::ZERO), 0);
+        assert!((bucket_ms(latency_bucket(Duration::from_millis(100))) / 100.0 - 1.0).abs() < 0.025);
     }
 
     #[test]
