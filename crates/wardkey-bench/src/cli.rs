@@ -116,7 +116,7 @@ pub struct LoadArgs {
     /// Write the full report as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Write a latency-by-percentile plot (SVG).
+    /// Write latency plots (SVG): by percentile, and over the run.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
     /// No progress bar (it is also hidden when stderr is not a terminal).

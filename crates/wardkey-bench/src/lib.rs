@@ -18,7 +18,7 @@
 //! queue: no coordinated omission) or closed loop (N workers back to back),
 //! see [`engine`] and [`schedule`]. Latencies go into HDR histograms per
 //! operation ([`stats`]) and come out as a table, a JSON report and an SVG
-//! percentile plot ([`report`], [`plot`]).
+//! plot by percentile and over the run ([`report`], [`plot`]).
 //!
 //! Only `wardkey-proto` is shared with the server: the tool speaks HTTP as
 //! agents and apps do, and never links server code, so what it measures is

@@ -1,6 +1,7 @@
 //! What a run found, three ways: a table on stdout for the person at the
 //! terminal, `--json FILE` for scripts and dashboards (one documented,
-//! versioned shape), and `--plot FILE.svg` for a picture of the tail.
+//! versioned shape), and `--plot FILE.svg` for a picture of the tail and
+//! of latency over the run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -10,8 +11,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::plot::{self, Series};
-use crate::stats::{CurvePoint, Op, Percentiles, Stats, curve, percentiles};
+use crate::plot::{self, Series, TimeSeries};
+use crate::stats::{CurvePoint, Op, Percentiles, Stats, TimeBucket, curve, percentiles};
 
 /// Version tag of the JSON report.
 pub const SCHEMA: &str = "wardkey-bench/report-1";
@@ -91,6 +92,10 @@ pub struct OpReport {
     pub latency_ms: Percentiles,
     /// The whole distribution, for plotting.
     pub percentile_curve: Vec<CurvePoint>,
+    /// Latency over the measured window: p50 and p99 of the requests that
+    /// started in each step (steps without any left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub over_time: Vec<TimeBucket>,
 }
 
 /// Failures, counted.
@@ -234,13 +239,14 @@ pub struct RunInfo {
     pub notes: Vec<String>,
 }
 
-fn op_report(h: &hdrhistogram::Histogram<u64>, errors: u64, window: Duration) -> OpReport {
+fn op_report(h: &hdrhistogram::Histogram<u64>, errors: u64, window: Duration, over_time: Vec<TimeBucket>) -> OpReport {
     OpReport {
         count: h.len(),
         errors,
         throughput_per_second: h.len() as f64 / window.as_secs_f64().max(1e-9),
         latency_ms: percentiles(h),
         percentile_curve: curve(h),
+        over_time,
     }
 }
 
@@ -252,7 +258,8 @@ pub fn build(info: RunInfo, stats: &Stats, window: Duration, shift: Option<Shift
         .filter(|op| stats.latency.contains_key(op) || stats.errors.contains_key(op))
         .map(|op| {
             let h = stats.latency.get(op).cloned().unwrap_or_else(crate::stats::new_histogram);
-            (op.as_str().to_string(), op_report(&h, stats.error_count(*op), window))
+            let over_time = stats.timeline.buckets(Some(*op));
+            (op.as_str().to_string(), op_report(&h, stats.error_count(*op), window, over_time))
         })
         .collect();
     let mut errors = ErrorReport { total: stats.total_errors(), ..ErrorReport::default() };
@@ -271,7 +278,7 @@ pub fn build(info: RunInfo, stats: &Stats, window: Duration, shift: Option<Shift
         started_at: info.started_at,
         load: info.load,
         operations,
-        total: op_report(&stats.combined(), stats.total_errors(), window),
+        total: op_report(&stats.combined(), stats.total_errors(), window, stats.timeline.buckets(None)),
         errors,
         queue_delay_ms: open.then(|| percentiles(&stats.queue_delay)),
         unsent: stats.unsent,
@@ -404,7 +411,8 @@ pub struct Outputs {
     pub plot: Option<PathBuf>,
 }
 
-/// The plot of `report`'s operations.
+/// The plot of `report`'s operations: by percentile, and over the run
+/// when the report has timelines.
 pub fn svg(report: &Report) -> String {
     let labels: Vec<String> = report.operations.iter().map(|(name, r)| format!("{name} (n={})", r.count)).collect();
     let series: Vec<Series<'_>> = report
@@ -413,7 +421,18 @@ pub fn svg(report: &Report) -> String {
         .zip(&labels)
         .map(|(r, label)| Series { name: label, points: &r.percentile_curve })
         .collect();
-    let title = format!("Wardkey {} latency by percentile", report.mode);
+    let over_time: Vec<TimeSeries<'_>> = report
+        .operations
+        .values()
+        .zip(&labels)
+        .map(|(r, label)| TimeSeries { name: label, buckets: &r.over_time })
+        .collect();
+    let timed = over_time.iter().any(|s| !s.buckets.is_empty());
+    let title = format!(
+        "Wardkey {} latency {}",
+        report.mode,
+        if timed { "by percentile and over the run" } else { "by percentile" }
+    );
     let load = &report.load;
     let subtitle = match load.rate_per_second {
         None if load.model == "shift" => format!(
@@ -429,7 +448,7 @@ pub fn svg(report: &Report) -> String {
             report.target, load.model, load.concurrency, load.duration_seconds, load.latency_from
         ),
     };
-    plot::render(&title, &subtitle, &series)
+    plot::render_report(&title, &subtitle, &series, &over_time)
 }
 
 /// Print the table and write `--json` and `--plot` when asked.
@@ -566,6 +585,49 @@ mod tests {
         let s = Spread::of(&[3.0, 1.0, 2.0, 10.0]);
         assert_eq!((s.min, s.median, s.mean, s.max), (1.0, 2.5, 4.0, 10.0));
         assert_eq!(Spread::of(&[]).max, 0.0);
+    }
+
+    #[test]
+    fn a_timed_run_reports_and_plots_latency_over_time() {
+        let origin = tokio::time::Instant::now();
+        let mut stats = Stats::timed(origin, Duration::from_millis(500));
+        for i in 0..40u64 {
+            let at = origin + Duration::from_millis(i * 100);
+            stats.record_at(Op::TapHot, Duration::from_micros(900 + i * 10), at);
+            stats.record_at(Op::PinEntry, Duration::from_millis(90), at);
+        }
+        let report = sample();
+        let built = build(
+            RunInfo {
+                mode: report.mode.clone(),
+                target: report.target.clone(),
+                started_at: report.started_at,
+                load: report.load.clone(),
+                interrupted: false,
+                notes: vec![],
+            },
+            &stats,
+            Duration::from_secs(4),
+            None,
+        );
+        let hot = &built.operations["tap_hot"].over_time;
+        assert_eq!(hot.len(), 8, "4 s in 0.5 s steps");
+        assert_eq!(hot.iter().map(|b| b.count).sum::<u64>(), 40);
+        assert_eq!(built.total.over_time.iter().map(|b| b.count).sum::<u64>(), 80);
+        let json: Value = serde_json::to_value(&built).unwrap();
+        assert_eq!(json["operations"]["pin_entry"]["over_time"][0]["from_seconds"], 0.0);
+        assert!(json["operations"]["pin_entry"]["over_time"][0]["p99_ms"].is_f64());
+        let back: Report = serde_json::from_value(json).unwrap();
+        assert_eq!(back, built);
+        // A report without timelines leaves the field out.
+        let plain = serde_json::to_value(sample()).unwrap();
+        assert!(plain["operations"]["tap_hot"].get("over_time").is_none());
+
+        let svg = svg(&built);
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        assert_eq!(doc.descendants().filter(|n| n.has_tag_name("path")).count(), 2);
+        assert_eq!(doc.descendants().filter(|n| n.has_tag_name("polyline")).count(), 4);
+        assert!(svg.contains("by percentile and over the run"));
     }
 
     #[test]
