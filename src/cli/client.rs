@@ -155,10 +155,10 @@ pub async fn run(settings: &Settings, cmd: ClientCommand, json_out: bool) -> any
     match cmd {
         ClientCommand::Add(args) => {
             let (client, secret) = build_client(*args)?;
-            let store = open_store(settings).await?;
-            store.create_client(&client).await.map_err(|e| explain(e, "client", &client.client_id))?;
-            let detail = json!({"auth": auth_method(&client), "min_acr": client.min_acr});
-            audit(store.as_ref(), "client.add", &client.client_id, detail).await?;
+            super::shared::admin(settings)
+                .await?
+                .add_client(&super::shared::operator(), &client, auth_method(&client))
+                .await?;
             print(json_out, json!({"client_id": client.client_id, "client_secret": secret}), || match &secret {
                 Some(s) => format!(
                     "client_id: {}\nclient_secret: {s}\nStore this secret now: it is not kept and cannot be shown again.",

@@ -4,6 +4,7 @@
 //! internals: groups use the store and the domain crates, and `serve`
 //! starts the server through its public `Application`.
 
+mod audit;
 mod badge;
 mod client;
 mod directory;
@@ -40,7 +41,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the identity server.
-    Serve,
+    Serve {
+        /// Create a new, empty store if there is none at `store.url`
+        /// (without it, a missing store is an error, so a wrong path or
+        /// database never starts a server that knows nobody).
+        #[arg(long)]
+        init: bool,
+    },
     /// Manage users.
     #[command(subcommand)]
     User(user::UserCommand),
@@ -68,17 +75,31 @@ pub enum Command {
     /// Provisioning over SCIM 2.0 (Entra ID and other provisioners).
     #[command(subcommand)]
     Scim(scim::ScimCommand),
+    /// Read, verify and export the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Load settings: `--config FILE` must exist; otherwise `./wardkey.toml` if
 /// present; then the environment.
-fn load_settings(config: Option<PathBuf>) -> anyhow::Result<Settings> {
+/// `/etc/wardkey/wardkey.toml` is read when there is no `./wardkey.toml`,
+/// so an admin on a packaged server need not pass `--config`. Says which
+/// file was read, if any.
+fn load_settings(config: Option<PathBuf>) -> anyhow::Result<(Settings, Option<PathBuf>)> {
     let (path, explicit) = match config {
         Some(p) => (p, true),
-        None => (PathBuf::from("wardkey.toml"), false),
+        None => {
+            let local = PathBuf::from("wardkey.toml");
+            let system = PathBuf::from(SYSTEM_CONFIG);
+            (if !local.exists() && system.exists() { system } else { local }, false)
+        }
     };
-    Ok(Settings::load(Some(&path), explicit)?)
+    let settings = Settings::load(Some(&path), explicit)?;
+    Ok((settings, path.exists().then_some(path)))
 }
+
+/// Where a packaged server keeps its configuration.
+const SYSTEM_CONFIG: &str = "/etc/wardkey/wardkey.toml";
 
 fn init_tracing(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -93,10 +114,18 @@ fn init_tracing(settings: &Settings) {
 
 /// Run the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = load_settings(cli.config)?;
+    let (mut settings, file) = load_settings(cli.config)?;
     match cli.command {
-        Command::Serve => {
+        Command::Serve { init } => {
             init_tracing(&settings);
+            match &file {
+                Some(path) => tracing::info!(config = %path.display(), "configuration read"),
+                None => tracing::info!("no configuration file: running on the built-in defaults"),
+            }
+            // The README's first command, on a fresh machine with no
+            // configuration at all, makes the embedded store (and says so).
+            let built_in = file.is_none() && settings.store.url == wardkey_idp::config::StoreSettings::default().url;
+            settings.store.create_if_missing = init || built_in;
             let app = wardkey_idp::Application::build(settings).await.context("starting the server")?;
             app.run_until(wardkey_idp::shutdown_signal()).await
         }
@@ -106,8 +135,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workstation(cmd) => workstation::run(&settings, cmd, cli.json).await,
         Command::Badge(cmd) => badge::run(&settings, cmd, cli.json).await,
         Command::Session(cmd) => session::run(&settings, cmd, cli.json).await,
-        Command::Store(cmd) => store::run(cmd, cli.json).await,
+        Command::Store(cmd) => store::run(&settings, cmd, cli.json).await,
         Command::Directory(cmd) => directory::run(&settings, cmd, cli.json).await,
         Command::Scim(cmd) => scim::run(&settings, cmd, cli.json).await,
+        Command::Audit(cmd) => audit::run(&settings, cmd, cli.json).await,
     }
 }

@@ -2,10 +2,9 @@
 
 use clap::Subcommand;
 use serde_json::json;
-use wardkey_core::clock::{Clock, SystemClock};
 use wardkey_idp::Settings;
 
-use super::shared::{audit, find_user, open_store, print};
+use super::shared::print;
 
 /// `wardkey session …`.
 #[derive(Debug, Subcommand)]
@@ -19,12 +18,9 @@ pub enum SessionCommand {
 
 /// `wardkey session …`.
 pub async fn run(settings: &Settings, cmd: SessionCommand, json_out: bool) -> anyhow::Result<()> {
-    let store = open_store(settings).await?;
     match cmd {
         SessionCommand::Revoke { username } => {
-            let user = find_user(store.as_ref(), &username).await?;
-            store.request_session_revocation(&user.id, SystemClock.now()).await?;
-            audit(store.as_ref(), "session.revoke", &username, json!({})).await?;
+            super::shared::admin(settings).await?.end_sessions(&super::shared::operator(), &username).await?;
             print(json_out, json!({"username": username, "revocation_requested": true}), || {
                 format!(
                     "sessions of {username} end within a second on every running server; apps are notified by back-channel logout"

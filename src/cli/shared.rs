@@ -11,10 +11,19 @@ use wardkey_core::clock::{Clock, SystemClock};
 use wardkey_idp::Settings;
 use wardkey_store::{Store, StoreError};
 
+/// The configured store, which must exist: an admin command never creates
+/// one (`wardkey store init` does).
 pub(crate) async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
-    wardkey_store::open(&settings.store.url)
+    wardkey_store::open_existing(&settings.store.url)
         .await
         .with_context(|| format!("opening the store at {}", wardkey_core::secret::redact_url(&settings.store.url)))
+}
+
+/// The admin service on the configured store: the console's rules and
+/// audit records, with this operator's name.
+pub(crate) async fn admin(settings: &Settings) -> anyhow::Result<wardkey_idp::admin::Admin> {
+    let store = open_store(settings).await?;
+    Ok(wardkey_idp::admin::Admin::new(store, Arc::new(SystemClock), Arc::new(settings.clone())))
 }
 
 /// Read one secret line from stdin, without its line ending.
@@ -34,14 +43,31 @@ pub(crate) async fn audit(
     subject: &str,
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
-    let record = AuditEvent {
-        at: SystemClock.now(),
-        event: event.into(),
-        actor: "admin-cli".into(),
-        subject: subject.into(),
-        detail,
-    };
+    let record =
+        AuditEvent { at: SystemClock.now(), event: event.into(), actor: operator(), subject: subject.into(), detail };
     store.append_audit(&record).await.context("writing the audit log")
+}
+
+/// Who ran this command, for the audit log: `cli:` and the operating
+/// system user (under sudo, the user who ran sudo), so a record names a
+/// person rather than "the CLI".
+pub(crate) fn operator() -> String {
+    let user = std::env::var("SUDO_USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| format!("uid {}", rustix_uid()));
+    format!("cli:{user}")
+}
+
+/// The real user id, when no name is in the environment (a cron job).
+fn rustix_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:").map(str::trim).map(str::to_string)))
+        .and_then(|ids| ids.split_whitespace().next().and_then(|id| id.parse().ok()))
+        .unwrap_or(u32::MAX)
 }
 
 pub(crate) fn print(json_out: bool, value: serde_json::Value, human: impl FnOnce() -> String) {

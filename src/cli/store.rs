@@ -10,6 +10,9 @@ use super::shared::{audit, print};
 /// `wardkey store …`.
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
+    /// Create the store at `store.url` if there is none, and bring its
+    /// schema up to date (once, before the first `wardkey serve`).
+    Init,
     /// Copy everything durable from one store into a new, empty one (for
     /// example SQLite to PostgreSQL when moving to several nodes).
     Migrate {
@@ -23,16 +26,24 @@ pub enum StoreCommand {
 }
 
 /// `wardkey store …`.
-pub async fn run(cmd: StoreCommand, json_out: bool) -> anyhow::Result<()> {
+pub async fn run(settings: &wardkey_idp::Settings, cmd: StoreCommand, json_out: bool) -> anyhow::Result<()> {
     match cmd {
+        StoreCommand::Init => {
+            let shown = wardkey_core::secret::redact_url(&settings.store.url);
+            let existed = wardkey_store::open_existing(&settings.store.url).await.is_ok();
+            wardkey_store::open(&settings.store.url).await.with_context(|| format!("creating the store at {shown}"))?;
+            let state = if existed { "already there, schema up to date" } else { "created" };
+            print(json_out, json!({"store": shown, "created": !existed}), || format!("store {shown}: {state}"));
+        }
         StoreCommand::Migrate { from, to } => {
             let (from_shown, to_shown) =
                 (wardkey_core::secret::redact_url(&from), wardkey_core::secret::redact_url(&to));
             if from == to {
                 bail!("--from and --to name the same store");
             }
-            let source =
-                wardkey_store::open(&from).await.with_context(|| format!("opening the source store {from_shown}"))?;
+            let source = wardkey_store::open_existing(&from)
+                .await
+                .with_context(|| format!("opening the source store {from_shown}"))?;
             let target =
                 wardkey_store::open(&to).await.with_context(|| format!("opening the target store {to_shown}"))?;
             let counts = migrate(source.as_ref(), target.as_ref()).await.with_context(|| {

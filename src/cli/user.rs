@@ -9,12 +9,11 @@ use clap::Subcommand;
 use serde_json::json;
 use wardkey_core::clock::{Clock, SystemClock};
 use wardkey_core::password;
-use wardkey_core::secret::{digest, new_secret};
 use wardkey_core::user::{self, NewUser};
 use wardkey_idp::Settings;
 use wardkey_store::{CredentialKind, StoreError};
 
-use super::shared::{audit, explain, find_user, open_store, print, read_secret};
+use super::shared::{admin, audit, explain, find_user, open_store, operator, print, read_secret};
 
 /// `wardkey user …`.
 #[derive(Debug, Subcommand)]
@@ -246,8 +245,14 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyho
             };
             let records = wardkey_directory::esr::parse(&text)?;
             let store = open_store(settings).await?;
-            let r = wardkey_directory::esr::import(store.as_ref(), records, SystemClock.now(), dry_run, "admin-cli")
-                .await?;
+            let r = wardkey_directory::esr::import(
+                store.as_ref(),
+                records,
+                SystemClock.now(),
+                dry_run,
+                &super::shared::operator(),
+            )
+            .await?;
             print(json_out, serde_json::to_value(&r)?, || {
                 let mut text = format!(
                     "{}{} users in the extract: {} created, {} updated, {} linked, {} disabled, {} unchanged, {} skipped",
@@ -297,22 +302,12 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyho
         UserCommand::Disable { username } => set_disabled(settings, &username, true, json_out).await?,
         UserCommand::Enable { username } => set_disabled(settings, &username, false, json_out).await?,
         UserCommand::Unlock { username } => {
-            let store = open_store(settings).await?;
-            let user =
-                store.user_by_username(&username).await?.ok_or_else(|| anyhow!("user {username:?} does not exist"))?;
-            store.reset_login_failures(&user.id).await?;
-            audit(store.as_ref(), "user.unlock", &username, json!({})).await?;
+            admin(settings).await?.unlock(&operator(), &username).await?;
             print(json_out, json!({"username": username, "unlocked": true}), || format!("unlocked {username}"));
         }
         UserCommand::SetPin { username, .. } => {
             let pin = read_secret("PIN")?;
-            wardkey_core::badge::validate_pin(&pin, settings.tap.pin_min_length)?;
-            let hash = password::hash(&settings.password.argon2(), &pin)?;
-            let store = open_store(settings).await?;
-            let user = find_user(store.as_ref(), &username).await?;
-            store.set_credential(&user.id, CredentialKind::Pin, &hash, SystemClock.now()).await?;
-            store.reset_pin_failures(&user.id).await?;
-            audit(store.as_ref(), "user.set_pin", &username, json!({})).await?;
+            admin(settings).await?.set_pin(&operator(), &username, &pin).await?;
             print(json_out, json!({"username": username, "pin_set": true}), || format!("PIN set for {username}"));
         }
         UserCommand::SetPassword { username, .. } => {
@@ -337,23 +332,17 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyho
         }
         UserCommand::Invite { username, valid_for } => {
             let valid_for = invite_validity(&valid_for)?;
-            let store = open_store(settings).await?;
-            let user = find_user(store.as_ref(), &username).await?;
-            if user.disabled {
-                bail!("user {username:?} is disabled: enable them first with `wardkey user enable {username}`");
-            }
-            let now = SystemClock.now();
-            let expires_at = now.saturating_add(valid_for.as_secs() as i64);
             // Only the digest is stored and nothing but the link carries the
             // token: it is not logged or audited, so the link works only for
             // whoever it is given to.
-            let token = new_secret();
-            store.create_invite(&digest(&token), &user.id, now, expires_at).await.map_err(|e| match e {
-                StoreError::NotFound(_) => anyhow!("user {username:?} does not exist"),
-                other => anyhow::Error::new(other),
-            })?;
-            audit(store.as_ref(), "user.invite", &username, json!({"sub": user.id, "expires_at": expires_at})).await?;
-            let url = format!("{}/account/invite/{token}", settings.issuer());
+            let invite =
+                admin(settings).await?.invite(&operator(), &username, valid_for).await.map_err(|e| match e {
+                    wardkey_idp::admin::AdminError::Refused(_) => anyhow!(
+                        "user {username:?} is disabled: enable them first with `wardkey user enable {username}`"
+                    ),
+                    other => other.into(),
+                })?;
+            let (url, expires_at) = (invite.url, invite.expires_at);
             print(json_out, json!({"username": username, "url": url, "expires_at": expires_at}), || {
                 format!(
                     "invite link for {username}, valid once until {}:\n  {url}\nGive it to {username} in person or over a channel you trust: whoever opens it first sets up the account.",
@@ -455,11 +444,8 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json_out: bool) -> anyho
 }
 
 async fn set_disabled(settings: &Settings, username: &str, disabled: bool, json_out: bool) -> anyhow::Result<()> {
-    let store = open_store(settings).await?;
     // Disabling also ends the user's live sessions on every running server.
-    store.set_user_disabled(username, disabled, SystemClock.now()).await.map_err(|e| explain(e, "user", username))?;
-    let event = if disabled { "user.disable" } else { "user.enable" };
-    audit(store.as_ref(), event, username, json!({})).await?;
+    admin(settings).await?.set_disabled(&operator(), username, disabled).await?;
     print(json_out, json!({"username": username, "disabled": disabled}), || {
         format!("{} {username}", if disabled { "disabled" } else { "enabled" })
     });

@@ -2,13 +2,11 @@
 
 use clap::Subcommand;
 use serde_json::json;
-use wardkey_core::clock::{Clock, SystemClock};
-use wardkey_core::secret::digest;
-use wardkey_core::workstation::{Workstation, enrolment_code, validate_label};
+use wardkey_core::clock::SystemClock;
+use wardkey_core::workstation::validate_label;
 use wardkey_idp::Settings;
-use wardkey_store::Store;
 
-use super::shared::{audit, explain, open_store, print};
+use super::shared::{admin, audit, explain, open_store, operator, print};
 
 /// `wardkey workstation …`.
 #[derive(Debug, Subcommand)]
@@ -51,24 +49,13 @@ pub async fn run(settings: &Settings, cmd: WorkstationCommand, json_out: bool) -
     let store = open_store(settings).await?;
     match cmd {
         WorkstationCommand::Enrol { name, ward } => {
-            let now = SystemClock.now();
-            let code = enrolment_code();
-            let expires_at = now + settings.tap.enrolment_code_ttl.as_secs() as i64;
-            let ws = Workstation {
-                id: wardkey_core::secret::random_token(12),
-                name: name.clone(),
-                ward: ward.clone(),
-                public_key: None,
-                enabled: true,
-                created_at: now,
-                enrolled_at: None,
-            };
-            let code_digest = digest(&wardkey_core::workstation::normalise_code(&code));
-            store
-                .create_workstation(&ws, &code_digest, expires_at)
-                .await
-                .map_err(|e| explain(e, "workstation", &name))?;
-            audit(store.as_ref(), "workstation.create", &name, json!({"ward": ward, "workstation_id": ws.id})).await?;
+            let admin = wardkey_idp::admin::Admin::new(
+                store.clone(),
+                std::sync::Arc::new(SystemClock),
+                std::sync::Arc::new(settings.clone()),
+            );
+            let enrolment = admin.enrol_workstation(&operator(), &name, &ward).await?;
+            let (ws, code, expires_at) = (enrolment.workstation, enrolment.code, enrolment.expires_at);
             print(
                 json_out,
                 json!({"name": name, "ward": ward, "workstation_id": ws.id, "code": code, "expires_at": expires_at}),
@@ -104,8 +91,8 @@ pub async fn run(settings: &Settings, cmd: WorkstationCommand, json_out: bool) -
                     .join("\n")
             });
         }
-        WorkstationCommand::Disable { name } => set_workstation(store.as_ref(), &name, false, json_out).await?,
-        WorkstationCommand::Enable { name } => set_workstation(store.as_ref(), &name, true, json_out).await?,
+        WorkstationCommand::Disable { name } => set_workstation(settings, &name, false, json_out).await?,
+        WorkstationCommand::Enable { name } => set_workstation(settings, &name, true, json_out).await?,
         WorkstationCommand::Remove { name } => {
             store.remove_workstation(&name).await.map_err(|e| explain(e, "workstation", &name))?;
             audit(store.as_ref(), "workstation.remove", &name, json!({})).await?;
@@ -115,10 +102,8 @@ pub async fn run(settings: &Settings, cmd: WorkstationCommand, json_out: bool) -
     Ok(())
 }
 
-async fn set_workstation(store: &dyn Store, name: &str, enabled: bool, json_out: bool) -> anyhow::Result<()> {
-    store.set_workstation_enabled(name, enabled).await.map_err(|e| explain(e, "workstation", name))?;
-    let event = if enabled { "workstation.enable" } else { "workstation.disable" };
-    audit(store, event, name, json!({})).await?;
+async fn set_workstation(settings: &Settings, name: &str, enabled: bool, json_out: bool) -> anyhow::Result<()> {
+    admin(settings).await?.set_workstation_enabled(&operator(), name, enabled).await?;
     print(json_out, json!({"name": name, "enabled": enabled}), || {
         format!("{} {name}", if enabled { "enabled" } else { "disabled" })
     });

@@ -54,7 +54,7 @@ async fn submit_password(page: &Page, username: &str) {
 
 /// Open a service-desk invite for `username` in the page, as a clinician
 /// would: the link, then its Continue button, landing on the keys page.
-async fn open_invite(app: &TestApp, page: &Page, username: &str) {
+pub(crate) async fn open_invite(app: &TestApp, page: &Page, username: &str) {
     let token = app.invite(username).await;
     page.navigate(&app.url(&format!("/account/invite/{token}"))).await;
     page.screenshot(&screenshot_path("invite.png")).await;
@@ -130,7 +130,7 @@ async fn redeem(app: &TestApp, page: &Page, callback: &str, verifier: &str, secr
 }
 
 /// Add a key named `name` of `kind` on the account page, as a person would.
-async fn add_key(app: &TestApp, page: &Page, name: &str, kind: &str) {
+pub(crate) async fn add_key(app: &TestApp, page: &Page, name: &str, kind: &str) {
     page.navigate(&app.url("/account/keys")).await;
     page.eval(&format!(
         "document.getElementById('key-name').value = {name:?}; document.getElementById('key-kind').value = {kind:?}; \
@@ -141,7 +141,7 @@ async fn add_key(app: &TestApp, page: &Page, name: &str, kind: &str) {
     page.wait_for(&format!("[...document.querySelectorAll('td')].some(td => td.innerText === {name:?})")).await;
 }
 
-fn screenshot_path(name: &str) -> std::path::PathBuf {
+pub(crate) fn screenshot_path(name: &str) -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)

@@ -80,6 +80,9 @@ fn wardkey_env(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: Option<&s
         )
         .env("WARDKEY_PASSWORD__M_COST", "1024")
         .env("WARDKEY_PASSWORD__T_COST", "1")
+        // The operator the audit log names.
+        .env("USER", "sam.ops")
+        .env_remove("SUDO_USER")
         .envs(env.iter().copied())
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
@@ -97,6 +100,18 @@ fn wardkey_env(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: Option<&s
         stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
     }
 }
+
+/// A scratch directory holding a new, empty store, as `wardkey store init`
+/// leaves it: admin commands never create one themselves.
+pub(crate) fn store_dir() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    wardkey(tmp.path(), &["store", "init"], None).ok();
+    tmp
+}
+
+/// Who runs the test's commands, as the audit log names them: the
+/// operating system user, not a shared "admin" account.
+const OPERATOR: &str = "cli:sam.ops";
 
 /// [`wardkey_env`] with no extra environment.
 pub(crate) fn wardkey(dir: &Path, args: &[&str], stdin: Option<&str>) -> Run {
@@ -131,7 +146,7 @@ const ADD_ALICE: &[&str] =
 
 #[test]
 fn user_add_then_list() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
 
     let added = wardkey(dir, ADD_ALICE, Some("correct horse battery\n")).ok();
@@ -156,7 +171,7 @@ fn user_add_then_list() {
 
 #[test]
 fn user_add_json_output() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     // --json is global: it may come before the subcommand.
     let out = wardkey(tmp.path(), &["--json", "user", "add", "bob"], None).ok().json();
     assert_eq!(out["username"], "bob");
@@ -181,7 +196,7 @@ async fn user_added_by_the_cli_can_sign_in() {
 
 #[test]
 fn duplicate_user_is_refused_and_changes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     wardkey(dir, ADD_ALICE, Some("correct horse battery\n")).ok();
 
@@ -196,7 +211,7 @@ fn duplicate_user_is_refused_and_changes_nothing() {
 
 #[test]
 fn bad_user_input_is_refused_with_a_reason() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
 
     wardkey(dir, &["user", "add", "a b"], None).fails_with(&["username", "\"a b\"", "not a valid username"]);
@@ -213,7 +228,7 @@ fn bad_user_input_is_refused_with_a_reason() {
 
 #[test]
 fn secrets_are_never_taken_from_arguments() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     wardkey(dir, &["user", "add", "alice", "--password", "hunter2hunter2"], None).usage_error("--password");
     wardkey(dir, &["user", "set-password", "alice", "--password", "hunter2hunter2"], None).usage_error("--password");
@@ -226,7 +241,7 @@ fn secrets_are_never_taken_from_arguments() {
 
 #[test]
 fn client_add_prints_its_secret_once() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
 
     let out = wardkey(
@@ -309,7 +324,7 @@ async fn client_secret_from_the_cli_works_at_a_running_server() {
 
 #[test]
 fn bad_client_input_is_refused_with_a_reason() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     let add = |extra: &[&str]| {
         let mut args = vec!["client", "add", "epr"];
@@ -350,7 +365,7 @@ fn bad_client_input_is_refused_with_a_reason() {
 /// shows it; the store keeps it; `store migrate` moves it.
 #[tokio::test]
 async fn client_min_acr() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     let add = |id: &str, extra: &[&str]| {
         let mut args = vec!["client", "add", id, "--redirect-uri", "https://epr.example/cb"];
@@ -394,7 +409,7 @@ async fn client_min_acr() {
 
 #[test]
 fn bad_min_acr_is_refused_with_the_values_that_work() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     let add = |acr: &str| {
         wardkey(dir, &["client", "add", "epr", "--redirect-uri", "https://epr.example/cb", "--min-acr", acr], None)
@@ -427,7 +442,7 @@ fn bad_min_acr_is_refused_with_the_values_that_work() {
 
 #[test]
 fn client_remove() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
 
     wardkey(dir, &["client", "remove", "nosuch"], None).fails_with(&["client \"nosuch\" does not exist"]);
@@ -443,7 +458,7 @@ fn client_remove() {
 
 #[test]
 fn disabling_an_unknown_user_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     wardkey(dir, &["user", "add", "alice"], None).ok();
     wardkey(dir, &["user", "disable", "bob"], None).fails_with(&["user \"bob\" does not exist"]);
@@ -453,7 +468,7 @@ fn disabling_an_unknown_user_is_refused() {
 
 #[test]
 fn user_disable_and_enable() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     wardkey(dir, &["user", "add", "alice"], None).ok();
 
@@ -531,7 +546,7 @@ async fn keys_rotate_reaches_a_running_server() {
 
 #[test]
 fn keys_rotate_human_output() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let out = wardkey(tmp.path(), &["keys", "rotate"], None).ok();
     assert!(out.stdout.starts_with("new signing keys: "), "{out:#?}");
     for alg in ["ES256", "RS256", "EdDSA"] {
@@ -542,7 +557,7 @@ fn keys_rotate_human_output() {
 
 #[test]
 fn config_errors_name_the_problem() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
 
     wardkey(dir, &["--config", "missing.toml", "user", "list"], None).fails_with(&["missing.toml", "does not exist"]);
@@ -577,7 +592,7 @@ fn workstations(dir: &Path) -> Vec<Value> {
 
 #[test]
 fn workstation_enrol_prints_a_one_time_code() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
 
     let before = SystemClock.now();
@@ -642,7 +657,7 @@ fn workstation_enrol_prints_a_one_time_code() {
 
 #[test]
 fn bad_workstation_input_is_refused_with_a_reason() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     let enrol = |name: &str, ward: &str| wardkey(dir, &["workstation", "enrol", name, "--ward", ward], None);
 
@@ -679,7 +694,7 @@ fn bad_workstation_input_is_refused_with_a_reason() {
 
 #[test]
 fn workstation_disable_and_enable() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     wardkey(dir, &["workstation", "enrol", "w4-pc1", "--ward", "Ward 4"], None).ok();
     wardkey(dir, &["workstation", "enrol", "w4-pc2", "--ward", "Ward 4"], None).ok();
@@ -731,7 +746,7 @@ async fn workstation_code_from_the_cli_enrols_at_a_running_server() {
 
 #[test]
 fn badge_enrol_and_revoke() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     wardkey(dir, &["user", "add", "alice"], None).ok();
     wardkey(dir, &["user", "add", "bob"], None).ok();
@@ -791,7 +806,7 @@ fn badge_enrol_and_revoke() {
 
 #[test]
 fn user_set_pin() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     wardkey(dir, &["user", "add", "alice"], None).ok();
     let set_pin = |username: &str, pin: &str| wardkey(dir, &["user", "set-pin", username, "--pin-stdin"], Some(pin));
@@ -914,7 +929,7 @@ async fn badge_and_pin_from_the_cli_work_at_a_running_server() {
 
 #[test]
 fn revoking_sessions_of_an_unknown_user_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     wardkey(dir, &["user", "add", "alice"], None).ok();
     wardkey(dir, &["session", "revoke", "bob"], None).fails_with(&["user \"bob\" does not exist"]);
@@ -948,7 +963,7 @@ async fn session_revoke_ends_a_live_tap_session() {
 
     let audit = app.state.store.recent_audit(50).await.unwrap();
     assert!(
-        audit.iter().any(|e| e.event == "session.revoke" && e.actor == "admin-cli" && e.subject == "erin"),
+        audit.iter().any(|e| e.event == "session.revoke" && e.actor == OPERATOR && e.subject == "erin"),
         "{audit:?}"
     );
 }
@@ -973,7 +988,7 @@ async fn user_disable_ends_live_tap_sessions() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let audit = app.state.store.recent_audit(50).await.unwrap();
-        if audit.iter().any(|e| e.event == "session.end" && e.actor == "admin-cli" && e.subject == fay.id) {
+        if audit.iter().any(|e| e.event == "session.end" && e.actor == OPERATOR && e.subject == fay.id) {
             break;
         }
         assert!(Instant::now() < deadline, "her session did not end within 5 s: {audit:?}");
@@ -1004,7 +1019,7 @@ fn webauthn_key(id: &[u8], user_id: &str, kind: AuthenticatorKind, name: &str, c
 /// such, and `user keys USER --enable ID` turns it back on, once, audited.
 #[tokio::test]
 async fn user_keys_enable_turns_a_suspended_key_back_on() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     wardkey(dir, &["user", "add", "alice"], None).ok();
     let store = cli_store(dir).await;
@@ -1029,7 +1044,7 @@ async fn user_keys_enable_turns_a_suspended_key_back_on() {
 /// first; `user remove-key` removes one of theirs, once, and audits it.
 #[tokio::test]
 async fn user_keys_and_remove_key() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     wardkey(dir, &["user", "add", "alice"], None).ok();
     wardkey(dir, &["user", "add", "bob"], None).ok();
@@ -1100,7 +1115,7 @@ async fn user_keys_and_remove_key() {
     for (record, (id, kind, name)) in
         revoked.iter().zip([(&phone_id, "passkey", "Phone"), (&yubikey_id, "security_key", "Blue YubiKey")])
     {
-        assert_eq!((record.actor.as_str(), record.subject.as_str()), ("admin-cli", "alice"), "{record:?}");
+        assert_eq!((record.actor.as_str(), record.subject.as_str()), (OPERATOR, "alice"), "{record:?}");
         assert_eq!(record.detail, json!({"credential": id, "kind": kind, "name": name}), "{record:?}");
     }
 }
@@ -1110,7 +1125,7 @@ async fn user_keys_and_remove_key() {
 /// and unknown users, are refused with a reason and change nothing.
 #[tokio::test]
 async fn bad_and_hostile_key_input() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     wardkey(dir, &["user", "add", "alice"], None).ok();
     let store = cli_store(dir).await;
@@ -1155,7 +1170,7 @@ async fn bad_and_hostile_key_input() {
 /// audited.
 #[tokio::test]
 async fn user_invite_prints_a_one_time_link() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     wardkey(dir, &["user", "add", "alice"], None).ok();
     let public_url = [("WARDKEY_SERVER__PUBLIC_URL", "https://sso.trust.example/")];
@@ -1211,7 +1226,7 @@ async fn user_invite_prints_a_one_time_link() {
 
     let invited = audited(store.as_ref(), "user.invite").await;
     assert_eq!(invited.len(), tokens.len(), "{invited:?}");
-    assert_eq!((invited[0].actor.as_str(), invited[0].subject.as_str()), ("admin-cli", "alice"));
+    assert_eq!((invited[0].actor.as_str(), invited[0].subject.as_str()), (OPERATOR, "alice"));
     assert_eq!(invited[0].detail, json!({"sub": alice.id, "expires_at": expires_at}));
     let everything = format!("{:?}", store.recent_audit(u32::MAX).await.unwrap());
     for token in &tokens {
@@ -1221,7 +1236,7 @@ async fn user_invite_prints_a_one_time_link() {
 
 #[tokio::test]
 async fn bad_invite_input_is_refused_with_a_reason() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     wardkey(dir, &["user", "add", "alice"], None).ok();
     wardkey(dir, &["user", "add", "dora"], None).ok();
@@ -1263,7 +1278,7 @@ async fn bad_invite_input_is_refused_with_a_reason() {
 /// whatever their case.
 #[test]
 fn user_lifecycle_and_password_rules() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     let add = |name: &str, pw: &str| wardkey(dir, &["user", "add", name, "--password-stdin"], Some(pw));
     for (pw, words) in [
@@ -1333,7 +1348,7 @@ fn user_lifecycle_and_password_rules() {
 /// bad row and writes nothing.
 #[test]
 fn user_import_from_an_esr_extract() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = store_dir();
     let dir = tmp.path();
     wardkey(dir, &["user", "add", "AOkafor", "--password-stdin"], Some("a fine long phrase\n")).ok();
     let sub = users(dir)[0]["sub"].clone();

@@ -139,6 +139,7 @@ impl Drop for TestApp {
 /// parameters are not what is under test here), port 0.
 pub fn test_settings(dir: &TempDir) -> Settings {
     let mut s = Settings::default();
+    s.store.create_if_missing = true;
     s.store.url = format!("sqlite://{}", dir.path().join("wardkey.db").display());
     s.password.m_cost = 1024;
     s.password.t_cost = 1;

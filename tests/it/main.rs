@@ -7,6 +7,7 @@ mod attestation;
 mod browser;
 mod cli;
 mod cluster;
+mod console;
 mod desk;
 mod directory;
 mod faults;

@@ -181,6 +181,7 @@ async fn anonymous_authorize_requests_cannot_fill_the_memory() {
     let dir = tempfile::tempdir().unwrap();
     let port = wardkey_testsupport::free_port();
     let base = format!("http://127.0.0.1:{port}");
+    cli(dir.path(), &["store", "init"], "");
     cli(dir.path(), &["client", "add", "web", "--redirect-uri", "http://127.0.0.1:9/cb"], "");
     let mut child = Command::new(env!("CARGO_BIN_EXE_wardkey"))
         .arg("serve")

@@ -20,7 +20,7 @@ use wardkey_core::secret::redact_url;
 
 use crate::config::Settings;
 use crate::keys::Keyring;
-use crate::metrics::{metrics_handler, track};
+use crate::metrics::track;
 use crate::state::{AppState, Foundations};
 use crate::{health, oidc};
 
@@ -59,7 +59,7 @@ pub fn router(state: AppState) -> Router {
     let ops = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics_handler));
+        .route("/metrics", get(health::metrics));
     let static_header = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
     };
@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::tap::router())
         .merge(crate::webauthn::router())
         .merge(crate::scim::router())
+        .merge(crate::console::router())
         .route("/static/webauthn.js", get(webauthn_js))
         .merge(api)
         .merge(ops)
@@ -124,9 +125,7 @@ impl Application {
                  which no model allow-list can vouch for"
             );
         }
-        let store = wardkey_store::open(&settings.store.url)
-            .await
-            .with_context(|| format!("opening the store at {}", redact_url(&settings.store.url)))?;
+        let store = open_store(&settings.store).await?;
         let cache = wardkey_cache::open(&settings.cache.url)
             .with_context(|| format!("opening the cache at {}", redact_url(&settings.cache.url)))?;
         let keys = Keyring::load(store.as_ref(), clock.now()).await.context("loading signing keys")?;
@@ -179,6 +178,14 @@ impl Application {
         tasks.spawn(crate::directory::poll_generation(self.state.directory.clone(), poll, cancel.clone()));
         tasks.spawn(crate::directory::listen(self.state.directory.clone(), self.state.cache.clone(), cancel.clone()));
         tasks.spawn(crate::directory_sync::run(self.state.directory_sync(), cancel.clone()));
+        let audit = &self.state.settings.audit;
+        if let Some(spec) = audit.sink.as_deref().and_then(|s| crate::audit_sink::SinkSpec::parse(s).ok()) {
+            tasks.spawn(crate::audit_sink::follow(self.state.store.clone(), spec, cancel.clone()));
+        }
+        if let Some(retention) = audit.retention {
+            let (store, clock) = (self.state.store.clone(), self.state.clock.clone());
+            tasks.spawn(crate::audit_sink::prune(store, clock, retention, cancel.clone()));
+        }
 
         let handle = axum_server::Handle::new();
         let signal_handle = handle.clone();
@@ -257,5 +264,20 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+/// Open the configured store, which must exist unless the settings allow
+/// creating one; a created store is said in the log, never silent.
+async fn open_store(settings: &crate::config::StoreSettings) -> anyhow::Result<Arc<dyn wardkey_store::Store>> {
+    let shown = redact_url(&settings.url);
+    match wardkey_store::open_existing(&settings.url).await {
+        Err(wardkey_store::StoreError::NoStore(_)) if settings.create_if_missing => {
+            let store =
+                wardkey_store::open(&settings.url).await.with_context(|| format!("creating the store at {shown}"))?;
+            tracing::warn!(store = %shown, "created a new, empty store");
+            Ok(store)
+        }
+        other => other.with_context(|| format!("opening the store at {shown}")),
     }
 }

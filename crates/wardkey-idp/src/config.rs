@@ -346,11 +346,21 @@ pub struct StoreSettings {
     /// takes to apply on this node.
     #[serde(with = "humantime_serde")]
     pub directory_poll: Duration,
+    /// Create a new, empty store if there is none. Never read from a file
+    /// or the environment: `wardkey serve --init` sets it (and the first
+    /// run on the built-in defaults), so a server pointed at the wrong path
+    /// or database stops instead of starting with nobody in it.
+    #[serde(skip)]
+    pub create_if_missing: bool,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        Self { url: "sqlite://./data/wardkey.db".into(), directory_poll: Duration::from_millis(250) }
+        Self {
+            url: "sqlite://./data/wardkey.db".into(),
+            directory_poll: Duration::from_millis(250),
+            create_if_missing: false,
+        }
     }
 }
 
@@ -359,6 +369,7 @@ impl std::fmt::Debug for StoreSettings {
         f.debug_struct("StoreSettings")
             .field("url", &redact_url(&self.url))
             .field("directory_poll", &self.directory_poll)
+            .field("create_if_missing", &self.create_if_missing)
             .finish()
     }
 }
@@ -624,6 +635,18 @@ impl Settings {
 
     /// Check values that parsed but would not work.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(sink) = &self.audit.sink {
+            crate::audit_sink::SinkSpec::parse(sink).map_err(|message| invalid("audit.sink", message))?;
+        }
+        if self.audit.retention.is_some_and(|r| r < Duration::from_secs(24 * 3600)) {
+            return Err(invalid(
+                "audit.retention",
+                "keep at least a day of audit records (\"1day\"); unset keeps them all",
+            ));
+        }
+        if self.console.fresh_sign_in.is_zero() {
+            return Err(invalid("console.fresh_sign_in", "must be more than 0, such as \"15m\""));
+        }
         self.directory.validate().map_err(|(key, message)| ConfigError::Directory { key, message })?;
         for (i, token) in self.scim.tokens.iter().enumerate() {
             let hex = token.sha256.len() == 64 && token.sha256.chars().all(|c| c.is_ascii_hexdigit());

@@ -12,12 +12,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use wardkey_cache::Op;
-use wardkey_core::clock::SharedClock;
 use wardkey_core::session::{Assurance, Session};
 use wardkey_core::user::User;
 use wardkey_core::workstation::Workstation;
 use wardkey_proto::tap::TapResponse;
-use wardkey_store::Store;
 
 use crate::attachments::{Attachment, Attachments, summary};
 use crate::backchannel::Logouts;
@@ -42,8 +40,7 @@ pub struct Desks {
     pub(crate) logouts: Logouts,
     pub(crate) metrics: Arc<Metrics>,
     /// The audit log.
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) clock: SharedClock,
+    pub(crate) audit: crate::audit::AuditLog,
     pub(crate) settings: Arc<Settings>,
 }
 
@@ -106,18 +103,17 @@ impl Desks {
         self.metrics.cloned_badge.inc();
         tracing::warn!(ward = %ws.ward, previous_ward = %seen.ward, "badge tapped on two wards: possible clone");
         let subject = URL_SAFE_NO_PAD.encode(&digest[..8]);
-        crate::audit::record(
-            self.store.as_ref(),
-            self.clock.now(),
-            "badge.cloned_suspected",
-            "tap",
-            &subject,
-            json!({
-                "ward": ws.ward, "workstation_id": ws.id,
-                "previous_ward": seen.ward, "previous_workstation_id": seen.workstation_id,
-            }),
-        )
-        .await;
+        self.audit
+            .record(
+                "badge.cloned_suspected",
+                "tap",
+                &subject,
+                json!({
+                    "ward": ws.ward, "workstation_id": ws.id,
+                    "previous_ward": seen.ward, "previous_workstation_id": seen.workstation_id,
+                }),
+            )
+            .await;
     }
 }
 
@@ -150,8 +146,7 @@ mod tests {
             settings: settings.clone(),
             wake: Arc::default(),
         };
-        let desks =
-            Desks { attachments, logouts, metrics, store: kit.store.clone(), clock: kit.shared_clock(), settings };
+        let desks = Desks { attachments, logouts, audit: kit.audit(), metrics, settings };
         (desks, sessions)
     }
 

@@ -30,6 +30,8 @@ pub struct DirectorySync {
     pub directory: Arc<Directory>,
     /// Wall clock.
     pub clock: SharedClock,
+    /// Where failed syncs are recorded.
+    pub audit: crate::audit::AuditLog,
 }
 
 impl DirectorySync {
@@ -77,15 +79,7 @@ impl DirectorySync {
                     // security officer's record shows it, not only the log.
                     let detail = serde_json::json!({ "error": e.to_string() });
                     let actor = format!("directory:{}", source.name());
-                    crate::audit::record(
-                        self.store.as_ref(),
-                        now,
-                        "directory.sync_failed",
-                        &actor,
-                        source.name(),
-                        detail,
-                    )
-                    .await;
+                    self.audit.record("directory.sync_failed", &actor, source.name(), detail).await;
                 }
             }
         }

@@ -24,13 +24,16 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod admission;
 pub mod app;
 pub mod attachments;
 pub mod audit;
+pub mod audit_sink;
 pub mod backchannel;
 pub mod client_auth;
 pub mod config;
+pub mod console;
 pub mod cookies;
 pub mod desks;
 pub mod directory;
@@ -49,6 +52,7 @@ pub mod passkeys;
 pub mod password;
 pub mod scim;
 pub mod sessions;
+pub mod signins;
 pub mod state;
 pub mod tap;
 #[cfg(test)]

@@ -89,6 +89,8 @@ pub struct PasswordLogins {
     /// Where directory users' passwords are checked.
     pub(crate) directories: wardkey_directory::Directories,
     pub(crate) store: Arc<dyn Store>,
+    /// Lockouts and directory disables are recorded here.
+    pub(crate) audit: crate::audit::AuditLog,
     /// In-flight markers and unknown usernames' failures.
     pub(crate) cache: Arc<dyn Cache>,
     /// This node's directory cache, dropped when a sign-in clears counters.
@@ -229,6 +231,16 @@ impl PasswordLogins {
             Some(user) => {
                 let n = self.store.record_login_failure(&user.id, now).await?;
                 self.audit(username, "login.failure", username, json!({"consecutive_failures": n})).await;
+                if n == cfg.lock_after {
+                    self.metrics
+                        .lockouts
+                        .get_or_create(&crate::metrics::LockoutLabels {
+                            kind: "password",
+                            ward: crate::signins::NO_WARD.into(),
+                        })
+                        .inc();
+                    self.audit(username, "login.locked", username, json!({"consecutive_failures": n})).await;
+                }
                 Ok(if n >= cfg.lock_after { Verdict::Locked } else { Verdict::Wrong })
             }
             None => {
@@ -281,7 +293,7 @@ impl PasswordLogins {
     /// Record `event` about `subject`, made by `actor` (the person signing
     /// in, or `tap` for a check at a workstation).
     async fn audit(&self, actor: &str, event: &str, subject: &str, detail: serde_json::Value) {
-        crate::audit::record(self.store.as_ref(), self.clock.now(), event, actor, subject, detail).await;
+        self.audit.record(event, actor, subject, detail).await;
     }
 
     /// Judge a PIN typed at workstation `ws_name` for the badge with
@@ -340,6 +352,7 @@ mod tests {
         PasswordLogins {
             directories: wardkey_directory::Directories::default(),
             store: kit.store.clone(),
+            audit: kit.audit(),
             cache: kit.cache.clone(),
             directory: Arc::new(Directory::new(kit.store.clone(), kit.cache.clone())),
             passwords: Arc::new(PasswordChecker::new(kit.settings.password.argon2(), 4)),

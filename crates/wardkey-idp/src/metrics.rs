@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use wardkey_proto::metrics as names;
@@ -29,6 +29,23 @@ pub struct RouteLabels {
 pub struct KindLabel {
     /// The kind (outcome, grant, error code).
     pub kind: &'static str,
+}
+
+/// Per-ward labels come from an enrolled workstation (or are `none`),
+/// never from request text, so each label set stays as small as the
+/// trust's list of wards.
+/// The ward label alone.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WardLabel {
+    /// The ward.
+    pub ward: String,
+}
+
+/// The backend label of the health gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabel {
+    /// `store` or `cache`.
+    pub backend: &'static str,
 }
 
 /// The server's metrics.
@@ -56,12 +73,61 @@ pub struct Metrics {
     pub backchannel_failures: Counter,
     /// Badges seen on two wards within the window.
     pub cloned_badge: Counter,
+    /// Each step of a login by `step` and ward.
+    pub login_step: Family<StepLabels, Histogram>,
+    /// Completed sign-ins by method and ward.
+    pub signins: Family<MethodLabels, Counter>,
+    /// Wrong PINs by ward.
+    pub wrong_pins: Family<WardLabel, Counter>,
+    /// Lockouts by kind and ward.
+    pub lockouts: Family<LockoutLabels, Counter>,
+    /// Seconds saved by ward.
+    pub time_saved: Family<WardLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
+    /// Whether each backend answered its last check.
+    pub backend_up: Family<BackendLabel, Gauge>,
+    /// How long its last check took.
+    pub backend_ping: Family<BackendLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Audit records that could not be written.
+    pub audit_write_failures: Counter,
+}
+
+/// Labels of `wardkey_login_step_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    /// `tap`, `pin`, `desktop`, `token_exchange`, `password`, `passkey`.
+    pub step: &'static str,
+    /// The ward, or `none`.
+    pub ward: String,
+}
+
+/// Labels of `wardkey_signins_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    /// `badge`, `badge_pin`, `password`, `passkey`.
+    pub method: &'static str,
+    /// The ward, or `none`.
+    pub ward: String,
+}
+
+/// Labels of `wardkey_lockouts_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LockoutLabels {
+    /// `badge` or `password`.
+    pub kind: &'static str,
+    /// The ward, or `none`.
+    pub ward: String,
 }
 
 fn latency_histogram() -> Histogram {
     // 50 µs … ~6.5 s: the hot path lives in the first buckets, argon2 in the
     // middle ones.
     Histogram::new(exponential_buckets(0.00005, 2.0, 18))
+}
+
+fn login_histogram() -> Histogram {
+    // 1 ms … ~130 s: a hot-path tap in the first buckets, a PIN typed in
+    // seconds, a password login in tens of seconds.
+    Histogram::new(exponential_buckets(0.001, 2.0, 18))
 }
 
 fn counter_name(full: &'static str) -> &'static str {
@@ -122,7 +188,51 @@ impl Default for Metrics {
             "Badges tapped on two wards within the cloned-badge window",
             cloned_badge.clone(),
         );
+        let login_step = Family::<StepLabels, Histogram>::new_with_constructor(login_histogram as fn() -> Histogram);
+        let signins = Family::<MethodLabels, Counter>::default();
+        let wrong_pins = Family::<WardLabel, Counter>::default();
+        let lockouts = Family::<LockoutLabels, Counter>::default();
+        let time_saved = Family::<WardLabel, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        let backend_up = Family::<BackendLabel, Gauge>::default();
+        let backend_ping = Family::<BackendLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let audit_write_failures = Counter::default();
+        registry.register(
+            names::LOGIN_STEP_SECONDS,
+            "One step of a login by step and ward, in seconds",
+            login_step.clone(),
+        );
+        registry.register(counter_name(names::SIGNINS_TOTAL), "Completed sign-ins by method and ward", signins.clone());
+        registry.register(counter_name(names::WRONG_PINS_TOTAL), "Wrong PINs by ward", wrong_pins.clone());
+        registry.register(
+            counter_name(names::LOCKOUTS_TOTAL),
+            "Badges and accounts locked after too many failures, by kind and ward",
+            lockouts.clone(),
+        );
+        registry.register(
+            counter_name(names::TIME_SAVED_SECONDS_TOTAL),
+            "Seconds saved by ward: each sign-in's baseline for its method minus the time it took",
+            time_saved.clone(),
+        );
+        registry.register(names::BACKEND_UP, "1 if the backend answered its last check", backend_up.clone());
+        registry.register(
+            names::BACKEND_PING_SECONDS,
+            "How long the backend's last check took, in seconds",
+            backend_ping.clone(),
+        );
+        registry.register(
+            counter_name(names::AUDIT_WRITE_FAILURES_TOTAL),
+            "Audit records that could not be written",
+            audit_write_failures.clone(),
+        );
         Self {
+            login_step,
+            signins,
+            wrong_pins,
+            lockouts,
+            time_saved,
+            backend_up,
+            backend_ping,
+            audit_write_failures,
             registry,
             http,
             logins,
@@ -153,11 +263,6 @@ impl Metrics {
         }
         out
     }
-}
-
-/// `GET /metrics`.
-pub async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> Response {
-    ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.encode()).into_response()
 }
 
 /// Middleware timing every request by matched route.

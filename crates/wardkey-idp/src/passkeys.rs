@@ -136,6 +136,8 @@ pub struct Passkeys {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: SharedClock,
     pub(crate) settings: Arc<Settings>,
+    /// Key changes are recorded here.
+    pub(crate) audit: crate::audit::AuditLog,
 }
 
 impl Passkeys {
@@ -419,7 +421,7 @@ impl Passkeys {
 
     async fn audit(&self, event: &str, user: &User, detail: Value) {
         let name = &user.username;
-        crate::audit::record(self.store.as_ref(), self.clock.now(), event, name, name, detail).await;
+        self.audit.record(event, name, name, detail).await;
     }
 }
 
@@ -511,6 +513,7 @@ mod tests {
         Passkeys {
             webauthn: relying_party(issuer),
             attestation: None,
+            audit: kit.audit(),
             cache: kit.cache.clone(),
             store: kit.store.clone(),
             clock: kit.shared_clock(),

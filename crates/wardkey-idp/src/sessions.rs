@@ -74,6 +74,9 @@ pub struct PendingAuthorization {
     /// session below it must step up first.
     #[serde(default)]
     pub min_acr: Option<String>,
+    /// When the sign-in page was first shown (Unix ms), for the login time.
+    #[serde(default)]
+    pub shown_ms: i64,
 }
 
 /// An issued authorization code, keyed by its digest.

@@ -19,6 +19,7 @@ use wardkey_store::Store;
 
 use crate::admission::Admission;
 use crate::attachments::Attachments;
+use crate::audit::AuditLog;
 use crate::backchannel::Logouts;
 use crate::client_auth::ClientAuthenticator;
 use crate::config::Settings;
@@ -31,6 +32,7 @@ use crate::metrics::Metrics;
 use crate::passkeys::Passkeys;
 use crate::password::PasswordChecker;
 use crate::sessions::Sessions;
+use crate::signins::SignIns;
 use crate::tokens::TokenIssuer;
 use crate::workstation_auth::WorkstationAuthenticator;
 
@@ -115,6 +117,10 @@ pub struct Services {
     pub passkeys: Passkeys,
     /// The cookies we set.
     pub cookies: Cookies,
+    /// The audit log.
+    pub audit: AuditLog,
+    /// Sign-ins measured, counted and recorded.
+    pub signins: SignIns,
 }
 
 impl AppState {
@@ -129,6 +135,8 @@ impl AppState {
         let clock_skew = settings.oidc.clock_skew;
         let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::default());
+        let audit = AuditLog::spawn(store.clone(), clock.clone(), metrics.clone());
+        let signins = SignIns { metrics: metrics.clone(), audit: audit.clone(), baselines: settings.metrics.clone() };
         let directory = Arc::new(Directory::new(store.clone(), cache.clone()));
         let sessions = Sessions::new(cache.clone(), store.clone(), clock.clone(), settings.clone());
         let attachments = Attachments::new(cache.clone(), settings.clone());
@@ -172,13 +180,13 @@ impl AppState {
             attachments: attachments.clone(),
             logouts: logouts.clone(),
             metrics: metrics.clone(),
-            store: store.clone(),
-            clock: clock.clone(),
+            audit: audit.clone(),
             settings: settings.clone(),
         };
         let logins = PasswordLogins {
             directories,
             store: store.clone(),
+            audit: audit.clone(),
             cache: cache.clone(),
             directory: directory.clone(),
             passwords,
@@ -190,6 +198,7 @@ impl AppState {
         let passkeys = Passkeys {
             webauthn,
             attestation,
+            audit: audit.clone(),
             cache: cache.clone(),
             store: store.clone(),
             clock: clock.clone(),
@@ -217,6 +226,8 @@ impl AppState {
             logins,
             passkeys,
             cookies,
+            audit,
+            signins,
         }))
     }
 }
@@ -250,6 +261,7 @@ impl Services {
             cache: self.cache.clone(),
             directory: self.directory.clone(),
             clock: self.clock.clone(),
+            audit: self.audit.clone(),
         }
     }
 

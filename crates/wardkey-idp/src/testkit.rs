@@ -23,6 +23,7 @@ impl Kit {
     /// Default settings, with argon2 at its cheapest so tests stay quick.
     pub async fn new() -> Self {
         let mut settings = Settings::default();
+        settings.store.create_if_missing = true;
         settings.password.m_cost = 1024;
         settings.password.t_cost = 1;
         Self {
@@ -36,6 +37,11 @@ impl Kit {
     /// The time now, by the kit's clock.
     pub fn now(&self) -> i64 {
         wardkey_core::clock::Clock::now(self.clock.as_ref())
+    }
+
+    /// An audit log writing to the kit's store.
+    pub fn audit(&self) -> crate::audit::AuditLog {
+        crate::audit::AuditLog::spawn(self.store.clone(), self.shared_clock(), Arc::default())
     }
 
     /// The clock, as services hold it.

@@ -52,6 +52,7 @@ use crate::oidc::authorize::{complete, current_session};
 use crate::pages;
 use crate::passkeys::assurance;
 use crate::sessions::PendingAuthorization;
+use crate::signins::{Method, SignIn, since_ms};
 use crate::state::AppState;
 
 /// The routes: the account page and the two ceremonies.
@@ -136,7 +137,7 @@ async fn account_holder(state: &AppState, headers: &HeaderMap) -> Result<Holder,
 }
 
 async fn audit(state: &AppState, event: &str, user: &User, detail: Value) {
-    crate::audit::record(state.store.as_ref(), state.now(), event, &user.username, &user.username, detail).await;
+    state.audit.record(event, &user.username, &user.username, detail).await;
 }
 
 #[derive(Deserialize)]
@@ -200,6 +201,7 @@ async fn login_start(
     let request: LoginStart = json_body(&headers, &body)?;
     state.passkeys.available()?;
     if !request.request.is_empty()
+        && request.request != crate::console::SIGN_IN_REQUEST
         && get_json::<PendingAuthorization>(state.cache.as_ref(), &keys::pending(&request.request)).await?.is_none()
     {
         return Err(WebauthnApiError::Expired);
@@ -217,18 +219,30 @@ struct LoginFinish {
 
 /// `POST /webauthn/login/finish`: signs in (or steps up the session this
 /// browser has) and answers `{redirect}`: where the page goes next.
-async fn login_finish(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    match finish_login(&state, &headers, &body).await {
+async fn login_finish(
+    State(state): State<AppState>,
+    ClientAddress(from): ClientAddress,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match finish_login(&state, from, &headers, &body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn finish_login(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, WebauthnApiError> {
+async fn finish_login(
+    state: &AppState,
+    from: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, WebauthnApiError> {
+    let started = std::time::Instant::now();
     let request: LoginFinish = json_body(headers, body)?;
     let (login, user, stored) = state.passkeys.verify_assertion(&request.ceremony, &request.credential).await?;
     let (acr, amr) = assurance(stored.kind);
-    let pending_key = (!login.request.is_empty()).then(|| keys::pending(&login.request));
+    let to_console = login.request == crate::console::SIGN_IN_REQUEST;
+    let pending_key = (!login.request.is_empty() && !to_console).then(|| keys::pending(&login.request));
     if let Some(key) = &pending_key {
         let pending: PendingAuthorization =
             get_json(state.cache.as_ref(), key).await?.ok_or(WebauthnApiError::Expired)?;
@@ -262,6 +276,15 @@ async fn finish_login(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
         None => fresh_session(state, &user, amr.clone(), acr).await?,
     };
     Metrics::count(&state.metrics.logins, "success");
+    let took = pending.as_ref().filter(|p| p.shown_ms > 0).map_or(started.elapsed(), |p| since_ms(p.shown_ms));
+    state.signins.record(SignIn {
+        method: Method::Passkey,
+        username: &user.username,
+        workstation: None,
+        took,
+        client_id: pending.as_ref().map(|p| p.client_id.as_str()),
+        address: from,
+    });
     let id = URL_SAFE_NO_PAD.encode(&stored.id);
     audit(state, "login.success", &user, json!({"sid": session.sid, "amr": amr, "credential": id})).await;
     let redirect = match &pending {
@@ -272,6 +295,7 @@ async fn finish_login(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
                 None => return Ok(completed),
             }
         }
+        None if to_console => "/console".to_string(),
         None => "/account/keys".to_string(),
     };
     let mut response = Json(json!({"redirect": redirect})).into_response();

@@ -241,6 +241,24 @@ impl Page {
     async fn send(&self, method: &str, params: Value) -> Value {
         self.cdp.send(Some(&self.session), method, params).await
     }
+
+    /// Show the page at `width` × `height` CSS pixels (a desktop at
+    /// 1280 × 800, a tablet at 768 × 1024), for layout and screenshots.
+    pub async fn set_viewport(&self, width: u32, height: u32) {
+        let metrics = json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 800 });
+        self.send("Emulation.setDeviceMetricsOverride", metrics).await;
+    }
+
+    /// Run axe-core (`axe_source`, the text of `axe.min.js`) on the page
+    /// and return its violations: `[{id, impact, help, nodes: [...]}]`.
+    pub async fn axe(&self, axe_source: &str) -> Vec<Value> {
+        self.eval(axe_source).await.expect("axe-core loads");
+        let result = self
+            .eval("axe.run(document, {resultTypes: ['violations']}).then(r => r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(' '))})))")
+            .await
+            .expect("axe-core runs");
+        result.as_array().cloned().unwrap_or_default()
+    }
 }
 
 impl Drop for Page {

@@ -225,6 +225,7 @@ async fn validate_and_decide(
         code_challenge: challenge.unwrap_or_default().to_string(),
         login_hint: params.get("login_hint").map(str::to_string),
         min_acr,
+        shown_ms: crate::signins::now_ms(),
     };
     match usable {
         Some(session) => Ok(complete(state, &pending, &session).await),

@@ -2,6 +2,8 @@
 //! double-submit CSRF token, argon2id verification off the runtime, and
 //! NIST SP 800-63B §5.2.2 throttling.
 
+use crate::admission::ClientAddress;
+use crate::signins::{Method, SignIn, since_ms};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -64,7 +66,13 @@ pub async fn form(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
 }
 
 /// `POST /login`.
-pub async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn submit(
+    State(state): State<AppState>,
+    ClientAddress(from): ClientAddress,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = std::time::Instant::now();
     let params = match Params::from_form(&headers, &body) {
         Ok(p) => p,
         Err(e) => {
@@ -115,7 +123,18 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Byt
         Err(e) => return PageError::from(e).into_response(),
     };
     let (status, message, outcome) = match verdict {
-        Verdict::Success(user) => return signed_in(&state, user, pending, request).await,
+        Verdict::Success(user) => {
+            let took = pending.as_ref().filter(|p| p.shown_ms > 0).map_or(started.elapsed(), |p| since_ms(p.shown_ms));
+            state.signins.record(SignIn {
+                method: Method::Password,
+                username: &user.username,
+                workstation: None,
+                took,
+                client_id: pending.as_ref().map(|p| p.client_id.as_str()),
+                address: from,
+            });
+            return signed_in(&state, user, pending, request).await;
+        }
         Verdict::Wrong => (
             StatusCode::BAD_REQUEST,
             "The username or password is not right. Check them and try again.".to_string(),
@@ -156,7 +175,7 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, body: Byt
 }
 
 async fn audit(state: &AppState, event: &str, subject: &str, detail: serde_json::Value) {
-    crate::audit::record(state.store.as_ref(), state.now(), event, subject, subject, detail).await;
+    state.audit.record(event, subject, subject, detail).await;
 }
 
 async fn signed_in(

@@ -40,8 +40,10 @@ async fn handle(
         Some("refresh_token") => GrantType::RefreshToken,
         Some("client_credentials") => GrantType::ClientCredentials,
         Some(wardkey_proto::tap::TOKEN_EXCHANGE_GRANT) => {
+            let started = std::time::Instant::now();
             let (ws, nonce) = grants::token_exchange::authenticate_workstation(state, &params).await?;
             let response = grants::token_exchange::exchange(state, &ws, &nonce, &params).await?;
+            state.signins.step("token_exchange", &ws.ward, started.elapsed());
             return Ok((GrantType::TokenExchange, response));
         }
         Some(other) => {

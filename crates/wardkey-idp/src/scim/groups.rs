@@ -135,7 +135,7 @@ async fn save(
     }
     state.directory.changed().await;
     let detail = json!({ "group": group.display_name, "members": group.members.len() });
-    crate::audit::record(state.store.as_ref(), state.now(), event, &format!("scim:{}", who.0), &group.id, detail).await;
+    state.audit.record(event, &format!("scim:{}", who.0), &group.id, detail).await;
     Ok(())
 }
 
@@ -303,15 +303,7 @@ pub(super) async fn delete_group(
     state.store.delete_group(&id, &roles).await?;
     state.directory.changed().await;
     let detail = json!({ "group": group.display_name });
-    crate::audit::record(
-        state.store.as_ref(),
-        state.now(),
-        "scim.group.delete",
-        &format!("scim:{}", who.0),
-        &id,
-        detail,
-    )
-    .await;
+    state.audit.record("scim.group.delete", &format!("scim:{}", who.0), &id, detail).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -143,8 +143,7 @@ async fn write(
         Err(e) => return Err(e.into()),
     }
     state.directory.changed().await;
-    crate::audit::record(state.store.as_ref(), state.now(), event, &format!("scim:{}", who.0), subject, json!({}))
-        .await;
+    state.audit.record(event, &format!("scim:{}", who.0), subject, json!({})).await;
     Ok(())
 }
 

@@ -52,6 +52,7 @@ pub async fn start(State(state): State<AppState>, body: Bytes) -> Result<Json<Ke
 /// `POST /tap/key`: sign in (or re-check the clinician's newest session) at
 /// the security-key level and attach the session to this workstation.
 pub async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapResponse>, TapApiError> {
+    let started = std::time::Instant::now();
     let (ws, request): (_, KeyTap) = state.workstations.verify_tap(&body).await?;
     let credential: PublicKeyCredential = serde_json::from_value(request.credential)
         .map_err(|e| TapApiError::InvalidRequest(format!("the key's answer is not a WebAuthn assertion: {e}")))?;
@@ -69,5 +70,7 @@ pub async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapR
         None => state.sessions.create_session(&user.id, amr.clone(), acr).await?.1,
     };
     let here = Assurance::new(acr, amr, state.now());
-    state.desks.activate_fresh(&ws, &session, &user, &here).await.map(Json)
+    let response = state.desks.activate_fresh(&ws, &session, &user, &here).await?;
+    super::signed_in(&state, &ws, &user, crate::signins::Method::Passkey, started.elapsed(), &response);
+    Ok(Json(response))
 }

@@ -10,7 +10,7 @@
 pub mod events;
 pub mod key;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -40,6 +40,7 @@ use crate::logins::{PinVerdict, Verdict};
 use crate::metrics::Metrics;
 use crate::pages::see_other;
 use crate::sessions::{Desk, IndexEntry};
+use crate::signins::{Method, SignIn, now_ms, since_ms};
 use crate::state::AppState;
 
 use crate::attachments::summary;
@@ -71,6 +72,9 @@ struct PendingTap {
     workstation_id: String,
     user_id: String,
     badge_digest: String,
+    /// When the PIN was asked for (Unix ms): the PIN step's start.
+    #[serde(default)]
+    asked_ms: i64,
 }
 
 /// A handoff link's target: the attachment it was made for, whose
@@ -108,7 +112,7 @@ async fn enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<EnrolR
 }
 
 async fn audit(state: &AppState, event: &str, subject: &str, detail: serde_json::Value) {
-    crate::audit::record(state.store.as_ref(), state.now(), event, "tap", subject, detail).await;
+    state.audit.record(event, "tap", subject, detail).await;
 }
 
 /// The enabled user a badge belongs to, refusing locked badges. The tap hot
@@ -133,6 +137,7 @@ async fn badge_owner(state: &AppState, digest: &[u8], fresh: bool) -> Result<(ba
 /// needs (who is at the workstation, the clinician's sessions, where the
 /// badge was last seen), one to write the outcome.
 async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapResponse>, TapApiError> {
+    let started = Instant::now();
     let signed: SignedTap<Tap> = state.workstations.verify_signed_tap(&body).await?;
     let ws = &signed.ws;
     let digest =
@@ -160,6 +165,7 @@ async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
         // The same clinician tapping their own workstation locks it.
         state.attachments.detach_known(&ws.id, own, &seen).await?;
         Metrics::count(&state.metrics.taps, "locked");
+        state.audit.queue("tap.lock", &user.username, &user.username, at_workstation(ws));
         return Ok(Json(TapResponse::Locked));
     }
     // The newest session with a real check within the PIN grace; an older
@@ -174,6 +180,7 @@ async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
     for (entry, check) in resumable.filter(|(_, check)| check.auth_time >= checked_since) {
         let here = check.resumed_by_badge();
         if let Some(response) = state.desks.activate(ws, &entry.sid, &user, current.as_ref(), &here, &seen).await? {
+            signed_in(&state, ws, &user, Method::Badge, started.elapsed(), &response);
             return Ok(Json(response));
         }
     }
@@ -182,12 +189,14 @@ async fn tap(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
         workstation_id: ws.id.clone(),
         user_id: user.id.clone(),
         badge_digest: URL_SAFE_NO_PAD.encode(&digest),
+        asked_ms: now_ms(),
     };
     let ttl = state.settings.tap.pin_entry_ttl;
     let mut ops = vec![Op::Put(keys::pending_tap(&tap_id), to_json(&pending), ttl)];
     ops.extend(seen);
     state.cache.batch(&ops).await?;
     Metrics::count(&state.metrics.taps, "pin_required");
+    state.signins.step("tap", &ws.ward, started.elapsed());
     Ok(Json(TapResponse::PinRequired { tap_id, user: summary(&user), expires_in: ttl.as_secs() }))
 }
 
@@ -222,11 +231,14 @@ async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
         PinVerdict::Busy => return Err(TapApiError::Throttled { wait: 1 }),
         PinVerdict::Wrong { remaining } => {
             Metrics::count(&state.metrics.taps, "wrong_pin");
+            state.signins.wrong_pin(&ws.ward);
             return Err(TapApiError::WrongPin { remaining });
         }
         PinVerdict::Locked { just_now } => {
             if just_now {
                 Metrics::count(&state.metrics.taps, "wrong_pin");
+                state.signins.wrong_pin(&ws.ward);
+                state.signins.lockout("badge", &ws.ward);
             }
             state.cache.delete(&key).await?;
             return Err(TapApiError::BadgeLocked);
@@ -248,7 +260,38 @@ async fn pin(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
         None => state.sessions.create_session(&user.id, here.amr.clone(), ACR_BADGE_PIN).await?.1,
     };
     state.sessions.record_desk_check(&user.id, &session.sid, &here).await?;
-    state.desks.activate_fresh(&ws, &session, &user, &here).await.map(Json)
+    let response = state.desks.activate_fresh(&ws, &session, &user, &here).await?;
+    signed_in(&state, &ws, &user, Method::BadgePin, since_ms(pending.asked_ms), &response);
+    Ok(Json(response))
+}
+
+/// Record a sign-in that unlocked `ws` (`response` is active or switched).
+pub(crate) fn signed_in(
+    state: &AppState,
+    ws: &Workstation,
+    user: &User,
+    method: Method,
+    took: Duration,
+    response: &TapResponse,
+) {
+    if let TapResponse::Switched { previous, .. } = response {
+        let mut detail = at_workstation(ws);
+        detail["to"] = json!(user.username);
+        state.audit.queue("tap.switch", &previous.username, &previous.username, detail);
+    }
+    state.signins.record(SignIn {
+        method,
+        username: &user.username,
+        workstation: Some((&ws.name, &ws.ward)),
+        took,
+        client_id: None,
+        address: None,
+    });
+}
+
+/// The audit detail naming a workstation and its ward.
+fn at_workstation(ws: &Workstation) -> serde_json::Value {
+    json!({"workstation": ws.name, "ward": ws.ward, "workstation_id": ws.id})
 }
 
 /// `POST /tap/out`: lock, or sign out everywhere.
@@ -257,12 +300,15 @@ async fn out(State(state): State<AppState>, body: Bytes) -> Result<Json<TapRespo
     let Some(attachment) = state.attachments.detach(&ws.id).await? else {
         return Ok(Json(TapResponse::Locked));
     };
+    let who = attachment.user.username.clone();
     if out.logout {
         state.logouts.logout_session(&attachment.sid, "tap-out").await?;
         Metrics::count(&state.metrics.taps, "logged_out");
+        state.audit.queue("tap.out", &who, &who, at_workstation(&ws));
         return Ok(Json(TapResponse::LoggedOut));
     }
     Metrics::count(&state.metrics.taps, "locked");
+    state.audit.queue("tap.lock", &who, &who, at_workstation(&ws));
     Ok(Json(TapResponse::Locked))
 }
 
@@ -331,6 +377,7 @@ async fn redeem_handoff(state: &AppState, token: &str) -> Result<Response, PageE
 /// workstation with their username and password, and is signed in. The
 /// password check is the login page's, throttling included.
 async fn self_enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<TapResponse>, TapApiError> {
+    let started = Instant::now();
     let (ws, request): (Workstation, SelfEnrol) = state.workstations.verify_tap(&body).await?;
     if !state.settings.tap.self_enrolment {
         return Err(TapApiError::NotAllowed(
@@ -368,16 +415,19 @@ async fn self_enrol(State(state): State<AppState>, body: Bytes) -> Result<Json<T
     let (_, session) = state.sessions.create_session(&user.id, vec![Amr::Pwd, Amr::Badge], ACR_PASSWORD).await?;
     let here = session.assurance();
     state.sessions.record_desk_check(&user.id, &session.sid, &here).await?;
-    state.desks.activate_fresh(&ws, &session, &user, &here).await.map(Json)
+    let response = state.desks.activate_fresh(&ws, &session, &user, &here).await?;
+    signed_in(&state, &ws, &user, Method::Password, started.elapsed(), &response);
+    Ok(Json(response))
 }
 
 /// `POST /tap/report`: the agent's measured tap-to-active time.
 async fn report(State(state): State<AppState>, body: Bytes) -> Result<StatusCode, TapApiError> {
-    let (_, report): (Workstation, TapReport) = state.workstations.verify_tap(&body).await?;
+    let (ws, report): (Workstation, TapReport) = state.workstations.verify_tap(&body).await?;
     let seconds = report.tap_to_active_seconds;
     if !seconds.is_finite() || !(0.0..=3600.0).contains(&seconds) {
         return Err(TapApiError::InvalidRequest("tap_to_active_seconds must be between 0 and 3600".into()));
     }
     state.metrics.tap_to_active.observe(seconds);
+    state.signins.step("desktop", &ws.ward, Duration::from_secs_f64(seconds));
     Ok(StatusCode::NO_CONTENT)
 }

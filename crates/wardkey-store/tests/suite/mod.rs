@@ -1388,7 +1388,10 @@ pub async fn audit_chain_verifies_pages_and_prunes(store: &dyn Store) {
 /// Each way of tampering with the log behind Wardkey's back (SQL run on
 /// [`seed_audit_chain`]'s six records) and the first problem `verify` must
 /// report.
-pub fn audit_tampering() -> Vec<(&'static str, Vec<&'static str>, fn(&ChainProblem) -> bool)> {
+/// What a tampering case is: its name, its SQL, and the verdict it must get.
+pub type Tampering = (&'static str, Vec<&'static str>, fn(&ChainProblem) -> bool);
+
+pub fn audit_tampering() -> Vec<Tampering> {
     vec![
         ("an edited subject", vec!["UPDATE audit_log SET subject = 'mallory' WHERE seq = 3"], |p| {
             *p == ChainProblem::Altered { seq: 3 }
