@@ -34,7 +34,8 @@ pub enum AuditCommand {
         limit: u32,
     },
     /// Check the hash chain: report the first edited, inserted, missing or
-    /// reordered record. Exits 1 if the log was tampered with.
+    /// reordered record. Exits 1 (and says which) if the log was tampered
+    /// with.
     Verify,
     /// Write records, oldest first, to stdout for a SIEM.
     Export {
@@ -109,12 +110,10 @@ pub async fn run(settings: &Settings, cmd: AuditCommand, json_out: bool) -> anyh
                         )
                     },
                 ),
-                Err(problem) => {
-                    print(json_out, json!({"ok": false, "problem": problem.to_string()}), || {
-                        format!("THE AUDIT LOG HAS BEEN TAMPERED WITH: {problem}")
-                    });
-                    std::process::exit(1);
-                }
+                Err(problem) => bail!(
+                    "THE AUDIT LOG HAS BEEN TAMPERED WITH: {problem}. Keep this store as it is for the \
+                     investigation, and compare it with the copy your SIEM holds (`[audit] sink`)"
+                ),
             }
         }
         AuditCommand::Export { since, format } => {

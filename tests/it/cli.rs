@@ -557,19 +557,21 @@ fn keys_rotate_human_output() {
 
 #[test]
 fn config_errors_name_the_problem() {
-    let tmp = store_dir();
+    let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
 
     wardkey(dir, &["--config", "missing.toml", "user", "list"], None).fails_with(&["missing.toml", "does not exist"]);
-    wardkey_env(dir, &[("WARDKEY_SESSION__PIN_GRACE", "soon")], &["user", "list"], None).fails_with(&["pin_grace"]);
+    wardkey_env(dir, &[("WARDKEY_SESSION__PIN_GRACE", "soon")], &["user", "list"], None)
+        .fails_with(&["pin_grace", "the environment variable WARDKEY_SESSION__PIN_GRACE"]);
     wardkey_env(dir, &[("WARDKEY_SESION__PIN_GRACE", "2h")], &["user", "list"], None).fails_with(&["sesion"]);
 
     std::fs::write(dir.join("wardkey.toml"), "[server]\nlisen = \"x\"\n").unwrap();
-    wardkey(dir, &["user", "list"], None).fails_with(&["lisen"]);
+    wardkey(dir, &["user", "list"], None).fails_with(&["lisen", "wardkey.toml"]);
     assert!(!dir.join("wardkey.db").exists(), "a bad configuration stops before the store is touched");
 
     // An explicit --config is used instead of ./wardkey.toml.
     std::fs::write(dir.join("good.toml"), "[session]\npin_grace = \"2h\"\n").unwrap();
+    wardkey(dir, &["--config", "good.toml", "store", "init"], None).ok();
     assert_eq!(wardkey(dir, &["--config", "good.toml", "user", "list"], None).ok().stdout, "\n");
 }
 
@@ -883,7 +885,9 @@ async fn tap_until_pin_required(app: &TestApp, ws: &TestWorkstation, uid: &str) 
 /// CLI → store → server: a user, badge and PIN set up with the CLI alone
 /// sign in by tap at a running server; a workstation disabled with the CLI
 /// is refused at once.
-#[tokio::test]
+// Two threads: the in-process server (its audit writer among others) keeps
+// running while this thread waits for a `wardkey` process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn badge_and_pin_from_the_cli_work_at_a_running_server() {
     let app = spawn_app().await;
     let dir = app.dir.path();
@@ -938,7 +942,9 @@ fn revoking_sessions_of_an_unknown_user_is_refused() {
 
 /// CLI → store → server: `session revoke` ends a live tap session within
 /// about a second; the next tap needs the PIN again.
-#[tokio::test]
+// Two threads: the in-process server (its audit writer among others) keeps
+// running while this thread waits for a `wardkey` process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_revoke_ends_a_live_tap_session() {
     let app = spawn_app().await;
     let dir = app.dir.path();
@@ -970,7 +976,9 @@ async fn session_revoke_ends_a_live_tap_session() {
 
 /// CLI → store → server: `user disable` refuses the user's taps at once and
 /// ends their live sessions, so after `user enable` a PIN is needed again.
-#[tokio::test]
+// Two threads: the in-process server (its audit writer among others) keeps
+// running while this thread waits for a `wardkey` process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_disable_ends_live_tap_sessions() {
     let app = spawn_app().await;
     let dir = app.dir.path();
@@ -988,7 +996,9 @@ async fn user_disable_ends_live_tap_sessions() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let audit = app.state.store.recent_audit(50).await.unwrap();
-        if audit.iter().any(|e| e.event == "session.end" && e.actor == OPERATOR && e.subject == fay.id) {
+        // The server ends it on the CLI's request (the request's own record,
+        // `user.disable`, names the operator).
+        if audit.iter().any(|e| e.event == "session.end" && e.actor == "admin-cli" && e.subject == fay.id) {
             break;
         }
         assert!(Instant::now() < deadline, "her session did not end within 5 s: {audit:?}");
@@ -1398,4 +1408,62 @@ fn user_import_from_an_esr_extract() {
     wardkey(dir, &["user", "import", "cols.csv"], None)
         .fails_with(&["needs a \"Username\" and an \"Employee Number\" column"]);
     assert_eq!(users(dir).len(), 3, "nothing written");
+}
+
+/// An admin command never creates a store: in the wrong directory, or with
+/// a mistyped path, it stops and says how to make one; `store init` makes
+/// it once and is harmless after.
+#[test]
+fn no_command_creates_an_empty_store_by_accident() {
+    let tmp = tempfile::tempdir().unwrap();
+    wardkey(tmp.path(), &["user", "list"], None).fails_with(&["there is no Wardkey store", "wardkey store init"]);
+    assert!(!tmp.path().join("wardkey.db").exists(), "nothing was created");
+    // A file that is not a Wardkey store is refused too.
+    std::fs::write(tmp.path().join("wardkey.db"), b"").unwrap();
+    wardkey(tmp.path(), &["user", "list"], None).fails_with(&["has no Wardkey tables"]);
+    std::fs::remove_file(tmp.path().join("wardkey.db")).unwrap();
+    let made = wardkey(tmp.path(), &["--json", "store", "init"], None).ok().json();
+    assert_eq!(made["created"], true);
+    let again = wardkey(tmp.path(), &["--json", "store", "init"], None).ok().json();
+    assert_eq!(again["created"], false, "init on an existing store changes nothing");
+    wardkey(tmp.path(), &["user", "list"], None).ok();
+    // A server pointed at a missing store stops unless told to create it.
+    let config = tmp.path().join("wardkey.toml");
+    std::fs::write(&config, "[store]\nurl = \"sqlite://./elsewhere/wardkey.db\"\n").unwrap();
+    let env = [("WARDKEY_STORE__URL", "sqlite://./elsewhere/wardkey.db")];
+    let serve = wardkey_env(tmp.path(), &env, &["--config", config.to_str().unwrap(), "serve"], None);
+    assert_eq!(serve.code, Some(1), "{serve:#?}");
+    assert!(serve.stderr.contains("there is no Wardkey store") && serve.stderr.contains("serve --init"), "{serve:#?}");
+    assert!(!tmp.path().join("elsewhere").exists());
+}
+
+/// `wardkey audit verify` on the CLI's store finds an edited record and
+/// exits 1; `export` writes JSON lines and RFC 5424 messages that carry
+/// each record's place and hash.
+#[tokio::test]
+async fn audit_verify_and_export_from_the_command_line() {
+    let tmp = store_dir();
+    wardkey(tmp.path(), &["user", "add", "alice"], None).ok();
+    wardkey(tmp.path(), &["user", "disable", "alice"], None).ok();
+    let verified = wardkey(tmp.path(), &["--json", "audit", "verify"], None).ok().json();
+    assert_eq!((verified["ok"].as_bool(), verified["records"].as_u64()), (Some(true), Some(2)), "{verified}");
+    let listed =
+        wardkey(tmp.path(), &["--json", "audit", "list", "--event", "user.", "--since", "1h"], None).ok().json();
+    assert_eq!(listed[0]["event"], "user.disable");
+    assert_eq!(listed[0]["actor"], OPERATOR);
+
+    let lines = wardkey(tmp.path(), &["audit", "export", "--format", "jsonl"], None).ok().stdout;
+    let records: Vec<Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 2);
+    assert_eq!((records[1]["seq"].as_i64(), records[1]["prev_hash"].clone()), (Some(2), records[0]["hash"].clone()));
+    let syslog = wardkey(tmp.path(), &["audit", "export", "--format", "syslog"], None).ok().stdout;
+    let first = syslog.lines().next().unwrap();
+    assert!(first.starts_with("<86>1 ") && first.contains(" wardkey - user.add [wardkey@32473 seq=\"1\""), "{first}");
+    wardkey(tmp.path(), &["audit", "export", "--since", "yesterday-ish"], None).fails_with(&["--since"]);
+
+    // Someone edits the log behind Wardkey's back.
+    let url = format!("sqlite://{}", tmp.path().join("wardkey.db").display());
+    let mut side = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    sqlx::query("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2").execute(&mut side).await.unwrap();
+    wardkey(tmp.path(), &["audit", "verify"], None).fails_with(&["TAMPERED", "record 2 was edited"]);
 }

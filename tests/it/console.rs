@@ -400,3 +400,46 @@ async fn only_the_right_people_change_things_in_the_console() {
     .await;
     assert_eq!(status, 422);
 }
+
+/// The live copy for a SIEM follows the chain as it is written, from every
+/// writer: a file of JSON lines whose hashes link, and RFC 5424 over UDP.
+// Two threads: the test waits for the datagram on a blocking socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_reaches_a_siem_as_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let spec = format!("file:{}", file.display());
+    let app = TestApp::builder().settings(|s| s.audit.sink = Some(spec)).spawn().await;
+    enrol_badge(&app, "alice", "A11CE0").await;
+    let ward = TestWorkstation::enrol(&app, "w7-bay-1", "Ward 7").await;
+    tap_in(&app, &ward, "A11CE0").await;
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = std::fs::read_to_string(&file).unwrap_or_default().lines().map(str::to_string).collect();
+        if lines.iter().any(|l| l.contains("\"signin\"")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let records: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(records.iter().any(|r| r["event"] == "signin" && r["detail"]["ward"] == "Ward 7"), "{lines:?}");
+    for pair in records.windows(2) {
+        assert_eq!(pair[1]["prev_hash"], pair[0]["hash"], "the SIEM's copy is a chain too");
+    }
+
+    let siem = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    siem.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let spec = format!("syslog:{}", siem.local_addr().unwrap());
+    let app = TestApp::builder().settings(|s| s.audit.sink = Some(spec)).spawn().await;
+    app.add_user("bob").await;
+    let admin =
+        wardkey_idp::admin::Admin::new(app.state.store.clone(), app.state.clock.clone(), app.state.settings.clone());
+    admin.unlock("cli:sam", "bob").await.unwrap();
+    let mut buffer = [0u8; 4096];
+    let n = siem.recv(&mut buffer).expect("a syslog message arrives");
+    let message = String::from_utf8_lossy(&buffer[..n]);
+    assert!(
+        message.starts_with("<86>1 ") && message.contains("user.unlock") && message.contains("actor=\"cli:sam\""),
+        "{message}"
+    );
+}

@@ -306,7 +306,7 @@ async fn directory_sync_from_the_cli_links_reports_and_never_half_writes() {
         Slapd::STAFF
     ));
     slapd.add_ldif(&ldif);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::cli::store_dir();
     let dir = dir.path();
     // A user made by hand before the directory was connected: linked, not
     // duplicated, keeping their id.

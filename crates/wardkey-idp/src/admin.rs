@@ -180,7 +180,7 @@ impl Admin {
     /// guessable) and clear their badges' wrong-PIN counts.
     pub async fn set_pin(&self, actor: &str, username: &str, pin: &str) -> AdminResult<()> {
         wardkey_core::badge::validate_pin(pin, self.settings.tap.pin_min_length)
-            .map_err(|e| AdminError::Refused(e.message))?;
+            .map_err(|e| AdminError::Refused(e.to_string()))?;
         let hash = wardkey_core::password::hash(&self.settings.password.argon2(), pin)
             .map_err(|e| AdminError::Refused(format!("the PIN could not be hashed: {e}")))?;
         let user = self.user(username).await?;
@@ -231,8 +231,8 @@ impl Admin {
 
     /// Create workstation `name` on `ward` and its one-time enrolment code.
     pub async fn enrol_workstation(&self, actor: &str, name: &str, ward: &str) -> AdminResult<Enrolment> {
-        validate_label("name", name).map_err(|e| AdminError::Refused(format!("name: {}", e.message)))?;
-        validate_label("ward", ward).map_err(|e| AdminError::Refused(format!("ward: {}", e.message)))?;
+        validate_label("name", name).map_err(|e| AdminError::Refused(e.to_string()))?;
+        validate_label("ward", ward).map_err(|e| AdminError::Refused(e.to_string()))?;
         let now = self.clock.now();
         let code = enrolment_code();
         let expires_at = now + i64::try_from(self.settings.tap.enrolment_code_ttl.as_secs()).unwrap_or(i64::MAX);

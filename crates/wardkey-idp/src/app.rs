@@ -128,6 +128,22 @@ impl Application {
         let store = open_store(&settings.store).await?;
         let cache = wardkey_cache::open(&settings.cache.url)
             .with_context(|| format!("opening the cache at {}", redact_url(&settings.cache.url)))?;
+        if let Some(warning) = settings.listen_mismatch() {
+            tracing::warn!("{warning}");
+        }
+        // The server starts anyway (the cache may come up after it), but an
+        // operator must see why every sign-in fails until it does.
+        match tokio::time::timeout(Duration::from_secs(2), cache.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(
+                cache = %redact_url(&settings.cache.url), error = %e,
+                "the session cache is not answering: sign-ins fail until it does"
+            ),
+            Err(_) => tracing::error!(
+                cache = %redact_url(&settings.cache.url),
+                "the session cache did not answer within 2 s: sign-ins fail until it does"
+            ),
+        }
         let keys = Keyring::load(store.as_ref(), clock.now()).await.context("loading signing keys")?;
         let badge_key = store
             .server_secret(wardkey_core::badge::DIGEST_KEY_NAME, wardkey_core::secret::new_secret().as_bytes())

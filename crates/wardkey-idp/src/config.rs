@@ -586,6 +586,27 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 }
 
 impl Settings {
+    /// A warning when `server.listen`'s port differs from the one in
+    /// `server.public_url` with no proxy in front (`trust_forwarded_for`
+    /// off): browsers and applications are sent to `public_url`, where
+    /// nothing may be listening.
+    pub fn listen_mismatch(&self) -> Option<String> {
+        if self.server.trust_forwarded_for {
+            return None;
+        }
+        let public = url::Url::parse(&self.server.public_url).ok()?;
+        let public_port = public.port_or_known_default()?;
+        let listen_port: u16 = self.server.listen.rsplit_once(':')?.1.parse().ok()?;
+        (listen_port != 0 && listen_port != public_port).then(|| {
+            format!(
+                "server.listen is port {listen_port} but server.public_url ({}) is port {public_port}: browsers and \
+                 applications are sent to public_url. Put a proxy on {public_port} (and set \
+                 server.trust_forwarded_for), or make the two agree",
+                self.server.public_url
+            )
+        })
+    }
+
     /// Load defaults, then `file` (if given and present), then the
     /// environment. A file named explicitly must exist.
     pub fn load(file: Option<&Path>, explicit: bool) -> Result<Self, ConfigError> {
@@ -611,6 +632,8 @@ impl Settings {
         // `KEY_FILE` variables carry a path whose contents are the value, so
         // secrets (database passwords in URLs) need not sit in the environment.
         let mut direct = Vec::new();
+        // Which variable set each key, so an error can name it.
+        let mut from_env = BTreeMap::new();
         for (k, v) in env {
             match k.strip_suffix("_FILE") {
                 Some(base) => {
@@ -623,12 +646,14 @@ impl Settings {
         }
         for (k, v) in direct {
             let key = k[ENV_PREFIX.len()..].to_lowercase().replace("__", ".");
+            from_env.insert(key.clone(), k.clone());
             // Parsed as figment parses environment values: numbers become
             // numbers, everything else stays a string.
             let value: figment::value::Value = v.parse().unwrap_or_else(|e: std::convert::Infallible| match e {});
             figment = figment.merge(Serialized::default(&key, value));
         }
-        let settings: Settings = figment.extract().map_err(|e| ConfigError::Parse(describe_figment_error(e)))?;
+        let settings: Settings =
+            figment.extract().map_err(|e| ConfigError::Parse(describe_figment_error(e, &from_env, file)))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -773,11 +798,21 @@ impl Settings {
     }
 }
 
-fn describe_figment_error(e: figment::Error) -> String {
+/// Each error with its key and where the value came from: the environment
+/// variable that set it, else the file (`from_env` maps `section.key` to
+/// the variable's name).
+fn describe_figment_error(e: figment::Error, from_env: &BTreeMap<String, String>, file: Option<&Path>) -> String {
     e.into_iter()
         .map(|e| {
-            let key = if e.path.is_empty() { String::new() } else { format!("{}: ", e.path.join(".")) };
-            let source = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+            let path = e.path.join(".");
+            let key = if path.is_empty() { String::new() } else { format!("{path}: ") };
+            let var =
+                from_env.iter().find(|(k, _)| !path.is_empty() && (**k == path || k.starts_with(&format!("{path}."))));
+            let source = match (var, file.filter(|f| f.exists())) {
+                (Some((_, name)), _) => format!(" (from the environment variable {name})"),
+                (None, Some(file)) => format!(" (in {})", file.display()),
+                (None, None) => e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default(),
+            };
             format!("{key}{}{source}", e.kind)
         })
         .collect::<Vec<_>>()
@@ -790,6 +825,17 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_listen_port_public_url_does_not_name_is_warned_about() {
+        let mut s = Settings::default();
+        assert_eq!(s.listen_mismatch(), None, "the defaults agree");
+        s.server.listen = "0.0.0.0:8081".into();
+        assert!(s.listen_mismatch().is_some_and(|w| w.contains("8081") && w.contains("8080")));
+        s.server.public_url = "https://sso.trust.nhs.uk".into();
+        s.server.trust_forwarded_for = true;
+        assert_eq!(s.listen_mismatch(), None, "behind a proxy the ports differ by design");
     }
 
     #[test]
@@ -816,7 +862,7 @@ mod tests {
         assert!(e.contains("pin_grac"), "{e}");
         let e =
             Settings::load_from(None, false, env(&[("WARDKEY_SESSION__PIN_GRACE", "soon")])).unwrap_err().to_string();
-        assert!(e.contains("pin_grace"), "{e}");
+        assert!(e.contains("pin_grace") && e.contains("environment variable WARDKEY_SESSION__PIN_GRACE"), "{e}");
         for poll in ["0s", "2h"] {
             let e = Settings::load_from(None, false, env(&[("WARDKEY_STORE__DIRECTORY_POLL", poll)]))
                 .unwrap_err()

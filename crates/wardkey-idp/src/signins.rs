@@ -106,6 +106,15 @@ impl SignIns {
             "client_id": signin.client_id,
             "address": signin.address.map(|a| a.to_string()),
         });
+        tracing::info!(
+            user = signin.username,
+            method,
+            ward,
+            workstation = signin.workstation.map(|(name, _)| name),
+            seconds = round_ms(seconds),
+            client_id = signin.client_id,
+            "signed in"
+        );
         self.audit.queue("signin", signin.username, signin.username, detail);
     }
 
@@ -116,11 +125,13 @@ impl SignIns {
 
     /// A wrong PIN on `ward`.
     pub fn wrong_pin(&self, ward: &str) {
+        tracing::info!(ward, "wrong PIN");
         self.metrics.wrong_pins.get_or_create(&WardLabel { ward: ward.to_string() }).inc();
     }
 
     /// A badge (`badge`) or account (`password`) locked on `ward`.
     pub fn lockout(&self, kind: &'static str, ward: &str) {
+        tracing::warn!(kind, ward, "locked after too many failures");
         self.metrics.lockouts.get_or_create(&LockoutLabels { kind, ward: ward.to_string() }).inc();
     }
 }

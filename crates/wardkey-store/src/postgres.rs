@@ -93,7 +93,7 @@ impl PostgresStore {
             "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'users'"
         );
         MIGRATOR.run(&pool).await?;
-        seal_legacy_audit!(&pool);
+        seal_legacy_audit!(&pool, "BEGIN");
         tracing::debug!(host, port, database, "postgres store open");
         Ok(Self { pool })
     }

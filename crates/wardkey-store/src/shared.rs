@@ -1062,21 +1062,30 @@ macro_rules! impl_store {
         impl $crate::AuditStore for $store {
             /// `event`, `actor` and `subject` are stored as the engine can
             /// hold them, so a record of a strange request is kept, not lost;
-            /// the hash is over what is stored. The head row's update comes
-            /// first: it takes the write lock (SQLite) or the row lock
-            /// (PostgreSQL, across nodes) before anything is read, so two
-            /// writers never chain onto the same record.
+            /// the hash is over what is stored. The write lock comes first:
+            /// `BEGIN IMMEDIATE` on SQLite (a deferred transaction would read
+            /// a snapshot that another process's append can make stale, which
+            /// SQLite refuses without waiting), the head row's lock on
+            /// PostgreSQL (across nodes); so two writers never chain onto the
+            /// same record.
             async fn append_audit_batch(&self, events: &[AuditEvent]) -> StoreResult<()> {
                 if events.is_empty() {
                     return Ok(());
                 }
-                let mut tx = self.pool.begin().await?;
-                let (last, mut prev): (i64, String) =
+                let mut tx = engine!($engine,
+                    sqlite: { self.pool.begin_with("BEGIN IMMEDIATE").await? }
+                    postgres: { self.pool.begin().await? }
+                );
+                // fetch_all: a SQLite statement left unfinished keeps its
+                // transaction's locks past the commit.
+                let heads: Vec<(i64, String)> =
                     sqlx::query_as("UPDATE audit_chain SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
                         .bind(events.len() as i64)
-                        .fetch_one(&mut *tx)
+                        .fetch_all(&mut *tx)
                         .await
                         .map_err(decode_error("audit_chain"))?;
+                let (last, mut prev) =
+                    heads.into_iter().next().ok_or_else(|| StoreError::Corrupt("audit_chain: no row".into()))?;
                 let first = last - events.len() as i64 + 1;
                 for (seq, event) in (first..).zip(events) {
                     let stored = AuditEvent {
@@ -1161,11 +1170,12 @@ macro_rules! impl_store {
             }
 
             async fn audit_chain_head(&self) -> StoreResult<ChainHead> {
-                let head: ChainHeadRow =
+                let heads: Vec<ChainHeadRow> =
                     sqlx::query_as("SELECT seq, hash, anchor_seq, anchor_hash FROM audit_chain WHERE id = 1")
-                        .fetch_one(&self.pool)
+                        .fetch_all(&self.pool)
                         .await
                         .map_err(decode_error("audit_chain"))?;
+                let head = heads.into_iter().next().ok_or_else(|| StoreError::Corrupt("audit_chain: no row".into()))?;
                 let mut head = ChainHead::from(head);
                 let unchained: Vec<ChainedRecord> = select_all!(
                     &self.pool,
@@ -1184,27 +1194,34 @@ macro_rules! impl_store {
             /// Deletes a prefix of the chain, never a record in the middle:
             /// everything before the first record at or after `before`.
             async fn prune_audit(&self, before: i64) -> StoreResult<u64> {
-                let mut tx = self.pool.begin().await?;
-                let (head, anchor): (i64, i64) =
+                let mut tx = engine!($engine,
+                    sqlite: { self.pool.begin_with("BEGIN IMMEDIATE").await? }
+                    postgres: { self.pool.begin().await? }
+                );
+                let heads: Vec<(i64, i64)> =
                     sqlx::query_as("UPDATE audit_chain SET seq = seq WHERE id = 1 RETURNING seq, anchor_seq")
-                        .fetch_one(&mut *tx)
+                        .fetch_all(&mut *tx)
                         .await
                         .map_err(decode_error("audit_chain"))?;
-                let keep_from: Option<i64> =
+                let (head, anchor) =
+                    heads.into_iter().next().ok_or_else(|| StoreError::Corrupt("audit_chain: no row".into()))?;
+                let keep_from: Vec<Option<i64>> =
                     sqlx::query_scalar("SELECT min(seq) FROM audit_log WHERE seq > $1 AND at >= $2")
                         .bind(anchor)
                         .bind(before)
-                        .fetch_one(&mut *tx)
+                        .fetch_all(&mut *tx)
                         .await?;
+                let keep_from = keep_from.into_iter().next().flatten();
                 let last_gone = keep_from.unwrap_or(head + 1) - 1;
                 if last_gone <= anchor {
                     return Ok(0);
                 }
-                let hash: String = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1")
+                let hashes: Vec<String> = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1")
                     .bind(last_gone)
-                    .fetch_one(&mut *tx)
+                    .fetch_all(&mut *tx)
                     .await
                     .map_err(decode_error("audit_log"))?;
+                let hash = hashes.into_iter().next().ok_or_else(|| StoreError::Corrupt(format!("audit_log: no record {last_gone}")))?;
                 let gone = sqlx::query("DELETE FROM audit_log WHERE seq <= $1")
                     .bind(last_gone)
                     .execute(&mut *tx)
@@ -1241,39 +1258,44 @@ macro_rules! select_optional {
 /// without a place in the chain found later was inserted by something other
 /// than Wardkey, and `verify` reports it instead of sealing it.
 macro_rules! seal_legacy_audit {
-    ($pool:expr) => {{
-        let mut tx = $pool.begin().await?;
-        let head: Option<(i64, String)> = sqlx::query_as(
-            "UPDATE audit_chain SET legacy_sealed = 1 WHERE id = 1 AND legacy_sealed = 0 RETURNING seq, hash",
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some((mut seq, mut prev)) = head {
-            let rows: Vec<ChainedRecord> = select_all!(
-                &mut *tx,
-                ChainedRow,
-                "audit_log",
-                concat!("SELECT ", chained_columns!(), " FROM audit_log WHERE seq IS NULL ORDER BY id"),
-            )?;
-            for row in &rows {
-                seq += 1;
-                let hash = record_hash(&prev, seq, &row.event, &row.detail_text);
-                sqlx::query("UPDATE audit_log SET seq = $1, prev_hash = $2, hash = $3 WHERE id = $4")
+    ($pool:expr, $begin:literal) => {{
+        // Read first: once sealed (every open but the first), no write.
+        let sealed: Vec<i64> =
+            sqlx::query_scalar("SELECT legacy_sealed FROM audit_chain WHERE id = 1").fetch_all($pool).await?;
+        if sealed.first() != Some(&1) {
+            let mut tx = $pool.begin_with($begin).await?;
+            let heads: Vec<(i64, String)> = sqlx::query_as(
+                "UPDATE audit_chain SET legacy_sealed = 1 WHERE id = 1 AND legacy_sealed = 0 RETURNING seq, hash",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            if let Some((mut seq, mut prev)) = heads.into_iter().next() {
+                let rows: Vec<ChainedRecord> = select_all!(
+                    &mut *tx,
+                    ChainedRow,
+                    "audit_log",
+                    concat!("SELECT ", chained_columns!(), " FROM audit_log WHERE seq IS NULL ORDER BY id"),
+                )?;
+                for row in &rows {
+                    seq += 1;
+                    let hash = record_hash(&prev, seq, &row.event, &row.detail_text);
+                    sqlx::query("UPDATE audit_log SET seq = $1, prev_hash = $2, hash = $3 WHERE id = $4")
+                        .bind(seq)
+                        .bind(&prev)
+                        .bind(&hash)
+                        .bind(row.row_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    prev = hash;
+                }
+                sqlx::query("UPDATE audit_chain SET seq = $1, hash = $2 WHERE id = 1")
                     .bind(seq)
                     .bind(&prev)
-                    .bind(&hash)
-                    .bind(row.row_id)
                     .execute(&mut *tx)
                     .await?;
-                prev = hash;
             }
-            sqlx::query("UPDATE audit_chain SET seq = $1, hash = $2 WHERE id = 1")
-                .bind(seq)
-                .bind(&prev)
-                .execute(&mut *tx)
-                .await?;
+            tx.commit().await?;
         }
-        tx.commit().await?;
     }};
 }
 

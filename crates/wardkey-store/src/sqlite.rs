@@ -82,7 +82,7 @@ impl SqliteStore {
         }
         check_username_case!(&pool, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'users'");
         MIGRATOR.run(&pool).await?;
-        seal_legacy_audit!(&pool);
+        seal_legacy_audit!(&pool, "BEGIN IMMEDIATE");
         tracing::debug!(url, "sqlite store open");
         Ok(Self { pool })
     }

@@ -16,7 +16,9 @@ CREATE TABLE audit_chain (
     hash        TEXT    NOT NULL,  -- the newest record's hash
     anchor_seq  BIGINT  NOT NULL,  -- the last record retention deleted
     anchor_hash TEXT    NOT NULL,  -- and its hash, where the chain now starts
-    legacy_sealed INTEGER NOT NULL -- 1 once the records older than this
+    legacy_sealed BIGINT  NOT NULL -- 1 once the records older than this
                                    -- migration were sealed into the chain
 );
-INSERT INTO audit_chain (id, seq, hash, anchor_seq, anchor_hash, legacy_sealed) VALUES (1, 0, '', 0, '', 0);
+-- A store with no records yet has nothing to seal.
+INSERT INTO audit_chain (id, seq, hash, anchor_seq, anchor_hash, legacy_sealed)
+SELECT 1, 0, '', 0, '', CASE WHEN EXISTS (SELECT 1 FROM audit_log) THEN 0 ELSE 1 END;

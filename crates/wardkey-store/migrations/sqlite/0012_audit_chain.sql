@@ -19,4 +19,6 @@ CREATE TABLE audit_chain (
     legacy_sealed INTEGER NOT NULL -- 1 once the records older than this
                                    -- migration were sealed into the chain
 ) STRICT;
-INSERT INTO audit_chain (id, seq, hash, anchor_seq, anchor_hash, legacy_sealed) VALUES (1, 0, '', 0, '', 0);
+-- A store with no records yet has nothing to seal.
+INSERT INTO audit_chain (id, seq, hash, anchor_seq, anchor_hash, legacy_sealed)
+SELECT 1, 0, '', 0, '', CASE WHEN EXISTS (SELECT 1 FROM audit_log) THEN 0 ELSE 1 END;
