@@ -1085,7 +1085,7 @@ macro_rules! impl_store {
                         .await
                         .map_err(decode_error("audit_chain"))?;
                 let (last, mut prev) =
-                    heads.into_iter().next().ok_or_else(|| StoreError::Corrupt("audit_chain: no row".into()))?;
+                    one_row(heads, "audit_chain")?;
                 let first = last - events.len() as i64 + 1;
                 for (seq, event) in (first..).zip(events) {
                     let stored = AuditEvent {
@@ -1175,7 +1175,7 @@ macro_rules! impl_store {
                         .fetch_all(&self.pool)
                         .await
                         .map_err(decode_error("audit_chain"))?;
-                let head = heads.into_iter().next().ok_or_else(|| StoreError::Corrupt("audit_chain: no row".into()))?;
+                let head = one_row(heads, "audit_chain")?;
                 let mut head = ChainHead::from(head);
                 let unchained: Vec<ChainedRecord> = select_all!(
                     &self.pool,
@@ -1204,7 +1204,7 @@ macro_rules! impl_store {
                         .await
                         .map_err(decode_error("audit_chain"))?;
                 let (head, anchor) =
-                    heads.into_iter().next().ok_or_else(|| StoreError::Corrupt("audit_chain: no row".into()))?;
+                    one_row(heads, "audit_chain")?;
                 let keep_from: Vec<Option<i64>> =
                     sqlx::query_scalar("SELECT min(seq) FROM audit_log WHERE seq > $1 AND at >= $2")
                         .bind(anchor)
@@ -1493,11 +1493,17 @@ pub(crate) fn owner_or_backend(err: sqlx::Error, not_found: impl FnOnce() -> Sto
     }
 }
 
+/// The one row a statement about a single-row table (or one key) must
+/// return; `Corrupt` naming `table` if it returned none.
+pub(crate) fn one_row<T>(rows: Vec<T>, table: &str) -> crate::StoreResult<T> {
+    rows.into_iter().next().ok_or_else(|| StoreError::Corrupt(format!("{table}: no row")))
+}
+
 /// Imports shared by every expansion of [`impl_store!`].
 pub(crate) mod prelude {
     pub(crate) use super::{
         bind_directory_record, change_one, check_username_case, directory_columns, engine, find_by, insert_key,
-        insert_workstation, key_conflict, list_all, owner_or_backend, release_pin_attempt, revoke_if_enabled,
+        insert_workstation, key_conflict, list_all, one_row, owner_or_backend, release_pin_attempt, revoke_if_enabled,
         seal_legacy_audit, select_all, select_optional, set_roles,
     };
     pub(crate) use crate::audit_chain::{ChainHead, ChainedRecord, record_hash};

@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use wardkey_store::AuditRecord;
 
-use crate::pages::escape;
+use crate::pages::{civil, escape};
 
 /// One ward's sign-ins in a period.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -185,19 +185,6 @@ pub fn day_and_month_start(now: i64) -> (i64, i64, u32) {
         _ => 31,
     };
     (today, month_start, days)
-}
-
-/// The civil date of `days` since 1970-01-01 (H. Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]

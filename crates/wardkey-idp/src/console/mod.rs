@@ -14,7 +14,8 @@ pub mod view;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -131,6 +132,14 @@ fn refusal(status: StatusCode, title: &str, text: &str, link: (&str, &str)) -> R
 
 /// The operator of this request, or the page that stands in the way: the
 /// sign-in page, or a refusal for a signed-in person with no console role.
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        operator(state, &parts.headers).await.map_err(|stop| *stop)
+    }
+}
+
 async fn operator(state: &AppState, headers: &HeaderMap) -> Result<Operator, Stop> {
     let to_sign_in = || Box::new(see_other("/console/sign-in"));
     let session: Session = match current_session(state, headers).await {
@@ -286,11 +295,7 @@ async fn sign_in(State(state): State<AppState>, Query(q): Query<SignInQuery>) ->
 
 /// `GET /console`: login time per ward today and time saved today and this
 /// month, from the audit log's `signin` records.
-async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let op = match operator(&state, &headers).await {
-        Ok(op) => op,
-        Err(r) => return *r,
-    };
+async fn dashboard(State(state): State<AppState>, op: Operator) -> Response {
     let (today, month, days) = day_and_month_start(state.now());
     let filter =
         AuditFilter { event: Some("signin".into()), since: Some(month), limit: 2_000_000, ..AuditFilter::default() };
@@ -372,11 +377,7 @@ fn admin(state: &AppState) -> Admin {
 }
 
 /// `GET /console/users?q=`: find a person by username, name or email.
-async fn users(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<UserQuery>) -> Response {
-    let op = match operator(&state, &headers).await {
-        Ok(op) => op,
-        Err(r) => return *r,
-    };
+async fn users(State(state): State<AppState>, op: Operator, Query(q): Query<UserQuery>) -> Response {
     let mut body = format!(
         "<form method=\"get\" action=\"/console/users\" role=\"search\"><label for=\"q\">Find a user by username, \
          name or email</label><input type=\"search\" id=\"q\" name=\"q\" value=\"{}\" autofocus>\
@@ -417,11 +418,7 @@ async fn users(State(state): State<AppState>, headers: HeaderMap, Query(q): Quer
 }
 
 /// `GET /console/users/{username}`.
-async fn user_page(State(state): State<AppState>, headers: HeaderMap, Path(username): Path<String>) -> Response {
-    let op = match operator(&state, &headers).await {
-        Ok(op) => op,
-        Err(r) => return *r,
-    };
+async fn user_page(State(state): State<AppState>, op: Operator, Path(username): Path<String>) -> Response {
     user_view(&state, &op, &username, "").await
 }
 
@@ -612,11 +609,7 @@ async fn user_action(
 // Workstations
 
 /// `GET /console/workstations`.
-async fn workstations(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let op = match operator(&state, &headers).await {
-        Ok(op) => op,
-        Err(r) => return *r,
-    };
+async fn workstations(State(state): State<AppState>, op: Operator) -> Response {
     workstations_view(&state, &op, "").await
 }
 
@@ -745,11 +738,7 @@ async fn workstation_action(
 // Applications
 
 /// `GET /console/clients`.
-async fn clients(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let op = match operator(&state, &headers).await {
-        Ok(op) => op,
-        Err(r) => return *r,
-    };
+async fn clients(State(state): State<AppState>, op: Operator) -> Response {
     clients_view(&state, &op, "").await
 }
 
@@ -874,11 +863,7 @@ struct AuditQuery {
 }
 
 /// `GET /console/audit`: newest first, filtered, 100 a page.
-async fn audit(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Response {
-    let op = match operator(&state, &headers).await {
-        Ok(op) => op,
-        Err(r) => return *r,
-    };
+async fn audit(State(state): State<AppState>, op: Operator, Query(q): Query<AuditQuery>) -> Response {
     let nonempty = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
     let since_text = nonempty(&q.since);
     let mut message = String::new();
