@@ -260,3 +260,35 @@ async fn slow_clients_are_cut_off() {
     let head = String::from_utf8_lossy(&answer[..n]);
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
 }
+
+/// What an operator must see at start-up is said: the store it created on
+/// the first run, a `listen` port that `public_url` does not name, and a
+/// cache that does not answer (the server still starts, and /readyz says
+/// 503 until the cache answers); no colour codes reach a log file.
+#[tokio::test]
+async fn start_up_says_what_an_operator_must_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = wardkey_testsupport::free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_wardkey"))
+        .args(["serve", "--init"])
+        .current_dir(dir.path())
+        .env("WARDKEY_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("WARDKEY_SERVER__PUBLIC_URL", "http://127.0.0.1:8443")
+        .env("WARDKEY_CACHE__URL", "redis://127.0.0.1:1")
+        .env("WARDKEY_LOG__LEVEL", "info")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wardkey serve");
+    let server = Server { child, base: format!("http://127.0.0.1:{port}") };
+    let http = no_redirects(false);
+    wait_healthy(&http, &server.base).await;
+    assert_eq!(http.get(format!("{}/readyz", server.base)).send().await.unwrap().status(), 503);
+    let (_, lines) = terminate(server);
+    let log = lines.join("\n");
+    assert!(log.contains("created a new, empty store"), "{log}");
+    assert!(log.contains(&format!("server.listen is port {port} but server.public_url")), "{log}");
+    assert!(log.contains("the session cache is not answering") || log.contains("did not answer within 2 s"), "{log}");
+    assert!(!log.contains('\u{1b}'), "no colour codes in a log that is not a terminal: {log}");
+}
