@@ -44,6 +44,15 @@ pub async fn run(settings: &wardkey_idp::Settings, cmd: StoreCommand, json_out: 
             let source = wardkey_store::open_existing(&from)
                 .await
                 .with_context(|| format!("opening the source store {from_shown}"))?;
+            // The target starts a chain of its own over the copied records:
+            // a tampered source would come out looking intact, so it is
+            // refused, and the source's head is printed to keep.
+            let (head, verdict) = wardkey_store::audit_chain::verify(source.as_ref()).await?;
+            if let Err(problem) = verdict {
+                bail!(
+                    "the source's audit log has been tampered with ({problem}); keep it as it is for the investigation"
+                );
+            }
             let target =
                 wardkey_store::open(&to).await.with_context(|| format!("opening the target store {to_shown}"))?;
             let counts = migrate(source.as_ref(), target.as_ref()).await.with_context(|| {
@@ -52,12 +61,23 @@ pub async fn run(settings: &wardkey_idp::Settings, cmd: StoreCommand, json_out: 
                 )
             })?;
             audit(target.as_ref(), "store.migrate", &to_shown, json!({"from": from_shown, "moved": counts})).await?;
-            print(json_out, json!({"from": from_shown, "to": to_shown, "moved": counts}), || {
-                let list = counts
-                    .as_object()
-                    .map(|m| m.iter().map(|(k, v)| format!("  {k}: {v}")).collect::<Vec<_>>().join("\n"));
-                format!("moved from {from_shown} to {to_shown}:\n{}", list.unwrap_or_default())
-            });
+            let source_head = json!({"seq": head.seq, "hash": head.hash});
+            print(
+                json_out,
+                json!({"from": from_shown, "to": to_shown, "moved": counts, "source_audit_head": source_head}),
+                || {
+                    let list = counts
+                        .as_object()
+                        .map(|m| m.iter().map(|(k, v)| format!("  {k}: {v}")).collect::<Vec<_>>().join("\n"));
+                    format!(
+                        "moved from {from_shown} to {to_shown}:\n{}\nthe source's audit chain verified up to record {} \
+                     (hash {}); the new store starts a chain of its own over the copied records",
+                        list.unwrap_or_default(),
+                        head.seq,
+                        if head.hash.is_empty() { "-" } else { &head.hash }
+                    )
+                },
+            );
         }
     }
     Ok(())

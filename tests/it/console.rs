@@ -390,6 +390,29 @@ async fn only_the_right_people_change_things_in_the_console() {
     assert!(page.contains("Nothing was changed"), "{page}");
     let (status, _) = post_with(&app, &sam_cookie, "/console/users/nobody/unlock", &[("csrf", &csrf)], None).await;
     assert_eq!(status, 404);
+
+    // The service desk cannot take over an account with a console role:
+    // an invite would let them add their own passkey to it.
+    let ada = staff(&app, "ada", &["admin"]).await;
+    for action in ["invite", "disable", "pin"] {
+        let form = [("csrf", csrf.as_str()), ("pin", "975318")];
+        let (status, page) = post_with(&app, &sam_cookie, &format!("/console/users/ada/{action}"), &form, None).await;
+        assert_eq!(status, 403, "{action}: {page}");
+        assert!(page.contains("only an administrator can change their account"), "{page}");
+    }
+    assert!(audited(&app, "user.invite").await.is_empty());
+    // An administrator can, and gets the CLI's rules for applications.
+    let ada_cookie = session_cookie(&app, &ada, ACR_PASSKEY).await;
+    let ada_csrf = csrf_of(&get_with(&app, &ada_cookie, "/console/clients").await.1);
+    for uri in ["javascript:alert(1)", "http://epr.example/cb", "https://epr.example/*"] {
+        let form = [("csrf", ada_csrf.as_str()), ("client_id", "epr"), ("redirect_uri", uri), ("type", "confidential")];
+        let (status, page) = post_with(&app, &ada_cookie, "/console/clients", &form, None).await;
+        assert_eq!(status, 422, "{uri}: {page}");
+    }
+    let form = [("csrf", ada_csrf.as_str()), ("client_id", "epr"), ("redirect_uri", "https://epr.example/cb")];
+    let (status, page) = post_with(&app, &ada_cookie, "/console/clients", &form, None).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("id=\"client-secret\""), "the secret is shown once: {page}");
     let (status, _) = post_with(
         &app,
         &sam_cookie,

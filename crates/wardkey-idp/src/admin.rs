@@ -71,8 +71,8 @@ impl UserDetail {
     }
 }
 
-/// A new workstation and its one-time enrolment code.
-#[derive(Debug, Clone)]
+/// A new workstation and its one-time enrolment code (`Debug` hides it).
+#[derive(Clone)]
 pub struct Enrolment {
     /// The workstation, not yet enrolled.
     pub workstation: Workstation,
@@ -82,13 +82,25 @@ pub struct Enrolment {
     pub expires_at: i64,
 }
 
-/// A one-time invite link.
-#[derive(Debug, Clone)]
+/// A one-time invite link (`Debug` hides it).
+#[derive(Clone)]
 pub struct Invite {
     /// The link.
     pub url: String,
     /// When it stops working (Unix seconds).
     pub expires_at: i64,
+}
+
+impl std::fmt::Debug for Enrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enrolment").field("workstation", &self.workstation.name).field("code", &"…").finish()
+    }
+}
+
+impl std::fmt::Debug for Invite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invite").field("url", &"…").field("expires_at", &self.expires_at).finish()
+    }
 }
 
 /// The admin operations. Cheap to clone.
@@ -181,7 +193,11 @@ impl Admin {
     pub async fn set_pin(&self, actor: &str, username: &str, pin: &str) -> AdminResult<()> {
         wardkey_core::badge::validate_pin(pin, self.settings.tap.pin_min_length)
             .map_err(|e| AdminError::Refused(e.to_string()))?;
-        let hash = wardkey_core::password::hash(&self.settings.password.argon2(), pin)
+        // argon2 takes tens of milliseconds: off the async workers.
+        let (argon2, owned) = (self.settings.password.argon2(), pin.to_string());
+        let hash = tokio::task::spawn_blocking(move || wardkey_core::password::hash(&argon2, &owned))
+            .await
+            .map_err(|e| AdminError::Refused(format!("the PIN could not be hashed: {e}")))?
             .map_err(|e| AdminError::Refused(format!("the PIN could not be hashed: {e}")))?;
         let user = self.user(username).await?;
         self.store.set_credential(&user.id, CredentialKind::Pin, &hash, self.clock.now()).await?;

@@ -73,7 +73,14 @@ impl AuditLog {
 async fn write_queued(store: Arc<dyn Store>, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<AuditEvent>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        if let Err(e) = store.append_audit_batch(&batch).await {
+        // A store that blinks (a failover, a busy SQLite file) gets a second
+        // chance before the records are counted as lost.
+        let mut result = store.append_audit_batch(&batch).await;
+        if result.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            result = store.append_audit_batch(&batch).await;
+        }
+        if let Err(e) = result {
             metrics.audit_write_failures.inc_by(batch.len() as u64);
             tracing::error!(error = %e, records = batch.len(), "audit write failed");
         }

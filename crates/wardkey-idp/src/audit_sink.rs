@@ -111,21 +111,26 @@ pub fn to_syslog(record: &ChainedRecord, hostname: &str) -> String {
     )
 }
 
-/// RFC 5424 §6.3.3: `"`, `\` and `]` are escaped in a PARAM-VALUE.
+/// RFC 5424 §6.3.3: `"`, `\` and `]` are escaped in a PARAM-VALUE; control
+/// characters (a line break would split the message on line-based
+/// transports) become U+FFFD.
 fn sd_escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         if matches!(c, '"' | '\\' | ']') {
             out.push('\\');
         }
-        out.push(c);
+        out.push(if c.is_control() { '\u{fffd}' } else { c });
     }
     out
 }
 
 /// Unix seconds as RFC 3339 UTC.
 pub fn rfc3339(at: i64) -> String {
-    let time = UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0));
+    // humantime formats years up to 9999 only; a record claiming later
+    // (a hostile row) is shown at the limit rather than stopping the sink.
+    const LAST_SECOND_OF_9999: u64 = 253_402_300_799;
+    let time = UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0).min(LAST_SECOND_OF_9999));
     humantime::format_rfc3339_seconds(time).to_string()
 }
 

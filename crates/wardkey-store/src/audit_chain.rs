@@ -10,10 +10,12 @@
 //! end shows too, and the anchor retention leaves where it deleted the
 //! oldest records.
 //!
-//! A plain hash chain proves the log has not been changed by anyone who
-//! did not also recompute every later hash; someone with write access to
-//! the database can do that. The live copy a SIEM keeps (`[audit] sink`)
-//! and the head hash `verify` prints are what catch such a rewrite.
+//! What it cannot show: someone with write access to the database can
+//! recompute every later hash, or simply cut records off the end (or, like
+//! retention, off the start) and move the head (or the anchor) to match,
+//! without computing anything. The live copy a SIEM keeps (`[audit] sink`,
+//! every line with its `seq` and hash) and the head `verify` prints, kept
+//! elsewhere, are what catch those.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -102,6 +104,14 @@ pub enum ChainProblem {
         event: String,
         /// Its time.
         at: i64,
+    },
+    /// Records claim places past the chain's head.
+    #[error("records after record {head}, the chain's head, were added outside Wardkey (the log goes on to {last})")]
+    BeyondHead {
+        /// The head the store recorded.
+        head: i64,
+        /// The last record found.
+        last: i64,
     },
     /// The newest records are gone.
     #[error("the newest records are missing: the chain's head is record {head} but the log ends at record {last}")]
@@ -211,8 +221,16 @@ pub async fn verify(store: &dyn crate::AuditStore) -> crate::StoreResult<(ChainH
         after = last;
     }
     // The head as it was read first: records appended while verifying are
-    // past it and do not count as missing.
-    let verdict = verifier.finish_at(&head);
+    // past it and do not count as missing; but a record past the head as it
+    // is now was never appended by Wardkey.
+    let walked = verifier.prev_seq;
+    let mut verdict = verifier.finish_at(&head);
+    if verdict.is_ok() {
+        let now = store.audit_chain_head().await?;
+        if walked > now.seq {
+            verdict = Err(ChainProblem::BeyondHead { head: now.seq, last: walked });
+        }
+    }
     Ok((head, verdict))
 }
 

@@ -1184,7 +1184,8 @@ macro_rules! impl_store {
                     concat!(
                         "SELECT ",
                         chained_columns!(),
-                        " FROM audit_log WHERE seq IS NULL OR hash IS NULL ORDER BY id LIMIT 1"
+                        " FROM audit_log WHERE seq IS NULL OR hash IS NULL \
+                          OR seq <= (SELECT anchor_seq FROM audit_chain WHERE id = 1) ORDER BY id LIMIT 1"
                     ),
                 )?;
                 head.unchained = unchained.into_iter().next();

@@ -539,6 +539,23 @@ async fn user_action(
     };
     let admin = admin(&state);
     let actor = op.actor();
+    // Whoever may change an account could take it over (an invite adds
+    // their own passkey to it), so only an administrator changes an
+    // account that itself has a console role.
+    if op.role < Role::Admin
+        && let Ok(target) = admin.user(&username).await
+        && Role::of(&target.roles).is_some()
+    {
+        return refusal(
+            StatusCode::FORBIDDEN,
+            "Only an administrator can change this account",
+            &format!(
+                "{username} has a console role, so only an administrator can change their account: nothing was \
+                 changed. Ask an administrator."
+            ),
+            ("/console/users", "Back to users"),
+        );
+    }
     let outcome: Result<String, AdminError> = match action.as_str() {
         "unlock" => admin
             .unlock(&actor, &username)
@@ -802,15 +819,13 @@ async fn add_client(State(state): State<AppState>, headers: HeaderMap, body: Byt
     let client_id = params.get("client_id").unwrap_or("").trim().to_string();
     let redirect = params.get("redirect_uri").unwrap_or("").trim().to_string();
     let public = params.get("type") == Some("public");
-    let invalid = if client_id.is_empty() || client_id.len() > 128 || client_id.chars().any(char::is_control) {
-        Some("the client ID must be 1 to 128 characters")
-    } else if url::Url::parse(&redirect).is_err() {
-        Some("the redirect URI must be an absolute URL, such as https://epr.trust.nhs.uk/callback")
-    } else {
-        None
-    };
-    if let Some(why) = invalid {
-        let response = clients_view(&state, &op, &failed(&AdminError::Refused(why.into()))).await;
+    // The CLI's rules (`wardkey client add`): a client id of safe
+    // characters; an https redirect URI, or http on loopback, with no
+    // fragment or wildcard.
+    let invalid = wardkey_core::client::validate_client_id(&client_id)
+        .and_then(|()| wardkey_core::client::validate_redirect_uri("redirect URI", &redirect));
+    if let Err(why) = invalid {
+        let response = clients_view(&state, &op, &failed(&AdminError::Refused(why.to_string()))).await;
         return (StatusCode::UNPROCESSABLE_ENTITY, response).into_response();
     }
     let (auth, secret) = if public {

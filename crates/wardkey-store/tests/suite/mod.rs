@@ -1425,6 +1425,22 @@ pub fn audit_tampering() -> Vec<Tampering> {
         ("the newest record deleted", vec!["DELETE FROM audit_log WHERE seq = 6"], |p| {
             *p == ChainProblem::TailMissing { head: 6, last: 5 }
         }),
+        (
+            "a record hidden before the chain's start",
+            vec![
+                "INSERT INTO audit_log (at, event, actor, subject, detail, seq, prev_hash, hash) \
+                  VALUES (7, 'user.enabled', 'admin-cli', 'mallory', '{}', 0, '', 'x')",
+            ],
+            |p| matches!(p, ChainProblem::Inserted { event, .. } if event == "user.enabled"),
+        ),
+        (
+            "a record past the head",
+            vec![
+                "INSERT INTO audit_log (at, event, actor, subject, detail, seq, prev_hash, hash) \
+                  SELECT 7, 'user.enabled', 'admin-cli', 'mallory', '{}', 7, hash, 'x' FROM audit_log WHERE seq = 6",
+            ],
+            |p| matches!(p, ChainProblem::Altered { seq: 7 } | ChainProblem::BeyondHead { .. }),
+        ),
     ]
 }
 
