@@ -150,6 +150,7 @@ impl Fixture {
         let redis = redis.then(TestRedis::start);
         let mut settings = Settings::default();
         settings.store.url = format!("sqlite://{}", dir.path().join("wardkey.db").display());
+        settings.store.create_if_missing = true;
         settings.password.m_cost = 1024;
         settings.password.t_cost = 1;
         if let Some(r) = &redis {
