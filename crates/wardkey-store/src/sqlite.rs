@@ -46,6 +46,8 @@ impl SqliteStore {
     /// [`SqliteStore::open`], or with `create` false, refuse a missing
     /// file or one without Wardkey's tables ([`StoreError::NoStore`]).
     pub async fn open_with(url: &str, create: bool) -> StoreResult<Self> {
+        // A private in-memory database is new by nature: nothing is lost.
+        let create = create || is_in_memory(url);
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)

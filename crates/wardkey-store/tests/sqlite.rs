@@ -503,3 +503,21 @@ async fn records_older_than_the_chain_are_sealed_once() {
         Err(wardkey_store::audit_chain::ChainProblem::Inserted { .. })
     ));
 }
+
+/// Opening an existing store never creates one: a missing file or a file
+/// without Wardkey's tables is `NoStore` and nothing is written; an
+/// in-memory database is new by nature and always opens.
+#[tokio::test]
+async fn opening_an_existing_store_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/wardkey.db");
+    let err = wardkey_store::open_existing(&file_url(&path)).await.err().expect("no store there");
+    assert!(matches!(err, StoreError::NoStore(_)), "{err}");
+    assert!(!dir.path().join("nested").exists(), "no directory made");
+    std::fs::write(dir.path().join("empty.db"), b"").unwrap();
+    let err = wardkey_store::open_existing(&file_url(&dir.path().join("empty.db"))).await.err().expect("empty");
+    assert!(err.to_string().contains("has no Wardkey tables"), "{err}");
+    wardkey_store::open(&file_url(&path)).await.unwrap();
+    wardkey_store::open_existing(&file_url(&path)).await.unwrap();
+    wardkey_store::open_existing("sqlite::memory:").await.unwrap();
+}
