@@ -225,6 +225,13 @@ async fn changer(state: &AppState, headers: &HeaderMap, params: &Params, need: R
     Ok(op)
 }
 
+/// The operator and form of a change: [`form`], then [`changer`].
+async fn change(state: &AppState, headers: &HeaderMap, body: &[u8], need: Role) -> Result<(Operator, Params), Stop> {
+    let params = form(headers, body)?;
+    let op = changer(state, headers, &params, need).await?;
+    Ok((op, params))
+}
+
 fn form(headers: &HeaderMap, body: &[u8]) -> Result<Params, Stop> {
     Params::from_form(headers, body).map_err(|e| {
         Box::new(refusal(
@@ -529,12 +536,8 @@ async fn user_action(
     Path((username, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let params = match form(&headers, &body) {
-        Ok(p) => p,
-        Err(r) => return *r,
-    };
-    let op = match changer(&state, &headers, &params, Role::ServiceDesk).await {
-        Ok(op) => op,
+    let (op, params) = match change(&state, &headers, &body, Role::ServiceDesk).await {
+        Ok(ready) => ready,
         Err(r) => return *r,
     };
     let admin = admin(&state);
@@ -683,12 +686,8 @@ async fn workstations_view(state: &AppState, op: &Operator, message: &str) -> Re
 
 /// `POST /console/workstations`: enrol, showing the one-time code.
 async fn enrol_workstation(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let params = match form(&headers, &body) {
-        Ok(p) => p,
-        Err(r) => return *r,
-    };
-    let op = match changer(&state, &headers, &params, Role::ServiceDesk).await {
-        Ok(op) => op,
+    let (op, params) = match change(&state, &headers, &body, Role::ServiceDesk).await {
+        Ok(ready) => ready,
         Err(r) => return *r,
     };
     let (name, ward) = (params.get("name").unwrap_or("").trim(), params.get("ward").unwrap_or("").trim());
@@ -722,12 +721,8 @@ async fn workstation_action(
     Path((name, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let params = match form(&headers, &body) {
-        Ok(p) => p,
-        Err(r) => return *r,
-    };
-    let op = match changer(&state, &headers, &params, Role::ServiceDesk).await {
-        Ok(op) => op,
+    let (op, _) = match change(&state, &headers, &body, Role::ServiceDesk).await {
+        Ok(ready) => ready,
         Err(r) => return *r,
     };
     let enabled = match action.as_str() {
@@ -808,12 +803,8 @@ async fn clients_view(state: &AppState, op: &Operator, message: &str) -> Respons
 
 /// `POST /console/clients`: add, showing the secret once.
 async fn add_client(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let params = match form(&headers, &body) {
-        Ok(p) => p,
-        Err(r) => return *r,
-    };
-    let op = match changer(&state, &headers, &params, Role::Admin).await {
-        Ok(op) => op,
+    let (op, params) = match change(&state, &headers, &body, Role::Admin).await {
+        Ok(ready) => ready,
         Err(r) => return *r,
     };
     let client_id = params.get("client_id").unwrap_or("").trim().to_string();
