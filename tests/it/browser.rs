@@ -358,6 +358,12 @@ async fn webauthn_endpoints_refuse_hostile_and_out_of_order_input() {
     // A sign-in for a pending request that does not exist.
     let r = post("/webauthn/login/start", "application/json", r#"{"request":"nope"}"#).await.unwrap();
     assert_eq!(error(r, 410).await, "expired");
+    // A sign-in returns only to the server's own pages, never elsewhere.
+    for next in ["https://evil.example/", "//evil.example", "/console/../logout", "/account/keys?x"] {
+        let body = serde_json::json!({"next": next}).to_string();
+        let r = post("/webauthn/login/start", "application/json", &body).await.unwrap();
+        assert_eq!(error(r, 400).await, "invalid_request", "{next}");
+    }
     // Finishing a ceremony nobody started, or with a malformed credential.
     let credential = r#"{"id":"AA","rawId":"AA","type":"public-key","extensions":{},
         "response":{"authenticatorData":"AA","clientDataJSON":"AA","signature":"AA","userHandle":null}}"#;

@@ -91,11 +91,19 @@ enum PendingKey {
     SecurityKey(SecurityKeyRegistration),
 }
 
+/// The server's own pages a direct passkey sign-in may return to: a fixed
+/// list, so the parameter can never send a browser elsewhere.
+pub const RETURN_PAGES: [&str; 2] = ["/account/keys", "/console"];
+
 /// A sign-in between start and finish.
 #[derive(Serialize, Deserialize)]
 pub struct Login {
     /// The pending authorization it completes ("" for a direct sign-in).
     pub request: String,
+    /// Where a direct sign-in goes next (one of [`RETURN_PAGES`]); none:
+    /// the keys page.
+    #[serde(default)]
+    pub next: Option<String>,
     state: DiscoverableAuthentication,
 }
 
@@ -301,7 +309,7 @@ impl Passkeys {
 
     /// Start a discoverable sign-in ceremony that completes pending
     /// authorization `request` ("" for none): `{ceremony, options}`.
-    pub async fn start_sign_in(&self, request: String) -> Result<Value, WebauthnApiError> {
+    pub async fn start_sign_in(&self, request: String, next: Option<String>) -> Result<Value, WebauthnApiError> {
         let webauthn = self.relying()?;
         let (mut options, login) = webauthn
             .start_discoverable_authentication()
@@ -309,7 +317,7 @@ impl Passkeys {
         // A button press or a tap, not autofill: the key is asked at once.
         options.mediation = None;
         let ceremony = random_token(24);
-        let record = Login { request, state: login };
+        let record = Login { request, next, state: login };
         put_json(self.cache.as_ref(), &keys::webauthn_ceremony(&ceremony), &record, CEREMONY_TTL).await?;
         let mut options = serde_json::to_value(options).unwrap_or_default();
         if let Some(public_key) = options.get_mut("publicKey").and_then(Value::as_object_mut) {
@@ -526,14 +534,14 @@ mod tests {
         let kit = Kit::new().await;
         let off = passkeys(&kit, "http://127.0.0.1:8080");
         assert!(!off.enabled());
-        assert!(matches!(off.start_sign_in(String::new()).await, Err(WebauthnApiError::NotConfigured)));
+        assert!(matches!(off.start_sign_in(String::new(), None).await, Err(WebauthnApiError::NotConfigured)));
     }
 
     #[tokio::test]
     async fn a_sign_in_ceremony_asks_for_user_verification_and_can_be_answered_once() {
         let kit = Kit::new().await;
         let on = passkeys(&kit, "https://sso.example");
-        let started = on.start_sign_in("req".into()).await.unwrap();
+        let started = on.start_sign_in("req".into(), None).await.unwrap();
         assert_eq!(started.pointer("/options/publicKey/userVerification"), Some(&json!("required")));
         assert_eq!(started.pointer("/options/publicKey/rpId"), Some(&json!("sso.example")));
         let ceremony = started["ceremony"].as_str().unwrap();

@@ -8,13 +8,14 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
 use crate::audit::AuditLog;
 use crate::config::MetricsSettings;
 use crate::metrics::{LockoutLabels, MethodLabels, Metrics, StepLabels, WardLabel};
+use crate::sessions::PendingAuthorization;
 
 /// The ward label of a sign-in made at no workstation.
 pub const NO_WARD: &str = "none";
@@ -116,6 +117,21 @@ impl SignIns {
             "signed in"
         );
         self.audit.queue("signin", signin.username, signin.username, detail);
+    }
+
+    /// A sign-in in a browser (no ward) by `method`: timed from the sign-in
+    /// page first shown for `pending`, else from `started` (a direct visit).
+    pub fn record_browser(
+        &self,
+        method: Method,
+        username: &str,
+        pending: Option<&PendingAuthorization>,
+        started: Instant,
+        address: Option<IpAddr>,
+    ) {
+        let took = pending.filter(|p| p.shown_ms > 0).map_or(started.elapsed(), |p| since_ms(p.shown_ms));
+        let client_id = pending.map(|p| p.client_id.as_str());
+        self.record(SignIn { method, username, workstation: None, took, client_id, address });
     }
 
     /// Observe one step of a login on `ward` (`none` for no workstation).

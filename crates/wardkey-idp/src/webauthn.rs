@@ -52,7 +52,7 @@ use crate::oidc::authorize::{complete, current_session};
 use crate::pages;
 use crate::passkeys::assurance;
 use crate::sessions::PendingAuthorization;
-use crate::signins::{Method, SignIn, since_ms};
+use crate::signins::Method;
 use crate::state::AppState;
 
 /// The routes: the account page and the two ceremonies.
@@ -189,6 +189,10 @@ async fn register_finish(
 struct LoginStart {
     #[serde(default)]
     request: String,
+    /// Where a direct sign-in (no `request`) goes next: one of
+    /// [`crate::passkeys::RETURN_PAGES`].
+    #[serde(default)]
+    next: Option<String>,
 }
 
 /// `POST /webauthn/login/start`: `{request}` → `{ceremony, options}`.
@@ -200,15 +204,20 @@ async fn login_start(
 ) -> Result<Json<Value>, WebauthnApiError> {
     let request: LoginStart = json_body(&headers, &body)?;
     state.passkeys.available()?;
+    if let Some(next) = request.next.as_deref().filter(|n| !crate::passkeys::RETURN_PAGES.contains(n)) {
+        return Err(WebauthnApiError::InvalidRequest(format!(
+            "next {next:?} is not a page a sign-in returns to: use one of {:?}",
+            crate::passkeys::RETURN_PAGES
+        )));
+    }
     if !request.request.is_empty()
-        && request.request != crate::console::SIGN_IN_REQUEST
         && get_json::<PendingAuthorization>(state.cache.as_ref(), &keys::pending(&request.request)).await?.is_none()
     {
         return Err(WebauthnApiError::Expired);
     }
     // Anyone may start one, and it is kept for minutes: counted.
     state.admission.admit(Kept::KeyCeremony, from).await?;
-    Ok(Json(state.passkeys.start_sign_in(request.request).await?))
+    Ok(Json(state.passkeys.start_sign_in(request.request, request.next).await?))
 }
 
 #[derive(Deserialize)]
@@ -241,8 +250,7 @@ async fn finish_login(
     let request: LoginFinish = json_body(headers, body)?;
     let (login, user, stored) = state.passkeys.verify_assertion(&request.ceremony, &request.credential).await?;
     let (acr, amr) = assurance(stored.kind);
-    let to_console = login.request == crate::console::SIGN_IN_REQUEST;
-    let pending_key = (!login.request.is_empty() && !to_console).then(|| keys::pending(&login.request));
+    let pending_key = (!login.request.is_empty()).then(|| keys::pending(&login.request));
     if let Some(key) = &pending_key {
         let pending: PendingAuthorization =
             get_json(state.cache.as_ref(), key).await?.ok_or(WebauthnApiError::Expired)?;
@@ -276,15 +284,7 @@ async fn finish_login(
         None => fresh_session(state, &user, amr.clone(), acr).await?,
     };
     Metrics::count(&state.metrics.logins, "success");
-    let took = pending.as_ref().filter(|p| p.shown_ms > 0).map_or(started.elapsed(), |p| since_ms(p.shown_ms));
-    state.signins.record(SignIn {
-        method: Method::Passkey,
-        username: &user.username,
-        workstation: None,
-        took,
-        client_id: pending.as_ref().map(|p| p.client_id.as_str()),
-        address: from,
-    });
+    state.signins.record_browser(Method::Passkey, &user.username, pending.as_ref(), started, from);
     let id = URL_SAFE_NO_PAD.encode(&stored.id);
     audit(state, "login.success", &user, json!({"sid": session.sid, "amr": amr, "credential": id})).await;
     let redirect = match &pending {
@@ -295,8 +295,7 @@ async fn finish_login(
                 None => return Ok(completed),
             }
         }
-        None if to_console => "/console".to_string(),
-        None => "/account/keys".to_string(),
+        None => login.next.clone().unwrap_or_else(|| "/account/keys".to_string()),
     };
     let mut response = Json(json!({"redirect": redirect})).into_response();
     if let Some(cookie) = cookie {

@@ -34,7 +34,7 @@
     signIn.hidden = false;
     signIn.querySelector("button").addEventListener("click", async function () {
       try {
-        var start = await post("/webauthn/login/start", { request: signIn.dataset.request });
+        var start = await post("/webauthn/login/start", { request: signIn.dataset.request, next: signIn.dataset.next || undefined });
         var options = PublicKeyCredential.parseRequestOptionsFromJSON(start.options.publicKey);
         var credential = await navigator.credentials.get({ publicKey: options });
         var done = await post("/webauthn/login/finish", { ceremony: start.ceremony, credential: credential.toJSON() });

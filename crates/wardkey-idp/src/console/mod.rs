@@ -38,10 +38,6 @@ use crate::pages::{escape, see_other};
 use crate::params::Params;
 use crate::state::AppState;
 
-/// The `request` the console's sign-in page gives the passkey ceremony,
-/// so a successful sign-in returns to `/console`.
-pub const SIGN_IN_REQUEST: &str = "console";
-
 /// How long an invite made in the console works.
 const INVITE_VALID_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
@@ -287,7 +283,7 @@ async fn sign_in(State(state): State<AppState>, Query(q): Query<SignInQuery>) ->
     let body = format!(
         "{why}<p>The console is for IT operations, the service desk and administrators. Sign in with your passkey \
          or security key.</p>{unavailable}\
-         <section id=\"passkey-sign-in\" data-request=\"{SIGN_IN_REQUEST}\" hidden>\
+         <section id=\"passkey-sign-in\" data-request=\"\" data-next=\"/console\" hidden>\
          <button type=\"button\">Sign in with a passkey or security key</button>\
          <div class=\"notice error\" role=\"alert\" id=\"passkey-error\" tabindex=\"-1\" hidden><p></p></div></section>\
          <noscript><p>Signing in with a passkey needs JavaScript in this browser.</p></noscript>\

@@ -3,7 +3,7 @@
 //! NIST SP 800-63B §5.2.2 throttling.
 
 use crate::admission::ClientAddress;
-use crate::signins::{Method, SignIn, since_ms};
+use crate::signins::Method;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -124,15 +124,7 @@ pub async fn submit(
     };
     let (status, message, outcome) = match verdict {
         Verdict::Success(user) => {
-            let took = pending.as_ref().filter(|p| p.shown_ms > 0).map_or(started.elapsed(), |p| since_ms(p.shown_ms));
-            state.signins.record(SignIn {
-                method: Method::Password,
-                username: &user.username,
-                workstation: None,
-                took,
-                client_id: pending.as_ref().map(|p| p.client_id.as_str()),
-                address: from,
-            });
+            state.signins.record_browser(Method::Password, &user.username, pending.as_ref(), started, from);
             return signed_in(&state, user, pending, request).await;
         }
         Verdict::Wrong => (

@@ -43,7 +43,7 @@ impl From<WebauthnApiError> for TapApiError {
 /// `POST /tap/key/start`.
 pub async fn start(State(state): State<AppState>, body: Bytes) -> Result<Json<KeyChallenge>, TapApiError> {
     let _: (_, KeyTapStart) = state.workstations.verify_tap(&body).await?;
-    let started = state.passkeys.start_sign_in(String::new()).await?;
+    let started = state.passkeys.start_sign_in(String::new(), None).await?;
     serde_json::from_value(started)
         .map(Json)
         .map_err(|e| TapApiError::InvalidRequest(format!("cannot start the key's challenge: {e}")))
