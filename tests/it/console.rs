@@ -257,6 +257,9 @@ async fn the_service_desk_fixes_a_locked_badge_in_a_real_browser() {
 
     // Find Dr Smith: the list shows the account, the page shows the lock.
     page.navigate(&app.url("/console/users?q=smith")).await;
+    let listed: String = page.eval("document.querySelector('table').innerText").await.unwrap().as_str().unwrap().into();
+    assert!(listed.contains("locked"), "the list shows a badge locked by wrong PINs: {listed}");
+    check("users").await;
     page.eval("document.querySelector('a[href=\"/console/users/drsmith\"]').click(); true").await.unwrap();
     page.wait_for("location.pathname === '/console/users/drsmith'").await;
     let status: String =
@@ -302,6 +305,23 @@ async fn the_service_desk_fixes_a_locked_badge_in_a_real_browser() {
         assert!(audit.contains(event), "{event} missing from the audit view:\n{audit}");
     }
     check("audit").await;
+    // The service desk sees applications but no form to add one.
+    page.navigate(&app.url("/console/clients")).await;
+    assert_eq!(page.eval("document.getElementById('client-id') === null").await.unwrap(), true);
+    check("clients").await;
+    // A form whose token was tampered with: the refusal page, with a way back.
+    page.navigate(&app.url("/console/workstations")).await;
+    page.eval(
+        "const f = document.querySelector('form[action$=\"/disable\"]'); f.querySelector('[name=csrf]').value = 'forged'; \
+         f.submit(); true",
+    )
+    .await
+    .unwrap();
+    page.wait_for("document.body.innerText.includes('nothing was changed')").await;
+    check("refused").await;
+    // A password-level session is told why it must sign in with a key.
+    page.navigate(&app.url("/console/sign-in?level=1")).await;
+    check("sign-in-level").await;
     // The dashboard with Dr Smith's sign-in on Ward 7 in it.
     page.navigate(&app.url("/console")).await;
     page.wait_for("document.body.innerText.includes('Ward 7')").await;
@@ -400,7 +420,18 @@ async fn only_the_right_people_change_things_in_the_console() {
         assert_eq!(status, 403, "{action}: {page}");
         assert!(page.contains("only an administrator can change their account"), "{page}");
     }
+    // Thirty at once, with Sam's own valid token, change nothing either.
+    let invites = (0..30).map(|_| {
+        let (app, cookie, csrf) = (&app, &sam_cookie, &csrf);
+        async move { post_with(app, cookie, "/console/users/ada/invite", &[("csrf", csrf)], None).await.0 }
+    });
+    assert!(futures_util::future::join_all(invites).await.iter().all(|s| *s == 403));
     assert!(audited(&app, "user.invite").await.is_empty());
+    // An oversized form is refused before it is read.
+    let huge = "9".repeat(4 << 20);
+    let (status, _) =
+        post_with(&app, &sam_cookie, "/console/users/dave/pin", &[("csrf", &csrf), ("pin", &huge)], None).await;
+    assert_eq!(status, 413);
     // An administrator can, and gets the CLI's rules for applications.
     let ada_cookie = session_cookie(&app, &ada, ACR_PASSKEY).await;
     let ada_csrf = csrf_of(&get_with(&app, &ada_cookie, "/console/clients").await.1);

@@ -137,8 +137,18 @@ impl Admin {
     }
 
     /// Users whose username, name or email contains `query` (any case),
-    /// by username, at most `limit`.
-    pub async fn search_users(&self, query: &str, limit: usize) -> AdminResult<Vec<User>> {
+    /// by username, at most `limit`, each with whether they are locked out
+    /// (wrong passwords, or a badge locked by wrong PINs): what the service
+    /// desk looks for first.
+    pub async fn search_users(&self, query: &str, limit: usize) -> AdminResult<Vec<(User, bool)>> {
+        let badge_locked: std::collections::HashSet<String> = self
+            .store
+            .list_badges()
+            .await?
+            .into_iter()
+            .filter(|b| b.failed_pins >= MAX_PIN_FAILURES)
+            .map(|b| b.user_id)
+            .collect();
         let query = query.trim().to_lowercase();
         let mut users: Vec<User> = self
             .store
@@ -155,7 +165,14 @@ impl Admin {
             .collect();
         users.sort_by(|a, b| a.username.cmp(&b.username));
         users.truncate(limit);
-        Ok(users)
+        let lock_after = self.settings.password.lock_after;
+        Ok(users
+            .into_iter()
+            .map(|u| {
+                let locked = u.failed_logins >= lock_after || badge_locked.contains(&u.id);
+                (u, locked)
+            })
+            .collect())
     }
 
     /// Everything the console shows of `username`.

@@ -392,10 +392,10 @@ async fn users(State(state): State<AppState>, op: Operator, Query(q): Query<User
         Ok(found) => {
             let rows: Vec<Vec<String>> = found
                 .iter()
-                .map(|u| {
+                .map(|(u, locked)| {
                     let status = if u.disabled {
                         tag("grey", "disabled")
-                    } else if u.failed_logins >= state.settings.password.lock_after {
+                    } else if *locked {
                         tag("red", "locked")
                     } else {
                         tag("green", "active")
@@ -785,12 +785,18 @@ async fn clients_view(state: &AppState, op: &Operator, message: &str) -> Respons
                     ]
                 })
                 .collect();
-            body.push_str("<h2>Applications</h2>");
-            body.push_str(&table(
-                "Applications",
-                &["Client ID", "Authentication", "Redirect URIs", "Grants", "Minimum acr"],
-                &rows,
-            ));
+            body.push_str("<h2>Registered applications</h2>");
+            if rows.is_empty() {
+                body.push_str(
+                    "<p>No applications yet. An administrator adds them here or with <code>wardkey client add</code>.</p>",
+                );
+            } else {
+                body.push_str(&table(
+                    "Applications",
+                    &["Client ID", "Authentication", "Redirect URIs", "Grants", "Minimum acr"],
+                    &rows,
+                ));
+            }
         }
         Err(e) => body.push_str(&failed(&AdminError::Store(e))),
     }
