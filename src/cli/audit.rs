@@ -4,8 +4,9 @@
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
 use serde_json::json;
+use wardkey_core::clock::{Clock, SystemClock};
 use wardkey_idp::Settings;
-use wardkey_idp::audit_sink::{Format, rfc3339, to_json_line, to_syslog, unix_now};
+use wardkey_idp::audit_sink::{Format, rfc3339, to_json_line, to_syslog};
 use wardkey_store::AuditFilter;
 use wardkey_store::audit_chain::{self, PAGE};
 
@@ -147,7 +148,7 @@ pub async fn run(settings: &Settings, cmd: AuditCommand, json_out: bool) -> anyh
 /// An RFC 3339 date or time, or an age such as `8h`, as Unix seconds.
 fn parse_since(text: &str) -> anyhow::Result<i64> {
     if let Ok(age) = humantime::parse_duration(text) {
-        return Ok(unix_now() - i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
+        return Ok(SystemClock.now() - i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
     }
     let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_string() };
     match humantime::parse_rfc3339_weak(&full) {

@@ -57,12 +57,12 @@ pub(crate) fn operator() -> String {
         .filter(|u| !u.is_empty())
         .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
         .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| format!("uid {}", rustix_uid()));
+        .unwrap_or_else(|| format!("uid {}", real_uid()));
     format!("cli:{user}")
 }
 
 /// The real user id, when no name is in the environment (a cron job).
-fn rustix_uid() -> u32 {
+fn real_uid() -> u32 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:").map(str::trim).map(str::to_string)))

@@ -16,7 +16,7 @@ use std::net::UdpSocket;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -253,11 +253,6 @@ pub async fn prune(store: Arc<dyn Store>, clock: SharedClock, retention: Duratio
             Err(e) => tracing::error!(error = %e, "pruning the audit log failed; trying again tomorrow"),
         }
     }
-}
-
-/// Seconds since the Unix epoch now (for `--since` arithmetic).
-pub fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]
